@@ -1,0 +1,53 @@
+package profile
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestDefaultValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidateNamesField(t *testing.T) {
+	tests := []struct {
+		name  string
+		give  func(*Profile)
+		field string
+	}{
+		{"name", func(p *Profile) { p.Name = "" }, "name"},
+		{"read", func(p *Profile) { p.GPS.ReadIntervalS = 0 }, "gps.read_interval_s"},
+		{"maxint", func(p *Profile) { p.Filter.MaxIntervalS = 1; p.Filter.MinIntervalS = 5 }, "filter.max_interval_s"},
+		{"keepalive", func(p *Profile) { p.MQTT.KeepAliveS = 1 }, "mqtt.keepalive_s"},
+		{"outbox", func(p *Profile) { p.Outbox.MaxFixes = 10 }, "outbox.max_fixes"},
+		{"battery", func(p *Profile) { p.Battery.LowIntervalFactor = 0.5 }, "battery.low_interval_factor"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := Default()
+			tt.give(&p)
+			err := p.Validate()
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.field) {
+				t.Fatalf("Validate() = %v, want error naming %s", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestDecodeJSON(t *testing.T) {
+	b, err := json.Marshal(Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeJSON(b)
+	if err != nil || got != Default() {
+		t.Fatalf("DecodeJSON = %+v, %v", got, err)
+	}
+	if _, err := DecodeJSON([]byte(`{"name":"x","bogus":1}`)); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("unknown field accepted: %v", err)
+	}
+}

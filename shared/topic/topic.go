@@ -1,0 +1,100 @@
+// Package topic names the MQTT topics of the Tawsil contract and parses them.
+//
+// The courier a message is about always comes from its topic (which the broker
+// binds to the device's credentials), never from its payload.
+package topic
+
+import (
+	"strings"
+)
+
+// DefaultPrefix is the topic prefix used unless configured otherwise.
+const DefaultPrefix = "tawsil/v1"
+
+// OwnTracksRoot is the first topic level of the OwnTracks app's location topics
+// (owntracks/{user}/{device}); the OwnTracks user name is the courier id.
+const OwnTracksRoot = "owntracks"
+
+// Kind is the last level of a courier topic.
+type Kind string
+
+// The courier topic kinds.
+const (
+	Pos       Kind = "pos"       // device → backend, QoS1: a batch of fixes
+	State     Kind = "state"     // device → backend, QoS1 retained: online, battery, shift
+	Tasks     Kind = "tasks"     // backend → device, QoS1: offers, assignments, route plans
+	Config    Kind = "config"    // backend → device, QoS1 retained: the device profile
+	OwnTracks Kind = "owntracks" // device → backend, QoS1: OwnTracks location JSON
+)
+
+// MaxIDLen is the longest courier id accepted in a topic.
+const MaxIDLen = 64
+
+// ValidID reports whether id can stand as one topic level for a courier or a
+// device: 1..64 characters of [A-Za-z0-9_-]. Wildcards, separators, '$' and
+// empty levels are refused, so an id can never widen a subscription or an ACL.
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > MaxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Courier returns the topic of the given kind for one courier, for example
+// "tawsil/v1/couriers/c42/pos". It does not validate the id.
+func Courier(prefix, courier string, kind Kind) string {
+	return prefix + "/couriers/" + courier + "/" + string(kind)
+}
+
+// OwnTracksTopic returns "owntracks/{courier}/{device}".
+func OwnTracksTopic(courier, device string) string {
+	return OwnTracksRoot + "/" + courier + "/" + device
+}
+
+// Filter returns the subscription filter for one kind over all couriers,
+// for example "tawsil/v1/couriers/+/pos".
+func Filter(prefix string, kind Kind) string {
+	if kind == OwnTracks {
+		return OwnTracksRoot + "/+/+"
+	}
+	return prefix + "/couriers/+/" + string(kind)
+}
+
+// Shared wraps a filter in an MQTT v5 / Mosquitto shared subscription so that
+// replicas of the backend split the messages between them.
+func Shared(group, filter string) string {
+	return "$share/" + group + "/" + filter
+}
+
+// Parse splits a concrete (wildcard-free) topic into the courier and the kind.
+// ok is false for any topic outside the contract, including ids that fail ValidID.
+func Parse(prefix, t string) (courier string, kind Kind, ok bool) {
+	if rest, found := strings.CutPrefix(t, OwnTracksRoot+"/"); found {
+		user, device, found := strings.Cut(rest, "/")
+		if !found || !ValidID(user) || !ValidID(device) {
+			return "", "", false
+		}
+		return user, OwnTracks, true
+	}
+	rest, found := strings.CutPrefix(t, prefix+"/couriers/")
+	if !found {
+		return "", "", false
+	}
+	id, k, found := strings.Cut(rest, "/")
+	if !found || !ValidID(id) {
+		return "", "", false
+	}
+	switch Kind(k) {
+	case Pos, State, Tasks, Config:
+		return id, Kind(k), true
+	}
+	return "", "", false
+}

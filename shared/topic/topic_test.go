@@ -1,0 +1,73 @@
+package topic
+
+import "testing"
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		give     string
+		wantID   string
+		wantKind Kind
+		wantOK   bool
+	}{
+		{give: "tawsil/v1/couriers/c42/pos", wantID: "c42", wantKind: Pos, wantOK: true},
+		{give: "tawsil/v1/couriers/c-1_x/state", wantID: "c-1_x", wantKind: State, wantOK: true},
+		{give: "tawsil/v1/couriers/c42/tasks", wantID: "c42", wantKind: Tasks, wantOK: true},
+		{give: "tawsil/v1/couriers/c42/config", wantID: "c42", wantKind: Config, wantOK: true},
+		{give: "owntracks/c42/phone", wantID: "c42", wantKind: OwnTracks, wantOK: true},
+		{give: "owntracks/c42", wantOK: false},
+		{give: "owntracks/c42/phone/extra", wantOK: false},
+		{give: "tawsil/v1/couriers/+/pos", wantOK: false},
+		{give: "tawsil/v1/couriers/#", wantOK: false},
+		{give: "tawsil/v1/couriers//pos", wantOK: false},
+		{give: "tawsil/v1/couriers/c42/pos/x", wantOK: false},
+		{give: "tawsil/v1/couriers/c42/other", wantOK: false},
+		{give: "tawsil/v2/couriers/c42/pos", wantOK: false},
+		{give: "$SYS/broker", wantOK: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			id, kind, ok := Parse(DefaultPrefix, tt.give)
+			if ok != tt.wantOK || id != tt.wantID || kind != tt.wantKind {
+				t.Fatalf("Parse(%q) = %q, %q, %v; want %q, %q, %v", tt.give, id, kind, ok, tt.wantID, tt.wantKind, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestCourierRoundTrip(t *testing.T) {
+	for _, k := range []Kind{Pos, State, Tasks, Config} {
+		id, kind, ok := Parse(DefaultPrefix, Courier(DefaultPrefix, "abc", k))
+		if !ok || id != "abc" || kind != k {
+			t.Fatalf("round trip of %s: %q %q %v", k, id, kind, ok)
+		}
+	}
+}
+
+func TestValidID(t *testing.T) {
+	long := make([]byte, MaxIDLen+1)
+	for i := range long {
+		long[i] = 'a'
+	}
+	for _, bad := range []string{"", "a/b", "+", "#", "a b", "$x", "é", string(long)} {
+		if ValidID(bad) {
+			t.Errorf("ValidID(%q) = true", bad)
+		}
+	}
+	for _, good := range []string{"a", "C-42", "665f1c2e9b1e8a0001a1b2c3", string(long[:MaxIDLen])} {
+		if !ValidID(good) {
+			t.Errorf("ValidID(%q) = false", good)
+		}
+	}
+}
+
+func TestFilters(t *testing.T) {
+	if got := Filter(DefaultPrefix, Pos); got != "tawsil/v1/couriers/+/pos" {
+		t.Fatal(got)
+	}
+	if got := Filter(DefaultPrefix, OwnTracks); got != "owntracks/+/+" {
+		t.Fatal(got)
+	}
+	if got := Shared("backend", "a/+/b"); got != "$share/backend/a/+/b" {
+		t.Fatal(got)
+	}
+}

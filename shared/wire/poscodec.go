@@ -1,0 +1,226 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// PosVersion is the version byte that opens every position payload.
+const PosVersion = 1
+
+// Limits of a position payload. A message over them is refused whole.
+const (
+	MaxBatch      = 500      // fixes in one message
+	MaxPosPayload = 16 << 10 // bytes in one message
+	minFixBytes   = 1 + 1 + 1 + 1 + 1
+)
+
+// Presence flags of the optional fields, one byte per fix.
+const (
+	flagAccuracy = 1 << iota
+	flagSpeed
+	flagHeading
+	flagBattery
+	flagsKnown = flagAccuracy | flagSpeed | flagHeading | flagBattery
+)
+
+// Errors of DecodeBatch and EncodeBatch.
+var (
+	ErrVersion   = errors.New("unsupported position payload version")
+	ErrTruncated = errors.New("position payload truncated")
+	ErrTrailing  = errors.New("trailing bytes after position payload")
+	ErrTooLarge  = errors.New("position payload too large")
+	ErrEmpty     = errors.New("position payload has no fix")
+	ErrSeqOrder  = errors.New("sequence numbers not strictly increasing")
+	ErrFlags     = errors.New("unknown field flags")
+)
+
+// EncodeBatch appends the v1 encoding of fixes (oldest first, strictly
+// increasing Seq) to dst.
+//
+// Layout (all integers varints as in encoding/binary; "zz" = zig-zag signed):
+//
+//	payload := version:u8(=1) count:uvarint fix{count}
+//	fix[0]  := flags:u8 seq:uvarint t:zz(unix ms) lat:zz(1e-6°) lng:zz(1e-6°) opt
+//	fix[i]  := flags:u8 Δseq:uvarint Δt:zz Δlat:zz Δlng:zz opt     (Δ from fix[i-1])
+//	opt     := [acc:uvarint(dm)] [speed:uvarint(cm/s)] [heading:uvarint(0.1°)] [battery:u8]
+//
+// Each optional field is present when its flag bit (accuracy 1, speed 2,
+// heading 4, battery 8) is set.
+func EncodeBatch(dst []byte, fixes []Fix) ([]byte, error) {
+	if len(fixes) == 0 {
+		return dst, ErrEmpty
+	}
+	if len(fixes) > MaxBatch {
+		return dst, fmt.Errorf("%w: %d fixes, at most %d", ErrTooLarge, len(fixes), MaxBatch)
+	}
+	start := len(dst)
+	dst = append(dst, PosVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(fixes)))
+	var prev struct {
+		seq          uint64
+		ms, lat, lng int64
+	}
+	for i, f := range fixes {
+		if err := CheckFix(f); err != nil {
+			return dst[:start], fmt.Errorf("fix seq %d: %w", f.Seq, err)
+		}
+		if f.Seq == 0 || (i > 0 && f.Seq <= prev.seq) {
+			return dst[:start], fmt.Errorf("fix %d seq %d: %w", i, f.Seq, ErrSeqOrder)
+		}
+		ms := f.Time.UnixMilli()
+		lat := int64(math.Round(f.Lat * 1e6))
+		lng := int64(math.Round(f.Lng * 1e6))
+		var flags byte
+		if f.Accuracy != Unknown {
+			flags |= flagAccuracy
+		}
+		if f.Speed != Unknown {
+			flags |= flagSpeed
+		}
+		if f.Heading != Unknown {
+			flags |= flagHeading
+		}
+		if f.Battery != Unknown {
+			flags |= flagBattery
+		}
+		dst = append(dst, flags)
+		dst = binary.AppendUvarint(dst, f.Seq-prev.seq)
+		dst = binary.AppendVarint(dst, ms-prev.ms)
+		dst = binary.AppendVarint(dst, lat-prev.lat)
+		dst = binary.AppendVarint(dst, lng-prev.lng)
+		if flags&flagAccuracy != 0 {
+			dst = binary.AppendUvarint(dst, uint64(math.Round(f.Accuracy*10)))
+		}
+		if flags&flagSpeed != 0 {
+			dst = binary.AppendUvarint(dst, uint64(math.Round(f.Speed*100)))
+		}
+		if flags&flagHeading != 0 {
+			dst = binary.AppendUvarint(dst, uint64(math.Round(f.Heading*10))%3600)
+		}
+		if flags&flagBattery != 0 {
+			dst = append(dst, byte(f.Battery))
+		}
+		prev.seq, prev.ms, prev.lat, prev.lng = f.Seq, ms, lat, lng
+	}
+	if len(dst)-start > MaxPosPayload {
+		return dst[:start], fmt.Errorf("%w: %d bytes", ErrTooLarge, len(dst)-start)
+	}
+	return dst, nil
+}
+
+// DecodeBatch decodes a v1 position payload. It refuses the whole message on
+// any structural error (version, truncation, trailing bytes, size, sequence
+// order); each decoded fix additionally passes CheckFix or the message is
+// refused. Semantic policy (time windows, accuracy, speed) is the caller's.
+func DecodeBatch(p []byte) ([]Fix, error) {
+	if len(p) > MaxPosPayload {
+		return nil, ErrTooLarge
+	}
+	if len(p) == 0 {
+		return nil, ErrTruncated
+	}
+	if p[0] != PosVersion {
+		return nil, fmt.Errorf("%w: %d", ErrVersion, p[0])
+	}
+	d := decoder{p: p[1:]}
+	n := d.uvarint()
+	if d.err != nil {
+		return nil, d.err
+	}
+	if n == 0 {
+		return nil, ErrEmpty
+	}
+	if n > MaxBatch || n > uint64(len(d.p)/minFixBytes) {
+		return nil, fmt.Errorf("%w: count %d for %d bytes", ErrTooLarge, n, len(d.p))
+	}
+	fixes := make([]Fix, 0, n)
+	var seq uint64
+	var ms, lat, lng int64
+	for i := uint64(0); i < n; i++ {
+		flags := d.byte()
+		if flags&^flagsKnown != 0 {
+			return nil, ErrFlags
+		}
+		dseq := d.uvarint()
+		if d.err == nil && (dseq == 0 || seq+dseq < seq) {
+			return nil, ErrSeqOrder
+		}
+		seq += dseq
+		ms += d.varint()
+		lat += d.varint()
+		lng += d.varint()
+		f := Fix{Seq: seq, Time: time.UnixMilli(ms).UTC(), Lat: float64(lat) / 1e6, Lng: float64(lng) / 1e6,
+			Accuracy: Unknown, Speed: Unknown, Heading: Unknown, Battery: Unknown}
+		if flags&flagAccuracy != 0 {
+			f.Accuracy = float64(d.uvarint()) / 10
+		}
+		if flags&flagSpeed != 0 {
+			f.Speed = float64(d.uvarint()) / 100
+		}
+		if flags&flagHeading != 0 {
+			f.Heading = float64(d.uvarint()) / 10
+		}
+		if flags&flagBattery != 0 {
+			f.Battery = int(d.byte())
+		}
+		if d.err != nil {
+			return nil, d.err
+		}
+		if err := CheckFix(f); err != nil {
+			return nil, fmt.Errorf("fix seq %d: %w", f.Seq, err)
+		}
+		fixes = append(fixes, f)
+	}
+	if len(d.p) != 0 {
+		return nil, ErrTrailing
+	}
+	return fixes, nil
+}
+
+type decoder struct {
+	p   []byte
+	err error
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.p) == 0 {
+		d.err = ErrTruncated
+		return 0
+	}
+	b := d.p[0]
+	d.p = d.p[1:]
+	return b
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.p)
+	if n <= 0 {
+		d.err = ErrTruncated
+		return 0
+	}
+	d.p = d.p[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.p)
+	if n <= 0 {
+		d.err = ErrTruncated
+		return 0
+	}
+	d.p = d.p[n:]
+	return v
+}
