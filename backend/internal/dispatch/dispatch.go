@@ -1,0 +1,368 @@
+// Package dispatch decides which courier gets an order: candidate scoring
+// with route insertion and batching, the one-hour feasibility check behind
+// quotes, the offer loop as a pure state machine, and at-risk prediction.
+//
+// The package does no I/O and keeps no clock: callers pass "now". Couriers
+// come from a CandidateSource (the live H3 index, adapted by the
+// integrator); travel times from an ETA (the eta package's Model).
+//
+// # Scoring
+//
+// For each candidate, the new pick-up and drop-off are inserted into the
+// courier's remaining stops:
+//
+//   - an idle courier goes straight to the pick-up;
+//   - a busy courier normally takes the new job after its current stops
+//     (unrelated pick-ups are not slipped in front of parcels on board);
+//   - batching: a courier whose current orders come from the same pick-up
+//     area (within Config.BatchRadiusM of the new pick-up) may take the new
+//     pick-up and drop-off anywhere in its route, cheapest insertion first.
+//
+// A candidate is excluded when it is full, or when no insertion keeps every
+// promise (the new order's and, for orders it carries, every promise that
+// held before; an order already late may not get later). Survivors are
+// ranked by a weighted sum of minutes (Weights), lower is better, ties
+// broken by courier id. Each Ranked carries its breakdown, shown to
+// dispatchers as is.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tawsil/tawsil/backend/internal/order"
+)
+
+// Errors.
+var (
+	// ErrNoCandidate: the offer round has nobody left to offer the order to;
+	// the order needs a dispatcher.
+	ErrNoCandidate = errors.New("no candidate courier left")
+	// ErrOfferPending: an offer is outstanding and has not expired.
+	ErrOfferPending = errors.New("an offer is pending")
+	// ErrNotOffered: the courier does not hold the current offer.
+	ErrNotOffered = errors.New("courier does not hold the offer")
+	// ErrOfferExpired: the courier answered after the offer expired.
+	ErrOfferExpired = errors.New("offer expired")
+	// ErrConfig: a configuration value is out of range.
+	ErrConfig = errors.New("invalid dispatch config")
+)
+
+// Point is a WGS84 position in degrees.
+type Point struct {
+	Lat float64 `json:"lat"`
+	Lng float64 `json:"lng"`
+}
+
+// StopKind is what happens at a stop.
+type StopKind string
+
+// Stop kinds.
+const (
+	StopPickup  StopKind = "pickup"
+	StopDropoff StopKind = "dropoff"
+)
+
+// Stop is one remaining visit in a courier's route.
+type Stop struct {
+	OrderID   string    `json:"order_id"`
+	Kind      StopKind  `json:"kind"`
+	At        Point     `json:"at"`
+	PromiseBy time.Time `json:"promise_by,omitzero"` // drop-offs: the order's promise
+	Origin    Point     `json:"origin"`              // the order's pick-up point (batching looks at it)
+}
+
+// Candidate is a courier that could take an order, as the live index sees it.
+type Candidate struct {
+	CourierID     string
+	Lat, Lng      float64
+	DistanceM     float64 // great-circle distance to the pick-up, from the index
+	Load          int     // orders assigned and not yet delivered
+	Capacity      int     // orders it can carry at once; <= 0 means Config.DefaultCapacity
+	Vehicle       string
+	Route         []Stop    // remaining stops, in order
+	AssignedToday int       // for fairness
+	IdleSince     time.Time // zero when busy
+}
+
+// CandidateSource finds couriers near a point. The integrator adapts the
+// live index to it. Candidates returns at most k available or batchable
+// couriers within radiusM, nearest first; errors are the source's own
+// (context cancellation among them).
+type CandidateSource interface {
+	Candidates(ctx context.Context, lat, lng, radiusM float64, k int) ([]Candidate, error)
+}
+
+// ETA is the travel-time model dispatch needs; *eta.Model satisfies it.
+// Pace is seconds per great-circle metre when leaving a point at a time,
+// road detour included, so one lookup prices every leg from that point.
+type ETA interface {
+	Pace(lat, lng float64, at time.Time) float64
+}
+
+// Job is the order to place.
+type Job struct {
+	OrderID   string
+	Pickup    Point
+	Dropoff   Point
+	PromiseBy time.Time
+}
+
+// JobFor returns the Job for an order.
+func JobFor(o *order.Order) Job {
+	return Job{
+		OrderID:   o.ID,
+		Pickup:    Point{o.Pickup.Lat, o.Pickup.Lng},
+		Dropoff:   Point{o.Dropoff.Lat, o.Dropoff.Lng},
+		PromiseBy: o.PromiseBy,
+	}
+}
+
+// Weights turn a candidate's figures into a cost in "minutes"; lower wins.
+type Weights struct {
+	PickupMin     float64 `json:"pickup_min" yaml:"pickup_min"`           // per minute until the courier reaches the pick-up
+	DetourMin     float64 `json:"detour_min" yaml:"detour_min"`           // per minute the job adds to the courier's route
+	SlackShortMin float64 `json:"slack_short_min" yaml:"slack_short_min"` // per minute the tightest promise is under SlackTarget
+	Load          float64 `json:"load" yaml:"load"`                       // per order already carried
+	AssignedToday float64 `json:"assigned_today" yaml:"assigned_today"`   // per order done today (fairness)
+	IdleMin       float64 `json:"idle_min" yaml:"idle_min"`               // bonus per idle minute, up to IdleCap (fairness)
+}
+
+// Config tunes dispatch.
+type Config struct {
+	PickupService   time.Duration `json:"pickup_service" yaml:"pickup_service"`     // time spent at a pick-up
+	DropoffService  time.Duration `json:"dropoff_service" yaml:"dropoff_service"`   // time spent at a drop-off (handover)
+	Margin          time.Duration `json:"margin" yaml:"margin"`                     // a promise "holds" if delivery is this early
+	SlackTarget     time.Duration `json:"slack_target" yaml:"slack_target"`         // slack below this costs SlackShortMin per minute
+	BatchRadiusM    float64       `json:"batch_radius_m" yaml:"batch_radius_m"`     // same pick-up area
+	DefaultCapacity int           `json:"default_capacity" yaml:"default_capacity"` // for candidates without one
+	IdleCap         time.Duration `json:"idle_cap" yaml:"idle_cap"`
+	Promise         time.Duration `json:"promise" yaml:"promise"`             // the customer promise (one hour)
+	OfferTimeout    time.Duration `json:"offer_timeout" yaml:"offer_timeout"` // how long a courier has to accept
+	Weights         Weights       `json:"weights" yaml:"weights"`
+}
+
+// Default returns the configuration used unless overridden.
+func Default() Config {
+	return Config{
+		PickupService:   3 * time.Minute,
+		DropoffService:  3 * time.Minute,
+		Margin:          3 * time.Minute,
+		SlackTarget:     10 * time.Minute,
+		BatchRadiusM:    500,
+		DefaultCapacity: 3,
+		IdleCap:         60 * time.Minute,
+		Promise:         time.Hour,
+		OfferTimeout:    30 * time.Second,
+		Weights: Weights{
+			PickupMin:     1,
+			DetourMin:     1,
+			SlackShortMin: 0.5,
+			Load:          2,
+			AssignedToday: 0.1,
+			IdleMin:       0.02,
+		},
+	}
+}
+
+// Validate reports the first out-of-range value.
+func (c Config) Validate() error {
+	w := c.Weights
+	for name, v := range map[string]float64{
+		"weights.pickup_min": w.PickupMin, "weights.detour_min": w.DetourMin,
+		"weights.slack_short_min": w.SlackShortMin, "weights.load": w.Load,
+		"weights.assigned_today": w.AssignedToday, "weights.idle_min": w.IdleMin,
+		"batch_radius_m": c.BatchRadiusM,
+	} {
+		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+			return fmt.Errorf("%w: %s = %v", ErrConfig, name, v)
+		}
+	}
+	switch {
+	case c.PickupService < 0 || c.DropoffService < 0 || c.Margin < 0 || c.SlackTarget < 0 || c.IdleCap < 0:
+		return fmt.Errorf("%w: negative duration", ErrConfig)
+	case c.Promise <= 0:
+		return fmt.Errorf("%w: promise %v", ErrConfig, c.Promise)
+	case c.OfferTimeout <= 0:
+		return fmt.Errorf("%w: offer_timeout %v", ErrConfig, c.OfferTimeout)
+	case c.DefaultCapacity < 1:
+		return fmt.Errorf("%w: default_capacity %d", ErrConfig, c.DefaultCapacity)
+	}
+	return nil
+}
+
+// Dispatcher scores candidates with one configuration and travel model.
+// It holds no mutable state and is safe for concurrent use.
+type Dispatcher struct {
+	cfg Config
+	eta ETA
+}
+
+// New returns a Dispatcher.
+func New(cfg Config, eta ETA) (*Dispatcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if eta == nil {
+		return nil, fmt.Errorf("%w: nil ETA", ErrConfig)
+	}
+	return &Dispatcher{cfg: cfg, eta: eta}, nil
+}
+
+// Config returns the dispatcher's configuration.
+func (d *Dispatcher) Config() Config { return d.cfg }
+
+// Breakdown is why a candidate ranks where it does.
+type Breakdown struct {
+	PickupMin     float64 `json:"pickup_min"`     // minutes until it reaches the pick-up
+	DetourMin     float64 `json:"detour_min"`     // minutes the job adds to its route
+	SlackMin      float64 `json:"slack_min"`      // tightest promise slack after insertion
+	Load          int     `json:"load"`           // orders already carried
+	AssignedToday int     `json:"assigned_today"` //
+	IdleMin       float64 `json:"idle_min"`       // minutes idle (capped)
+	Batched       bool    `json:"batched"`        // joins orders from the same pick-up area
+	Terms         Terms   `json:"terms"`          // the weighted terms; Cost is their sum
+}
+
+// Terms are the weighted parts of a cost.
+type Terms struct {
+	Pickup   float64 `json:"pickup"`
+	Detour   float64 `json:"detour"`
+	Slack    float64 `json:"slack"`
+	Load     float64 `json:"load"`
+	Fairness float64 `json:"fairness"` // assigned-today penalty minus idle bonus
+}
+
+// Ranked is a feasible candidate with its cost and planned route.
+type Ranked struct {
+	CourierID  string    `json:"courier_id"`
+	Cost       float64   `json:"cost"`
+	PickupAt   time.Time `json:"pickup_at"`   // predicted arrival at the pick-up
+	DeliveryAt time.Time `json:"delivery_at"` // predicted handover of the new order
+	Breakdown  Breakdown `json:"breakdown"`
+	Plan       []Stop    `json:"plan"` // the route with the job inserted
+}
+
+// Exclusion reasons.
+const (
+	ReasonFull          = "capacity_full"
+	ReasonPromiseBreaks = "promise_breaks"
+	ReasonBadPosition   = "bad_position"
+)
+
+// Excluded is a candidate that cannot take the job, and why.
+type Excluded struct {
+	CourierID string `json:"courier_id"`
+	Reason    string `json:"reason"`
+}
+
+// Score ranks candidates for a job at time now: best first, with those
+// excluded and why. It does not modify cands.
+func (d *Dispatcher) Score(job Job, cands []Candidate, now time.Time) ([]Ranked, []Excluded) {
+	ranked := make([]Ranked, 0, len(cands))
+	var excluded []Excluded
+	jp := d.jobPaces(job, now)
+	for i := range cands {
+		c := &cands[i]
+		r, reason := d.score(job, jp, c, now)
+		if reason != "" {
+			excluded = append(excluded, Excluded{CourierID: c.CourierID, Reason: reason})
+			continue
+		}
+		ranked = append(ranked, r)
+	}
+	slices.SortFunc(ranked, func(a, b Ranked) int {
+		if a.Cost != b.Cost {
+			if a.Cost < b.Cost {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.CourierID, b.CourierID)
+	})
+	return ranked, excluded
+}
+
+func (d *Dispatcher) score(job Job, jp jobPaces, c *Candidate, now time.Time) (Ranked, string) {
+	if !validPoint(Point{c.Lat, c.Lng}) {
+		return Ranked{}, ReasonBadPosition
+	}
+	capacity := c.Capacity
+	if capacity <= 0 {
+		capacity = d.cfg.DefaultCapacity
+	}
+	if c.Load >= capacity {
+		return Ranked{}, ReasonFull
+	}
+	batched := d.batchable(job, c)
+	ins, ok := d.insert(job, jp, c, now, batched, true)
+	if !ok {
+		return Ranked{}, ReasonPromiseBreaks
+	}
+	w := d.cfg.Weights
+	b := Breakdown{
+		PickupMin:     minutes(ins.pickupAt.Sub(now)),
+		DetourMin:     minutes(ins.added),
+		SlackMin:      minutes(ins.slack),
+		Load:          c.Load,
+		AssignedToday: c.AssignedToday,
+		Batched:       batched && len(c.Route) > 0,
+	}
+	if !c.IdleSince.IsZero() && c.Load == 0 {
+		b.IdleMin = minutes(min(max(now.Sub(c.IdleSince), 0), d.cfg.IdleCap))
+	}
+	b.Terms = Terms{
+		Pickup:   w.PickupMin * b.PickupMin,
+		Detour:   w.DetourMin * b.DetourMin,
+		Slack:    w.SlackShortMin * max(0, minutes(d.cfg.SlackTarget)-b.SlackMin),
+		Load:     w.Load * float64(c.Load),
+		Fairness: w.AssignedToday*float64(c.AssignedToday) - w.IdleMin*b.IdleMin,
+	}
+	t := b.Terms
+	return Ranked{
+		CourierID:  c.CourierID,
+		Cost:       t.Pickup + t.Detour + t.Slack + t.Load + t.Fairness,
+		PickupAt:   ins.pickupAt,
+		DeliveryAt: ins.deliveryAt,
+		Breakdown:  b,
+		Plan:       ins.plan,
+	}, ""
+}
+
+// batchable reports whether c's current orders come from the job's pick-up area.
+func (d *Dispatcher) batchable(job Job, c *Candidate) bool {
+	for _, s := range c.Route {
+		o := s.Origin
+		if s.Kind == StopPickup {
+			o = s.At
+		}
+		if haversineM(o, job.Pickup) <= d.cfg.BatchRadiusM {
+			return true
+		}
+	}
+	return false
+}
+
+func minutes(d time.Duration) float64 { return d.Minutes() }
+
+func validPoint(p Point) bool {
+	return !math.IsNaN(p.Lat) && !math.IsNaN(p.Lng) && p.Lat >= -90 && p.Lat <= 90 &&
+		p.Lng >= -180 && p.Lng <= 180 && !(p.Lat == 0 && p.Lng == 0)
+}
+
+const earthRadiusM = 6_371_008.8
+
+func haversineM(a, b Point) float64 {
+	const rad = math.Pi / 180
+	dLat := (b.Lat - a.Lat) * rad
+	dLng := (b.Lng - a.Lng) * rad
+	s1 := math.Sin(dLat / 2)
+	s2 := math.Sin(dLng / 2)
+	h := s1*s1 + math.Cos(a.Lat*rad)*math.Cos(b.Lat*rad)*s2*s2
+	return 2 * earthRadiusM * math.Asin(math.Min(1, math.Sqrt(h)))
+}
