@@ -148,4 +148,3 @@ func FuzzDecodeGPSD(f *testing.F) {
 		}
 	})
 }
-
