@@ -75,8 +75,8 @@ type (
 		Delivery job `json:"delivery"`
 	}
 	response struct {
-		Code       int     `json:"code"`
-		Error      string  `json:"error"`
+		Code       int    `json:"code"`
+		Error      string `json:"error"`
 		Unassigned []struct {
 			ID   int    `json:"id"`
 			Type string `json:"type"`
