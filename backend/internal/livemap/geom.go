@@ -145,3 +145,20 @@ func (gc *geomCache) get(c h3.Cell) (*cellGeom, error) {
 	gc.mu.Unlock()
 	return g, nil
 }
+
+// lowerBoundM is a distance in metres that no point of the cell is nearer
+// to p than. It takes the better of two bounds: centre distance minus the
+// circumradius, and (for plain hexagons) the distance to the farthest edge
+// great circle p is outside of, since the cell lies inside every edge's
+// hemisphere; that one uses the sine of the angle, never more than the angle.
+func (g *cellGeom) lowerBoundM(p vec3) float64 {
+	lb := distM(p, g.center) - g.radiusM
+	if g.convex {
+		out := 0.0
+		for i := range g.normals {
+			out = max(out, -g.normals[i].dot(p))
+		}
+		lb = max(lb, out*earthRadiusM*(1-1e-9)-0.01)
+	}
+	return lb
+}

@@ -15,7 +15,7 @@ import (
 // 0..r it stops once no point of ring r+1 can be within the radius or nearer
 // than the k-th best: any courier outside rings 0..r is at least as far as
 // the nearest point of ring r+1 (a path out of the disk crosses that ring),
-// and every cell lies within its cached circumradius of its centre. When the
+// which cellGeom.lowerBoundM bounds from below. When the
 // rings would cost more than a scan of the occupied cells, it scans those
 // instead, with the same per-cell bound. Either way the answer equals a
 // brute-force scan.
@@ -30,6 +30,7 @@ func (x *Index) Nearest(lat, lng float64, f Filter, k int, radiusM float64) []Hi
 	}
 	q := query{p: vecOf(lat, lng), f: compile(f), k: k, radius: radiusM}
 	q.top = make([]Hit, 0, min(k, 64))
+	q.setLimit()
 	ring := []h3.Cell{c0}
 	ringCells := 0
 	for r := 0; ; r++ {
@@ -38,7 +39,7 @@ func (x *Index) Nearest(lat, lng float64, f Filter, k int, radiusM float64) []Hi
 			if err != nil {
 				continue
 			}
-			if q.prune(distM(q.p, g.center) - g.radiusM) {
+			if q.prune(g.lowerBoundM(q.p)) {
 				continue
 			}
 			s := x.cellShard(c)
@@ -67,7 +68,7 @@ func (x *Index) Nearest(lat, lng float64, f Filter, k int, radiusM float64) []Hi
 			if err != nil {
 				return x.fullScan(q)
 			}
-			bound = min(bound, distM(q.p, g.center)-g.radiusM)
+			bound = min(bound, g.lowerBoundM(q.p))
 		}
 		if q.prune(bound) {
 			return q.top
@@ -79,11 +80,12 @@ func (x *Index) Nearest(lat, lng float64, f Filter, k int, radiusM float64) []Hi
 // fullScan answers q by visiting every occupied cell.
 func (x *Index) fullScan(q query) []Hit {
 	q.top = q.top[:0]
+	q.setLimit()
 	for i := range x.cells {
 		s := &x.cells[i]
 		s.mu.RLock()
 		for _, b := range s.cells {
-			if !q.prune(distM(q.p, b.geom.center) - b.geom.radiusM) {
+			if !q.prune(b.geom.lowerBoundM(q.p)) {
 				q.scan(b)
 			}
 		}
@@ -126,6 +128,26 @@ type query struct {
 	k      int
 	radius float64
 	top    []Hit // sorted by (DistanceM, ID), at most k
+	// limC2 is a squared chord length beyond which a courier is certainly
+	// farther than the radius or the k-th best: a cheap test before the
+	// exact distance (which needs an arcsine).
+	limC2 float64
+}
+
+// setLimit recomputes limC2 from the radius and the k-th best distance,
+// padded so that rounding can only let more couriers through to the exact test.
+func (q *query) setLimit() {
+	lim := q.radius
+	if len(q.top) == q.k {
+		lim = min(lim, q.top[q.k-1].DistanceM)
+	}
+	half := lim / (2 * earthRadiusM)
+	if half >= math.Pi/2 {
+		q.limC2 = math.Inf(1)
+		return
+	}
+	ch := 2 * math.Sin(half)
+	q.limC2 = ch*ch*(1+1e-9) + 1e-18
 }
 
 // prune reports whether nothing at distance ≥ lb can enter the answer.
@@ -139,6 +161,10 @@ func (q *query) scan(b *bucket) {
 		e := &b.entries[i]
 		if q.f.statuses != 0 && q.f.statuses&(1<<e.status) == 0 ||
 			e.flags&q.f.flags != q.f.flags || e.spare < q.f.minSpare {
+			continue
+		}
+		dx, dy, dz := q.p.x-e.v.x, q.p.y-e.v.y, q.p.z-e.v.z
+		if dx*dx+dy*dy+dz*dz > q.limC2 {
 			continue
 		}
 		d := distM(q.p, e.v)
@@ -191,4 +217,7 @@ func (q *query) add(h Hit) {
 		q.top = q.top[:q.k-1]
 	}
 	q.top = slices.Insert(q.top, i, h)
+	if len(q.top) == q.k {
+		q.setLimit()
+	}
 }

@@ -183,3 +183,28 @@ func TestDistanceM(t *testing.T) {
 		})
 	}
 }
+
+// TestLowerBoundHolds checks the bound Nearest prunes with: no point of a
+// cell is nearer to a query point than the cell's lowerBoundM.
+func TestLowerBoundHolds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	gc := newGeomCache(1 << 12)
+	for range 20000 {
+		lat, lng := randCasa(rng)
+		if rng.IntN(2) == 0 {
+			lat, lng = borderPoint(t, rng, lat, lng)
+		}
+		c, err := h3.LatLngToCell(h3.LatLng{Lat: lat, Lng: lng}, DispatchRes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := gc.get(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := vecOf(lat+(rng.Float64()-0.5)*0.02, lng+(rng.Float64()-0.5)*0.02)
+		if d, lb := distM(q, vecOf(lat, lng)), g.lowerBoundM(q); d < lb {
+			t.Fatalf("point of %v at %.3f m from the query, bound %.3f m", c, d, lb)
+		}
+	}
+}
