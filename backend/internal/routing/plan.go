@@ -80,6 +80,7 @@ type search struct {
 
 	n        int
 	pred     []int   // the pickup that must come before stop i, or -1
+	succ     []int   // the terminal stop that must come after pickup i, or -1
 	leg      []int64 // (n+1)² travel times in ns; row/column 0 is the start
 	service  []int64
 	earliest []int64 // relative to the start time; MinInt64 when unbounded
@@ -107,6 +108,7 @@ func newSearch(ctx context.Context, p Problem) *search {
 		maxIter:    cmp.Or(opt.MaxIterations, DefaultMaxIterations),
 		n:          n,
 		pred:       make([]int, n),
+		succ:       make([]int, n),
 		leg:        make([]int64, (n+1)*(n+1)),
 		service:    make([]int64, n),
 		earliest:   make([]int64, n),
@@ -145,6 +147,9 @@ func newSearch(ctx context.Context, p Problem) *search {
 			}
 		}
 	}
+	for i := range s.succ {
+		s.succ[i] = -1
+	}
 	for i, st := range p.Stops {
 		s.pred[i] = -1
 		if st.Kind.Terminal() {
@@ -153,6 +158,9 @@ func newSearch(ctx context.Context, p Problem) *search {
 				pu = -1
 			}
 			s.pred[i] = pu
+			if pu >= 0 {
+				s.succ[pu] = i
+			}
 			s.orders = append(s.orders, order{pickup: pu, terminal: i})
 		}
 	}
@@ -299,10 +307,13 @@ func (s *search) insertion() []int {
 func (s *search) insertBest(seq []int, o order, bound cost) ([]int, cost) {
 	bestCost, bi, bj := bound, -1, -1
 	m := len(seq)
+	// Every candidate starts with seq[:i]; o's own stops come at or after i,
+	// so positions of o's stops left over from another sequence do not matter.
+	s.setCurrent(seq)
 	for i := 0; i <= m; i++ {
 		if o.pickup < 0 {
 			s.buf = append(append(append(s.buf[:0], seq[:i]...), o.terminal), seq[i:]...)
-			if c, ok := s.eval(s.buf, bestCost); ok {
+			if c, ok := s.evalFrom(s.buf, i, bestCost); ok {
 				bestCost, bi = c, i
 			}
 			continue
@@ -310,7 +321,7 @@ func (s *search) insertBest(seq []int, o order, bound cost) ([]int, cost) {
 		for j := i; j <= m; j++ {
 			s.buf = append(append(s.buf[:0], seq[:i]...), o.pickup)
 			s.buf = append(append(append(s.buf, seq[i:j]...), o.terminal), seq[j:]...)
-			if c, ok := s.eval(s.buf, bestCost); ok {
+			if c, ok := s.evalFrom(s.buf, i, bestCost); ok {
 				bestCost, bi, bj = c, i, j
 			}
 		}
@@ -360,7 +371,18 @@ func (s *search) pass(seq []int, c cost, budget int) (cost, int) {
 	for l := 1; l <= 3 && l < n; l++ {
 		for i := 0; i+l <= n; i++ {
 			s.rest = append(append(s.rest[:0], seq[:i]...), seq[i+l:]...)
-			for j := 0; j <= len(s.rest); j++ {
+			// Keep the segment after the pickups and before the terminal
+			// stops of its orders that stay outside it.
+			jmin, jmax := 0, len(s.rest)
+			for _, x := range seq[i : i+l] {
+				if t := s.succ[x]; t >= 0 && s.pos[t] >= i+l {
+					jmax = min(jmax, s.pos[t]-l)
+				}
+				if pu := s.pred[x]; pu >= 0 && s.pos[pu] < i {
+					jmin = max(jmin, s.pos[pu]+1)
+				}
+			}
+			for j := jmin; j <= jmax; j++ {
 				if j == i {
 					continue
 				}
@@ -379,6 +401,12 @@ func (s *search) pass(seq []int, c cost, budget int) (cost, int) {
 	}
 	for i := 0; i < n-1; i++ {
 		for j := i + 1; j < n; j++ {
+			if t := s.succ[seq[i]]; t >= 0 && s.pos[t] <= j {
+				break // seq[i] is a pickup and would pass its terminal stop
+			}
+			if pu := s.pred[seq[j]]; pu >= 0 && s.pos[pu] >= i {
+				continue // seq[j] is a terminal stop and would pass its pickup
+			}
 			s.buf = append(s.buf[:0], seq...)
 			s.buf[i], s.buf[j] = s.buf[j], s.buf[i]
 			if nc, ok := s.evalFrom(s.buf, i, c); ok && accept(nc) {
@@ -387,7 +415,13 @@ func (s *search) pass(seq []int, c cost, budget int) (cost, int) {
 		}
 	}
 	for i := 0; i < n-2; i++ {
-		for j := i + 2; j < n; j++ {
+		for j := i + 1; j < n; j++ {
+			if pu := s.pred[seq[j]]; pu >= 0 && s.pos[pu] >= i {
+				break // the reversal would hold a whole order, backwards
+			}
+			if j == i+1 {
+				continue // a swap, tried above
+			}
 			s.buf = append(s.buf[:0], seq...)
 			slices.Reverse(s.buf[i : j+1])
 			if nc, ok := s.evalFrom(s.buf, i, c); ok && accept(nc) {
