@@ -18,8 +18,9 @@ type Memory struct {
 	dropped uint64
 }
 
-// NewMemory returns an empty in-memory outbox holding at most maxFixes.
-func NewMemory(maxFixes int) *Memory { return &Memory{max: maxFixes} }
+// NewMemory returns an empty in-memory outbox holding at most maxFixes,
+// whose first fix gets sequence number lastSeq+1.
+func NewMemory(maxFixes int, lastSeq uint64) *Memory { return &Memory{max: maxFixes, lastSeq: lastSeq} }
 
 // SetMax changes the bound.
 func (m *Memory) SetMax(n int) {

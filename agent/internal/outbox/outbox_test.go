@@ -73,7 +73,7 @@ func equal(a, b []uint64) bool {
 func TestFIFOSemantics(t *testing.T) {
 	impls := map[string]func(t *testing.T) store{
 		"bbolt":  func(t *testing.T) store { return mustOpen(t, t.TempDir(), 5) },
-		"memory": func(t *testing.T) store { return NewMemory(5) },
+		"memory": func(t *testing.T) store { return NewMemory(5, 0) },
 	}
 	for name, mk := range impls {
 		t.Run(name, func(t *testing.T) {
@@ -237,7 +237,7 @@ func BenchmarkDrain(b *testing.B) {
 }
 
 func BenchmarkMemoryEnqueue(b *testing.B) {
-	m := NewMemory(50000)
+	m := NewMemory(50000, 0)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if _, err := m.Enqueue(fix(i % 60)); err != nil {
