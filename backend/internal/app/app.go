@@ -1,0 +1,311 @@
+// Package app wires the backend together: store, broker, live index,
+// ingest, HTTP API and background jobs. cmd/backend only calls it; the
+// end-to-end tests start it on free ports.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/tawsil/tawsil/backend/internal/account"
+	"github.com/tawsil/tawsil/backend/internal/auth"
+	"github.com/tawsil/tawsil/backend/internal/config"
+	"github.com/tawsil/tawsil/backend/internal/density"
+	"github.com/tawsil/tawsil/backend/internal/embedded/broker"
+	"github.com/tawsil/tawsil/backend/internal/embedded/docstore"
+	"github.com/tawsil/tawsil/backend/internal/httpapi"
+	"github.com/tawsil/tawsil/backend/internal/ingest"
+	"github.com/tawsil/tawsil/backend/internal/livemap"
+	"github.com/tawsil/tawsil/backend/internal/metrics"
+	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/backend/internal/mqttbus"
+	"github.com/tawsil/tawsil/shared/wire"
+)
+
+// Bus publishes to devices.
+type Bus interface {
+	Publish(ctx context.Context, topic string, payload []byte, qos byte, retained bool) error
+	Connected() bool
+	Close() error
+}
+
+// Main is a running backend.
+type Main struct {
+	Config   config.Config
+	Log      *slog.Logger
+	Store    *mongostore.Store
+	Index    *livemap.Index
+	Density  *density.Map
+	Accounts *account.Service
+	Metrics  *metrics.Metrics
+	History  *History
+	Ingest   *ingest.Pipeline
+	Bus      Bus
+	Broker   *broker.Broker // nil with an external broker
+	HTTP     *httpapi.Server
+
+	// BcryptCost overrides the password hashing cost (tests use the minimum).
+	BcryptCost int
+
+	// fixHooks learn of every fix that moved a courier (ETA, at-risk).
+	fixHooks []func(courierID string, prev wire.Fix, hadPrev bool, fix wire.Fix)
+	// purgeHook runs with the hourly retention job (customer data redaction).
+	purgeHook func(ctx context.Context)
+
+	docs     *docstore.Server
+	httpLn   net.Listener
+	cancel   context.CancelFunc
+	jobsDone chan struct{}
+	httpDone chan error
+}
+
+// History is the ingest history writer.
+type History = ingest.History
+
+// presenceBridge forwards live-index presence changes to the density map.
+type presenceBridge struct{ d *density.Map }
+
+func (b presenceBridge) CourierChanged(id string, prev, next livemap.Presence) {
+	b.d.CourierChanged(id, density.Presence{Cell8: prev.Cell8, Cell7: prev.Cell7, Supply: uint8(prev.Supply)},
+		density.Presence{Cell8: next.Cell8, Cell7: next.Cell7, Supply: uint8(next.Supply)})
+}
+
+// New returns an unstarted backend for cfg.
+func New(cfg config.Config, log *slog.Logger) *Main {
+	return &Main{Config: cfg, Log: log}
+}
+
+// Start brings everything up; the HTTP server listens on ln if given,
+// otherwise on Config.HTTPAddr.
+func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
+	cfg := m.Config
+	defer func() {
+		if err != nil {
+			m.Close(context.Background())
+		}
+	}()
+	uri := cfg.MongoURI
+	if uri == "" {
+		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+		if cfg.LogLevel == "debug" {
+			quiet = m.Log.With("component", "ferretdb")
+		}
+		m.docs, err = docstore.Start(ctx, docstore.Options{Handler: cfg.FerretHandler, DataDir: cfg.DataDir, PGURL: cfg.FerretPGURL,
+			Logger: slog.New(warnOnly{quiet.Handler()})})
+		if err != nil {
+			return err
+		}
+		uri = m.docs.URI()
+		m.Log.Info("embedded FerretDB started", "handler", cfg.FerretHandler, "data_dir", cfg.DataDir)
+	}
+	if m.Store, err = mongostore.Open(ctx, uri, cfg.MongoDatabase, m.Log); err != nil {
+		return err
+	}
+	m.Store.EnsureTTL(ctx, time.Duration(cfg.PositionsRetentionDays)*24*time.Hour)
+
+	m.Density = density.New()
+	m.Index = livemap.New(livemap.WithObserver(presenceBridge{m.Density}))
+	m.Metrics = metrics.New(func() float64 { return float64(m.Index.Len()) })
+
+	keys := make([]auth.Key, len(cfg.JWTKeys))
+	for i, k := range cfg.JWTKeys {
+		keys[i] = auth.Key{KID: k.KID, Secret: k.Secret}
+	}
+	tokens, err := auth.NewTokens(keys, cfg.JWTActiveKID, cfg.JWTIssuer, cfg.JWTAudience, cfg.AccessTTL)
+	if err != nil {
+		return err
+	}
+	m.Accounts = account.NewService(m.Store, tokens, cfg.RefreshTTL, m.BcryptCost, m.Log)
+	if cfg.AdminEmail != "" {
+		if err := m.Accounts.EnsureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword); err != nil {
+			return fmt.Errorf("bootstrap admin: %w", err)
+		}
+	}
+	if err := m.restore(ctx); err != nil {
+		return err
+	}
+
+	m.History = ingest.NewHistory(m.Store, cfg.HistoryFlushInterval, cfg.HistoryQueueMax, m.Log, m.Metrics)
+	m.Ingest = ingest.New(cfg.TopicPrefix, ingest.Policy{MaxAge: cfg.MaxFixAge, MaxFuture: cfg.MaxFixFuture,
+		MaxAccuracyM: cfg.MaxAccuracyM, MaxSpeedMPS: cfg.MaxSpeedMPS}, m.Index, m.History, m.onFix, m.Log, m.Metrics)
+
+	if cfg.MQTTURL == "" {
+		m.Broker, err = broker.Start(broker.Options{Listen: cfg.MQTTListen, Prefix: cfg.TopicPrefix, Auth: m.Accounts,
+			Handler: m.Ingest, ServiceUsername: cfg.MQTTUsername, ServicePassword: cfg.MQTTPassword,
+			Logger: m.Log.With("component", "mqtt"), Metrics: m.Metrics})
+		if err != nil {
+			return err
+		}
+		m.Bus = m.Broker
+		m.Accounts.OnDeviceRevoked = m.Broker.Disconnect
+		m.Log.Info("embedded MQTT broker listening", "addr", m.Broker.Addr())
+	} else {
+		m.Bus, err = mqttbus.Connect(ctx, mqttbus.Options{URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
+			ClientID: cfg.MQTTClientID, Group: cfg.MQTTGroup, Prefix: cfg.TopicPrefix, Handler: m.Ingest, Logger: m.Log.With("component", "mqtt")})
+		if err != nil {
+			return err
+		}
+		m.Log.Info("connected to external MQTT broker", "url", cfg.MQTTURL)
+	}
+
+	m.HTTP = httpapi.New(httpapi.Options{BodyLimit: cfg.BodyLimit, TrustedProxies: cfg.TrustedProxies}, m.Accounts, m.ready, m.Metrics, m.Log)
+	m.HTTP.Audit = func(ctx context.Context, actorID, actorRole, action, subject, detail string) error {
+		return m.Store.AppendAudit(ctx, mongostore.AuditEntry{At: time.Now().UTC(), ActorID: actorID, ActorRole: actorRole,
+			Action: action, Subject: subject, Detail: detail})
+	}
+	m.HTTP.OnCourierCreated = func(c account.Courier) { m.learnCourier(c) }
+	m.HTTP.MountTracking(httpapi.Tracking{Index: m.Index, Density: m.Density, Store: m.Store, SetShift: m.setShiftHTTP})
+	if err := m.mountFeatures(ctx); err != nil {
+		return err
+	}
+
+	if cfg.Seed {
+		if err := m.seed(ctx); err != nil {
+			return fmt.Errorf("seed demo data: %w", err)
+		}
+	}
+
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	m.httpLn = ln
+	m.httpDone = make(chan error, 1)
+	go func() { m.httpDone <- m.HTTP.App().Listener(ln) }()
+	m.Log.Info("HTTP API listening", "addr", ln.Addr().String())
+
+	jobCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	m.jobsDone = make(chan struct{})
+	go m.jobs(jobCtx)
+	return nil
+}
+
+// HTTPAddr is the address the API listens on.
+func (m *Main) HTTPAddr() string { return m.httpLn.Addr().String() }
+
+// MQTTAddr is the embedded broker's address ("" with an external broker).
+func (m *Main) MQTTAddr() string {
+	if m.Broker == nil {
+		return ""
+	}
+	return m.Broker.Addr()
+}
+
+func (m *Main) ready(ctx context.Context) error {
+	if err := m.Store.Ping(ctx); err != nil {
+		return errors.New("store unreachable")
+	}
+	if !m.Bus.Connected() {
+		return errors.New("broker unreachable")
+	}
+	return m.History.Ready()
+}
+
+// restore rebuilds the live index from couriers and courier_state.
+func (m *Main) restore(ctx context.Context) error {
+	cs, err := m.Accounts.Couriers(ctx)
+	if err != nil {
+		return fmt.Errorf("restore couriers: %w", err)
+	}
+	for _, c := range cs {
+		m.learnCourier(c)
+	}
+	states, err := m.Store.CourierStates(ctx)
+	if err != nil {
+		return fmt.Errorf("restore courier state: %w", err)
+	}
+	for _, st := range states {
+		lc, ok := m.Index.Get(st.CourierID)
+		if !ok || !lc.OnShift {
+			continue // off shift: the position is not ours to hold
+		}
+		f := wire.Fix{Seq: st.Seq, Time: st.T, Lat: st.Lat, Lng: st.Lng, Accuracy: st.AccuracyM, Speed: st.SpeedMPS, Heading: st.Heading, Battery: st.Battery}
+		if _, err := m.Index.Update(st.CourierID, f, st.SeenAt); err != nil {
+			m.Log.Warn("courier state not restored", "courier_id", st.CourierID, "err", err)
+			continue
+		}
+		m.Index.SetOnline(st.CourierID, st.Online && time.Since(st.SeenAt) < m.Config.StaleAfter, st.SeenAt)
+	}
+	m.Log.Info("live index restored", "couriers", m.Index.Len(), "positions", len(states))
+	return nil
+}
+
+func (m *Main) learnCourier(c account.Courier) {
+	if err := m.Index.SetProfile(c.ID, c.Vehicle, c.Capacity); err != nil {
+		m.Log.Warn("courier profile refused", "courier_id", c.ID, "err", err)
+	}
+	m.Index.SetShift(c.ID, c.OnShift)
+	st := livemap.StatusOffline
+	if c.OnShift {
+		st = livemap.StatusAvailable
+	}
+	if lc, ok := m.Index.Get(c.ID); ok && lc.Load > 0 {
+		st = livemap.StatusBusy
+	}
+	_ = m.Index.SetStatus(c.ID, st, 0)
+}
+
+// SetShift records a shift change in the store and the live index.
+func (m *Main) SetShift(ctx context.Context, courierID string, on bool) error {
+	if err := m.Accounts.SetShift(ctx, courierID, on); err != nil {
+		return err
+	}
+	m.Index.SetShift(courierID, on)
+	lc, _ := m.Index.Get(courierID)
+	switch {
+	case !on:
+		_ = m.Index.SetStatus(courierID, livemap.StatusOffline, lc.Load)
+	case lc.Load > 0:
+		_ = m.Index.SetStatus(courierID, livemap.StatusBusy, lc.Load)
+	default:
+		_ = m.Index.SetStatus(courierID, livemap.StatusAvailable, 0)
+	}
+	return nil
+}
+
+// Close shuts down gracefully: stop accepting requests and finish in-flight
+// ones, stop the broker, flush history, save the live index, close the store.
+func (m *Main) Close(ctx context.Context) error {
+	var errs []error
+	if m.HTTP != nil && m.httpLn != nil {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		errs = append(errs, m.HTTP.Shutdown(sctx))
+		cancel()
+	}
+	if m.cancel != nil {
+		m.cancel()
+		<-m.jobsDone
+	}
+	if m.Bus != nil {
+		errs = append(errs, m.Bus.Close())
+	}
+	if m.History != nil {
+		fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		errs = append(errs, m.History.Close(fctx))
+		cancel()
+	}
+	if m.Store != nil {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		errs = append(errs, m.snapshot(sctx, time.Time{}))
+		errs = append(errs, m.Store.Close(sctx))
+		cancel()
+	}
+	if m.docs != nil {
+		m.docs.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// warnOnly drops records below warning level whatever the inner handler says.
+type warnOnly struct{ slog.Handler }
+
+func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}

@@ -1,0 +1,243 @@
+// Package httpapi is Tawsil's HTTP API (Fiber): JSON under /v1, RFC 7807
+// errors from one error handler, JWT bearer auth with role and ownership
+// checks on every route. The contract is api/openapi.yaml; a test checks
+// that the routes registered here and the spec agree.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/limiter"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/tawsil/tawsil/backend/internal/account"
+	"github.com/tawsil/tawsil/backend/internal/auth"
+	"github.com/tawsil/tawsil/backend/internal/metrics"
+)
+
+// Options configure the HTTP server.
+type Options struct {
+	BodyLimit      int
+	TrustedProxies []string
+	// PublicRate and AuthRate are requests per minute per client address on
+	// public and auth routes.
+	PublicRate int
+	AuthRate   int
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	app      *fiber.App
+	opts     Options
+	accounts *account.Service
+	m        *metrics.Metrics
+	log      *slog.Logger
+	ready    func(ctx context.Context) error
+	mappings []mapping
+
+	// Audit appends to the audit log (who read or changed whose personal data).
+	Audit func(ctx context.Context, actorID, actorRole, action, subject, detail string) error
+	// OnCourierCreated lets the live index learn of a new courier at once.
+	OnCourierCreated func(account.Courier)
+}
+
+// New builds the Fiber app with the foundation routes. Feature modules add
+// theirs with Mount* methods before Listen.
+func New(o Options, accounts *account.Service, ready func(context.Context) error, m *metrics.Metrics, log *slog.Logger) *Server {
+	if o.PublicRate == 0 {
+		o.PublicRate = 120
+	}
+	if o.AuthRate == 0 {
+		o.AuthRate = 30
+	}
+	s := &Server{opts: o, accounts: accounts, m: m, log: log, ready: ready}
+	cfg := fiber.Config{
+		AppName:               "tawsil",
+		BodyLimit:             o.BodyLimit,
+		ReadBufferSize:        8 << 10, // also the request header size limit
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          75 * time.Second, // event streams end at 60 s and clients reconnect
+		IdleTimeout:           60 * time.Second,
+		ErrorHandler:          s.errorHandler,
+		DisableStartupMessage: true,
+		Immutable:             true, // request strings stay valid after the handler returns
+		CaseSensitive:         true,
+		StrictRouting:         true,
+		JSONEncoder:           json.Marshal,
+		JSONDecoder:           json.Unmarshal,
+	}
+	if len(o.TrustedProxies) > 0 {
+		cfg.ProxyHeader = fiber.HeaderXForwardedFor
+		cfg.EnableTrustedProxyCheck = true
+		cfg.TrustedProxies = o.TrustedProxies
+	}
+	s.app = fiber.New(cfg)
+	s.app.Use(recover.New())
+	s.app.Use(s.observe)
+
+	s.addMapping(account.ErrNotFound, 404, "not-found")
+	s.addMapping(account.ErrConflict, 409, "conflict")
+	s.addMapping(account.ErrInvalid, 400, "invalid")
+	s.addMapping(account.ErrBadLogin, 401, "bad-login")
+	s.addMapping(account.ErrTokenRevoked, 401, "token-revoked")
+	s.addMapping(account.ErrDisabled, 401, "disabled")
+
+	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	s.app.Get("/readyz", s.readyz)
+	metricsHandler := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	s.app.Get("/metrics", func(c *fiber.Ctx) error { metricsHandler(c.Context()); return nil })
+
+	v1 := s.app.Group("/v1")
+	authLimit := s.limit(o.AuthRate)
+	v1.Post("/auth/login", authLimit, s.login)
+	v1.Post("/auth/refresh", authLimit, s.refresh)
+	v1.Post("/auth/logout", s.authn, s.logout)
+	v1.Post("/auth/password", authLimit, s.authn, s.changePassword)
+	v1.Post("/users", s.authn, s.need(auth.RoleAdmin), s.createUser)
+	v1.Get("/users/:id", s.authn, s.need(auth.RoleAdmin), s.getUser)
+	v1.Delete("/users/:id", s.authn, s.need(auth.RoleAdmin), s.eraseUser)
+	v1.Post("/couriers/:id/device-credentials", s.authn, s.need(auth.RoleAdmin), s.deviceCredentials)
+	v1.Delete("/couriers/:id/device-credentials", s.authn, s.need(auth.RoleAdmin), s.revokeDevice)
+	return s
+}
+
+// App exposes the Fiber app (tests, route listing).
+func (s *Server) App() *fiber.App { return s.app }
+
+// V1 returns the /v1 router for feature modules.
+func (s *Server) V1() fiber.Router { return s.app.Group("/v1") }
+
+// Listen serves on addr until Shutdown.
+func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
+
+// Shutdown finishes in-flight requests until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
+
+func (s *Server) observe(c *fiber.Ctx) error {
+	start := time.Now()
+	err := c.Next()
+	status := c.Response().StatusCode()
+	if err != nil {
+		var fe *fiber.Error
+		var ae *apiError
+		switch {
+		case errors.As(err, &ae):
+			status = ae.status
+		case errors.As(err, &fe):
+			status = fe.Code
+		default:
+			status = 500
+		}
+	}
+	route := c.Route().Path
+	s.m.HTTPRequests.WithLabelValues(route, strconv.Itoa(status/100)+"xx").Inc()
+	s.m.HTTPDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	return err
+}
+
+// limit is a per-client-address rate limit (requests per minute).
+func (s *Server) limit(perMinute int) fiber.Handler {
+	return limiter.New(limiter.Config{
+		Max:        perMinute,
+		Expiration: time.Minute,
+		LimitReached: func(c *fiber.Ctx) error {
+			return &apiError{status: 429, slug: "rate-limited", detail: "too many requests; slow down", retryAfter: 60}
+		},
+	})
+}
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 3*time.Second)
+	defer cancel()
+	if err := s.ready(ctx); err != nil {
+		c.Status(fiber.StatusServiceUnavailable)
+		return c.JSON(fiber.Map{"status": "unavailable", "reason": err.Error()})
+	}
+	return c.JSON(fiber.Map{"status": "ready"})
+}
+
+const principalKey = "principal"
+
+// authn requires a valid, unrevoked bearer token.
+func (s *Server) authn(c *fiber.Ctx) error {
+	h := c.Get(fiber.HeaderAuthorization)
+	token, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || token == "" {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="tawsil"`)
+		return unauthorized("a bearer token is required")
+	}
+	p, err := s.accounts.Authenticate(c.UserContext(), token)
+	if err != nil {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="tawsil", error="invalid_token"`)
+		if errors.Is(err, auth.ErrExpiredToken) {
+			return unauthorized("token expired")
+		}
+		if errors.Is(err, auth.ErrInvalidToken) || errors.Is(err, account.ErrTokenRevoked) {
+			return unauthorized("invalid or revoked token")
+		}
+		return err
+	}
+	c.Locals(principalKey, p)
+	return c.Next()
+}
+
+// need requires one of the roles.
+func (s *Server) need(roles ...auth.Role) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		p := principal(c)
+		for _, r := range roles {
+			if p.Role == r {
+				return c.Next()
+			}
+		}
+		return forbidden(fmt.Sprintf("role %s may not do this", p.Role))
+	}
+}
+
+func principal(c *fiber.Ctx) auth.Principal {
+	p, _ := c.Locals(principalKey).(auth.Principal)
+	return p
+}
+
+// decode reads a JSON body strictly: right content type, known fields only,
+// one value.
+func decode(c *fiber.Ctx, dst any) error {
+	ct := string(c.Request().Header.ContentType())
+	if !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
+		return problem(fiber.StatusUnsupportedMediaType, "unsupported-media-type", "send application/json")
+	}
+	dec := json.NewDecoder(bytes.NewReader(c.Body()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return badRequest("invalid JSON body: " + jsonErr(err))
+	}
+	if dec.More() {
+		return badRequest("invalid JSON body: more than one value")
+	}
+	return nil
+}
+
+func jsonErr(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %q must be %s", te.Field, te.Type.String())
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return strings.TrimPrefix(err.Error(), "json: ")
+	}
+	return "malformed"
+}

@@ -1,0 +1,329 @@
+package httpapi
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/tawsil/tawsil/backend/internal/auth"
+	"github.com/tawsil/tawsil/backend/internal/density"
+	"github.com/tawsil/tawsil/backend/internal/livemap"
+	"github.com/tawsil/tawsil/backend/internal/mongostore"
+)
+
+// Tracking is what the tracking routes need.
+type Tracking struct {
+	Index      *livemap.Index
+	Density    *density.Map
+	Store      *mongostore.Store
+	AlertRatio float64
+	// SetShift persists a shift change (and updates the live index).
+	SetShift func(c *fiber.Ctx, courierID string, on bool) error
+}
+
+// MountTracking registers couriers, tracks, shifts, density and audit routes.
+func (s *Server) MountTracking(t Tracking) {
+	if t.AlertRatio == 0 {
+		t.AlertRatio = 2
+	}
+	v1 := s.V1()
+	ops := s.need(auth.RoleDispatcher, auth.RoleAdmin)
+	v1.Get("/couriers", s.authn, ops, t.listCouriers)
+	v1.Get("/couriers/:id", s.authn, ops, s.withAudit("read_courier", t.getCourier))
+	v1.Get("/couriers/:id/track", s.authn, s.need(auth.RoleDispatcher, auth.RoleAdmin, auth.RoleCourier), s.withAudit("read_track", t.track))
+	v1.Post("/me/shift", s.authn, s.need(auth.RoleCourier), t.shift)
+	v1.Get("/density", s.authn, ops, t.density)
+	v1.Get("/density/alerts", s.authn, ops, t.alerts)
+	v1.Get("/audit", s.authn, s.need(auth.RoleAdmin), func(c *fiber.Ctx) error { return s.auditList(c, t.Store) })
+}
+
+// withAudit logs reads of a courier's position data by someone else.
+func (s *Server) withAudit(action string, h fiber.Handler) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		err := h(c)
+		p := principal(c)
+		if err == nil && c.Response().StatusCode() < 300 && p.CourierID != c.Params("id") {
+			s.audit(c, action, "courier:"+c.Params("id"), c.Request().URI().QueryArgs().String())
+		}
+		return err
+	}
+}
+
+type courierJSON struct {
+	ID        string   `json:"id"`
+	Lat       *float64 `json:"lat,omitempty"`
+	Lng       *float64 `json:"lng,omitempty"`
+	DistanceM *float64 `json:"distance_m,omitempty"`
+	Cell      string   `json:"cell,omitempty"`
+	Status    string   `json:"status"`
+	Online    bool     `json:"online"`
+	OnShift   bool     `json:"on_shift"`
+	Load      int      `json:"load"`
+	Capacity  int      `json:"capacity"`
+	Vehicle   string   `json:"vehicle,omitempty"`
+	Battery   *int     `json:"battery,omitempty"`
+	UpdatedAt string   `json:"updated_at,omitempty"`
+}
+
+func courierOut(c livemap.Courier, dist float64, withDist bool) courierJSON {
+	out := courierJSON{ID: c.ID, Status: c.Status.String(), Online: c.Online, OnShift: c.OnShift, Load: c.Load,
+		Capacity: c.Capacity, Vehicle: c.Vehicle}
+	if c.HasFix {
+		lat, lng := c.Fix.Lat, c.Fix.Lng
+		out.Lat, out.Lng = &lat, &lng
+		out.Cell = c.Cell9.String()
+		out.UpdatedAt = c.Fix.Time.UTC().Format(time.RFC3339)
+		if c.Fix.Battery >= 0 {
+			b := c.Fix.Battery
+			out.Battery = &b
+		}
+	}
+	if withDist {
+		d := math.Round(dist*10) / 10
+		out.DistanceM = &d
+	}
+	return out
+}
+
+func parseLatLng(s string) (lat, lng float64, ok bool) {
+	a, b, found := strings.Cut(s, ",")
+	if !found {
+		return 0, 0, false
+	}
+	lat, err1 := strconv.ParseFloat(strings.TrimSpace(a), 64)
+	lng, err2 := strconv.ParseFloat(strings.TrimSpace(b), 64)
+	if err1 != nil || err2 != nil || math.IsNaN(lat) || math.IsNaN(lng) || lat < -90 || lat > 90 || lng < -180 || lng > 180 {
+		return 0, 0, false
+	}
+	return lat, lng, true
+}
+
+func queryInt(c *fiber.Ctx, name string, def, lo, hi int) (int, error) {
+	v := c.Query(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, badRequest(name + " must be an integer from " + strconv.Itoa(lo) + " to " + strconv.Itoa(hi))
+	}
+	return n, nil
+}
+
+func (t Tracking) listCouriers(c *fiber.Ctx) error {
+	limit, err := queryInt(c, "limit", 20, 1, 500)
+	if err != nil {
+		return err
+	}
+	radius, err := queryInt(c, "radius_m", 10_000, 1, 100_000)
+	if err != nil {
+		return err
+	}
+	var f livemap.Filter
+	if st := c.Query("status"); st != "" {
+		status, err := livemap.ParseStatus(st)
+		if err != nil {
+			return badRequest("status must be offline, available, busy or on_break")
+		}
+		f.Statuses = []livemap.Status{status}
+		if status == livemap.StatusAvailable {
+			f.Online, f.OnShift = true, true
+		}
+	}
+	out := []courierJSON{}
+	if near := c.Query("near"); near != "" {
+		lat, lng, ok := parseLatLng(near)
+		if !ok {
+			return badRequest("near must be LAT,LNG in degrees")
+		}
+		for _, h := range t.Index.Nearest(lat, lng, f, limit, float64(radius)) {
+			out = append(out, courierOut(h.Courier, h.DistanceM, true))
+		}
+		return c.JSON(fiber.Map{"couriers": out})
+	}
+	after := c.Query("after")
+	var all []livemap.Courier
+	t.Index.Each(func(lc livemap.Courier) bool {
+		if lc.ID > after && matches(lc, f) {
+			all = append(all, lc)
+		}
+		return true
+	})
+	slices.SortFunc(all, func(a, b livemap.Courier) int { return cmp.Compare(a.ID, b.ID) })
+	next := ""
+	if len(all) > limit {
+		all = all[:limit]
+		next = all[limit-1].ID
+	}
+	for _, lc := range all {
+		out = append(out, courierOut(lc, 0, false))
+	}
+	return c.JSON(fiber.Map{"couriers": out, "next": next})
+}
+
+func matches(c livemap.Courier, f livemap.Filter) bool {
+	if len(f.Statuses) > 0 && !slices.Contains(f.Statuses, c.Status) {
+		return false
+	}
+	return (!f.Online || c.Online) && (!f.OnShift || c.OnShift)
+}
+
+func (t Tracking) getCourier(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if !validID(id) {
+		return notFound("courier")
+	}
+	lc, ok := t.Index.Get(id)
+	if !ok {
+		return notFound("courier")
+	}
+	return c.JSON(courierOut(lc, 0, false))
+}
+
+func (t Tracking) track(c *fiber.Ctx) error {
+	id := c.Params("id")
+	p := principal(c)
+	if !validID(id) || (p.Role == auth.RoleCourier && p.CourierID != id) {
+		return notFound("courier")
+	}
+	now := time.Now().UTC()
+	from, to := now.Add(-time.Hour), now
+	var err error
+	if v := c.Query("from"); v != "" {
+		if from, err = time.Parse(time.RFC3339, v); err != nil {
+			return badRequest("from must be RFC 3339")
+		}
+	}
+	if v := c.Query("to"); v != "" {
+		if to, err = time.Parse(time.RFC3339, v); err != nil {
+			return badRequest("to must be RFC 3339")
+		}
+	}
+	if to.Before(from) || to.Sub(from) > 7*24*time.Hour {
+		return badRequest("from must be before to, at most 7 days apart")
+	}
+	limit, err := queryInt(c, "limit", 5000, 1, 20000)
+	if err != nil {
+		return err
+	}
+	ps, err := t.Store.Track(c.UserContext(), id, from, to, limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"courier_id": id, "positions": ps})
+}
+
+type shiftReq struct {
+	OnDuty *bool `json:"on_duty"`
+}
+
+func (t Tracking) shift(c *fiber.Ctx) error {
+	var req shiftReq
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if req.OnDuty == nil {
+		return badRequest("on_duty (boolean) is required")
+	}
+	p := principal(c)
+	if err := t.SetShift(c, p.CourierID, *req.OnDuty); err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"courier_id": p.CourierID, "on_duty": *req.OnDuty})
+}
+
+func (t Tracking) density(c *fiber.Ctx) error {
+	res, err := queryInt(c, "res", 8, 7, 8)
+	if err != nil {
+		return err
+	}
+	var bbox *density.BBox
+	if v := c.Query("bbox"); v != "" {
+		parts := strings.Split(v, ",")
+		if len(parts) != 4 {
+			return badRequest("bbox must be minLng,minLat,maxLng,maxLat")
+		}
+		var b density.BBox
+		for i, p := range parts {
+			f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				return badRequest("bbox must be minLng,minLat,maxLng,maxLat")
+			}
+			b[i] = f
+		}
+		if b[0] > b[2] || b[1] > b[3] || b[1] < -90 || b[3] > 90 || b[0] < -180 || b[2] > 180 {
+			return badRequest("bbox must be minLng,minLat,maxLng,maxLat with min <= max")
+		}
+		bbox = &b
+	}
+	c.Set(fiber.HeaderContentType, "application/geo+json")
+	return c.JSON(density.Features(t.Density.Cells(res, bbox, time.Now())), "application/geo+json")
+}
+
+type alertJSON struct {
+	Cell              string        `json:"cell"`
+	Lat               float64       `json:"lat"`
+	Lng               float64       `json:"lng"`
+	Demand            int           `json:"demand"`
+	AvailableCouriers int           `json:"available_couriers"`
+	BusyCouriers      int           `json:"busy_couriers"`
+	OpenOrders        int           `json:"open_orders"`
+	Booked15m         int           `json:"booked_15m"`
+	NoSupply          bool          `json:"no_supply"`
+	Ratio             *float64      `json:"ratio,omitempty"`
+	NearestIdle       []courierJSON `json:"nearest_idle_couriers"`
+}
+
+func (t Tracking) alerts(c *fiber.Ctx) error {
+	res, err := queryInt(c, "res", 8, 7, 8)
+	if err != nil {
+		return err
+	}
+	out := []alertJSON{}
+	idle := livemap.Filter{Statuses: []livemap.Status{livemap.StatusAvailable}, Online: true, OnShift: true}
+	for _, a := range t.Density.Alerts(res, t.AlertRatio, time.Now()) {
+		aj := alertJSON{Cell: a.Cell, Lat: a.Lat, Lng: a.Lng, Demand: a.Demand, AvailableCouriers: a.AvailableCouriers,
+			BusyCouriers: a.BusyCouriers, OpenOrders: a.OpenOrders, Booked15m: a.Booked15m, NoSupply: a.NoSupply, NearestIdle: []courierJSON{}}
+		if !a.NoSupply {
+			r := math.Round(a.Ratio*100) / 100
+			aj.Ratio = &r
+		}
+		for _, h := range t.Index.Nearest(a.Lat, a.Lng, idle, 3, 15_000) {
+			if h.Cell8.String() == a.Cell || h.Cell7.String() == a.Cell {
+				continue // already counted as the cell's supply
+			}
+			aj.NearestIdle = append(aj.NearestIdle, courierOut(h.Courier, h.DistanceM, true))
+		}
+		out = append(out, aj)
+	}
+	return c.JSON(fiber.Map{"ratio": t.AlertRatio, "alerts": out})
+}
+
+func (s *Server) auditList(c *fiber.Ctx, st *mongostore.Store) error {
+	limit, err := queryInt(c, "limit", 100, 1, 1000)
+	if err != nil {
+		return err
+	}
+	before := c.Query("before")
+	if before != "" && !validID(before) {
+		return badRequest("before must be an entry id")
+	}
+	subject := c.Query("subject")
+	if len(subject) > 200 {
+		return badRequest("subject too long")
+	}
+	entries, err := st.Audit(c.UserContext(), subject, before, limit)
+	if err != nil {
+		return err
+	}
+	next := ""
+	if len(entries) == limit {
+		next = entries[len(entries)-1].ID
+	}
+	return c.JSON(fiber.Map{"entries": entries, "next": next})
+}

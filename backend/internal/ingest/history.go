@@ -1,0 +1,267 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tawsil/tawsil/backend/internal/metrics"
+	"github.com/tawsil/tawsil/backend/internal/mongostore"
+)
+
+// HistoryStore writes position batches; fixes already stored are skipped.
+type HistoryStore interface {
+	InsertPositions(ctx context.Context, ps []mongostore.Position) (int, error)
+}
+
+// ErrQueueFull means the store has been failing long enough that the memory
+// queue is full: the message must not be acknowledged.
+var ErrQueueFull = errors.New("history queue full")
+
+// History is a group-commit writer for position history.
+//
+// Normal mode: a message's fixes are acknowledged to the broker only after
+// the InsertMany that holds them returned (zero loss window). Many messages
+// share one InsertMany, flushed every interval or at maxBatch fixes.
+//
+// Degraded mode (the last flush failed: store outage): fixes are acknowledged
+// as soon as they are queued, so ingest and the live index go on, up to
+// queueMax fixes; past that Add blocks and the broker keeps the messages.
+// The loss window is therefore: fixes queued during a store outage, if this
+// process is killed before the store comes back. A graceful stop flushes.
+type History struct {
+	store    HistoryStore
+	interval time.Duration
+	maxBatch int
+	queueMax int
+	log      *slog.Logger
+	m        *metrics.Metrics
+
+	mu       sync.Mutex
+	pending  []item
+	queued   int
+	degraded bool
+	space    *sync.Cond
+	kick     chan struct{}
+	stopped  bool
+	done     chan struct{}
+}
+
+type item struct {
+	ps   []mongostore.Position
+	done chan error // nil once answered early (degraded mode)
+}
+
+// NewHistory starts the writer; call Close to flush and stop.
+func NewHistory(store HistoryStore, interval time.Duration, queueMax int, log *slog.Logger, m *metrics.Metrics) *History {
+	h := &History{store: store, interval: interval, maxBatch: 2000, queueMax: queueMax, log: log, m: m,
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	h.space = sync.NewCond(&h.mu)
+	go h.loop()
+	return h
+}
+
+// Add queues fixes and returns a channel that yields nil once they are
+// durable (or queued, in degraded mode), or an error.
+func (h *History) Add(ctx context.Context, ps []mongostore.Position) <-chan error {
+	done := make(chan error, 1)
+	if len(ps) == 0 {
+		done <- nil
+		return done
+	}
+	h.mu.Lock()
+	for h.queued+len(ps) > h.queueMax && !h.stopped {
+		if ctx.Err() != nil {
+			h.mu.Unlock()
+			done <- ErrQueueFull
+			return done
+		}
+		waitCond(ctx, h.space)
+	}
+	if h.stopped {
+		h.mu.Unlock()
+		done <- errors.New("history writer stopped")
+		return done
+	}
+	it := item{ps: ps, done: done}
+	if h.degraded {
+		done <- nil
+		it.done = nil
+	}
+	h.pending = append(h.pending, it)
+	h.queued += len(ps)
+	full := h.queued >= h.maxBatch
+	h.m.HistoryQueue.Set(float64(h.queued))
+	h.mu.Unlock()
+	if full {
+		select {
+		case h.kick <- struct{}{}:
+		default:
+		}
+	}
+	return done
+}
+
+// waitCond waits on c (whose lock is held) until signalled or ctx ends.
+func waitCond(ctx context.Context, c *sync.Cond) {
+	stop := context.AfterFunc(ctx, func() {
+		c.L.Lock()
+		c.Broadcast()
+		c.L.Unlock()
+	})
+	defer stop()
+	c.Wait()
+}
+
+// Ready reports whether history writes are healthy.
+func (h *History) Ready() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.degraded {
+		return errors.New("history store failing: fixes queued in memory")
+	}
+	return nil
+}
+
+// Queued is the number of fixes not yet written.
+func (h *History) Queued() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.queued
+}
+
+func (h *History) loop() {
+	defer close(h.done)
+	t := time.NewTicker(h.interval)
+	defer t.Stop()
+	backoff := h.interval
+	for {
+		h.mu.Lock()
+		stopped := h.stopped
+		h.mu.Unlock()
+		if !stopped {
+			select {
+			case <-t.C:
+			case <-h.kick:
+			}
+		}
+		for {
+			err := h.flushOnce()
+			if err == nil {
+				backoff = h.interval
+				h.mu.Lock()
+				more := h.queued >= h.maxBatch || (h.stopped && h.queued > 0)
+				empty := h.queued == 0
+				stop := h.stopped
+				h.mu.Unlock()
+				if stop && empty {
+					return
+				}
+				if !more {
+					break
+				}
+				continue
+			}
+			h.mu.Lock()
+			stop := h.stopped
+			h.mu.Unlock()
+			if stop {
+				h.log.Error("history not flushed at shutdown", "fixes", h.Queued(), "err", err)
+				h.failAll(err)
+				return
+			}
+			time.Sleep(backoff)
+			backoff = min(backoff*2, 5*time.Second)
+		}
+	}
+}
+
+func (h *History) flushOnce() error {
+	h.mu.Lock()
+	n, count := 0, 0
+	for n < len(h.pending) && (count == 0 || count+len(h.pending[n].ps) <= h.maxBatch) {
+		count += len(h.pending[n].ps)
+		n++
+	}
+	batch := h.pending[:n:n]
+	h.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	ps := make([]mongostore.Position, 0, count)
+	for _, it := range batch {
+		ps = append(ps, it.ps...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	start := time.Now()
+	_, err := h.store.InsertPositions(ctx, ps)
+	cancel()
+	h.m.HistoryFlushSecs.Observe(time.Since(start).Seconds())
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil {
+		h.m.HistoryFlushErrs.Inc()
+		if !h.degraded {
+			h.log.Warn("history store failing; acknowledging from memory queue", "queued", h.queued, "err", err)
+		}
+		h.degraded = true
+		// Answer the waiters now: from here on the memory queue carries them.
+		for i := range h.pending {
+			if h.pending[i].done != nil {
+				h.pending[i].done <- nil
+				h.pending[i].done = nil
+			}
+		}
+		return err
+	}
+	if h.degraded {
+		h.log.Info("history store back", "queued", h.queued)
+	}
+	h.degraded = false
+	h.m.HistoryWritten.Add(float64(count))
+	for _, it := range batch {
+		if it.done != nil {
+			it.done <- nil
+		}
+	}
+	h.pending = h.pending[n:]
+	h.queued -= count
+	h.m.HistoryQueue.Set(float64(h.queued))
+	h.space.Broadcast()
+	return nil
+}
+
+func (h *History) failAll(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, it := range h.pending {
+		if it.done != nil {
+			it.done <- err
+		}
+	}
+	h.pending = nil
+	h.space.Broadcast()
+}
+
+// Close flushes what is queued (until ctx ends) and stops.
+func (h *History) Close(ctx context.Context) error {
+	h.mu.Lock()
+	h.stopped = true
+	h.space.Broadcast()
+	h.mu.Unlock()
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case <-h.done:
+		if q := h.Queued(); q > 0 {
+			return errors.New("history: fixes left unwritten at shutdown")
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

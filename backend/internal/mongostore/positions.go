@@ -1,0 +1,171 @@
+package mongostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+)
+
+// Position is one stored fix.
+type Position struct {
+	CourierID  string    `bson:"courier_id" json:"-"`
+	Seq        uint64    `bson:"seq" json:"seq"`
+	Lat        float64   `bson:"lat" json:"lat"`
+	Lng        float64   `bson:"lng" json:"lng"`
+	AccuracyM  float64   `bson:"acc" json:"accuracy_m"`
+	SpeedMPS   float64   `bson:"spd" json:"speed_mps"`
+	HeadingDeg float64   `bson:"hdg" json:"heading_deg"`
+	Battery    int       `bson:"bat" json:"battery"`
+	T          time.Time `bson:"t" json:"t"`  // device time
+	ReceivedAt time.Time `bson:"rt" json:"-"` // server time
+}
+
+// InsertPositions writes a batch with one unordered InsertMany. Fixes already
+// stored (same courier and seq: a redelivery) are skipped, not errors, so a
+// retried batch stores each fix exactly once.
+func (s *Store) InsertPositions(ctx context.Context, ps []Position) (inserted int, err error) {
+	if len(ps) == 0 {
+		return 0, nil
+	}
+	docs := make([]any, len(ps))
+	for i := range ps {
+		docs[i] = ps[i]
+	}
+	res, err := s.c("positions").InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return len(res.InsertedIDs), nil
+	}
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) && bwe.WriteConcernError == nil {
+		dups := 0
+		for _, we := range bwe.WriteErrors {
+			if we.Code != 11000 {
+				return 0, fmt.Errorf("insert positions: %w", err)
+			}
+			dups++
+		}
+		return len(ps) - dups, nil
+	}
+	return 0, fmt.Errorf("insert positions: %w", err)
+}
+
+// Track returns a courier's positions between from and to, oldest first.
+func (s *Store) Track(ctx context.Context, courierID string, from, to time.Time, limit int) ([]Position, error) {
+	cur, err := s.c("positions").Find(ctx,
+		bson.M{"courier_id": courierID, "t": bson.M{"$gte": from, "$lte": to}},
+		options.Find().SetSort(bson.D{{Key: "t", Value: 1}, {Key: "seq", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("track: %w", err)
+	}
+	out := []Position{}
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("track: %w", err)
+	}
+	return out, nil
+}
+
+// CountPositions counts a courier's stored fixes (tests, figures).
+func (s *Store) CountPositions(ctx context.Context, courierID string) (int64, error) {
+	f := bson.M{}
+	if courierID != "" {
+		f["courier_id"] = courierID
+	}
+	return s.c("positions").CountDocuments(ctx, f)
+}
+
+// PurgePositions deletes history with device time before cutoff.
+func (s *Store) PurgePositions(ctx context.Context, cutoff time.Time) (int64, error) {
+	r, err := s.c("positions").DeleteMany(ctx, bson.M{"t": bson.M{"$lt": cutoff}})
+	if err != nil {
+		return 0, fmt.Errorf("purge positions: %w", err)
+	}
+	return r.DeletedCount, nil
+}
+
+// CourierState is the latest snapshot of a courier, to rebuild the live index.
+type CourierState struct {
+	CourierID string    `bson:"_id"`
+	Seq       uint64    `bson:"seq"`
+	Lat       float64   `bson:"lat"`
+	Lng       float64   `bson:"lng"`
+	AccuracyM float64   `bson:"acc"`
+	SpeedMPS  float64   `bson:"spd"`
+	Heading   float64   `bson:"hdg"`
+	Battery   int       `bson:"bat"`
+	T         time.Time `bson:"t"`
+	SeenAt    time.Time `bson:"seen_at"`
+	Online    bool      `bson:"online"`
+}
+
+// SaveCourierStates upserts snapshots, one conditional upsert each (the
+// throttled snapshotter calls this with only the couriers that changed).
+func (s *Store) SaveCourierStates(ctx context.Context, states []CourierState) error {
+	if len(states) == 0 {
+		return nil
+	}
+	models := make([]mongo.WriteModel, len(states))
+	for i, st := range states {
+		models[i] = mongo.NewReplaceOneModel().SetFilter(bson.M{"_id": st.CourierID}).SetReplacement(st).SetUpsert(true)
+	}
+	_, err := s.c("courier_state").BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	if err != nil {
+		return fmt.Errorf("save courier states: %w", err)
+	}
+	return nil
+}
+
+// CourierStates loads all snapshots.
+func (s *Store) CourierStates(ctx context.Context) ([]CourierState, error) {
+	cur, err := s.c("courier_state").Find(ctx, bson.M{})
+	if err != nil {
+		return nil, fmt.Errorf("load courier states: %w", err)
+	}
+	var out []CourierState
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("load courier states: %w", err)
+	}
+	return out, nil
+}
+
+// AuditEntry records who read or changed whose personal data.
+type AuditEntry struct {
+	ID        string    `bson:"_id" json:"id"`
+	At        time.Time `bson:"at" json:"at"`
+	ActorID   string    `bson:"actor_id" json:"actor_id"`
+	ActorRole string    `bson:"actor_role" json:"actor_role"`
+	Action    string    `bson:"action" json:"action"`
+	Subject   string    `bson:"subject" json:"subject"` // e.g. "courier:ID", "order:ID"
+	Detail    string    `bson:"detail,omitempty" json:"detail,omitempty"`
+}
+
+// AppendAudit adds an entry; the collection is append-only (no update path).
+func (s *Store) AppendAudit(ctx context.Context, e AuditEntry) error {
+	e.ID = newID()
+	_, err := s.c("audit_log").InsertOne(ctx, e)
+	return err
+}
+
+// Audit lists entries newest first, before the cursor id when given.
+func (s *Store) Audit(ctx context.Context, subject, before string, limit int) ([]AuditEntry, error) {
+	f := bson.M{}
+	if subject != "" {
+		f["subject"] = subject
+	}
+	if before != "" {
+		f["_id"] = bson.M{"$lt": before}
+	}
+	cur, err := s.c("audit_log").Find(ctx, f, options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	out := []AuditEntry{}
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return out, nil
+}
