@@ -74,16 +74,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	strategies := []Strategy{scored{cfg: cfg, d: d, wait: 3 * time.Minute}, nearestIdle{cfg: cfg}}
+	strategies := []Strategy{scored{cfg: cfg, d: d, wait: 3 * time.Minute}, nearestIdle{}}
 	var results []Result
 	for _, st := range strategies {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		start := time.Now()
-		res := simulate(cfg, w, model, dcfg, st)
-		fmt.Fprintf(os.Stderr, "%s: simulated in %v\n", st.Name(), time.Since(start).Round(time.Millisecond))
-		results = append(results, res)
+		results = append(results, simulate(cfg, w, model, dcfg, st))
 	}
 	printTable(out, cfg, results)
 	return nil

@@ -293,8 +293,8 @@ func simulate(cfg Config, w world, model *eta.Model, dcfg dispatch.Config, st St
 					if s.Kind == dispatch.StopDropoff {
 						o := byID[s.OrderID]
 						switch {
-						case o.returned || (s.PromiseBy.IsZero() && o.attempts > 0):
-							// back at the store: the return is done
+						case s.PromiseBy.IsZero() && o.attempts > 0:
+							// the return stop: the parcel is back at the store
 							o.returned, o.doneAt = true, t
 							c.load--
 						case o.fails && o.attempts == 0:
@@ -435,11 +435,11 @@ func nearest(cs []*simCourier, p dispatch.Point, radius float64, k int, keep fun
 
 // nearestIdle is the baseline: the nearest courier with nothing to do
 // takes the order, pick-up then drop-off.
-type nearestIdle struct{ cfg Config }
+type nearestIdle struct{}
 
 func (nearestIdle) Name() string { return "nearest idle (baseline)" }
 
-func (s nearestIdle) Assign(o *simOrder, cs []*simCourier, _ time.Time) (*simCourier, []dispatch.Stop, bool) {
+func (nearestIdle) Assign(o *simOrder, cs []*simCourier, _ time.Time) (*simCourier, []dispatch.Stop, bool) {
 	near := nearest(cs, o.pickup, math.Inf(1), 1, func(c *simCourier) bool { return len(c.route) == 0 })
 	if len(near) == 0 {
 		return nil, nil, false

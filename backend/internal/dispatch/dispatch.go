@@ -127,6 +127,8 @@ func JobFor(o *order.Order) Job {
 type Weights struct {
 	PickupMin     float64 `json:"pickup_min" yaml:"pickup_min"`           // per minute until the courier reaches the pick-up
 	DetourMin     float64 `json:"detour_min" yaml:"detour_min"`           // per minute the job adds to the courier's route
+	DeliveryMin   float64 `json:"delivery_min" yaml:"delivery_min"`       // per minute until the new order is handed over
+	DelayMin      float64 `json:"delay_min" yaml:"delay_min"`             // per minute the job delays orders already carried (summed)
 	SlackShortMin float64 `json:"slack_short_min" yaml:"slack_short_min"` // per minute the tightest promise is under SlackTarget
 	Load          float64 `json:"load" yaml:"load"`                       // per order already carried
 	AssignedToday float64 `json:"assigned_today" yaml:"assigned_today"`   // per order done today (fairness)
@@ -137,7 +139,8 @@ type Weights struct {
 type Config struct {
 	PickupService   time.Duration `json:"pickup_service" yaml:"pickup_service"`     // time spent at a pick-up
 	DropoffService  time.Duration `json:"dropoff_service" yaml:"dropoff_service"`   // time spent at a drop-off (handover)
-	Margin          time.Duration `json:"margin" yaml:"margin"`                     // a promise "holds" if delivery is this early
+	Margin          time.Duration `json:"margin" yaml:"margin"`                     // a promise "holds" if delivery is this early...
+	MarginPerStop   time.Duration `json:"margin_per_stop" yaml:"margin_per_stop"`   // ...plus this per stop before it (prediction error adds up)
 	SlackTarget     time.Duration `json:"slack_target" yaml:"slack_target"`         // slack below this costs SlackShortMin per minute
 	BatchRadiusM    float64       `json:"batch_radius_m" yaml:"batch_radius_m"`     // same pick-up area
 	DefaultCapacity int           `json:"default_capacity" yaml:"default_capacity"` // for candidates without one
@@ -152,7 +155,8 @@ func Default() Config {
 	return Config{
 		PickupService:   3 * time.Minute,
 		DropoffService:  3 * time.Minute,
-		Margin:          3 * time.Minute,
+		Margin:          4 * time.Minute,
+		MarginPerStop:   2 * time.Minute,
 		SlackTarget:     10 * time.Minute,
 		BatchRadiusM:    500,
 		DefaultCapacity: 3,
@@ -162,6 +166,8 @@ func Default() Config {
 		Weights: Weights{
 			PickupMin:     1,
 			DetourMin:     1,
+			DeliveryMin:   1,
+			DelayMin:      1,
 			SlackShortMin: 0.5,
 			Load:          2,
 			AssignedToday: 0.1,
@@ -175,6 +181,7 @@ func (c Config) Validate() error {
 	w := c.Weights
 	for name, v := range map[string]float64{
 		"weights.pickup_min": w.PickupMin, "weights.detour_min": w.DetourMin,
+		"weights.delivery_min": w.DeliveryMin, "weights.delay_min": w.DelayMin,
 		"weights.slack_short_min": w.SlackShortMin, "weights.load": w.Load,
 		"weights.assigned_today": w.AssignedToday, "weights.idle_min": w.IdleMin,
 		"batch_radius_m": c.BatchRadiusM,
@@ -184,7 +191,7 @@ func (c Config) Validate() error {
 		}
 	}
 	switch {
-	case c.PickupService < 0 || c.DropoffService < 0 || c.Margin < 0 || c.SlackTarget < 0 || c.IdleCap < 0:
+	case c.PickupService < 0 || c.DropoffService < 0 || c.Margin < 0 || c.MarginPerStop < 0 || c.SlackTarget < 0 || c.IdleCap < 0:
 		return fmt.Errorf("%w: negative duration", ErrConfig)
 	case c.Promise <= 0:
 		return fmt.Errorf("%w: promise %v", ErrConfig, c.Promise)
@@ -221,6 +228,8 @@ func (d *Dispatcher) Config() Config { return d.cfg }
 type Breakdown struct {
 	PickupMin     float64 `json:"pickup_min"`     // minutes until it reaches the pick-up
 	DetourMin     float64 `json:"detour_min"`     // minutes the job adds to its route
+	DeliveryMin   float64 `json:"delivery_min"`   // minutes until the new order is handed over
+	DelayMin      float64 `json:"delay_min"`      // minutes of delay to orders already carried, summed
 	SlackMin      float64 `json:"slack_min"`      // tightest promise slack after insertion
 	Load          int     `json:"load"`           // orders already carried
 	AssignedToday int     `json:"assigned_today"` //
@@ -233,9 +242,15 @@ type Breakdown struct {
 type Terms struct {
 	Pickup   float64 `json:"pickup"`
 	Detour   float64 `json:"detour"`
+	Delivery float64 `json:"delivery"`
+	Delay    float64 `json:"delay"`
 	Slack    float64 `json:"slack"`
 	Load     float64 `json:"load"`
 	Fairness float64 `json:"fairness"` // assigned-today penalty minus idle bonus
+}
+
+func (t Terms) sum() float64 {
+	return t.Pickup + t.Detour + t.Delivery + t.Delay + t.Slack + t.Load + t.Fairness
 }
 
 // Ranked is a feasible candidate with its cost and planned route.
@@ -308,6 +323,8 @@ func (d *Dispatcher) score(job Job, jp jobPaces, c *Candidate, now time.Time) (R
 	b := Breakdown{
 		PickupMin:     minutes(ins.pickupAt.Sub(now)),
 		DetourMin:     minutes(ins.added),
+		DeliveryMin:   minutes(ins.deliveryAt.Sub(now)),
+		DelayMin:      minutes(ins.delay),
 		SlackMin:      minutes(ins.slack),
 		Load:          c.Load,
 		AssignedToday: c.AssignedToday,
@@ -316,17 +333,12 @@ func (d *Dispatcher) score(job Job, jp jobPaces, c *Candidate, now time.Time) (R
 	if !c.IdleSince.IsZero() && c.Load == 0 {
 		b.IdleMin = minutes(min(max(now.Sub(c.IdleSince), 0), d.cfg.IdleCap))
 	}
-	b.Terms = Terms{
-		Pickup:   w.PickupMin * b.PickupMin,
-		Detour:   w.DetourMin * b.DetourMin,
-		Slack:    w.SlackShortMin * max(0, minutes(d.cfg.SlackTarget)-b.SlackMin),
-		Load:     w.Load * float64(c.Load),
-		Fairness: w.AssignedToday*float64(c.AssignedToday) - w.IdleMin*b.IdleMin,
-	}
-	t := b.Terms
+	b.Terms = ins.terms
+	b.Terms.Load = w.Load * float64(c.Load)
+	b.Terms.Fairness = w.AssignedToday*float64(c.AssignedToday) - w.IdleMin*b.IdleMin
 	return Ranked{
 		CourierID:  c.CourierID,
-		Cost:       t.Pickup + t.Detour + t.Slack + t.Load + t.Fairness,
+		Cost:       b.Terms.sum(),
 		PickupAt:   ins.pickupAt,
 		DeliveryAt: ins.deliveryAt,
 		Breakdown:  b,

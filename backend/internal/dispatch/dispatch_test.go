@@ -176,7 +176,7 @@ func TestScoreBreakdownAddsUp(t *testing.T) {
 	}
 	r := ranked[0]
 	tm := r.Breakdown.Terms
-	if sum := tm.Pickup + tm.Detour + tm.Slack + tm.Load + tm.Fairness; math.Abs(sum-r.Cost) > 1e-9 {
+	if sum := tm.Pickup + tm.Detour + tm.Delivery + tm.Delay + tm.Slack + tm.Load + tm.Fairness; math.Abs(sum-r.Cost) > 1e-9 {
 		t.Errorf("terms sum %v != cost %v", sum, r.Cost)
 	}
 	if len(r.Plan) != 3 || r.Breakdown.Load != 1 || r.DeliveryAt.After(now.Add(time.Hour)) || r.PickupAt.Before(now) {
@@ -199,7 +199,7 @@ func TestScoreBatchInsertion(t *testing.T) {
 		promise time.Duration // A's promise from now
 		want    []string      // plan as order/kind
 	}{
-		{"loose: pick up on the way", 22 * time.Minute, []string{"N/pickup", "A-b/dropoff", "N/dropoff"}},
+		{"loose: pick up on the way", 25 * time.Minute, []string{"N/pickup", "A-b/dropoff", "N/dropoff"}},
 		{"tight: deliver A first", 17 * time.Minute, []string{"A-b/dropoff", "N/pickup", "N/dropoff"}},
 	}
 	d := mustDispatcher(t, nil)

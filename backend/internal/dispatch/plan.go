@@ -20,8 +20,10 @@ type insertion struct {
 	pickupAt   time.Time     // arrival at the new pick-up
 	deliveryAt time.Time     // handover of the new order (arrival + drop-off service)
 	added      time.Duration // how much later the route ends
+	delay      time.Duration // sum of how much later each carried order is handed over
 	slack      time.Duration // tightest promise minus its handover, over every drop-off
 	end        time.Time     // when the last stop is done
+	terms      Terms         // the insertion-dependent cost terms
 	plan       []Stop
 }
 
@@ -75,7 +77,8 @@ func (d *Dispatcher) insert(job Job, jp jobPaces, c *Candidate, now time.Time, b
 				continue
 			}
 			ins.added = ins.end.Sub(baseEnd)
-			if !ok || ins.added < best.added || (ins.added == best.added && ins.deliveryAt.Before(best.deliveryAt)) {
+			ins.terms = d.terms(ins, now)
+			if !ok || ins.terms.sum() < best.terms.sum() || (ins.terms.sum() == best.terms.sum() && ins.deliveryAt.Before(best.deliveryAt)) {
 				best, bi, bj, ok = ins, i, j, true
 			}
 		}
@@ -134,18 +137,21 @@ func (d *Dispatcher) simulate(job Job, jp jobPaces, c *Candidate, paces []float6
 		if kind != StopDropoff || promise.IsZero() {
 			continue
 		}
+		// Prediction error grows with the legs before a stop.
+		margin := d.cfg.Margin + time.Duration(k)*d.cfg.MarginPerStop
 		if e < 0 {
-			if enforceNew && t.After(promise.Add(-d.cfg.Margin)) {
+			if enforceNew && t.After(promise.Add(-margin)) {
 				return ins, false
 			}
 		} else {
-			limit := promise.Add(-d.cfg.Margin)
+			limit := promise.Add(-margin)
 			if base[e].After(limit) {
 				limit = base[e] // already late: may not get later
 			}
 			if t.After(limit) {
 				return ins, false
 			}
+			ins.delay += max(t.Sub(base[e]), 0)
 		}
 		ins.slack = min(ins.slack, promise.Sub(t))
 	}
@@ -158,6 +164,18 @@ func (d *Dispatcher) service(k StopKind) time.Duration {
 		return d.cfg.PickupService
 	}
 	return d.cfg.DropoffService
+}
+
+// terms prices an insertion; load and fairness are added by score.
+func (d *Dispatcher) terms(ins insertion, now time.Time) Terms {
+	w := d.cfg.Weights
+	return Terms{
+		Pickup:   w.PickupMin * minutes(ins.pickupAt.Sub(now)),
+		Detour:   w.DetourMin * minutes(ins.added),
+		Delivery: w.DeliveryMin * minutes(ins.deliveryAt.Sub(now)),
+		Delay:    w.DelayMin * minutes(ins.delay),
+		Slack:    w.SlackShortMin * max(0, minutes(d.cfg.SlackTarget-ins.slack)),
+	}
 }
 
 // PredictDelivery returns when the order's drop-off in route will be
