@@ -63,3 +63,19 @@ func TestParseRelayPointsErrors(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseRelayPoints(f *testing.F) {
+	f.Add([]byte(relayYAML))
+	f.Add([]byte("- {id: a, lat: 33.5, lng: -7.6, open: \"23:59\", close: \"00:00\"}"))
+	f.Add([]byte("{}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ps, err := ParseRelayPoints(data)
+		if err != nil {
+			return
+		}
+		p, _, err := NearestRelay(ps, 33.58, -7.62, time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC))
+		if err == nil && !p.OpenAt(time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)) {
+			t.Fatalf("nearest relay %q is closed", p.ID)
+		}
+	})
+}

@@ -369,3 +369,31 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+func TestEngineConcurrentReload(t *testing.T) {
+	dir := t.TempDir()
+	good := writeFile(t, dir, "good.yaml", customRules)
+	bad := writeFile(t, dir, "bad.yaml", "rules: []")
+	e := NewEngine(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 50 {
+			path := good
+			if i%2 == 1 {
+				path = bad
+			}
+			_ = e.Reload(path) // half of them fail on purpose
+		}
+	}()
+	s := Situation{Reason: Damaged, Attempt: 1, MinutesLeft: 10, MerchantPolicy: "standard", ParcelSize: "S", Verified: true}
+	for range 500 {
+		if d := e.Decide(s); d.Rule != "damaged" && d.Rule != "verified-any" {
+			t.Fatalf("decided by %q, want a rule of either file", d.Rule)
+		}
+	}
+	<-done
+	if d := e.Decide(s); d.Rule != "verified-any" {
+		t.Fatalf("after the reloads decided by %q, want the last good file's verified-any", d.Rule)
+	}
+}

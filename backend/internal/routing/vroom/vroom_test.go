@@ -203,3 +203,24 @@ func TestWithFallbackContextDone(t *testing.T) {
 		t.Fatalf("Plan with a cancelled context: %v, want context.Canceled", err)
 	}
 }
+
+func FuzzResponse(f *testing.F) {
+	f.Add(mustRead(f, "testdata/response_ok.json"))
+	f.Add([]byte(`{"code":0,"unassigned":[],"routes":[{"vehicle":1,"duration":10,"steps":[{"type":"job","id":3,"arrival":-5},{"type":"pickup","id":1},{"type":"delivery","id":2}]}]}`))
+	f.Add([]byte(`{"code":0,"routes":[{"steps":[{"type":"delivery","id":2},{"type":"pickup","id":1},{"type":"job","id":3}]}]}`))
+	f.Add([]byte(`{"code":2,"error":"Invalid"}`))
+	p := problem()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var r response
+		if json.Unmarshal(data, &r) != nil {
+			return
+		}
+		sol, err := solution(p, r)
+		if err != nil {
+			return
+		}
+		if err := routing.Check(p, sol); err != nil {
+			t.Fatalf("accepted an invalid plan: %v", err)
+		}
+	})
+}
