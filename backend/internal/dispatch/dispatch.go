@@ -18,12 +18,23 @@
 //     area (within Config.BatchRadiusM of the new pick-up) may take the new
 //     pick-up and drop-off anywhere in its route, cheapest insertion first.
 //
-// A candidate is excluded when it is full, or when no insertion keeps every
-// promise (the new order's and, for orders it carries, every promise that
-// held before; an order already late may not get later). Survivors are
-// ranked by a weighted sum of minutes (Weights), lower is better, ties
-// broken by courier id. Each Ranked carries its breakdown, shown to
-// dispatchers as is.
+// A promise "holds" when the predicted handover is at least Config.Margin,
+// plus Config.MarginPerStop for every stop before it, ahead of the promise:
+// prediction errors add up along a route. A candidate is excluded when it
+// is full, or when no insertion keeps every promise (the new order's and,
+// for orders it carries, every promise that held before; an order already
+// late may not get later).
+//
+// Survivors are ranked by a weighted sum of minutes (Weights; lower is
+// better): time to the pick-up, minutes added to the route, time to the new
+// handover, delay imposed on carried orders, shortfall of slack under
+// Config.SlackTarget, orders carried, and a small fairness term (orders done
+// today, minus a bonus for idle time). Ties are broken by courier id. The
+// same cost picks the insertion, and each Ranked carries its breakdown,
+// shown to dispatchers as is.
+//
+// The weights were checked with cmd/sim (a simulated Casablanca day against
+// a nearest-idle-courier baseline).
 package dispatch
 
 import (
@@ -81,10 +92,10 @@ type Stop struct {
 type Candidate struct {
 	CourierID     string
 	Lat, Lng      float64
-	DistanceM     float64 // great-circle distance to the pick-up, from the index
-	Load          int     // orders assigned and not yet delivered
-	Capacity      int     // orders it can carry at once; <= 0 means Config.DefaultCapacity
-	Vehicle       string
+	DistanceM     float64   // great-circle distance to the pick-up, from the index (informative: scoring uses the ETA model)
+	Load          int       // orders assigned and not yet delivered
+	Capacity      int       // orders it can carry at once; <= 0 means Config.DefaultCapacity
+	Vehicle       string    // informative, shown to dispatchers; the ETA model has one speed profile
 	Route         []Stop    // remaining stops, in order
 	AssignedToday int       // for fairness
 	IdleSince     time.Time // zero when busy

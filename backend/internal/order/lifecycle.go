@@ -161,7 +161,7 @@ type Action struct {
 	Kind      Kind
 	At        time.Time // required: the caller owns the clock
 	Where     *Point    // optional: where it happened (courier position)
-	Reason    string    // required for fail (reason code) and unassign/reassign/return/cancel by staff is recommended
+	Reason    string    // why: the failure reason code (required for fail), or the rule or note behind a staff action
 	Note      string
 	CourierID string  // offer and assign: the courier
 	Code      string  // deliver: handover code from the customer, when the policy requires it
