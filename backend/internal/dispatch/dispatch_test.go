@@ -389,3 +389,33 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+func TestOfferRoundConcurrentAnswers(t *testing.T) {
+	// A timer firing Next and a courier accepting race; exactly one wins.
+	for range 50 {
+		r := NewOfferRound("o1", []Ranked{{CourierID: "c1"}, {CourierID: "c2"}}, 10*time.Second)
+		if _, err := r.Next(now); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 2)
+		go func() { done <- r.Accept("c1", now.Add(9*time.Second)) }()
+		go func() {
+			_, err := r.Next(now.Add(11 * time.Second))
+			done <- err
+		}()
+		errAccept, errNext := <-done, <-done
+		log := r.Log()
+		switch log[0].State {
+		case OfferAccepted:
+			if len(log) != 1 {
+				t.Fatalf("accepted, yet offered on: %+v", log)
+			}
+		case OfferExpired:
+			if len(log) != 2 || log[1].CourierID != "c2" {
+				t.Fatalf("expired, but next offer missing: %+v", log)
+			}
+		default:
+			t.Fatalf("first offer left %s (errors %v, %v)", log[0].State, errAccept, errNext)
+		}
+	}
+}
