@@ -1,0 +1,57 @@
+# Tawsil — one-hour delivery platform. `make run` and `make test` are all you need.
+SHELL    := /bin/bash
+MODULES  := shared backend agent
+GO       ?= go
+BIN      := bin
+DATA     ?= ./data
+# Fuzz each decoder of outside input for this long in `make test` (CI too).
+FUZZTIME ?= 10s
+
+export TAWSIL_JWT_SECRET ?= dev-only-secret-change-me-0123456789abcdef
+export TAWSIL_ADMIN_EMAIL ?= admin@demo.tawsil.ma
+export TAWSIL_ADMIN_PASSWORD ?= tawsil-admin-2026
+export TAWSIL_DATA_DIR ?= $(DATA)
+
+.PHONY: all build run test test-short fuzz bench lint sim clean tools
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	cd backend && $(GO) build -o ../$(BIN)/backend ./cmd/backend
+	cd agent && CGO_ENABLED=0 $(GO) build -o ../$(BIN)/agent ./cmd/agent
+	cd agent && CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -o ../$(BIN)/agent-linux-arm64 ./cmd/agent
+
+# The whole system on embedded defaults: broker, FerretDB, demo data, and a
+# small simulated fleet publishing over MQTT.
+run: build
+	@deploy/local/run.sh
+
+# Every module with -race, then each fuzz target for $(FUZZTIME).
+test:
+	@set -e; for m in $(MODULES); do \
+	  echo "== go test -race $$m"; \
+	  (cd $$m && $(GO) test -race -count=1 -timeout 20m ./...); \
+	done
+	@$(MAKE) --no-print-directory fuzz
+
+test-short:
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) test -short -count=1 ./...); done
+
+fuzz:
+	@.ci/fuzz.sh $(FUZZTIME)
+
+bench:
+	@.ci/bench.sh
+
+lint:
+	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+	@if command -v staticcheck >/dev/null; then for m in $(MODULES); do (cd $$m && staticcheck ./...); done; \
+	  else echo "staticcheck not installed: make tools"; fi
+
+tools:
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+clean:
+	rm -rf $(BIN)
