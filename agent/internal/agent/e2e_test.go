@@ -347,4 +347,3 @@ func (b *safeBuffer) String() string {
 	defer b.mu.Unlock()
 	return string(b.buf)
 }
-
