@@ -66,6 +66,21 @@ func (r *received) add(tp string, payload []byte) {
 	}
 }
 
+// complete waits until courier's seqs first..last all arrived.
+func (r *received) complete(courier string, first, last uint64, within time.Duration) bool {
+	for deadline := time.Now().Add(within); ; time.Sleep(50 * time.Millisecond) {
+		r.mu.Lock()
+		n := len(r.seen[courier])
+		r.mu.Unlock()
+		if uint64(n) >= last-first+1 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // check waits until courier's seqs first..last all arrived, then checks the
 // deduplicated arrival order.
 func (r *received) check(tb testing.TB, courier string, first, last uint64, within time.Duration) {
@@ -191,7 +206,7 @@ type mosquitto struct {
 func (m *mosquitto) start() {
 	m.tb.Helper()
 	conf := filepath.Join(m.dir, "mosquitto.conf")
-	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\n", m.port, m.dir)
+	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\nlog_dest file %s/mosquitto.log\nlog_type all\n", m.port, m.dir, m.dir)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		m.tb.Fatal(err)
 	}
@@ -327,7 +342,20 @@ func TestMosquittoKillAndRestart(t *testing.T) {
 	if depth != 0 || last < 20 {
 		t.Fatalf("outbox after exit: last seq %d, depth %d", last, depth)
 	}
-	rec.check(t, "c-kill", 1, last, 10*time.Second)
+	if !rec.complete("c-kill", 1, last, 10*time.Second) {
+		// Say where the loss happened: the agent got a PUBACK for every fix
+		// (its outbox is empty), so print both sides' logs.
+		mlog, _ := os.ReadFile(filepath.Join(m.dir, "mosquitto.log"))
+		t.Logf("agent log:\n%s\nmosquitto log (tail):\n%s", stderr.String(), tail(mlog, 8000))
+	}
+	rec.check(t, "c-kill", 1, last, 0)
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
 }
 
 type safeBuffer struct {

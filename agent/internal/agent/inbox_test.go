@@ -90,7 +90,11 @@ func TestTasksAndConfigOverMQTT(t *testing.T) {
 		v.Route == nil || v.Route.Version != 1 {
 		t.Fatalf("tasks view %+v", v)
 	}
-	waitFor(t, func() bool { var s map[string]any; getJSON(t, base+"/status", &s); return s["profile"] == "pushed-by-backend" })
+	waitFor(t, func() bool {
+		var s map[string]any
+		getJSON(t, base+"/status", &s)
+		return s["profile"] == "pushed-by-backend"
+	})
 }
 
 func waitFor(tb testing.TB, cond func() bool) {
