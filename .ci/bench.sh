@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# `make bench`: Tawsil's figures, each printed with the command that made it.
+#
+#   1. Go micro-benchmarks of the packages that have them
+#   2. end-to-end ingest over a real Mosquitto: simulated devices -> broker ->
+#      backend -> FerretDB on PostgreSQL; the same traffic's broker-only
+#      ceiling; the ratio; zero loss (acknowledged vs stored); publish->queryable
+#   3. GET /v1/couriers?near= throughput and latency with wrk, thousands of live couriers
+#   4. the dispatch simulation (go run ./backend/cmd/sim)
+#   5. the agent's own figures (agent/bench.sh)
+#
+# Knobs (environment): SECTIONS="micro e2e wrk sim agent", BENCHTIME=1s,
+# PUBLISHERS=50 BATCH=10 MESSAGES=1000 WINDOW=16 DURATION=60s PROBES=4,
+# WRK_COURIERS=2000 WRK_SECONDS=15 WRK_CONNECTIONS=16 WRK_THREADS=2,
+# AGENT_RUN_SECONDS=20 AGENT_FLEET_SECONDS=10.
+# Everything listens on 127.0.0.1 only, and everything started here (Mosquitto,
+# backend, PostgreSQL if it was down, its bench database, temp dirs) is
+# stopped or removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+SECTIONS=${SECTIONS:-micro e2e wrk sim agent}
+BENCHTIME=${BENCHTIME:-1s}
+PUBLISHERS=${PUBLISHERS:-50}
+BATCH=${BATCH:-10}
+MESSAGES=${MESSAGES:-1000}
+WINDOW=${WINDOW:-16}
+DURATION=${DURATION:-60s}
+PROBES=${PROBES:-4}
+WRK_COURIERS=${WRK_COURIERS:-2000}
+WRK_SECONDS=${WRK_SECONDS:-15}
+WRK_CONNECTIONS=${WRK_CONNECTIONS:-16}
+WRK_THREADS=${WRK_THREADS:-2}
+export RUN_SECONDS=${AGENT_RUN_SECONDS:-20} FLEET_SECONDS=${AGENT_FLEET_SECONDS:-10}
+
+export TAWSIL_ADMIN_EMAIL=${TAWSIL_ADMIN_EMAIL:-admin@bench.tawsil.test}
+export TAWSIL_ADMIN_PASSWORD=${TAWSIL_ADMIN_PASSWORD:-bench-admin-password-2026}
+
+work=$(mktemp -d /tmp/tawsil-bench.XXXXXX)
+pids=()
+pg_started=""
+pg_db=""
+cleanup() {
+  set +e
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null && wait "${pids[i]}" 2>/dev/null
+  done
+  if [[ -n "$pg_db" ]]; then
+    su postgres -c "psql -q -c 'DROP DATABASE IF EXISTS $pg_db' -c 'DROP ROLE IF EXISTS $pg_db'" >/dev/null 2>&1
+  fi
+  [[ -n "$pg_started" ]] && pg_ctlcluster 15 main stop
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+has() { [[ " $SECTIONS " == *" $1 "* ]]; }
+section() { printf '\n==== %s\n' "$*"; }
+cmd() { printf '$ %s\n' "$*"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { # URL SECONDS
+  for ((i = 0; i < $2 * 10; i++)); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "not ready: $1" >&2
+  return 1
+}
+
+echo "Tawsil benchmarks, $(date -u +%FT%TZ), $(nproc) cores, $(go version | cut -d' ' -f3)"
+echo "   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+
+section "build"
+cmd "go build -o $work/backend ./backend/cmd/backend && go build -o $work/loadgen ./backend/cmd/loadgen"
+go build -o "$work/backend" ./backend/cmd/backend
+go build -o "$work/loadgen" ./backend/cmd/loadgen
+
+# ---------------------------------------------------------------------------
+if has micro; then
+  section "1. Go micro-benchmarks (-benchtime=$BENCHTIME, -count=1)"
+  # The packages with Benchmark functions, found rather than listed, so new
+  # ones are included; shared/wire is listed here for the record even when it has none.
+  for mod in shared backend agent; do
+    for pkg in $(cd "$mod" && go list ./...); do
+      dir=$(cd "$mod" && go list -f '{{.Dir}}' "$pkg")
+      if ! grep -qs '^func Benchmark' "$dir"/*_test.go; then
+        [[ "$pkg" == */shared/wire ]] && echo "(shared/wire: no Benchmark functions in the tree)"
+        continue
+      fi
+      cmd "(cd $mod && go test -run '^\$' -bench . -benchmem -benchtime=$BENCHTIME -count=1 $pkg)"
+      (cd "$mod" && go test -run '^$' -bench . -benchmem -benchtime="$BENCHTIME" -count=1 "$pkg") |
+        grep -E '^(Benchmark|ok|FAIL|---)' || echo "   (failed: see above)"
+    done
+  done
+fi
+
+# ---------------------------------------------------------------------------
+start_stack() { # starts PostgreSQL (if down), Mosquitto and the backend; sets api, broker
+  command -v mosquitto >/dev/null || [[ -x /usr/sbin/mosquitto ]] ||
+    { cmd "apt-get install -y mosquitto"; apt-get install -y mosquitto >/dev/null; }
+  local mosq
+  mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+
+  local pg_url="" handler=sqlite
+  if command -v pg_ctlcluster >/dev/null && [[ $(id -u) == 0 ]]; then
+    if ! pg_lsclusters -h 2>/dev/null | grep -q ' online'; then
+      cmd "pg_ctlcluster 15 main start"
+      pg_ctlcluster 15 main start && pg_started=1
+    fi
+    pg_db="tawsil_bench_$$"
+    local pw="bench-$RANDOM$RANDOM"
+    su postgres -c "psql -q -c \"CREATE ROLE $pg_db LOGIN PASSWORD '$pw'\" -c 'CREATE DATABASE $pg_db OWNER $pg_db'" >/dev/null
+    pg_url="postgres://$pg_db:$pw@127.0.0.1:5432/$pg_db"
+    handler=postgresql
+  fi
+
+  local mport
+  mport=$(free_port)
+  # An open broker for a loopback benchmark. The queue and in-flight limits
+  # are raised from Mosquitto's defaults (1000 queued, 20 in flight per
+  # client): with the defaults a slow subscriber loses messages past the
+  # queue, and the backend, which acknowledges only after the history write,
+  # could hold only 20 messages per group commit.
+  cat >"$work/mosquitto.conf" <<EOF
+listener $mport 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages ${MOSQ_MAX_QUEUED:-1000000}
+max_inflight_messages ${MOSQ_MAX_INFLIGHT:-1000}
+EOF
+  cmd "mosquitto -c mosquitto.conf   # $(tr '\n' ';' <"$work/mosquitto.conf")"
+  "$mosq" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
+  pids+=($!)
+  broker="tcp://127.0.0.1:$mport"
+
+  local hport
+  hport=$(free_port)
+  api="http://127.0.0.1:$hport"
+  mkdir -p "$work/data"
+  cmd "MQTT_URL=$broker TAWSIL_FERRET_HANDLER=$handler TAWSIL_HTTP_ADDR=127.0.0.1:$hport backend"
+  env MQTT_URL="$broker" TAWSIL_MQTT_USERNAME=backend TAWSIL_MQTT_PASSWORD=unused-open-broker \
+    TAWSIL_MQTT_CLIENT_ID="tawsil-bench-$$" TAWSIL_HTTP_ADDR="127.0.0.1:$hport" TAWSIL_DATA_DIR="$work/data" \
+    TAWSIL_FERRET_HANDLER="$handler" TAWSIL_FERRET_PG_URL="$pg_url" TAWSIL_ACCESS_TTL=2h TAWSIL_LOG_LEVEL=warn \
+    TAWSIL_JWT_SECRET="bench-$(head -c 24 /dev/urandom | base64)" \
+    "$work/backend" >"$work/backend.log" 2>&1 &
+  pids+=($!)
+  wait_http "$api/readyz" 60
+}
+
+api="" broker=""
+if has e2e || has wrk; then
+  section "2. end-to-end ingest (simulated devices -> Mosquitto -> backend -> FerretDB)"
+  start_stack
+  need=$((PUBLISHERS + PROBES))
+  has wrk && need=$((need > WRK_COURIERS ? need : WRK_COURIERS))
+  cmd "loadgen provision -api $api -n $need -out creds.json"
+  "$work/loadgen" provision -api "$api" -n "$need" -out "$work/creds.json" -workers 4 2>"$work/provision.log" ||
+    { cat "$work/provision.log"; exit 1; }
+fi
+
+if has e2e; then
+  args=(-broker "$broker" -api "$api" -creds "$work/creds.json" -publishers "$PUBLISHERS" -probes "$PROBES"
+    -batch "$BATCH" -messages "$MESSAGES" -window "$WINDOW" -duration "$DURATION")
+  cmd "loadgen bench ${args[*]}"
+  "$work/loadgen" bench "${args[@]}" 2>"$work/loadgen.log" || { echo "   (failed)"; tail -20 "$work/loadgen.log"; }
+  grep -h -i 'level=error\|"level":"ERROR"' "$work/backend.log" | tail -3 || true
+
+  echo "-- steady load: every device at 1 message/s (1 fix), latency under a realistic rate"
+  args=(-broker "$broker" -api "$api" -creds "$work/creds.json" -publishers "$PUBLISHERS" -probes "$PROBES"
+    -batch 1 -rate 1 -messages 20 -window 1 -duration 25s)
+  cmd "loadgen ingest ${args[*]}"
+  "$work/loadgen" ingest "${args[@]}" 2>>"$work/loadgen.log" || { echo "   (failed)"; tail -20 "$work/loadgen.log"; }
+fi
+
+# ---------------------------------------------------------------------------
+if has wrk; then
+  section "3. GET /v1/couriers?near= with wrk ($WRK_COURIERS live couriers)"
+  command -v wrk >/dev/null || { cmd "apt-get install -y wrk"; apt-get install -y wrk >/dev/null; }
+  # Give every provisioned courier a live position: one message each.
+  cmd "loadgen ingest -publishers $WRK_COURIERS -messages 3 -rate 1 -batch 1 -verify=false"
+  "$work/loadgen" ingest -broker "$broker" -api "$api" -creds "$work/creds.json" -publishers "$WRK_COURIERS" \
+    -messages 3 -rate 1 -batch 1 -window 1 -duration 20s -verify=false 2>>"$work/loadgen.log" | sed 's/^/   /'
+  token=$(curl -fsS "$api/v1/auth/login" -H 'Content-Type: application/json' \
+    -d "{\"email\":\"$TAWSIL_ADMIN_EMAIL\",\"password\":\"$TAWSIL_ADMIN_PASSWORD\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  live=$(curl -fsS "$api/v1/couriers?status=available&limit=500" -H "Authorization: Bearer $token" |
+    python3 -c 'import json,sys; print(len(json.load(sys.stdin)["couriers"]))')
+  echo "   available couriers (first page, max 500): $live"
+  # The script varies the query point over Casablanca deterministically.
+  cat >"$work/near.lua" <<EOF
+local token = "$token"
+local i = 0
+request = function()
+  i = i + 1
+  local lat = 33.52 + ((i * 7919) % 1000) / 1000 * 0.10
+  local lng = -7.68 + ((i * 104729) % 1000) / 1000 * 0.18
+  return wrk.format("GET", string.format("/v1/couriers?near=%.6f,%.6f&status=available&limit=5", lat, lng),
+    { ["Authorization"] = "Bearer " .. token })
+end
+done = function(summary, latency, requests)
+  io.write(string.format("   non-2xx or errors: %d (status), %d (connect/read/write/timeout)\n",
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+EOF
+  cmd "wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${WRK_SECONDS}s --latency -s near.lua $api   # near=random Casablanca point, status=available, limit=5"
+  wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${WRK_SECONDS}s" --latency -s "$work/near.lua" "$api" | sed 's/^/   /'
+fi
+
+# ---------------------------------------------------------------------------
+if has sim; then
+  section "4. dispatch simulation: a Casablanca day, Tawsil dispatch vs nearest-idle"
+  cmd "go run ./backend/cmd/sim"
+  go run ./backend/cmd/sim | sed 's/^/   /'
+fi
+
+# ---------------------------------------------------------------------------
+if has agent; then
+  section "5. the agent's figures"
+  if [[ -x agent/bench.sh ]]; then
+    cmd "RUN_SECONDS=$RUN_SECONDS FLEET_SECONDS=$FLEET_SECONDS agent/bench.sh"
+    agent/bench.sh | sed 's/^/   /' || echo "   (agent/bench.sh failed)"
+  else
+    echo "   (agent/bench.sh not present)"
+  fi
+fi
+echo
+echo "done; logs were in $work (removed)"
