@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -15,9 +14,11 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/account"
 	"github.com/tawsil/tawsil/backend/internal/auth"
 	"github.com/tawsil/tawsil/backend/internal/config"
+	"github.com/tawsil/tawsil/backend/internal/delivery"
 	"github.com/tawsil/tawsil/backend/internal/density"
 	"github.com/tawsil/tawsil/backend/internal/embedded/broker"
 	"github.com/tawsil/tawsil/backend/internal/embedded/docstore"
+	"github.com/tawsil/tawsil/backend/internal/eta"
 	"github.com/tawsil/tawsil/backend/internal/httpapi"
 	"github.com/tawsil/tawsil/backend/internal/ingest"
 	"github.com/tawsil/tawsil/backend/internal/livemap"
@@ -48,6 +49,10 @@ type Main struct {
 	Bus      Bus
 	Broker   *broker.Broker // nil with an external broker
 	HTTP     *httpapi.Server
+	ETA      *eta.Model
+	Delivery *delivery.Service
+	Webhooks *delivery.Webhooks
+	Hub      *delivery.Hub
 
 	// BcryptCost overrides the password hashing cost (tests use the minimum).
 	BcryptCost int
@@ -91,12 +96,10 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 	}()
 	uri := cfg.MongoURI
 	if uri == "" {
-		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-		if cfg.LogLevel == "debug" {
-			quiet = m.Log.With("component", "ferretdb")
-		}
+		// FerretDB logs whole documents (customer data) in its records: keep
+		// only the messages of its warnings and errors.
 		m.docs, err = docstore.Start(ctx, docstore.Options{Handler: cfg.FerretHandler, DataDir: cfg.DataDir, PGURL: cfg.FerretPGURL,
-			Logger: slog.New(warnOnly{quiet.Handler()})})
+			Logger: slog.New(messageOnly{m.Log.With("component", "ferretdb").Handler()})})
 		if err != nil {
 			return err
 		}
@@ -257,6 +260,9 @@ func (m *Main) SetShift(ctx context.Context, courierID string, on bool) error {
 	if err := m.Accounts.SetShift(ctx, courierID, on); err != nil {
 		return err
 	}
+	if err := m.shiftLog(ctx, courierID, on); err != nil {
+		return err
+	}
 	m.Index.SetShift(courierID, on)
 	lc, _ := m.Index.Get(courierID)
 	switch {
@@ -283,6 +289,9 @@ func (m *Main) Close(ctx context.Context) error {
 		m.cancel()
 		<-m.jobsDone
 	}
+	if m.Delivery != nil {
+		m.Delivery.Close()
+	}
 	if m.Bus != nil {
 		errs = append(errs, m.Bus.Close())
 	}
@@ -303,9 +312,16 @@ func (m *Main) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// warnOnly drops records below warning level whatever the inner handler says.
-type warnOnly struct{ slog.Handler }
+// messageOnly passes on warnings and errors without their attributes.
+type messageOnly struct{ h slog.Handler }
 
-func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+func (w messageOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.h.Enabled(ctx, l)
 }
+
+func (w messageOnly) Handle(ctx context.Context, r slog.Record) error {
+	return w.h.Handle(ctx, slog.NewRecord(r.Time, r.Level, r.Message, r.PC))
+}
+
+func (w messageOnly) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w messageOnly) WithGroup(string) slog.Handler      { return w }

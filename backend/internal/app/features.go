@@ -1,7 +1,135 @@
 package app
 
-import "context"
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"time"
 
-// mountFeatures registers the order-side features (quotes, orders, dispatch,
-// failed-delivery rules, webhooks, KPIs) on the HTTP server.
-func (m *Main) mountFeatures(ctx context.Context) error { return nil }
+	"github.com/tawsil/tawsil/backend/internal/area"
+	"github.com/tawsil/tawsil/backend/internal/delivery"
+	"github.com/tawsil/tawsil/backend/internal/density"
+	"github.com/tawsil/tawsil/backend/internal/dispatch"
+	"github.com/tawsil/tawsil/backend/internal/eta"
+	"github.com/tawsil/tawsil/backend/internal/failure"
+	"github.com/tawsil/tawsil/backend/internal/httpapi"
+	"github.com/tawsil/tawsil/backend/internal/order"
+	"github.com/tawsil/tawsil/backend/internal/pricing"
+	"github.com/tawsil/tawsil/backend/internal/routing"
+	"github.com/tawsil/tawsil/backend/internal/routing/vroom"
+	"github.com/tawsil/tawsil/shared/wire"
+)
+
+//go:embed relay_points.yaml
+var defaultRelays []byte
+
+// densityBridge lets the delivery service speak to the density map in points.
+type densityBridge struct{ d *density.Map }
+
+func (b densityBridge) OrderOpened(id string, lat, lng float64, at time.Time) {
+	c, err := density.CellOf(lat, lng, 9)
+	if err != nil {
+		return
+	}
+	_ = b.d.OrderOpened(id, c)
+	_ = b.d.Booked(c, at)
+}
+func (b densityBridge) OrderClosed(id string) { b.d.OrderClosed(id) }
+func (b densityBridge) Failed(lat, lng float64, at time.Time) {
+	if c, err := density.CellOf(lat, lng, 9); err == nil {
+		_ = b.d.Failed(c, at)
+	}
+}
+func (b densityBridge) UnderSupplied(lat, lng, ratio float64, at time.Time) bool {
+	s, ok := b.d.Stats(lat, lng, density.Res, at)
+	if !ok {
+		return false
+	}
+	demand := s.OpenOrders + s.Booked15m
+	return demand > 0 && float64(demand) > ratio*float64(s.AvailableCouriers)
+}
+// mountFeatures builds the order side (quotes, orders, dispatch, failed-
+// delivery rules, routes, webhooks, KPIs) and registers its routes.
+func (m *Main) mountFeatures(ctx context.Context) error {
+	cfg := m.Config
+	etaModel, err := eta.New(eta.Default(), m.Log)
+	if err != nil {
+		return err
+	}
+	m.ETA = etaModel
+	m.fixHooks = append(m.fixHooks, func(courier string, prev wire.Fix, had bool, fix wire.Fix) {
+		if had {
+			etaModel.Observe(courier, prev, fix)
+		}
+	})
+	areas, err := area.New(area.Default())
+	if err != nil {
+		return fmt.Errorf("service areas: %w", err)
+	}
+	pricer, err := pricing.New(pricing.Default())
+	if err != nil {
+		return fmt.Errorf("tariff: %w", err)
+	}
+	disp, err := dispatch.New(dispatch.Default(), etaModel)
+	if err != nil {
+		return err
+	}
+	rules := failure.Default()
+	if cfg.RulesFile != "" {
+		if rules, err = failure.Load(cfg.RulesFile); err != nil {
+			return fmt.Errorf("TAWSIL_RULES_FILE: %w", err)
+		}
+	}
+	engine := failure.NewEngine(rules, m.Log)
+	relays, err := failure.ParseRelayPoints(defaultRelays)
+	if err != nil {
+		return fmt.Errorf("relay points: %w", err)
+	}
+	var planner routing.Planner = routing.Builtin{}
+	if cfg.VROOMURL != "" {
+		planner = routing.WithFallback(&vroom.Client{URL: cfg.VROOMURL, Timeout: 2 * time.Second}, routing.Builtin{}, m.Log)
+	}
+	m.Hub = delivery.NewHub()
+	m.Webhooks = delivery.NewWebhooks(m.Store, cfg.WebhookAllowPrivate, m.Log, func(outcome string) {
+		m.Metrics.Webhooks.WithLabelValues(outcome).Inc()
+	})
+	dcfg := delivery.DefaultConfig()
+	dcfg.Prefix, dcfg.OfferTimeout, dcfg.Relays = cfg.TopicPrefix, cfg.OfferTimeout, relays
+	m.Delivery = delivery.New(dcfg, delivery.Deps{Store: m.Store, Index: m.Index, Density: densityBridge{m.Density}, ETA: etaModel,
+		Areas: areas, Pricer: pricer, Dispatch: disp, Rules: engine, Planner: planner, Bus: m.Bus, Log: m.Log,
+		Merchant: func(ctx context.Context, id string) (string, string, error) {
+			mer, err := m.Accounts.Merchant(ctx, id)
+			if err != nil {
+				return "", "", err
+			}
+			return mer.Policy, mer.Deliver, nil
+		}}, m.Hub, m.Webhooks)
+	if err := m.Delivery.Start(ctx); err != nil {
+		return err
+	}
+	m.purgeHook = func(ctx context.Context) {
+		cutoff := time.Now().Add(-time.Duration(cfg.CustomerDataDays) * 24 * time.Hour)
+		n, err := m.Store.RedactOrders(ctx, cutoff, func(o *order.Order) { o.Redact(); o.Version++ })
+		if err != nil {
+			m.Log.Warn("customer data redaction failed", "err", err)
+		} else if n > 0 {
+			m.Log.Info("customer data redacted on finished orders", "orders", n, "older_than", cutoff)
+		}
+	}
+	m.HTTP.MountOrders(httpapi.Orders{Svc: m.Delivery, Webhooks: m.Webhooks, Store: m.Store, Hub: m.Hub, ETA: etaModel,
+		Rules: engine, RulesFile: cfg.RulesFile, Costs: delivery.Costs{PerHourMAD: 25, PerKmMAD: 0.8}})
+	return nil
+}
+
+// shiftLog records shift intervals for courier-hour KPIs.
+func (m *Main) shiftLog(ctx context.Context, courierID string, on bool) error {
+	if on {
+		return m.Store.OpenShift(ctx, courierID, time.Now().UTC())
+	}
+	return m.Store.CloseShift(ctx, courierID, time.Now().UTC())
+}
+
+var _ = errors.New
+var _ = os.Getenv

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -14,6 +15,15 @@ import (
 // jobs runs the periodic work until ctx ends.
 func (m *Main) jobs(ctx context.Context) {
 	defer close(m.jobsDone)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if m.Webhooks != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.Webhooks.Run(ctx)
+		}()
+	}
 	snap := time.NewTicker(5 * time.Second)
 	stale := time.NewTicker(15 * time.Second)
 	purge := time.NewTicker(time.Hour)

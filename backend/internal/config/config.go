@@ -56,6 +56,7 @@ type Config struct {
 	RulesFile              string        `yaml:"rules_file"`               // TAWSIL_RULES_FILE: failed-delivery rules (empty: built-in)
 	OfferTimeout           time.Duration `yaml:"offer_timeout"`            // TAWSIL_OFFER_TIMEOUT
 	VROOMURL               string        `yaml:"vroom_url"`                // TAWSIL_VROOM_URL: optional route optimiser
+	WebhookAllowPrivate    bool          `yaml:"webhook_allow_private"`    // TAWSIL_WEBHOOK_ALLOW_PRIVATE: http:// and private addresses (on-premise, tests)
 }
 
 // JWTKey is one HMAC signing/verification key with its key id.
@@ -192,6 +193,13 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			errs = append(errs, fmt.Errorf("TAWSIL_SEED: %q is not a boolean", v))
 		}
 		c.Seed = b
+	}
+	if v := getenv("TAWSIL_WEBHOOK_ALLOW_PRIVATE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("TAWSIL_WEBHOOK_ALLOW_PRIVATE: %q is not a boolean", v))
+		}
+		c.WebhookAllowPrivate = b
 	}
 	if v := getenv("TAWSIL_TRUSTED_PROXIES"); v != "" {
 		c.TrustedProxies = strings.Split(v, ",")

@@ -354,3 +354,19 @@ func (m *Map) Prune(now time.Time) int {
 	}
 	return n
 }
+
+// Stats returns the figures of the res cell containing (lat, lng) at now;
+// ok is false when nothing was ever counted there.
+func (m *Map) Stats(lat, lng float64, res int, now time.Time) (CellStats, bool) {
+	id, err := CellOf(lat, lng, res)
+	if err != nil {
+		return CellStats{}, false
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	c := m.levels[res][id]
+	if c == nil {
+		return CellStats{}, false
+	}
+	return c.stats(id, minuteOf(now)), true
+}

@@ -14,7 +14,8 @@ import (
 // The search runs from three starts (the input order, a cheapest-insertion
 // construction and an earliest-deadline order), improves each with a local
 // search that keeps pickups before their orders' other stops, and keeps the
-// lexicographically best plan: least total lateness, then least travel time.
+// lexicographically best plan: least total lateness, then least busy time
+// (travel plus waiting for "not before" times), i.e. the earliest finish.
 // The input order is evaluated too and returned (Algorithm "input") unless the
 // search found something strictly better, so a plan is never worse than the
 // input order.
@@ -52,7 +53,7 @@ func Plan(ctx context.Context, p Problem) (Solution, error) {
 // cost is the objective, compared lexicographically.
 type cost struct {
 	late   int64 // total lateness, ns
-	travel int64 // total travel time, ns
+	travel int64 // busy time before the last service: travel plus waiting, ns
 }
 
 func (c cost) less(d cost) bool {
@@ -183,6 +184,9 @@ func (s *search) setCurrent(seq []int) {
 		if t > s.latest[i] {
 			late += t - s.latest[i]
 		}
+		if e := s.earliest[i]; e > t {
+			travel += e - t // waiting for a "not before" costs the courier like driving does
+		}
 		t = max(t, s.earliest[i]) + s.service[i]
 		prev = i + 1
 		s.prefT[k+1], s.prefLate[k+1], s.prefTravel[k+1] = t, late, travel
@@ -223,8 +227,11 @@ func (s *search) evalFrom(seq []int, k int, bound cost) (cost, bool) {
 		if l := latest[i]; t > l {
 			c.late += t - l
 		}
+		if e := earliest[i]; e > t {
+			c.travel += e - t
+		}
 		if c.late > bound.late || c.late == bound.late && c.travel >= bound.travel {
-			return c, false // lateness and travel only grow along the route
+			return c, false // lateness and busy time only grow along the route
 		}
 		t = max(t, earliest[i]) + service[i]
 		prev = i + 1

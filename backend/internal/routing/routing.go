@@ -129,10 +129,13 @@ func (s Solution) Stops() []Stop {
 }
 
 // Better reports whether s is lexicographically better than o: less total
-// lateness, or equal lateness and less travel time.
+// lateness, or equal lateness and an earlier finish (less travel and waiting).
 func (s Solution) Better(o Solution) bool {
 	if s.TotalLateness != o.TotalLateness {
 		return s.TotalLateness < o.TotalLateness
+	}
+	if !s.Finish.Equal(o.Finish) {
+		return s.Finish.Before(o.Finish) // same stops: an earlier finish is less travel and waiting
 	}
 	return s.TravelTime < o.TravelTime
 }

@@ -1,0 +1,370 @@
+package delivery
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tawsil/tawsil/backend/internal/dispatch"
+	"github.com/tawsil/tawsil/backend/internal/livemap"
+	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/backend/internal/order"
+	"github.com/tawsil/tawsil/shared/wire"
+)
+
+// QuoteRequest is what a merchant asks about.
+type QuoteRequest struct {
+	Pickup     order.Place
+	Dropoff    order.Place
+	Size       order.Size
+	CODAmount  float64
+	AllowLater bool
+}
+
+// Quote answers "can this be delivered within the hour, by when, for how much".
+type Quote struct {
+	Feasible      bool      `json:"feasible"`
+	ETAMinutes    float64   `json:"eta_minutes"`
+	PromiseBy     time.Time `json:"promise_by,omitzero"`
+	PriceMAD      float64   `json:"price_mad"`
+	Reason        string    `json:"reason,omitempty"`
+	City          string    `json:"city"`
+	DistanceKm    float64   `json:"distance_km"`
+	Later         bool      `json:"later,omitempty"`
+	UnderSupplied bool      `json:"under_supplied,omitempty"`
+	Breakdown     any       `json:"price_breakdown"`
+}
+
+func (r QuoteRequest) check() error {
+	for name, p := range map[string]order.Place{"pickup": r.Pickup, "dropoff": r.Dropoff} {
+		if math.IsNaN(p.Lat) || math.IsNaN(p.Lng) || math.IsInf(p.Lat, 0) || math.IsInf(p.Lng, 0) || p.Lat < -90 || p.Lat > 90 || p.Lng < -180 || p.Lng > 180 {
+			return fmt.Errorf("%w: %s coordinates out of range", ErrInput, name)
+		}
+		if utf8.RuneCountInString(p.Address) > 300 {
+			return fmt.Errorf("%w: %s address longer than 300 characters", ErrInput, name)
+		}
+	}
+	if r.Size == "" {
+		return fmt.Errorf("%w: parcel.size is required (S, M or L)", ErrInput)
+	}
+	if !r.Size.Valid() {
+		return fmt.Errorf("%w: parcel.size must be S, M or L", ErrInput)
+	}
+	if r.CODAmount < 0 || r.CODAmount > 50_000 || math.IsNaN(r.CODAmount) {
+		return fmt.Errorf("%w: cod_amount_mad must be between 0 and 50000", ErrInput)
+	}
+	return nil
+}
+
+// candidates adapts the live index to dispatch: available or batchable
+// couriers near a point, with their current routes and fairness figures.
+func (s *Service) candidates(lat, lng float64, exclude map[string]struct{}) []dispatch.Candidate {
+	hits := s.d.Index.Nearest(lat, lng, livemap.Filter{Statuses: []livemap.Status{livemap.StatusAvailable, livemap.StatusBusy},
+		OnShift: true, Online: true, MinSpare: 1, Exclude: exclude}, s.cfg.Candidates, s.cfg.SearchRadiusM)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rollDay()
+	out := make([]dispatch.Candidate, 0, len(hits))
+	for _, h := range hits {
+		c := dispatch.Candidate{CourierID: h.ID, Lat: h.Fix.Lat, Lng: h.Fix.Lng, DistanceM: h.DistanceM, Load: h.Load,
+			Capacity: h.Capacity, Vehicle: h.Vehicle, AssignedToday: s.today[h.ID]}
+		if h.Load == 0 {
+			c.IdleSince = h.LastSeen.Add(-time.Duration(0))
+		}
+		if r := s.routes[h.ID]; r != nil {
+			for _, v := range r.Visits {
+				st := dispatch.Stop{OrderID: v.OrderID, At: dispatch.Point{Lat: v.Loc.Lat, Lng: v.Loc.Lng}}
+				if o := s.active[v.OrderID]; o != nil {
+					st.Origin = dispatch.Point{Lat: o.Pickup.Lat, Lng: o.Pickup.Lng}
+					if v.Kind != "pickup" {
+						st.PromiseBy = o.PromiseBy
+					}
+				}
+				st.Kind = dispatch.StopDropoff
+				if v.Kind == "pickup" {
+					st.Kind = dispatch.StopPickup
+				}
+				c.Route = append(c.Route, st)
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// queuedAt counts orders waiting for a courier (booked or offered) whose
+// pick-up is within 500 m of the point: the queue a new booking joins.
+func (s *Service) queuedAt(lat, lng float64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, o := range s.active {
+		if o.CourierID == "" && (o.Status == order.StatusBooked || o.Status == order.StatusOffered) &&
+			livemap.DistanceM(lat, lng, o.Pickup.Lat, o.Pickup.Lng) <= 500 {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Service) rollDay() {
+	if d := s.now().YearDay(); d != s.todayDay {
+		s.todayDay = d
+		clear(s.today)
+	}
+}
+
+// Quote computes feasibility, ETA and price.
+func (s *Service) Quote(_ context.Context, r QuoteRequest) (Quote, error) {
+	if err := r.check(); err != nil {
+		return Quote{}, err
+	}
+	city, err := s.d.Areas.Check(r.Pickup.Lat, r.Pickup.Lng)
+	if err != nil {
+		return Quote{}, fmt.Errorf("%w: pickup: %v", ErrOutsideArea, err)
+	}
+	if dcity, err := s.d.Areas.Check(r.Dropoff.Lat, r.Dropoff.Lng); err != nil || dcity != city {
+		return Quote{}, fmt.Errorf("%w: dropoff must be in %s's service area", ErrOutsideArea, city)
+	}
+	now := s.now()
+	cands := s.candidates(r.Pickup.Lat, r.Pickup.Lng, nil)
+	f := s.d.Dispatch.Feasibility(dispatch.Point{Lat: r.Pickup.Lat, Lng: r.Pickup.Lng}, dispatch.Point{Lat: r.Dropoff.Lat, Lng: r.Dropoff.Lng},
+		cands, s.queuedAt(r.Pickup.Lat, r.Pickup.Lng), now, r.AllowLater)
+	under := s.d.Density.UnderSupplied(r.Pickup.Lat, r.Pickup.Lng, s.cfg.UnderSupplyRat, now)
+	km := haversineKm(r.Pickup, r.Dropoff) * s.d.ETA.Config().DetourFactor
+	price, err := s.d.Pricer.Quote(km, r.Size, r.CODAmount > 0, under)
+	if err != nil {
+		return Quote{}, fmt.Errorf("%w: %v", ErrInput, err)
+	}
+	return Quote{Feasible: f.Feasible, ETAMinutes: math.Round(f.ETAMinutes*10) / 10, PromiseBy: f.PromiseBy, PriceMAD: price.TotalMAD,
+		Reason: f.Reason, City: city, DistanceKm: math.Round(km*100) / 100, Later: f.Later, UnderSupplied: under, Breakdown: price.Breakdown}, nil
+}
+
+// BookRequest is a booking: a quote request plus the customer.
+type BookRequest struct {
+	QuoteRequest
+	CustomerName  string
+	CustomerPhone string
+	Notes         string
+}
+
+// Book creates an order for merchant under an idempotency key. The same key
+// and body return the same order (created=false); another body is ErrIdemReuse.
+func (s *Service) Book(ctx context.Context, merchantID, key string, body []byte, r BookRequest) (o *mongostore.StoredOrder, created bool, err error) {
+	if err := r.check(); err != nil {
+		return nil, false, err
+	}
+	name, phone := strings.TrimSpace(r.CustomerName), strings.TrimSpace(r.CustomerPhone)
+	if name == "" || utf8.RuneCountInString(name) > 120 {
+		return nil, false, fmt.Errorf("%w: customer.name is required (at most 120 characters)", ErrInput)
+	}
+	if !validPhone(phone) {
+		return nil, false, fmt.Errorf("%w: customer.phone must be an international number such as +212612345678", ErrInput)
+	}
+	if utf8.RuneCountInString(r.Notes) > 500 {
+		return nil, false, fmt.Errorf("%w: notes longer than 500 characters", ErrInput)
+	}
+	sum := sha256.Sum256(body)
+	claim, existing, err := s.d.Store.ClaimIdempotencyKey(ctx, mongostore.IdemKey{Scope: merchantID, Key: key,
+		BodyHash: hex.EncodeToString(sum[:]), OrderID: mongostore.NewOrderID(), At: s.now().UTC()})
+	if err != nil {
+		return nil, false, err
+	}
+	if existing {
+		if claim.BodyHash != hex.EncodeToString(sum[:]) {
+			return nil, false, ErrIdemReuse
+		}
+		prev, err := s.d.Store.Order(ctx, claim.OrderID)
+		if err == nil {
+			return &prev, false, nil
+		}
+		if !errors.Is(err, order.ErrNotFound) {
+			return nil, false, err
+		}
+		// The first request claimed the key but did not finish: finish it now.
+	}
+	q, err := s.Quote(ctx, r.QuoteRequest)
+	if err != nil {
+		return nil, false, err
+	}
+	if !q.Feasible && !(r.AllowLater && q.Later) {
+		return nil, false, fmt.Errorf("%w: %s", ErrInfeasible, q.Reason)
+	}
+	policyName, deliverMode, err := s.d.Merchant(ctx, merchantID)
+	if err != nil {
+		return nil, false, err
+	}
+	now := s.now().UTC()
+	booked, err := order.Book(order.Booking{ID: claim.OrderID, MerchantID: merchantID, Pickup: r.Pickup, Dropoff: r.Dropoff, Size: r.Size,
+		CODAmountMAD: r.CODAmount, CustomerName: name, CustomerPhone: phone, Notes: r.Notes, PriceMAD: q.PriceMAD,
+		Policy: order.Policy{RequireHandoverCode: deliverMode != "proof", AllowRelay: policyName == "relay_ok"}}, now)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %v", ErrInput, err)
+	}
+	if q.Later && !q.PromiseBy.IsZero() {
+		booked.PromiseBy = q.PromiseBy.UTC()
+	}
+	so := &mongostore.StoredOrder{Order: booked}
+	if err := s.d.Store.InsertOrder(ctx, *so); errors.Is(err, order.ErrConflict) {
+		prev, err := s.d.Store.Order(ctx, claim.OrderID)
+		if err != nil {
+			return nil, false, err
+		}
+		return &prev, false, nil
+	} else if err != nil {
+		return nil, false, err
+	}
+	ev := order.Event{OrderID: so.ID, To: order.StatusBooked, Action: "book", Actor: order.Actor{Role: order.RoleMerchant, ID: merchantID}, At: now, Version: so.Version}
+	if err := s.d.Store.AppendEvent(ctx, ev); err != nil {
+		s.d.Log.Error("order event not recorded", "order_id", so.ID, "err", err)
+	}
+	s.remember(so)
+	s.d.Density.OrderOpened(so.ID, so.Pickup.Lat, so.Pickup.Lng, now)
+	s.hub.Publish("order.booked", map[string]any{"order_id": so.ID, "promise_by": so.PromiseBy, "merchant_id": merchantID})
+	if s.webhooks != nil {
+		payload := webhookOrder(so, ev)
+		payload["handover_code"] = so.HandoverCode // the merchant passes it to the customer
+		payload["tracking_token"] = so.TrackingToken
+		s.webhooks.Enqueue(ctx, merchantID, "order.booked", payload)
+	}
+	s.goDispatch(so.ID, nil)
+	return so, true, nil
+}
+
+func validPhone(p string) bool {
+	if len(p) < 8 || len(p) > 16 || p[0] != '+' {
+		return false
+	}
+	for _, c := range p[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func haversineKm(a, b order.Place) float64 {
+	return livemap.DistanceM(a.Lat, a.Lng, b.Lat, b.Lng) / 1000
+}
+
+var systemActor = order.Actor{Role: order.RoleSystem, ID: "dispatch"}
+
+// goDispatch starts (or restarts) the offer round of an order in the background.
+func (s *Service) goDispatch(orderID string, exclude map[string]struct{}) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := s.dispatchOrder(ctx, orderID, exclude); err != nil {
+			s.d.Log.Warn("dispatch", "order_id", orderID, "err", err)
+		}
+	}()
+}
+
+// dispatchOrder ranks candidates and offers the order to the best one.
+func (s *Service) dispatchOrder(ctx context.Context, orderID string, exclude map[string]struct{}) error {
+	o, err := s.load(ctx, orderID, true)
+	if err != nil {
+		return err
+	}
+	if o.Status == order.StatusOffered { // restart: the old offer is void
+		if o, _, err = s.change(ctx, orderID, order.Action{Kind: order.ActExpire, At: s.now().UTC(), Reason: "restart"}, systemActor, nil); err != nil {
+			return err
+		}
+	}
+	if o.Status != order.StatusBooked {
+		return nil
+	}
+	ranked, _ := s.d.Dispatch.Score(dispatch.JobFor(o.Order), s.candidates(o.Pickup.Lat, o.Pickup.Lng, exclude), s.now())
+	r := &round{r: dispatch.NewOfferRound(orderID, ranked, s.cfg.OfferTimeout)}
+	s.mu.Lock()
+	if old := s.rounds[orderID]; old != nil && old.timer != nil {
+		old.timer.Stop()
+	}
+	s.rounds[orderID] = r
+	s.mu.Unlock()
+	return s.offerNext(ctx, orderID, r)
+}
+
+// offerNext sends the next offer of a round, or flags the order for
+// dispatchers when nobody is left.
+func (s *Service) offerNext(ctx context.Context, orderID string, r *round) error {
+	for {
+		off, err := r.r.Next(s.now())
+		if errors.Is(err, dispatch.ErrNoCandidate) {
+			s.mu.Lock()
+			delete(s.rounds, orderID)
+			s.mu.Unlock()
+			return s.flagForDispatchers(ctx, orderID, "no courier accepted or none available")
+		}
+		if err != nil {
+			return err
+		}
+		o, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActOffer, At: s.now().UTC(), CourierID: off.CourierID}, systemActor, nil)
+		if errors.Is(err, order.ErrInvalidTransition) {
+			return nil // assigned or cancelled meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		r.offer = off
+		exp := off.ExpiresAt.UTC()
+		s.publish(off.CourierID, wire.Task{Type: wire.TaskOffer, OrderID: orderID, ExpiresAt: &exp, Order: taskOrder(o)}, false)
+		s.mu.Lock()
+		r.timer = time.AfterFunc(time.Until(off.ExpiresAt), func() { s.expireOffer(orderID, r, off.CourierID) })
+		s.mu.Unlock()
+		s.d.Log.Info("order offered", "order_id", orderID, "courier_id", off.CourierID)
+		return nil
+	}
+}
+
+func (s *Service) expireOffer(orderID string, r *round, courier string) {
+	s.mu.Lock()
+	cur := s.rounds[orderID]
+	s.mu.Unlock()
+	if cur != r {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActExpire, At: s.now().UTC(), Reason: "offer timeout"}, systemActor, nil)
+	if err != nil {
+		return // accepted or changed meanwhile
+	}
+	s.publish(courier, wire.Task{Type: wire.TaskOfferExpired, OrderID: orderID}, false)
+	if err := s.offerNext(ctx, orderID, r); err != nil {
+		s.d.Log.Warn("offer next", "order_id", orderID, "err", err)
+	}
+}
+
+func (s *Service) flagForDispatchers(ctx context.Context, orderID, why string) error {
+	for try := 0; try < 2; try++ {
+		o, err := s.load(ctx, orderID, true)
+		if err != nil {
+			return err
+		}
+		if o.Flags.NeedsDispatcher {
+			return nil
+		}
+		next := mongostore.StoredOrder{Order: o.Order.Clone(), RelayID: o.RelayID, OrigPickup: o.OrigPickup}
+		next.Flags.NeedsDispatcher = true
+		next.Version++
+		if err := s.d.Store.UpdateOrder(ctx, next, o.Version); errors.Is(err, order.ErrConflict) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		s.remember(&next)
+		s.hub.Publish("order.needs_dispatcher", map[string]any{"order_id": orderID, "reason": why})
+		s.d.Log.Info("order needs a dispatcher", "order_id", orderID, "reason", why)
+		return nil
+	}
+	return order.ErrConflict
+}

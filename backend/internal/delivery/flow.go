@@ -1,0 +1,234 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tawsil/tawsil/backend/internal/livemap"
+	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/backend/internal/order"
+	"github.com/tawsil/tawsil/shared/wire"
+)
+
+// Accept takes an offered order.
+func (s *Service) Accept(ctx context.Context, courier order.Actor, id string) (*mongostore.StoredOrder, error) {
+	s.mu.Lock()
+	r := s.rounds[id]
+	s.mu.Unlock()
+	if r != nil {
+		if err := r.r.Accept(courier.ID, s.now()); err != nil {
+			return nil, fmt.Errorf("%w: %v", order.ErrInvalidTransition, err)
+		}
+	}
+	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActAccept, At: s.now().UTC(), CourierID: courier.ID}, courier, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.endRound(id)
+	s.assigned(ctx, o)
+	return o, nil
+}
+
+// Decline refuses an offered order; the next candidate gets it.
+func (s *Service) Decline(ctx context.Context, courier order.Actor, id, reason string) (*mongostore.StoredOrder, error) {
+	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActDecline, At: s.now().UTC(), Reason: reason}, courier, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	r := s.rounds[id]
+	if r != nil && r.timer != nil {
+		r.timer.Stop()
+	}
+	s.mu.Unlock()
+	if r != nil {
+		if err := r.r.Decline(courier.ID, s.now()); err == nil {
+			s.bg.Add(1)
+			go func() {
+				defer s.bg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				defer cancel()
+				if err := s.offerNext(ctx, id, r); err != nil {
+					s.d.Log.Warn("offer next", "order_id", id, "err", err)
+				}
+			}()
+		}
+	}
+	return o, nil
+}
+
+// Assign gives an order to a courier directly (overrides an offer).
+func (s *Service) Assign(ctx context.Context, actor order.Actor, id, courierID string) (*mongostore.StoredOrder, error) {
+	lc, ok := s.d.Index.Get(courierID)
+	if !ok || !lc.OnShift {
+		return nil, fmt.Errorf("%w: %s is unknown or off shift", ErrNoCourier, courierID)
+	}
+	if lc.Capacity > 0 && lc.Load >= lc.Capacity {
+		return nil, fmt.Errorf("%w: %s carries %d of %d orders", ErrNoCourier, courierID, lc.Load, lc.Capacity)
+	}
+	prev, err := s.load(ctx, id, true)
+	if err != nil {
+		return nil, err
+	}
+	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActAssign, At: s.now().UTC(), CourierID: courierID}, actor,
+		func(o *mongostore.StoredOrder) { o.Flags.NeedsDispatcher = false })
+	if err != nil {
+		return nil, err
+	}
+	s.endRound(id)
+	if prev.OfferedTo != "" && prev.OfferedTo != courierID {
+		s.publish(prev.OfferedTo, wire.Task{Type: wire.TaskCancellation, OrderID: id, Reason: "assigned to another courier"}, false)
+	}
+	s.assigned(ctx, o)
+	return o, nil
+}
+
+// Unassign takes an order back from its courier before pick-up and dispatches it again.
+func (s *Service) Unassign(ctx context.Context, actor order.Actor, id, reason string) (*mongostore.StoredOrder, error) {
+	prev, err := s.load(ctx, id, true)
+	if err != nil {
+		return nil, err
+	}
+	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActUnassign, At: s.now().UTC(), Reason: reason}, actor, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.released(ctx, prev.CourierID, id, "unassigned by a dispatcher")
+	s.goDispatch(id, map[string]struct{}{prev.CourierID: {}})
+	return o, nil
+}
+
+// Cancel cancels an order (who may when is in the lifecycle table).
+func (s *Service) Cancel(ctx context.Context, actor order.Actor, id, reason string) (*mongostore.StoredOrder, error) {
+	prev, err := s.load(ctx, id, true)
+	if err != nil {
+		return nil, err
+	}
+	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActCancel, At: s.now().UTC(), Reason: reason}, actor, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.endRound(id)
+	if c := prev.CourierID; c != "" {
+		s.released(ctx, c, id, "order cancelled")
+	} else if c := prev.OfferedTo; c != "" {
+		s.publish(c, wire.Task{Type: wire.TaskCancellation, OrderID: id, Reason: "order cancelled"}, false)
+	}
+	return o, nil
+}
+
+// Pickup records the parcel collected; the courier must be at the pick-up.
+func (s *Service) Pickup(ctx context.Context, courier order.Actor, id string) (*mongostore.StoredOrder, error) {
+	cur, err := s.load(ctx, id, false)
+	if err != nil {
+		return nil, err
+	}
+	where, err := s.near(courier.ID, cur.Pickup)
+	if err != nil {
+		return nil, err
+	}
+	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActPickup, At: s.now().UTC(), Where: where}, courier, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.replan(ctx, courier.ID, "picked up "+id)
+	return o, nil
+}
+
+// Deliver hands the parcel over, with the customer's code when the policy
+// asks for it, and the cash collected on delivery.
+func (s *Service) Deliver(ctx context.Context, courier order.Actor, id, code string, cash float64) (*mongostore.StoredOrder, error) {
+	cur, err := s.load(ctx, id, false)
+	if err != nil {
+		return nil, err
+	}
+	where, err := s.near(courier.ID, cur.Dropoff)
+	if err != nil {
+		return nil, err
+	}
+	kind := order.ActDeliver
+	if cur.RelayID != "" {
+		kind = order.ActDeliverRelay
+	}
+	o, _, err := s.change(ctx, id, order.Action{Kind: kind, At: s.now().UTC(), Where: where, Code: code, CashMAD: cash}, courier, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.released(ctx, courier.ID, "", "")
+	return o, nil
+}
+
+// Returned records a parcel back at the merchant.
+func (s *Service) Returned(ctx context.Context, actor order.Actor, id string) (*mongostore.StoredOrder, error) {
+	cur, err := s.load(ctx, id, false)
+	if err != nil {
+		return nil, err
+	}
+	var where *order.Point
+	if actor.Role == order.RoleCourier {
+		back := cur.Pickup
+		if cur.OrigPickup != nil {
+			back = *cur.OrigPickup
+		}
+		if where, err = s.near(actor.ID, back); err != nil {
+			return nil, err
+		}
+	}
+	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActReturned, At: s.now().UTC(), Where: where}, actor, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.released(ctx, cur.CourierID, "", "")
+	return o, nil
+}
+
+// near checks the courier's live position against a place.
+func (s *Service) near(courierID string, p order.Place) (*order.Point, error) {
+	lc, ok := s.d.Index.Get(courierID)
+	if !ok || !lc.HasFix || s.now().Sub(lc.LastSeen) > 10*time.Minute {
+		return nil, ErrNoPosition
+	}
+	d := livemap.DistanceM(lc.Fix.Lat, lc.Fix.Lng, p.Lat, p.Lng)
+	slack := 0.0
+	if lc.Fix.Accuracy > 0 {
+		slack = min(lc.Fix.Accuracy, 100)
+	}
+	if d > s.cfg.ArriveRadiusM+slack {
+		return nil, fmt.Errorf("%w: %.0f m away (at most %.0f m)", ErrTooFar, d, s.cfg.ArriveRadiusM)
+	}
+	return &order.Point{Lat: lc.Fix.Lat, Lng: lc.Fix.Lng}, nil
+}
+
+func (s *Service) endRound(id string) {
+	s.mu.Lock()
+	if r := s.rounds[id]; r != nil && r.timer != nil {
+		r.timer.Stop()
+	}
+	delete(s.rounds, id)
+	s.mu.Unlock()
+}
+
+// assigned tells the courier, updates its load and re-plans its route.
+func (s *Service) assigned(ctx context.Context, o *mongostore.StoredOrder) {
+	s.mu.Lock()
+	s.rollDay()
+	s.today[o.CourierID]++
+	s.mu.Unlock()
+	s.publish(o.CourierID, wire.Task{Type: wire.TaskAssignment, OrderID: o.ID, Order: taskOrder(o)}, false)
+	s.syncLoad(o.CourierID)
+	s.replan(ctx, o.CourierID, "assigned "+o.ID)
+}
+
+// released tells a courier an order left its hands (when why is given),
+// updates its load and re-plans.
+func (s *Service) released(ctx context.Context, courier, orderID, why string) {
+	if courier == "" {
+		return
+	}
+	if why != "" {
+		s.publish(courier, wire.Task{Type: wire.TaskCancellation, OrderID: orderID, Reason: why}, false)
+	}
+	s.syncLoad(courier)
+	s.replan(ctx, courier, why)
+}

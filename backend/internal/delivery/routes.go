@@ -1,0 +1,219 @@
+package delivery
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/backend/internal/order"
+	"github.com/tawsil/tawsil/backend/internal/routing"
+	"github.com/tawsil/tawsil/shared/wire"
+)
+
+// Service times at stops.
+const (
+	pickupService  = 3 * time.Minute
+	dropoffService = 3 * time.Minute
+)
+
+// stopsOf returns the open stops of one order for its courier's route.
+func stopsOf(o *mongostore.StoredOrder, notBefore time.Time) []routing.Stop {
+	due := o.PromiseBy
+	pick := routing.Stop{OrderID: o.ID, Kind: routing.Pickup, Loc: routing.Point{Lat: o.Pickup.Lat, Lng: o.Pickup.Lng}, Service: pickupService}
+	drop := routing.Stop{OrderID: o.ID, Kind: routing.Dropoff, Loc: routing.Point{Lat: o.Dropoff.Lat, Lng: o.Dropoff.Lng}, Service: dropoffService, Latest: due, Earliest: notBefore}
+	if o.RelayID != "" {
+		drop.Kind = routing.Relay
+	}
+	switch o.Status {
+	case order.StatusAssigned:
+		return []routing.Stop{pick, drop}
+	case order.StatusPickedUp, order.StatusReattemptScheduled:
+		return []routing.Stop{drop}
+	case order.StatusReturning:
+		back := o.Pickup
+		if o.OrigPickup != nil {
+			back = *o.OrigPickup
+		}
+		return []routing.Stop{{OrderID: o.ID, Kind: routing.Return, Loc: routing.Point{Lat: back.Lat, Lng: back.Lng}, Service: pickupService}}
+	}
+	return nil
+}
+
+// replan re-orders a courier's remaining stops and sends the plan to its
+// device. Stops keep their previous order as the planner's input, so a new
+// plan is never worse than the old one on lateness.
+func (s *Service) replan(ctx context.Context, courier, why string) *courierRoute {
+	if courier == "" {
+		return nil
+	}
+	s.mu.Lock()
+	prev := s.routes[courier]
+	var mine []*mongostore.StoredOrder
+	for _, o := range s.active {
+		if o.CourierID == courier {
+			mine = append(mine, o)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(mine, func(a, b *mongostore.StoredOrder) int { return a.PromiseBy.Compare(b.PromiseBy) })
+	now := s.now()
+	var stops []routing.Stop
+	for _, o := range mine {
+		stops = append(stops, stopsOf(o, s.notBefore(o.ID, prev))...)
+	}
+	if prev != nil { // keep the previous order of the stops that remain
+		rank := map[string]int{}
+		for i, st := range prev.Stops {
+			rank[st.OrderID+"/"+string(st.Kind)] = i + 1
+		}
+		slices.SortStableFunc(stops, func(a, b routing.Stop) int {
+			ra, rb := rank[a.OrderID+"/"+string(a.Kind)], rank[b.OrderID+"/"+string(b.Kind)]
+			if ra == 0 {
+				ra = 1 << 30
+			}
+			if rb == 0 {
+				rb = 1 << 30
+			}
+			return ra - rb
+		})
+		stops = fixPrecedence(stops)
+	}
+	route := &courierRoute{Planned: now}
+	if prev != nil {
+		route.Version = prev.Version
+	}
+	route.Version++
+	if len(stops) > 0 {
+		start := routing.Point{}
+		if lc, ok := s.d.Index.Get(courier); ok && lc.HasFix {
+			start = routing.Point{Lat: lc.Fix.Lat, Lng: lc.Fix.Lng}
+		} else {
+			start = stops[0].Loc
+		}
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		sol, err := s.d.Planner.Plan(pctx, routing.Problem{Start: start, StartTime: now, Stops: stops, Travel: etaTravel{s}})
+		cancel()
+		if err != nil {
+			s.d.Log.Warn("route plan failed; keeping the input order", "courier_id", courier, "err", err)
+			sol, err = routing.Evaluate(routing.Problem{Start: start, StartTime: now, Stops: stops, Travel: etaTravel{s}}, stops)
+			if err != nil {
+				return nil
+			}
+		}
+		route.Stops, route.Visits = sol.Stops(), sol.Visits
+	}
+	s.mu.Lock()
+	if len(route.Stops) == 0 && prev == nil {
+		s.mu.Unlock()
+		return route
+	}
+	s.routes[courier] = route
+	s.mu.Unlock()
+	s.publish(courier, wire.Task{Type: wire.TaskRoutePlan, Reason: why, Route: wireRoute(route, s.activeSnapshot())}, true)
+	s.hub.Publish("route.planned", map[string]any{"courier_id": courier, "version": route.Version, "reason": why, "stops": routeStops(route)})
+	return route
+}
+
+// notBefore keeps a retry's "not before" time from the previous plan.
+func (s *Service) notBefore(orderID string, prev *courierRoute) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.retryAt[orderID]
+}
+
+// fixPrecedence moves any pickup that ended up after its drop-off just
+// before it (new orders appended at the end can only be in order already).
+func fixPrecedence(stops []routing.Stop) []routing.Stop {
+	out := make([]routing.Stop, 0, len(stops))
+	seenDrop := map[string]int{}
+	for _, st := range stops {
+		if st.Kind == routing.Pickup {
+			if i, ok := seenDrop[st.OrderID]; ok {
+				out = slices.Insert(out, i, st)
+				for k, v := range seenDrop {
+					if v >= i {
+						seenDrop[k] = v + 1
+					}
+				}
+				continue
+			}
+		} else {
+			seenDrop[st.OrderID] = len(out)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func (s *Service) activeSnapshot() map[string]*mongostore.StoredOrder {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]*mongostore.StoredOrder, len(s.active))
+	for k, v := range s.active {
+		m[k] = v
+	}
+	return m
+}
+
+func wireRoute(r *courierRoute, active map[string]*mongostore.StoredOrder) *wire.Route {
+	out := &wire.Route{Version: r.Version, Stops: []wire.Stop{}}
+	for _, v := range r.Visits {
+		st := wire.Stop{OrderID: v.OrderID, Kind: string(v.Kind), Lat: v.Loc.Lat, Lng: v.Loc.Lng, ETA: v.Arrival.UTC()}
+		if o := active[v.OrderID]; o != nil {
+			switch v.Kind {
+			case routing.Pickup, routing.Return:
+				st.Address = o.Pickup.Address
+			default:
+				st.Address = o.Dropoff.Address
+			}
+		}
+		if !v.Latest.IsZero() {
+			due := v.Latest.UTC()
+			st.Due = &due
+		}
+		out.Stops = append(out.Stops, st)
+	}
+	return out
+}
+
+// RouteStop is a stop as the API shows it.
+type RouteStop struct {
+	OrderID string    `json:"order_id"`
+	Kind    string    `json:"kind"`
+	Lat     float64   `json:"lat"`
+	Lng     float64   `json:"lng"`
+	ETA     time.Time `json:"eta"`
+	Due     time.Time `json:"due,omitzero"`
+	Late    bool      `json:"late"`
+}
+
+func routeStops(r *courierRoute) []RouteStop {
+	out := []RouteStop{}
+	if r == nil {
+		return out
+	}
+	for _, v := range r.Visits {
+		out = append(out, RouteStop{OrderID: v.OrderID, Kind: string(v.Kind), Lat: v.Loc.Lat, Lng: v.Loc.Lng, ETA: v.Arrival.UTC(),
+			Due: v.Latest.UTC(), Late: v.Lateness > 0})
+	}
+	return out
+}
+
+// etaTravel prices legs with the learned ETA model.
+type etaTravel struct{ s *Service }
+
+func (t etaTravel) Travel(from, to routing.Point, at time.Time) time.Duration {
+	return t.s.d.ETA.Travel(from.Lat, from.Lng, to.Lat, to.Lng, at)
+}
+
+// Route returns a courier's current route.
+func (s *Service) Route(courier string) (version uint64, stops []RouteStop) {
+	s.mu.Lock()
+	r := s.routes[courier]
+	s.mu.Unlock()
+	if r == nil {
+		return 0, []RouteStop{}
+	}
+	return r.Version, routeStops(r)
+}

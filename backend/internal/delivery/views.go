@@ -1,0 +1,228 @@
+package delivery
+
+import (
+	"context"
+	"math"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/backend/internal/order"
+)
+
+// atRiskLoop re-estimates every active order's delivery every few seconds
+// from the couriers' live positions and planned routes, and raises orders
+// predicted to miss their promise before they are late.
+func (s *Service) atRiskLoop() {
+	defer s.bg.Done()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.checkAtRisk()
+		}
+	}
+}
+
+// AtRiskOrder is an order predicted to miss its promise.
+type AtRiskOrder struct {
+	OrderID     string    `json:"order_id"`
+	CourierID   string    `json:"courier_id,omitempty"`
+	Status      string    `json:"status"`
+	PromiseBy   time.Time `json:"promise_by"`
+	PredictedAt time.Time `json:"predicted_at"`
+	LateByMin   float64   `json:"late_by_min"`
+}
+
+func (s *Service) checkAtRisk() {
+	now := s.now()
+	couriers := map[string]bool{}
+	s.mu.Lock()
+	for _, o := range s.active {
+		if o.CourierID != "" {
+			couriers[o.CourierID] = true
+		}
+	}
+	s.mu.Unlock()
+	// Re-plan from live positions so ETAs follow the couriers.
+	pred := map[string]time.Time{}
+	for c := range couriers {
+		s.mu.Lock()
+		r := s.routes[c]
+		s.mu.Unlock()
+		if r == nil {
+			continue
+		}
+		if lc, ok := s.d.Index.Get(c); ok && lc.HasFix {
+			at := now
+			pos := lc.Fix
+			for _, v := range r.Visits {
+				at = at.Add(s.d.ETA.Travel(pos.Lat, pos.Lng, v.Loc.Lat, v.Loc.Lng, at))
+				if at.Before(v.Earliest) {
+					at = v.Earliest
+				}
+				if v.Kind != "pickup" {
+					pred[v.OrderID] = at
+				}
+				at = at.Add(v.Service)
+				pos.Lat, pos.Lng = v.Loc.Lat, v.Loc.Lng
+			}
+		}
+	}
+	s.mu.Lock()
+	var raised []AtRiskOrder
+	for _, o := range s.active {
+		p, ok := pred[o.ID]
+		if !ok {
+			if o.CourierID == "" && now.Add(20*time.Minute).After(o.PromiseBy) {
+				p, ok = now.Add(20*time.Minute), true // nobody has it and 20 minutes is the least a delivery takes
+			} else {
+				continue
+			}
+		}
+		risk := p.After(o.PromiseBy.Add(-s.cfg.AtRiskMargin))
+		if risk && !o.Flags.AtRisk {
+			raised = append(raised, AtRiskOrder{OrderID: o.ID, CourierID: o.CourierID, Status: string(o.Status), PromiseBy: o.PromiseBy,
+				PredictedAt: p, LateByMin: math.Round(p.Sub(o.PromiseBy).Minutes()*10) / 10})
+		}
+		// The flag is operational state kept in memory; the promise and the
+		// events are what the store keeps.
+		cp := *o
+		cp.Order = o.Order.Clone()
+		cp.Flags.AtRisk, cp.Flags.PredictedAt = risk, p
+		s.active[o.ID] = &cp
+	}
+	s.mu.Unlock()
+	for _, a := range raised {
+		s.hub.Publish("order.at_risk", map[string]any{"order_id": a.OrderID, "courier_id": a.CourierID, "promise_by": a.PromiseBy,
+			"predicted_at": a.PredictedAt, "late_by_min": a.LateByMin})
+	}
+}
+
+// AtRisk lists active orders predicted to miss their promise, worst first.
+func (s *Service) AtRisk() []AtRiskOrder {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []AtRiskOrder{}
+	for _, o := range s.active {
+		if o.Flags.AtRisk {
+			out = append(out, AtRiskOrder{OrderID: o.ID, CourierID: o.CourierID, Status: string(o.Status), PromiseBy: o.PromiseBy,
+				PredictedAt: o.Flags.PredictedAt, LateByMin: math.Round(o.Flags.PredictedAt.Sub(o.PromiseBy).Minutes()*10) / 10})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].LateByMin > out[j].LateByMin })
+	return out
+}
+
+// Order returns an order as stored (with live flags when active).
+func (s *Service) Order(ctx context.Context, id string) (*mongostore.StoredOrder, error) {
+	return s.load(ctx, id, false)
+}
+
+// Orders lists orders.
+func (s *Service) Orders(ctx context.Context, f mongostore.OrderFilter) ([]mongostore.StoredOrder, error) {
+	return s.d.Store.Orders(ctx, f)
+}
+
+// Events lists an order's events.
+func (s *Service) Events(ctx context.Context, id string) ([]order.Event, error) {
+	return s.d.Store.Events(ctx, id)
+}
+
+// CourierTask is one order as its courier sees it.
+type CourierTask struct {
+	OrderID      string       `json:"order_id"`
+	Status       string       `json:"status"`
+	Offer        bool         `json:"offer"`
+	OfferExpires *time.Time   `json:"offer_expires_at,omitempty"`
+	Pickup       order.Place  `json:"pickup"`
+	Dropoff      order.Place  `json:"dropoff"`
+	PromiseBy    time.Time    `json:"promise_by"`
+	ParcelSize   string       `json:"parcel_size"`
+	CODAmountMAD float64      `json:"cod_amount_mad"`
+	Customer     CustomerView `json:"customer"`
+	Notes        string       `json:"notes,omitempty"`
+}
+
+// CustomerView is what a courier may know of the customer, and only while
+// the order is active: first name, and the phone masked (calls go through
+// the platform).
+type CustomerView struct {
+	FirstName string `json:"first_name"`
+	Phone     string `json:"phone_masked"`
+}
+
+// Tasks returns a courier's offers, active orders and route.
+func (s *Service) Tasks(courier string) (tasks []CourierTask, version uint64, stops []RouteStop) {
+	s.mu.Lock()
+	var mine []*mongostore.StoredOrder
+	for _, o := range s.active {
+		if o.CourierID == courier || o.OfferedTo == courier {
+			mine = append(mine, o)
+		}
+	}
+	rounds := map[string]*round{}
+	for id, r := range s.rounds {
+		rounds[id] = r
+	}
+	s.mu.Unlock()
+	slices.SortFunc(mine, func(a, b *mongostore.StoredOrder) int { return a.PromiseBy.Compare(b.PromiseBy) })
+	tasks = []CourierTask{}
+	for _, o := range mine {
+		t := CourierTask{OrderID: o.ID, Status: string(o.Status), Offer: o.OfferedTo == courier, Pickup: o.Pickup, Dropoff: o.Dropoff,
+			PromiseBy: o.PromiseBy, ParcelSize: string(o.Size), CODAmountMAD: o.CODAmountMAD, Notes: o.Notes,
+			Customer: CustomerView{FirstName: taskOrder(o).CustomerFirst, Phone: order.MaskPhone(o.CustomerPhone)}}
+		if r := rounds[o.ID]; r != nil && t.Offer {
+			exp := r.offer.ExpiresAt.UTC()
+			t.OfferExpires = &exp
+		}
+		tasks = append(tasks, t)
+	}
+	version, stops = s.Route(courier)
+	return tasks, version, stops
+}
+
+// PublicTrack is what the tracking link shows: no personal data.
+type PublicTrack struct {
+	Status      string     `json:"status"`
+	PromiseBy   time.Time  `json:"promise_by"`
+	ETA         *time.Time `json:"eta,omitempty"`
+	CourierNear *struct {
+		Lat float64 `json:"lat"`
+		Lng float64 `json:"lng"`
+	} `json:"courier_position,omitempty"` // coarse (~100 m) while out for delivery
+	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
+}
+
+// Track answers a public tracking token.
+func (s *Service) Track(ctx context.Context, token string) (PublicTrack, error) {
+	o, err := s.d.Store.OrderByToken(ctx, token)
+	if err != nil {
+		return PublicTrack{}, err
+	}
+	if cur, err := s.load(ctx, o.ID, false); err == nil {
+		o = *cur
+	}
+	pt := PublicTrack{Status: string(o.Status), PromiseBy: o.PromiseBy}
+	if !o.Milestones.DeliveredAt.IsZero() {
+		d := o.Milestones.DeliveredAt
+		pt.DeliveredAt = &d
+	}
+	if !o.Flags.PredictedAt.IsZero() && !o.Status.Terminal() {
+		e := o.Flags.PredictedAt.UTC()
+		pt.ETA = &e
+	}
+	if o.Status == order.StatusPickedUp || o.Status == order.StatusReattemptScheduled {
+		if lc, ok := s.d.Index.Get(o.CourierID); ok && lc.HasFix {
+			pt.CourierNear = &struct {
+				Lat float64 `json:"lat"`
+				Lng float64 `json:"lng"`
+			}{math.Round(lc.Fix.Lat*1000) / 1000, math.Round(lc.Fix.Lng*1000) / 1000}
+		}
+	}
+	return pt, nil
+}

@@ -1,0 +1,199 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/tawsil/tawsil/backend/internal/auth"
+	"github.com/tawsil/tawsil/backend/internal/mongostore"
+)
+
+// Webhook events a merchant can subscribe to.
+var WebhookEvents = []string{"order.booked", "order.offered", "order.assigned", "order.picked_up", "order.delivered",
+	"order.failed_attempt", "order.reattempt_scheduled", "order.returning", "order.returned", "order.cancelled",
+	"order.contact_customer", "order.booked.redelivery"}
+
+// ErrWebhook reports an invalid webhook registration.
+var ErrWebhook = errors.New("invalid webhook")
+
+// Webhooks keeps merchants' endpoints and delivers events from an outbox
+// collection: at least once, signed, retried with backoff.
+//
+// Signature header: Tawsil-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256
+// over "<t>.<body>" with the webhook's secret>. Tawsil-Event-Id is the event
+// id to dedupe on; Tawsil-Event is its type.
+type Webhooks struct {
+	store        *mongostore.Store
+	client       *http.Client
+	log          *slog.Logger
+	allowPrivate bool // deliver to loopback/private addresses (tests, on-prem)
+	onResult     func(outcome string)
+}
+
+// NewWebhooks returns the webhook service. allowPrivate permits http:// and
+// private addresses (never on the open internet: SSRF).
+func NewWebhooks(store *mongostore.Store, allowPrivate bool, log *slog.Logger, onResult func(string)) *Webhooks {
+	w := &Webhooks{store: store, log: log, allowPrivate: allowPrivate, onResult: onResult}
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+			if err != nil {
+				return nil, err
+			}
+			for _, ip := range ips {
+				if !w.allowPrivate && (ip.IP.IsLoopback() || ip.IP.IsPrivate() || ip.IP.IsLinkLocalUnicast() || ip.IP.IsUnspecified()) {
+					return nil, fmt.Errorf("webhook address %s is not public", ip.IP)
+				}
+			}
+			return dialer.DialContext(ctx, network, addr)
+		},
+		MaxIdleConnsPerHost: 4,
+	}
+	w.client = &http.Client{Timeout: 10 * time.Second, Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return w
+}
+
+// Register validates and stores a webhook; the secret is returned once.
+func (w *Webhooks) Register(ctx context.Context, merchantID, rawURL string, events []string) (mongostore.Webhook, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" || len(rawURL) > 500 || (u.Scheme != "https" && !(w.allowPrivate && u.Scheme == "http")) {
+		return mongostore.Webhook{}, fmt.Errorf("%w: url must be an absolute https URL", ErrWebhook)
+	}
+	if len(events) == 0 || len(events) > len(WebhookEvents) {
+		return mongostore.Webhook{}, fmt.Errorf("%w: events must list at least one of %v", ErrWebhook, WebhookEvents)
+	}
+	for _, e := range events {
+		if !slices.Contains(WebhookEvents, e) {
+			return mongostore.Webhook{}, fmt.Errorf("%w: unknown event %q; valid: %v", ErrWebhook, e, WebhookEvents)
+		}
+	}
+	hook := mongostore.Webhook{MerchantID: merchantID, URL: u.String(), Events: slices.Compact(slices.Sorted(slices.Values(events))),
+		Secret: "whsec_" + auth.RandomToken(24), CreatedAt: time.Now().UTC()}
+	if err := w.store.InsertWebhook(ctx, &hook); err != nil {
+		return mongostore.Webhook{}, err
+	}
+	return hook, nil
+}
+
+// Enqueue records an event for every matching webhook of the merchant.
+func (w *Webhooks) Enqueue(ctx context.Context, merchantID, event string, payload map[string]any) {
+	hooks, err := w.store.Webhooks(ctx, merchantID)
+	if err != nil {
+		w.log.Error("webhooks lookup", "err", err)
+		return
+	}
+	for _, h := range hooks {
+		if !slices.Contains(h.Events, event) {
+			continue
+		}
+		id := "evt_" + auth.RandomToken(12)
+		body, err := json.Marshal(map[string]any{"id": id, "type": event, "created_at": time.Now().UTC(), "data": payload})
+		if err != nil {
+			continue
+		}
+		if err := w.store.EnqueueWebhook(ctx, mongostore.WebhookDelivery{ID: id, WebhookID: h.ID, MerchantID: merchantID, Event: event,
+			Body: body, NextAt: time.Now().UTC()}); err != nil {
+			w.log.Error("webhook enqueue", "err", err)
+		}
+	}
+}
+
+// Run delivers due events until ctx ends.
+func (w *Webhooks) Run(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w.deliverDue(ctx)
+		}
+	}
+}
+
+func (w *Webhooks) deliverDue(ctx context.Context) {
+	due, err := w.store.DueWebhooks(ctx, time.Now().UTC(), 50)
+	if err != nil {
+		w.log.Warn("webhook outbox", "err", err)
+		return
+	}
+	for _, d := range due {
+		h, err := w.store.Webhook(ctx, d.WebhookID)
+		if err != nil {
+			_ = w.store.WebhookGiveUp(ctx, d.ID, "webhook deleted")
+			continue
+		}
+		err = w.send(ctx, h, d)
+		if err == nil {
+			w.result("delivered")
+			_ = w.store.WebhookDelivered(ctx, d.ID, time.Now().UTC())
+			continue
+		}
+		w.result("failed")
+		if d.Attempts+1 >= 12 {
+			w.log.Warn("webhook given up", "event_id", d.ID, "err", err)
+			_ = w.store.WebhookGiveUp(ctx, d.ID, err.Error())
+			continue
+		}
+		backoff := time.Duration(1<<min(d.Attempts, 10)) * 2 * time.Second // 2 s, 4 s, ... ~34 min
+		_ = w.store.WebhookRetry(ctx, d.ID, time.Now().UTC().Add(backoff), err.Error())
+	}
+}
+
+func (w *Webhooks) result(outcome string) {
+	if w.onResult != nil {
+		w.onResult(outcome)
+	}
+}
+
+// Sign returns the signature header value for body at time t.
+func Sign(secret string, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(ts + "."))
+	mac.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+func (w *Webhooks) send(ctx context.Context, h mongostore.Webhook, d mongostore.WebhookDelivery) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(d.Body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Tawsil-Webhooks/1")
+	req.Header.Set("Tawsil-Event-Id", d.ID)
+	req.Header.Set("Tawsil-Event", d.Event)
+	req.Header.Set("Tawsil-Signature", Sign(h.Secret, time.Now(), d.Body))
+	res, err := w.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		return fmt.Errorf("webhook answered %d", res.StatusCode)
+	}
+	return nil
+}

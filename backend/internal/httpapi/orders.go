@@ -1,0 +1,706 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/tawsil/tawsil/backend/internal/auth"
+	"github.com/tawsil/tawsil/backend/internal/delivery"
+	"github.com/tawsil/tawsil/backend/internal/eta"
+	"github.com/tawsil/tawsil/backend/internal/failure"
+	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/backend/internal/order"
+)
+
+// Orders is what the order routes need.
+type Orders struct {
+	Svc       *delivery.Service
+	Webhooks  *delivery.Webhooks
+	Store     *mongostore.Store
+	Hub       *delivery.Hub
+	ETA       *eta.Model
+	Rules     *failure.Engine
+	RulesFile string
+	Costs     delivery.Costs
+}
+
+// MountOrders registers quotes, orders, the courier flow, dispatch views,
+// webhooks, KPIs, the ETA model, rules and public tracking.
+func (s *Server) MountOrders(o Orders) {
+	s.addMapping(order.ErrNotFound, 404, "not-found")
+	s.addMapping(order.ErrInvalidTransition, 409, "invalid-transition")
+	s.addMapping(order.ErrConflict, 409, "conflict")
+	s.addMapping(order.ErrForbidden, 403, "forbidden")
+	s.addMapping(order.ErrInvalidAction, 400, "invalid-action")
+	s.addMapping(order.ErrInvalidOrder, 400, "invalid-order")
+	s.addMapping(order.ErrHandoverCode, 422, "handover-code")
+	s.addMapping(delivery.ErrOutsideArea, 422, "outside-service-area")
+	s.addMapping(delivery.ErrInfeasible, 409, "infeasible")
+	s.addMapping(delivery.ErrIdemReuse, 422, "idempotency-key-reused")
+	s.addMapping(delivery.ErrTooFar, 409, "not-at-place")
+	s.addMapping(delivery.ErrNoPosition, 409, "no-position")
+	s.addMapping(delivery.ErrNoCourier, 409, "courier-unavailable")
+	s.addMapping(delivery.ErrInput, 400, "invalid")
+	s.addMapping(delivery.ErrWebhook, 400, "invalid-webhook")
+	s.addMapping(failure.ErrUnknownReason, 400, "unknown-reason")
+
+	v1 := s.V1()
+	merchant := s.need(auth.RoleMerchant)
+	ops := s.need(auth.RoleDispatcher, auth.RoleAdmin)
+	courier := s.need(auth.RoleCourier)
+	v1.Post("/quotes", s.authn, merchant, o.quote)
+	v1.Post("/orders", s.authn, merchant, o.book)
+	v1.Get("/orders", s.authn, s.need(auth.RoleMerchant, auth.RoleDispatcher, auth.RoleAdmin), o.list)
+	v1.Get("/orders/:id", s.authn, o.get)
+	v1.Get("/orders/:id/events", s.authn, s.need(auth.RoleMerchant, auth.RoleDispatcher, auth.RoleAdmin), o.events)
+	v1.Post("/orders/:id/cancel", s.authn, s.need(auth.RoleMerchant, auth.RoleDispatcher, auth.RoleAdmin), o.cancel)
+	v1.Post("/orders/:id/assign", s.authn, ops, o.assign)
+	v1.Post("/orders/:id/unassign", s.authn, ops, o.unassign)
+	v1.Post("/orders/:id/resolve", s.authn, ops, o.resolve)
+	v1.Post("/orders/:id/accept", s.authn, courier, o.courierAct("accept"))
+	v1.Post("/orders/:id/decline", s.authn, courier, o.courierAct("decline"))
+	v1.Post("/orders/:id/pickup", s.authn, courier, o.courierAct("pickup"))
+	v1.Post("/orders/:id/deliver", s.authn, courier, o.courierAct("deliver"))
+	v1.Post("/orders/:id/fail", s.authn, courier, o.fail)
+	v1.Post("/orders/:id/returned", s.authn, s.need(auth.RoleCourier, auth.RoleDispatcher, auth.RoleAdmin), o.courierAct("returned"))
+	v1.Get("/me/tasks", s.authn, courier, o.tasks)
+	v1.Get("/me/data", s.authn, s.need(auth.RoleCourier, auth.RoleMerchant), func(c *fiber.Ctx) error { return s.myData(c, o) })
+	v1.Get("/track/:token", s.limit(s.opts.PublicRate), o.track)
+	v1.Get("/dispatch/at-risk", s.authn, ops, func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"orders": o.Svc.AtRisk()}) })
+	v1.Get("/stream", s.authn, ops, o.stream)
+	v1.Post("/webhooks", s.authn, merchant, o.addWebhook)
+	v1.Get("/webhooks", s.authn, merchant, o.listWebhooks)
+	v1.Delete("/webhooks/:id", s.authn, merchant, o.deleteWebhook)
+	v1.Get("/kpis", s.authn, s.need(auth.RoleMerchant, auth.RoleDispatcher, auth.RoleAdmin), o.kpis)
+	v1.Get("/eta/model", s.authn, ops, func(c *fiber.Ctx) error { return c.JSON(o.ETA.Snapshot()) })
+	v1.Post("/rules/dry-run", s.authn, ops, o.dryRun)
+	v1.Post("/rules/reload", s.authn, s.need(auth.RoleAdmin), o.reloadRules)
+}
+
+func actor(c *fiber.Ctx) order.Actor {
+	p := principal(c)
+	id := p.UserID
+	switch p.Role {
+	case auth.RoleCourier:
+		id = p.CourierID
+	case auth.RoleMerchant:
+		id = p.MerchantID
+	}
+	return order.Actor{Role: order.Role(p.Role), ID: id}
+}
+
+type placeJSON struct {
+	Lat     *float64 `json:"lat"`
+	Lng     *float64 `json:"lng"`
+	Address string   `json:"address"`
+}
+
+func (p placeJSON) place(name string) (order.Place, error) {
+	if p.Lat == nil || p.Lng == nil {
+		return order.Place{}, badRequest(name + ".lat and " + name + ".lng are required")
+	}
+	return order.Place{Lat: *p.Lat, Lng: *p.Lng, Address: strings.TrimSpace(p.Address)}, nil
+}
+
+type quoteJSON struct {
+	Pickup  placeJSON `json:"pickup"`
+	Dropoff placeJSON `json:"dropoff"`
+	Parcel  struct {
+		Size string `json:"size"`
+	} `json:"parcel"`
+	CODAmountMAD float64 `json:"cod_amount_mad"`
+	AllowLater   bool    `json:"allow_later"`
+}
+
+func (q quoteJSON) request() (delivery.QuoteRequest, error) {
+	pu, err := q.Pickup.place("pickup")
+	if err != nil {
+		return delivery.QuoteRequest{}, err
+	}
+	do, err := q.Dropoff.place("dropoff")
+	if err != nil {
+		return delivery.QuoteRequest{}, err
+	}
+	return delivery.QuoteRequest{Pickup: pu, Dropoff: do, Size: order.Size(q.Parcel.Size), CODAmount: q.CODAmountMAD, AllowLater: q.AllowLater}, nil
+}
+
+func (o Orders) quote(c *fiber.Ctx) error {
+	var req quoteJSON
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	qr, err := req.request()
+	if err != nil {
+		return err
+	}
+	q, err := o.Svc.Quote(c.UserContext(), qr)
+	if err != nil {
+		return err
+	}
+	return c.JSON(q)
+}
+
+type bookJSON struct {
+	quoteJSON
+	Customer struct {
+		Name  string `json:"name"`
+		Phone string `json:"phone"`
+	} `json:"customer"`
+	Notes string `json:"notes"`
+}
+
+func (o Orders) book(c *fiber.Ctx) error {
+	key := c.Get("Idempotency-Key")
+	if key == "" || len(key) > 128 || !utf8.ValidString(key) {
+		return badRequest("the Idempotency-Key header is required (1 to 128 characters)")
+	}
+	var req bookJSON
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	qr, err := req.request()
+	if err != nil {
+		return err
+	}
+	p := principal(c)
+	so, created, err := o.Svc.Book(c.UserContext(), p.MerchantID, key, c.Body(), delivery.BookRequest{QuoteRequest: qr,
+		CustomerName: req.Customer.Name, CustomerPhone: req.Customer.Phone, Notes: req.Notes})
+	if err != nil {
+		return err
+	}
+	status := fiber.StatusCreated
+	if !created {
+		status = fiber.StatusOK
+		c.Set("Idempotent-Replayed", "true")
+	}
+	return c.Status(status).JSON(orderView(so, viewOwner))
+}
+
+type view int
+
+const (
+	viewList  view = iota // phone masked
+	viewOwner             // the merchant's own order: full phone, handover code
+	viewOps               // dispatcher/admin single read: masked phone
+)
+
+type orderJSON struct {
+	*order.Order
+	CustomerPhone string `json:"customer_phone"`
+	TrackingToken string `json:"tracking_token,omitempty"`
+	HandoverCode  string `json:"handover_code,omitempty"`
+	RelayID       string `json:"relay_id,omitempty"`
+}
+
+func orderView(so *mongostore.StoredOrder, v view) orderJSON {
+	out := orderJSON{Order: so.Order, CustomerPhone: order.MaskPhone(so.CustomerPhone), RelayID: so.RelayID}
+	if v == viewOwner {
+		out.CustomerPhone, out.TrackingToken, out.HandoverCode = so.CustomerPhone, so.TrackingToken, so.HandoverCode
+	}
+	if so.Redacted {
+		out.CustomerPhone = ""
+	}
+	return out
+}
+
+// owned loads an order and hides it (404) from merchants and couriers it
+// does not belong to.
+func (o Orders) owned(c *fiber.Ctx) (*mongostore.StoredOrder, error) {
+	id := c.Params("id")
+	if !validID(id) {
+		return nil, notFound("order")
+	}
+	so, err := o.Svc.Order(c.UserContext(), id)
+	if err != nil {
+		return nil, err
+	}
+	p := principal(c)
+	switch p.Role {
+	case auth.RoleMerchant:
+		if so.MerchantID != p.MerchantID {
+			return nil, notFound("order")
+		}
+	case auth.RoleCourier:
+		if so.CourierID != p.CourierID && so.OfferedTo != p.CourierID {
+			return nil, notFound("order")
+		}
+	}
+	return so, nil
+}
+
+func (o Orders) get(c *fiber.Ctx) error {
+	so, err := o.owned(c)
+	if err != nil {
+		return err
+	}
+	switch principal(c).Role {
+	case auth.RoleMerchant:
+		return c.JSON(orderView(so, viewOwner))
+	case auth.RoleCourier:
+		tasks, _, _ := o.Svc.Tasks(principal(c).CourierID)
+		for _, t := range tasks {
+			if t.OrderID == so.ID {
+				return c.JSON(t)
+			}
+		}
+		return notFound("order")
+	}
+	return c.JSON(orderView(so, viewOps))
+}
+
+func (o Orders) events(c *fiber.Ctx) error {
+	so, err := o.owned(c)
+	if err != nil {
+		return err
+	}
+	evs, err := o.Svc.Events(c.UserContext(), so.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"events": evs})
+}
+
+func (o Orders) list(c *fiber.Ctx) error {
+	limit, err := queryInt(c, "limit", 50, 1, 200)
+	if err != nil {
+		return err
+	}
+	f := mongostore.OrderFilter{Limit: limit, After: c.Query("after")}
+	if f.After != "" && !validID(f.After) {
+		return badRequest("after must be an order id from a previous page")
+	}
+	if p := principal(c); p.Role == auth.RoleMerchant {
+		f.MerchantID = p.MerchantID
+	} else if m := c.Query("merchant_id"); m != "" {
+		if !validID(m) {
+			return badRequest("merchant_id is not an id")
+		}
+		f.MerchantID = m
+	}
+	if st := c.Query("status"); st != "" {
+		for _, part := range strings.Split(st, ",") {
+			s := order.Status(part)
+			if !isStatus(s) {
+				return badRequest(fmt.Sprintf("unknown status %q", part))
+			}
+			f.Statuses = append(f.Statuses, s)
+		}
+	}
+	if f.From, err = queryTime(c, "from"); err != nil {
+		return err
+	}
+	if f.To, err = queryTime(c, "to"); err != nil {
+		return err
+	}
+	os, err := o.Svc.Orders(c.UserContext(), f)
+	if err != nil {
+		return err
+	}
+	out := make([]orderJSON, len(os))
+	for i := range os {
+		out[i] = orderView(&os[i], viewList)
+	}
+	next := ""
+	if len(os) == limit {
+		next = os[len(os)-1].ID
+	}
+	return c.JSON(fiber.Map{"orders": out, "next": next})
+}
+
+func isStatus(s order.Status) bool {
+	for _, st := range order.Statuses() {
+		if st == s {
+			return true
+		}
+	}
+	return false
+}
+
+func queryTime(c *fiber.Ctx, name string) (time.Time, error) {
+	v := c.Query(name)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, badRequest(name + " must be an RFC 3339 time")
+	}
+	return t, nil
+}
+
+type reasonJSON struct {
+	Reason string `json:"reason"`
+}
+
+func optionalBody(c *fiber.Ctx, dst any) error {
+	if len(c.Body()) == 0 {
+		return nil
+	}
+	return decode(c, dst)
+}
+
+func (o Orders) cancel(c *fiber.Ctx) error {
+	if _, err := o.owned(c); err != nil {
+		return err
+	}
+	var req reasonJSON
+	if err := optionalBody(c, &req); err != nil {
+		return err
+	}
+	if utf8.RuneCountInString(req.Reason) > 300 {
+		return badRequest("reason longer than 300 characters")
+	}
+	so, err := o.Svc.Cancel(c.UserContext(), actor(c), c.Params("id"), req.Reason)
+	if err != nil {
+		return err
+	}
+	return c.JSON(orderView(so, viewList))
+}
+
+func (o Orders) assign(c *fiber.Ctx) error {
+	var req struct {
+		CourierID string `json:"courier_id"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if !validID(req.CourierID) {
+		return badRequest("courier_id is required")
+	}
+	if _, err := o.owned(c); err != nil {
+		return err
+	}
+	so, err := o.Svc.Assign(c.UserContext(), actor(c), c.Params("id"), req.CourierID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(orderView(so, viewOps))
+}
+
+func (o Orders) unassign(c *fiber.Ctx) error {
+	if _, err := o.owned(c); err != nil {
+		return err
+	}
+	var req reasonJSON
+	if err := optionalBody(c, &req); err != nil {
+		return err
+	}
+	so, err := o.Svc.Unassign(c.UserContext(), actor(c), c.Params("id"), req.Reason)
+	if err != nil {
+		return err
+	}
+	return c.JSON(orderView(so, viewOps))
+}
+
+func (o Orders) resolve(c *fiber.Ctx) error {
+	var req struct {
+		Action string `json:"action"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if _, err := o.owned(c); err != nil {
+		return err
+	}
+	so, err := o.Svc.Resolve(c.UserContext(), actor(c), c.Params("id"), req.Action)
+	if err != nil {
+		return err
+	}
+	return c.JSON(orderView(so, viewOps))
+}
+
+type deliverJSON struct {
+	HandoverCode string  `json:"handover_code"`
+	CashMAD      float64 `json:"cash_collected_mad"`
+}
+
+func (o Orders) courierAct(what string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if _, err := o.owned(c); err != nil {
+			return err
+		}
+		ctx, a, id := c.UserContext(), actor(c), c.Params("id")
+		var so *mongostore.StoredOrder
+		var err error
+		switch what {
+		case "accept":
+			so, err = o.Svc.Accept(ctx, a, id)
+		case "decline":
+			var req reasonJSON
+			if err := optionalBody(c, &req); err != nil {
+				return err
+			}
+			so, err = o.Svc.Decline(ctx, a, id, req.Reason)
+		case "pickup":
+			so, err = o.Svc.Pickup(ctx, a, id)
+		case "deliver":
+			var req deliverJSON
+			if err := optionalBody(c, &req); err != nil {
+				return err
+			}
+			so, err = o.Svc.Deliver(ctx, a, id, req.HandoverCode, req.CashMAD)
+		case "returned":
+			so, err = o.Svc.Returned(ctx, a, id)
+		}
+		if err != nil {
+			return err
+		}
+		return c.JSON(fiber.Map{"order_id": so.ID, "status": so.Status, "version": so.Version})
+	}
+}
+
+type failJSON struct {
+	Reason   string `json:"reason"`
+	Note     string `json:"note"`
+	Evidence struct {
+		PhotoRef     string `json:"photo_ref"`
+		CallAttempts int    `json:"call_attempts"`
+	} `json:"evidence"`
+}
+
+func (o Orders) fail(c *fiber.Ctx) error {
+	var req failJSON
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if _, err := failure.ParseReason(req.Reason); err != nil {
+		return err
+	}
+	if _, err := o.owned(c); err != nil {
+		return err
+	}
+	res, err := o.Svc.Fail(c.UserContext(), actor(c), c.Params("id"), delivery.FailRequest{Reason: req.Reason, Note: req.Note,
+		PhotoRef: req.Evidence.PhotoRef, CallAttempts: req.Evidence.CallAttempts})
+	if err != nil {
+		return err
+	}
+	return c.JSON(res)
+}
+
+func (o Orders) tasks(c *fiber.Ctx) error {
+	tasks, version, stops := o.Svc.Tasks(principal(c).CourierID)
+	return c.JSON(fiber.Map{"tasks": tasks, "route": fiber.Map{"version": version, "stops": stops}})
+}
+
+func (o Orders) track(c *fiber.Ctx) error {
+	tok := c.Params("token")
+	if len(tok) < 16 || len(tok) > 64 || !validID(tok) {
+		return notFound("tracking link")
+	}
+	t, err := o.Svc.Track(c.UserContext(), tok)
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(t)
+}
+
+// stream is the dispatcher event stream (Server-Sent Events). It ends after
+// a minute; EventSource clients reconnect by themselves.
+func (o Orders) stream(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, "text/event-stream")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	c.Set("X-Accel-Buffering", "no")
+	sub := o.Hub.Subscribe()
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer o.Hub.Unsubscribe(sub)
+		end := time.After(60 * time.Second)
+		ping := time.NewTicker(15 * time.Second)
+		defer ping.Stop()
+		fmt.Fprintf(w, "retry: 2000\n: connected\n\n")
+		if w.Flush() != nil {
+			return
+		}
+		for {
+			select {
+			case ev := <-sub.C:
+				fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.ID, ev.Type, ev.Data)
+			case <-ping.C:
+				fmt.Fprintf(w, ": ping\n\n")
+			case <-end:
+				return
+			}
+			if w.Flush() != nil {
+				return
+			}
+		}
+	})
+	return nil
+}
+
+func (o Orders) addWebhook(c *fiber.Ctx) error {
+	var req struct {
+		URL    string   `json:"url"`
+		Events []string `json:"events"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	h, err := o.Webhooks.Register(c.UserContext(), principal(c).MerchantID, req.URL, req.Events)
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"id": h.ID, "url": h.URL, "events": h.Events, "secret": h.Secret,
+		"created_at": h.CreatedAt, "signature": "Tawsil-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, t + \".\" + body)>"})
+}
+
+func (o Orders) listWebhooks(c *fiber.Ctx) error {
+	hs, err := o.Store.Webhooks(c.UserContext(), principal(c).MerchantID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"webhooks": hs})
+}
+
+func (o Orders) deleteWebhook(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if !validID(id) {
+		return notFound("webhook")
+	}
+	if err := o.Store.DeleteWebhook(c.UserContext(), principal(c).MerchantID, id); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
+func (o Orders) kpis(c *fiber.Ctx) error {
+	now := time.Now().UTC()
+	from, err := queryTime(c, "from")
+	if err != nil {
+		return err
+	}
+	to, err := queryTime(c, "to")
+	if err != nil {
+		return err
+	}
+	if from.IsZero() {
+		from = now.Add(-24 * time.Hour)
+	}
+	if to.IsZero() {
+		to = now.Add(time.Minute)
+	}
+	if !to.After(from) || to.Sub(from) > 92*24*time.Hour {
+		return badRequest("from must be before to, at most 92 days apart")
+	}
+	group := c.Query("group")
+	if group != "" && group != "merchant" && group != "cell" {
+		return badRequest("group must be merchant or cell")
+	}
+	merchantID := ""
+	if p := principal(c); p.Role == auth.RoleMerchant {
+		merchantID = p.MerchantID
+		if group == "merchant" {
+			group = ""
+		}
+	}
+	ks, err := o.Svc.KPIs(c.UserContext(), from, to, group, merchantID, o.Costs)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"from": from, "to": to, "group": group, "kpis": ks})
+}
+
+type dryRunJSON struct {
+	Reason         string  `json:"reason"`
+	Attempt        int     `json:"attempt"`
+	MinutesLeft    float64 `json:"minutes_left"`
+	MerchantPolicy string  `json:"merchant_policy"`
+	COD            bool    `json:"cod"`
+	ParcelSize     string  `json:"parcel_size"`
+	Verified       *bool   `json:"verified"`
+}
+
+func (o Orders) dryRun(c *fiber.Ctx) error {
+	var req dryRunJSON
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	reason, err := failure.ParseReason(req.Reason)
+	if err != nil {
+		return err
+	}
+	if req.Attempt < 1 || req.Attempt > 20 {
+		return badRequest("attempt must be 1 to 20")
+	}
+	verified := true
+	if req.Verified != nil {
+		verified = *req.Verified
+	}
+	d := o.Svc.DryRun(failure.Situation{Reason: reason, Attempt: req.Attempt, MinutesLeft: req.MinutesLeft,
+		MerchantPolicy: req.MerchantPolicy, COD: req.COD, ParcelSize: req.ParcelSize, Verified: verified})
+	return c.JSON(fiber.Map{"action": d.Action, "rule": d.Rule, "params": d.Params, "overridden": d.Overridden, "explain": d.Explain})
+}
+
+func (o Orders) reloadRules(c *fiber.Ctx) error {
+	if o.RulesFile == "" {
+		return conflict("no rules file configured (TAWSIL_RULES_FILE): the built-in rules are in force")
+	}
+	if err := o.Rules.Reload(o.RulesFile); err != nil {
+		return badRequest("rules not reloaded, the previous rules stay in force: " + err.Error())
+	}
+	return c.JSON(fiber.Map{"status": "reloaded", "rules": len(o.Rules.Rules().Rules)})
+}
+
+// myData exports everything Tawsil holds about the calling courier or
+// merchant (Loi 09-08 right of access).
+func (s *Server) myData(c *fiber.Ctx, o Orders) error {
+	ctx, p := c.UserContext(), principal(c)
+	u, err := s.accounts.User(ctx, p.UserID)
+	if err != nil {
+		return err
+	}
+	out := fiber.Map{"user": userJSON(u), "exported_at": time.Now().UTC()}
+	switch p.Role {
+	case auth.RoleCourier:
+		cr, err := s.accounts.Courier(ctx, p.CourierID)
+		if err != nil {
+			return err
+		}
+		out["courier"] = fiber.Map{"id": cr.ID, "name": cr.Name, "vehicle": cr.Vehicle, "capacity": cr.Capacity, "on_shift": cr.OnShift}
+		ps, err := o.Store.Track(ctx, p.CourierID, time.Now().Add(-366*24*time.Hour), time.Now().Add(time.Hour), 100_000)
+		if err != nil {
+			return err
+		}
+		out["positions"] = ps
+		os, err := o.Store.Orders(ctx, mongostore.OrderFilter{CourierID: p.CourierID, Limit: 10_000})
+		if err != nil {
+			return err
+		}
+		ids := make([]fiber.Map, len(os))
+		for i, so := range os {
+			ids[i] = fiber.Map{"order_id": so.ID, "status": so.Status, "booked_at": so.BookedAt, "delivered_at": so.Milestones.DeliveredAt}
+		}
+		out["orders"] = ids
+	case auth.RoleMerchant:
+		m, err := s.accounts.Merchant(ctx, p.MerchantID)
+		if err != nil {
+			return err
+		}
+		out["merchant"] = fiber.Map{"id": m.ID, "name": m.Name, "policy": m.Policy}
+		os, err := o.Store.Orders(ctx, mongostore.OrderFilter{MerchantID: p.MerchantID, Limit: 10_000})
+		if err != nil {
+			return err
+		}
+		list := make([]orderJSON, len(os))
+		for i := range os {
+			list[i] = orderView(&os[i], viewOwner)
+		}
+		out["orders"] = list
+		hs, err := o.Store.Webhooks(ctx, p.MerchantID)
+		if err != nil {
+			return err
+		}
+		out["webhooks"] = hs
+	}
+	c.Set(fiber.HeaderContentDisposition, `attachment; filename="tawsil-my-data.json"`)
+	return c.JSON(out)
+}
+
+var _ context.Context
