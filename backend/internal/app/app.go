@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/metrics"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/mqttbus"
+	"github.com/tawsil/tawsil/backend/internal/tlsconf"
 	"github.com/tawsil/tawsil/shared/wire"
 )
 
@@ -138,7 +140,13 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 		MaxAccuracyM: cfg.MaxAccuracyM, MaxSpeedMPS: cfg.MaxSpeedMPS}, m.Index, m.History, m.onFix, m.Log, m.Metrics)
 
 	if cfg.MQTTURL == "" {
-		m.Broker, err = broker.Start(broker.Options{Listen: cfg.MQTTListen, Prefix: cfg.TopicPrefix, Auth: m.Accounts,
+		var mqttTLS *tls.Config
+		if cfg.MQTTTLSCert != "" {
+			if mqttTLS, _, err = tlsconf.Server(cfg.MQTTTLSCert, cfg.MQTTTLSKey); err != nil {
+				return fmt.Errorf("TAWSIL_MQTT_TLS_CERT: %w", err)
+			}
+		}
+		m.Broker, err = broker.Start(broker.Options{Listen: cfg.MQTTListen, TLS: mqttTLS, Prefix: cfg.TopicPrefix, Auth: m.Accounts,
 			Handler: m.Ingest, ServiceUsername: cfg.MQTTUsername, ServicePassword: cfg.MQTTPassword,
 			Logger: m.Log.With("component", "mqtt"), Metrics: m.Metrics})
 		if err != nil {
@@ -149,7 +157,7 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 		m.Log.Info("embedded MQTT broker listening", "addr", m.Broker.Addr())
 	} else {
 		m.Bus, err = mqttbus.Connect(ctx, mqttbus.Options{URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
-			ClientID: cfg.MQTTClientID, Group: cfg.MQTTGroup, Prefix: cfg.TopicPrefix, Handler: m.Ingest, Logger: m.Log.With("component", "mqtt")})
+			ClientID: cfg.MQTTClientID, Group: cfg.MQTTGroup, Prefix: cfg.TopicPrefix, CAFile: cfg.MQTTCAFile, Handler: m.Ingest, Logger: m.Log.With("component", "mqtt")})
 		if err != nil {
 			return err
 		}
@@ -177,6 +185,14 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 		}
+	}
+	if cfg.HTTPTLSCert != "" {
+		httpTLS, _, err := tlsconf.Server(cfg.HTTPTLSCert, cfg.HTTPTLSKey)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("TAWSIL_HTTP_TLS_CERT: %w", err)
+		}
+		ln = tls.NewListener(ln, httpTLS)
 	}
 	m.httpLn = ln
 	m.httpDone = make(chan error, 1)

@@ -57,6 +57,13 @@ type Config struct {
 	OfferTimeout           time.Duration `yaml:"offer_timeout"`            // TAWSIL_OFFER_TIMEOUT
 	VROOMURL               string        `yaml:"vroom_url"`                // TAWSIL_VROOM_URL: optional route optimiser
 	WebhookAllowPrivate    bool          `yaml:"webhook_allow_private"`    // TAWSIL_WEBHOOK_ALLOW_PRIVATE: http:// and private addresses (on-premise, tests)
+
+	// TLS: PEM files. Certificate and key come in pairs; empty means plain TCP.
+	HTTPTLSCert string `yaml:"http_tls_cert"` // TAWSIL_HTTP_TLS_CERT: HTTPS for the API (leaf first, then intermediates)
+	HTTPTLSKey  string `yaml:"http_tls_key"`  // TAWSIL_HTTP_TLS_KEY
+	MQTTTLSCert string `yaml:"mqtt_tls_cert"` // TAWSIL_MQTT_TLS_CERT: TLS on the embedded broker's listener
+	MQTTTLSKey  string `yaml:"mqtt_tls_key"`  // TAWSIL_MQTT_TLS_KEY
+	MQTTCAFile  string `yaml:"mqtt_ca_file"`  // TAWSIL_MQTT_CA_FILE: CA bundle trusted for an external broker's tls:// URL
 }
 
 // JWTKey is one HMAC signing/verification key with its key id.
@@ -174,6 +181,11 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("TAWSIL_LOG_LEVEL", &c.LogLevel)
 	str("TAWSIL_RULES_FILE", &c.RulesFile)
 	str("TAWSIL_VROOM_URL", &c.VROOMURL)
+	str("TAWSIL_HTTP_TLS_CERT", &c.HTTPTLSCert)
+	str("TAWSIL_HTTP_TLS_KEY", &c.HTTPTLSKey)
+	str("TAWSIL_MQTT_TLS_CERT", &c.MQTTTLSCert)
+	str("TAWSIL_MQTT_TLS_KEY", &c.MQTTTLSKey)
+	str("TAWSIL_MQTT_CA_FILE", &c.MQTTCAFile)
 	dur("TAWSIL_ACCESS_TTL", &c.AccessTTL)
 	dur("TAWSIL_REFRESH_TTL", &c.RefreshTTL)
 	dur("TAWSIL_HISTORY_FLUSH", &c.HistoryFlushInterval)
@@ -313,6 +325,9 @@ func (c Config) Validate() error {
 	case c.OfferTimeout < time.Second:
 		return errors.New("TAWSIL_OFFER_TIMEOUT: must be at least 1s")
 	}
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -324,6 +339,30 @@ func (c Config) Validate() error {
 				return fmt.Errorf("TAWSIL_TRUSTED_PROXIES: %q is not an IP or CIDR", p)
 			}
 		}
+	}
+	return nil
+}
+
+// validateTLS checks that certificates and keys come in pairs and that each
+// setting applies to the broker mode in use. The files are read at start.
+func (c Config) validateTLS() error {
+	pairs := []struct{ certVar, cert, keyVar, key string }{
+		{"TAWSIL_HTTP_TLS_CERT", c.HTTPTLSCert, "TAWSIL_HTTP_TLS_KEY", c.HTTPTLSKey},
+		{"TAWSIL_MQTT_TLS_CERT", c.MQTTTLSCert, "TAWSIL_MQTT_TLS_KEY", c.MQTTTLSKey},
+	}
+	for _, p := range pairs {
+		switch {
+		case p.cert != "" && p.key == "":
+			return fmt.Errorf("%s: required with %s", p.keyVar, p.certVar)
+		case p.key != "" && p.cert == "":
+			return fmt.Errorf("%s: required with %s", p.certVar, p.keyVar)
+		}
+	}
+	switch {
+	case c.MQTTURL != "" && c.MQTTTLSCert != "":
+		return errors.New("TAWSIL_MQTT_TLS_CERT: applies to the embedded broker only; with MQTT_URL the external broker holds the certificate")
+	case c.MQTTURL == "" && c.MQTTCAFile != "":
+		return errors.New("TAWSIL_MQTT_CA_FILE: applies to an external broker (MQTT_URL) only")
 	}
 	return nil
 }

@@ -43,6 +43,13 @@ func TestLoadNamesBadSetting(t *testing.T) {
 		{"active kid", map[string]string{"TAWSIL_JWT_KEYS": "a:" + secret, "TAWSIL_JWT_ACTIVE_KID": "b"}, "TAWSIL_JWT_ACTIVE_KID"},
 		{"handler", map[string]string{"TAWSIL_JWT_SECRET": secret, "TAWSIL_FERRET_HANDLER": "mysql"}, "TAWSIL_FERRET_HANDLER"},
 		{"proxy", map[string]string{"TAWSIL_JWT_SECRET": secret, "TAWSIL_TRUSTED_PROXIES": "not-an-ip"}, "TAWSIL_TRUSTED_PROXIES"},
+		{"http cert alone", map[string]string{"TAWSIL_JWT_SECRET": secret, "TAWSIL_HTTP_TLS_CERT": "a.crt"}, "TAWSIL_HTTP_TLS_KEY"},
+		{"http key alone", map[string]string{"TAWSIL_JWT_SECRET": secret, "TAWSIL_HTTP_TLS_KEY": "a.key"}, "TAWSIL_HTTP_TLS_CERT"},
+		{"mqtt cert alone", map[string]string{"TAWSIL_JWT_SECRET": secret, "TAWSIL_MQTT_TLS_CERT": "a.crt"}, "TAWSIL_MQTT_TLS_KEY"},
+		{"mqtt key alone", map[string]string{"TAWSIL_JWT_SECRET": secret, "TAWSIL_MQTT_TLS_KEY": "a.key"}, "TAWSIL_MQTT_TLS_CERT"},
+		{"mqtt cert external", map[string]string{"TAWSIL_JWT_SECRET": secret, "MQTT_URL": "tls://broker:8883",
+			"TAWSIL_MQTT_TLS_CERT": "a.crt", "TAWSIL_MQTT_TLS_KEY": "a.key"}, "TAWSIL_MQTT_TLS_CERT"},
+		{"ca embedded", map[string]string{"TAWSIL_JWT_SECRET": secret, "TAWSIL_MQTT_CA_FILE": "ca.pem"}, "TAWSIL_MQTT_CA_FILE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,5 +88,33 @@ func TestJWTRotationKeys(t *testing.T) {
 	}
 	if len(c.JWTKeys) != 2 || c.JWTActiveKID != "new" {
 		t.Fatalf("keys: %+v active %s", c.JWTKeys, c.JWTActiveKID)
+	}
+}
+
+func TestLoadTLS(t *testing.T) {
+	tests := []struct {
+		name string
+		give map[string]string
+		want Config
+	}{
+		{name: "http and embedded broker", give: map[string]string{"TAWSIL_HTTP_TLS_CERT": "api.crt", "TAWSIL_HTTP_TLS_KEY": "api.key",
+			"TAWSIL_MQTT_TLS_CERT": "mqtt.crt", "TAWSIL_MQTT_TLS_KEY": "mqtt.key"},
+			want: Config{HTTPTLSCert: "api.crt", HTTPTLSKey: "api.key", MQTTTLSCert: "mqtt.crt", MQTTTLSKey: "mqtt.key"}},
+		{name: "external broker", give: map[string]string{"MQTT_URL": "tls://broker:8883", "TAWSIL_MQTT_CA_FILE": "ca.pem"},
+			want: Config{MQTTCAFile: "ca.pem"}},
+		{name: "none", give: map[string]string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.give["TAWSIL_JWT_SECRET"] = secret
+			c, err := Load(env(tt.give))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.HTTPTLSCert != tt.want.HTTPTLSCert || c.HTTPTLSKey != tt.want.HTTPTLSKey || c.MQTTTLSCert != tt.want.MQTTTLSCert ||
+				c.MQTTTLSKey != tt.want.MQTTTLSKey || c.MQTTCAFile != tt.want.MQTTCAFile {
+				t.Fatalf("TLS settings = %q %q %q %q %q", c.HTTPTLSCert, c.HTTPTLSKey, c.MQTTTLSCert, c.MQTTTLSKey, c.MQTTCAFile)
+			}
+		})
 	}
 }

@@ -182,29 +182,34 @@ func BenchmarkHandshake(b *testing.B) {
 	}
 }
 
-// handshake runs a full TLS handshake over an in-memory pipe and returns the
-// client's view of it.
+// handshake runs a full TLS handshake over loopback TCP (kernel buffers, so
+// a failing side's alert never deadlocks against the other's flight, as it
+// can over net.Pipe) and returns the client's view of it.
 func handshake(tb testing.TB, srv, cli *tls.Config) (tls.ConnectionState, error) {
 	tb.Helper()
-	sc, cc := net.Pipe()
-	defer sc.Close()
-	defer cc.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
 	done := make(chan error, 1)
 	go func() {
-		s := tls.Server(sc, srv)
-		err := s.Handshake()
+		sc, err := ln.Accept()
 		if err != nil {
-			_ = sc.Close() // unblock the client
+			done <- err
+			return
 		}
-		done <- err
+		defer sc.Close()
+		done <- tls.Server(sc, srv).Handshake()
 	}()
-	c := tls.Client(cc, cli)
-	err := c.Handshake()
+	cc, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
-		_ = cc.Close()
+		tb.Fatal(err)
 	}
-	serr := <-done
-	if err == nil && serr != nil && !errors.Is(serr, io.EOF) {
+	c := tls.Client(cc, cli)
+	err = c.Handshake()
+	_ = cc.Close()
+	if serr := <-done; err == nil && serr != nil && !errors.Is(serr, io.EOF) {
 		err = serr
 	}
 	return c.ConnectionState(), err
