@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -388,6 +389,18 @@ func TestMosquittoDeviceACL(t *testing.T) {
 	if seen.has(topic.Courier(prefix, b, topic.State) + " forged-will") {
 		t.Fatal("a device's Will was published on another courier's state topic")
 	}
+
+	// The TLS device listener: trusted with the CA, same ACL.
+	tlsOpt := func(o *paho.ClientOptions) {
+		o.SetTLSConfig(&tls.Config{RootCAs: mb.ca.Pool(), MinVersion: tls.VersionTLS12})
+	}
+	ct := mustDial(t, "tls://"+mb.tlsAddr, "dev-"+b, b, "password-b-0123", tlsOpt)
+	mustPublish(t, ct, topic.Courier(prefix, a, topic.Pos), []byte("tls-forged"), false)
+	mustPublish(t, ct, topic.Courier(prefix, b, topic.Pos), []byte("over-tls"), false)
+	eventually(t, "fix over TLS", 10*time.Second, func() bool { return seen.has(topic.Courier(prefix, b, topic.Pos) + " over-tls") })
+	if seen.has(topic.Courier(prefix, a, topic.Pos) + " tls-forged") {
+		t.Fatal("ACL not applied on the TLS listener")
+	}
 }
 
 // rawConnectWithWill opens an MQTT 3.1.1 connection carrying a Last Will
@@ -440,21 +453,26 @@ func rawConnectWithWill(tb testing.TB, addr, user, pass, willTopic, willMsg stri
 	return c
 }
 
-// backendConfig is the e2e configuration (as mustBackend builds it) for a
-// backend using mb as its external broker.
-func backendConfig(tb testing.TB, mb *mosquittoBroker, clientID string) config.Config {
-	tb.Helper()
-	env := map[string]string{
+// e2eEnv is the environment mustBackend uses, minus the broker settings.
+func e2eEnv(tb testing.TB) map[string]string {
+	return map[string]string{
 		"TAWSIL_JWT_SECRET":     "e2e-secret-0123456789abcdef0123456789",
 		"TAWSIL_ADMIN_EMAIL":    adminEmail,
 		"TAWSIL_ADMIN_PASSWORD": adminPass,
 		"TAWSIL_DATA_DIR":       tb.TempDir(),
-		"MQTT_URL":              "tcp://" + mb.svcAddr,
-		"TAWSIL_MQTT_USERNAME":  backendUser,
-		"TAWSIL_MQTT_PASSWORD":  mb.backendPassword,
-		"TAWSIL_MQTT_CLIENT_ID": clientID,
 		"TAWSIL_LOG_LEVEL":      "debug",
 	}
+}
+
+// backendConfig is the e2e configuration for a backend using mb as its
+// external broker.
+func backendConfig(tb testing.TB, mb *mosquittoBroker, clientID string) config.Config {
+	tb.Helper()
+	env := e2eEnv(tb)
+	env["MQTT_URL"] = "tcp://" + mb.svcAddr
+	env["TAWSIL_MQTT_USERNAME"] = backendUser
+	env["TAWSIL_MQTT_PASSWORD"] = mb.backendPassword
+	env["TAWSIL_MQTT_CLIENT_ID"] = clientID
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
 		tb.Fatal(err)
