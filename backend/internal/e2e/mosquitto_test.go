@@ -577,3 +577,46 @@ func TestMosquittoBackendIngest(t *testing.T) {
 		t.Fatalf("backend refused messages:\n%s", b.logs.String())
 	}
 }
+
+// TestMosquittoSharedOfflineMember records what Mosquitto does with the share
+// of a shared-subscription member that is offline with a persistent session:
+// the share is queued for it (not given to the online member) and delivered
+// when it returns. deploy/README.md's scale-down advice rests on this.
+func TestMosquittoSharedOfflineMember(t *testing.T) {
+	mb := mustMosquitto(t)
+	mb.start()
+	mb.addDevice("courier-s", "password-s-0123")
+	filter := topic.Shared("tawsil-backend", topic.Filter(topic.DefaultPrefix, topic.Pos))
+	member := func(id string, in *inbox) paho.Client {
+		c := mustDial(t, "tcp://"+mb.svcAddr, id, backendUser, mb.backendPassword, func(o *paho.ClientOptions) {
+			o.SetCleanSession(false).SetDefaultPublishHandler(in.handle)
+		})
+		mustSubscribe(t, c, filter, in)
+		return c
+	}
+	in1, in2 := &inbox{}, &inbox{}
+	member("replica-1", in1)
+	m2 := member("replica-2", in2)
+	m2.Disconnect(100)
+
+	dev := mustDial(t, "tcp://"+mb.devAddr, "dev-courier-s", "courier-s", "password-s-0123", nil)
+	const n = 20
+	for i := 0; i < n; i++ {
+		mustPublish(t, dev, topic.Courier(topic.DefaultPrefix, "courier-s", topic.Pos), []byte(fmt.Sprint(i)), false)
+	}
+	mustPublish(t, dev, topic.Courier(topic.DefaultPrefix, "courier-s", topic.State), []byte("flush"), false)
+	member("replica-2", in2)
+	eventually(t, "every message delivered once", 10*time.Second, func() bool { return len(in1.all())+len(in2.all()) >= n })
+	got := map[string]int{}
+	for _, m := range append(in1.all(), in2.all()...) {
+		got[m]++
+	}
+	if len(got) != n || len(in1.all())+len(in2.all()) != n {
+		t.Fatalf("delivered %d distinct of %d (online member %d, returning member %d)", len(got), n, len(in1.all()), len(in2.all()))
+	}
+	// Everything replica-2 got was published while it was offline.
+	if len(in2.all()) == 0 {
+		t.Fatalf("the online member received all %d messages: offline members are skipped", n)
+	}
+	t.Logf("online member got %d of %d; the offline member's %d were queued and delivered on return", len(in1.all()), n, len(in2.all()))
+}
