@@ -50,6 +50,7 @@ func (b densityBridge) UnderSupplied(lat, lng, ratio float64, at time.Time) bool
 	demand := s.OpenOrders + s.Booked15m
 	return demand > 0 && float64(demand) > ratio*float64(s.AvailableCouriers)
 }
+
 // mountFeatures builds the order side (quotes, orders, dispatch, failed-
 // delivery rules, routes, webhooks, KPIs) and registers its routes.
 func (m *Main) mountFeatures(ctx context.Context) error {
