@@ -50,6 +50,9 @@ cleanup() {
     su postgres -c "psql -q -c 'DROP DATABASE IF EXISTS $pg_db' -c 'DROP ROLE IF EXISTS $pg_db'" >/dev/null 2>&1
   fi
   [[ -n "$pg_started" ]] && pg_ctlcluster 15 main stop
+  if [[ -n "${KEEP_LOGS:-}" ]]; then # KEEP_LOGS=dir: keep the logs (backend, broker, loadgen) there
+    mkdir -p "$KEEP_LOGS" && cp "$work"/*.log "$KEEP_LOGS"/ 2>/dev/null
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -111,7 +114,14 @@ start_stack() { # starts PostgreSQL (if down), Mosquitto and the backend; sets a
     pg_db="tawsil_bench_$$"
     local pw="bench-$RANDOM$RANDOM"
     su postgres -c "psql -q -c \"CREATE ROLE $pg_db LOGIN PASSWORD '$pw'\" -c 'CREATE DATABASE $pg_db OWNER $pg_db'" >/dev/null
-    pg_url="postgres://$pg_db:$pw@127.0.0.1:5432/$pg_db"
+    # pool_max_conns: FerretDB v1.24's update handler keeps one PostgreSQL
+    # connection per statement of an update command until the command ends
+    # (internal/handler/msg_update.go: `defer closer.Close()` inside the loop),
+    # and the backend's courier-state snapshot is one update command with a
+    # statement per courier seen: with FerretDB's default pool of 50 it
+    # deadlocks as soon as 50 couriers move within a snapshot period. 90 (of
+    # PostgreSQL's 100) keeps the e2e run below that; see the report.
+    pg_url="postgres://$pg_db:$pw@127.0.0.1:5432/$pg_db?sslmode=disable&pool_max_conns=${PG_POOL:-90}"
     handler=postgresql
   fi
 
@@ -162,8 +172,20 @@ fi
 if has e2e; then
   args=(-broker "$broker" -api "$api" -creds "$work/creds.json" -publishers "$PUBLISHERS" -probes "$PROBES"
     -batch "$BATCH" -messages "$MESSAGES" -window "$WINDOW" -duration "$DURATION")
+  perf_pid=""
+  if [[ -n "${PERF:-}" ]] && command -v perf >/dev/null; then # PERF=1: where the CPU goes during the run
+    perf record -a -g -F 199 -o "$work/perf.data" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   cmd "loadgen bench ${args[*]}"
   "$work/loadgen" bench "${args[@]}" 2>"$work/loadgen.log" || { echo "   (failed)"; tail -20 "$work/loadgen.log"; }
+  if [[ -n "$perf_pid" ]]; then
+    kill -INT "$perf_pid"; wait "$perf_pid" || true
+    cmd "perf record -a -g -F 199 (during the run); perf report --sort comm / --comm backend --sort symbol"
+    perf report -i "$work/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8 | sed 's/^/   /'
+    perf report -i "$work/perf.data" --no-children --comm backend --sort symbol --stdio -g none 2>/dev/null |
+      grep -E '^ +[0-9]' | head -25 | sed 's/^/   /'
+  fi
   grep -h -i 'level=error\|"level":"ERROR"' "$work/backend.log" | tail -3 || true
 
   echo "-- steady load: every device at 1 message/s (1 fix), latency under a realistic rate"
@@ -225,4 +247,4 @@ if has agent; then
   fi
 fi
 echo
-echo "done; logs were in $work (removed)"
+echo "done; logs were in $work (removed; KEEP_LOGS=dir keeps them)"

@@ -131,7 +131,7 @@ func waitStored(ctx context.Context, a *api, base float64, want int, stall time.
 			return lastChange, last - base, fmt.Errorf("history stalled at %.0f of %d fixes for %s", last-base, want, stall)
 		}
 		select {
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 			return time.Time{}, last - base, ctx.Err()
 		}
