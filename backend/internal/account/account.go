@@ -80,12 +80,13 @@ type RefreshToken struct {
 
 // Store persists accounts. Methods return ErrNotFound or ErrConflict as stated.
 type Store interface {
-	CreateUser(ctx context.Context, u *User) error                 // ErrConflict on email
-	UserByEmail(ctx context.Context, email string) (User, error)   // ErrNotFound
-	UserByID(ctx context.Context, id string) (User, error)         // ErrNotFound
-	BumpTokenVersion(ctx context.Context, userID string) error     // ErrNotFound
-	SetPassword(ctx context.Context, userID, hash string) error    // ErrNotFound; bumps token version
-	EraseUser(ctx context.Context, userID, pseudonym string) error // ErrNotFound
+	CreateUser(ctx context.Context, u *User) error                       // ErrConflict on email
+	UserByEmail(ctx context.Context, email string) (User, error)         // ErrNotFound
+	UserByID(ctx context.Context, id string) (User, error)               // ErrNotFound
+	BumpTokenVersion(ctx context.Context, userID string) error           // ErrNotFound
+	SetPassword(ctx context.Context, userID, hash string) error          // ErrNotFound; bumps token version
+	EraseUser(ctx context.Context, userID, pseudonym string) error       // ErrNotFound
+	SetDisabled(ctx context.Context, userID string, disabled bool) error // ErrNotFound; bumps token version
 	CountUsers(ctx context.Context) (int64, error)
 	CreateCourier(ctx context.Context, c *Courier) error
 	CourierByID(ctx context.Context, id string) (Courier, error) // ErrNotFound

@@ -399,3 +399,31 @@ func (s *Service) Couriers(ctx context.Context) ([]Courier, error) { return s.st
 func (s *Service) SetShift(ctx context.Context, courierID string, on bool) error {
 	return s.store.SetShift(ctx, courierID, on, s.now().UTC())
 }
+
+// SetDisabled disables (or re-enables) a user. Disabling revokes every
+// token at once and disconnects a courier's device; re-enabling does not
+// bring old tokens back.
+func (s *Service) SetDisabled(ctx context.Context, userID string, disabled bool) error {
+	u, err := s.store.UserByID(ctx, userID)
+	if err != nil {
+		return err
+	}
+	if u.Erased {
+		return fmt.Errorf("%w: user was erased", ErrInvalid)
+	}
+	if err := s.store.SetDisabled(ctx, userID, disabled); err != nil {
+		return err
+	}
+	if disabled {
+		if err := s.store.RevokeRefreshUser(ctx, userID); err != nil {
+			return err
+		}
+		if u.CourierID != "" {
+			if err := s.RevokeDevice(ctx, u.CourierID); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+	}
+	s.forget(userID)
+	return nil
+}

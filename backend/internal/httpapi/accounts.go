@@ -149,6 +149,31 @@ func (s *Server) eraseUser(c *fiber.Ctx) error {
 	return c.SendStatus(fiber.StatusNoContent)
 }
 
+func (s *Server) setDisabled(disabled bool) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		id := c.Params("id")
+		if !validID(id) {
+			return notFound("user")
+		}
+		if id == principal(c).UserID {
+			return conflict("an admin cannot disable itself")
+		}
+		if err := s.accounts.SetDisabled(c.UserContext(), id, disabled); err != nil {
+			return err
+		}
+		action := "enable_user"
+		if disabled {
+			action = "disable_user"
+		}
+		s.audit(c, action, "user:"+id, "")
+		u, err := s.accounts.User(c.UserContext(), id)
+		if err != nil {
+			return err
+		}
+		return c.JSON(userJSON(u))
+	}
+}
+
 func (s *Server) deviceCredentials(c *fiber.Ctx) error {
 	id := c.Params("id")
 	if !validID(id) {

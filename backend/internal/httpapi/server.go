@@ -107,6 +107,8 @@ func New(o Options, accounts *account.Service, ready func(context.Context) error
 	v1.Post("/users", s.authn, s.need(auth.RoleAdmin), s.createUser)
 	v1.Get("/users/:id", s.authn, s.need(auth.RoleAdmin), s.getUser)
 	v1.Delete("/users/:id", s.authn, s.need(auth.RoleAdmin), s.eraseUser)
+	v1.Post("/users/:id/disable", s.authn, s.need(auth.RoleAdmin), s.setDisabled(true))
+	v1.Post("/users/:id/enable", s.authn, s.need(auth.RoleAdmin), s.setDisabled(false))
 	v1.Post("/couriers/:id/device-credentials", s.authn, s.need(auth.RoleAdmin), s.deviceCredentials)
 	v1.Delete("/couriers/:id/device-credentials", s.authn, s.need(auth.RoleAdmin), s.revokeDevice)
 	return s

@@ -114,6 +114,11 @@ func (s *Store) EraseUser(ctx context.Context, userID, pseudonym string) error {
 	return nil
 }
 
+// SetDisabled sets the disabled flag and invalidates access tokens.
+func (s *Store) SetDisabled(ctx context.Context, userID string, disabled bool) error {
+	return s.updateUser(ctx, userID, bson.M{"$set": bson.M{"disabled": disabled}, "$inc": bson.M{"token_version": 1}})
+}
+
 // CountUsers counts users.
 func (s *Store) CountUsers(ctx context.Context) (int64, error) {
 	return s.c("users").CountDocuments(ctx, bson.M{})
