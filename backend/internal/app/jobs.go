@@ -24,7 +24,7 @@ func (m *Main) jobs(ctx context.Context) {
 			m.Webhooks.Run(ctx)
 		}()
 	}
-	snap := time.NewTicker(5 * time.Second)
+	snap := time.NewTicker(snapshotEvery)
 	stale := time.NewTicker(15 * time.Second)
 	purge := time.NewTicker(time.Hour)
 	defer snap.Stop()
@@ -54,8 +54,17 @@ func (m *Main) jobs(ctx context.Context) {
 	}
 }
 
+// snapshotEvery is how often courier_state is refreshed: what a restart
+// loses of the live index is at most this old (then the next fixes fix it).
+const snapshotEvery = 30 * time.Second
+
+// snapshotChunk bounds one bulk write: FerretDB's PostgreSQL handler holds a
+// pool connection per statement of an update command, so a large bulk
+// write exhausts its pool and deadlocks (seen at 50 statements).
+const snapshotChunk = 20
+
 // snapshot saves the couriers seen since `since` to courier_state: throttled
-// (every 5 s, only what changed), never on the ingest path.
+// (every snapshotEvery, only what changed), never on the ingest path.
 func (m *Main) snapshot(ctx context.Context, since time.Time) error {
 	var states []mongostore.CourierState
 	m.Index.Each(func(c livemap.Courier) bool {
@@ -67,7 +76,7 @@ func (m *Main) snapshot(ctx context.Context, since time.Time) error {
 		return true
 	})
 	for len(states) > 0 {
-		n := min(len(states), 1000)
+		n := min(len(states), snapshotChunk)
 		if err := m.Store.SaveCourierStates(ctx, states[:n]); err != nil {
 			return err
 		}

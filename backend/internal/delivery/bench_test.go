@@ -1,0 +1,106 @@
+package delivery
+
+import (
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tawsil/tawsil/backend/internal/dispatch"
+	"github.com/tawsil/tawsil/backend/internal/eta"
+	"github.com/tawsil/tawsil/backend/internal/livemap"
+	"github.com/tawsil/tawsil/shared/wire"
+)
+
+// mustFleet returns a service whose live index holds n couriers spread over
+// Casablanca, on shift and online; a fifth of them carry an order.
+func mustFleet(tb testing.TB, n int) *Service {
+	tb.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	model, err := eta.New(eta.Default(), log)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	disp, err := dispatch.New(dispatch.Default(), model)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	idx := livemap.New()
+	rng := rand.New(rand.NewPCG(7, 7))
+	now := time.Now()
+	for i := 0; i < n; i++ {
+		id := "c" + string(rune('a'+i%26)) + itoa(i)
+		f := wire.Fix{Seq: 1, Time: now, Lat: 33.45 + rng.Float64()*0.2, Lng: -7.75 + rng.Float64()*0.3, Accuracy: 5, Speed: 4, Heading: 90, Battery: 80}
+		if _, err := idx.Update(id, f, now); err != nil {
+			tb.Fatal(err)
+		}
+		idx.SetShift(id, true)
+		if err := idx.SetProfile(id, "scooter", 3); err != nil {
+			tb.Fatal(err)
+		}
+		st, load := livemap.StatusAvailable, 0
+		if i%5 == 0 {
+			st, load = livemap.StatusBusy, 1
+		}
+		if err := idx.SetStatus(id, st, load); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	cfg := DefaultConfig()
+	return New(cfg, Deps{Index: idx, ETA: model, Dispatch: disp, Log: log}, NewHub(), nil)
+}
+
+func itoa(i int) string {
+	b := []byte{}
+	for {
+		b = append([]byte{byte('0' + i%10)}, b...)
+		if i /= 10; i == 0 {
+			return string(b)
+		}
+	}
+}
+
+// BenchmarkDispatchDecision measures one dispatch decision as the service
+// makes it: candidate search in the live index (50,000 couriers) and
+// scoring with route insertion. Reports p50/p99 per decision.
+func BenchmarkDispatchDecision(b *testing.B) {
+	s := mustFleet(b, 50_000)
+	rng := rand.New(rand.NewPCG(1, 2))
+	now := time.Now()
+	durs := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		pick := dispatch.Point{Lat: 33.50 + rng.Float64()*0.1, Lng: -7.70 + rng.Float64()*0.2}
+		job := dispatch.Job{OrderID: "o", Pickup: pick, Dropoff: dispatch.Point{Lat: pick.Lat + 0.01, Lng: pick.Lng + 0.01}, PromiseBy: now.Add(time.Hour)}
+		start := time.Now()
+		ranked, _ := s.d.Dispatch.Score(job, s.candidates(pick.Lat, pick.Lng, nil), now)
+		durs = append(durs, time.Since(start))
+		if len(ranked) == 0 {
+			b.Fatal("no candidate in a city of 50,000 couriers")
+		}
+	}
+	b.StopTimer()
+	slices.Sort(durs)
+	b.ReportMetric(float64(durs[len(durs)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(durs[len(durs)*99/100].Microseconds()), "p99-µs")
+}
+
+func TestCandidatesFromIndex(t *testing.T) {
+	s := mustFleet(t, 2000)
+	cs := s.candidates(33.55, -7.60, nil)
+	if len(cs) != s.cfg.Candidates {
+		t.Fatalf("got %d candidates, want %d", len(cs), s.cfg.Candidates)
+	}
+	for i := 1; i < len(cs); i++ {
+		if cs[i].DistanceM < cs[i-1].DistanceM {
+			t.Fatal("candidates not nearest first")
+		}
+	}
+	ex := map[string]struct{}{cs[0].CourierID: {}}
+	if again := s.candidates(33.55, -7.60, ex); again[0].CourierID == cs[0].CourierID {
+		t.Fatal("excluded courier returned")
+	}
+}
