@@ -12,7 +12,7 @@ export TAWSIL_ADMIN_EMAIL ?= admin@demo.tawsil.ma
 export TAWSIL_ADMIN_PASSWORD ?= tawsil-admin-2026
 export TAWSIL_DATA_DIR ?= $(DATA)
 
-.PHONY: all build run test test-short fuzz bench lint sim clean tools
+.PHONY: all build build-prod run test test-short fuzz bench lint sim clean tools
 
 all: build
 
@@ -21,6 +21,11 @@ build:
 	cd backend && $(GO) build -o ../$(BIN)/backend ./cmd/backend
 	cd agent && CGO_ENABLED=0 $(GO) build -o ../$(BIN)/agent ./cmd/agent
 	cd agent && CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -o ../$(BIN)/agent-linux-arm64 ./cmd/agent
+
+# A production backend: no embedded FerretDB or broker linked in (MONGODB_URI and MQTT_URL required).
+build-prod:
+	@mkdir -p $(BIN)
+	cd backend && $(GO) build -tags tawsil_noembed -o ../$(BIN)/backend-prod ./cmd/backend
 
 # The whole system on embedded defaults: broker, FerretDB, demo data, and a
 # small simulated fleet publishing over MQTT.

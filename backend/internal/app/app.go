@@ -17,8 +17,6 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/config"
 	"github.com/tawsil/tawsil/backend/internal/delivery"
 	"github.com/tawsil/tawsil/backend/internal/density"
-	"github.com/tawsil/tawsil/backend/internal/embedded/broker"
-	"github.com/tawsil/tawsil/backend/internal/embedded/docstore"
 	"github.com/tawsil/tawsil/backend/internal/eta"
 	"github.com/tawsil/tawsil/backend/internal/httpapi"
 	"github.com/tawsil/tawsil/backend/internal/ingest"
@@ -49,7 +47,7 @@ type Main struct {
 	History  *History
 	Ingest   *ingest.Pipeline
 	Bus      Bus
-	Broker   *broker.Broker // nil with an external broker
+	Broker   EmbeddedBroker // nil with an external broker
 	HTTP     *httpapi.Server
 	ETA      *eta.Model
 	Delivery *delivery.Service
@@ -64,11 +62,11 @@ type Main struct {
 	// purgeHook runs with the hourly retention job (customer data redaction).
 	purgeHook func(ctx context.Context)
 
-	docs     *docstore.Server
-	httpLn   net.Listener
-	cancel   context.CancelFunc
-	jobsDone chan struct{}
-	httpDone chan error
+	closeDocs func()
+	httpLn    net.Listener
+	cancel    context.CancelFunc
+	jobsDone  chan struct{}
+	httpDone  chan error
 }
 
 // History is the ingest history writer.
@@ -100,12 +98,10 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 	if uri == "" {
 		// FerretDB logs whole documents (customer data) in its records: keep
 		// only the messages of its warnings and errors.
-		m.docs, err = docstore.Start(ctx, docstore.Options{Handler: cfg.FerretHandler, DataDir: cfg.DataDir, PGURL: cfg.FerretPGURL,
-			Logger: slog.New(messageOnly{m.Log.With("component", "ferretdb").Handler()})})
+		uri, m.closeDocs, err = startDocstore(ctx, cfg, slog.New(messageOnly{m.Log.With("component", "ferretdb").Handler()}))
 		if err != nil {
 			return err
 		}
-		uri = m.docs.URI()
 		m.Log.Info("embedded FerretDB started", "handler", cfg.FerretHandler, "data_dir", cfg.DataDir)
 	}
 	if m.Store, err = mongostore.Open(ctx, uri, cfg.MongoDatabase, m.Log); err != nil {
@@ -146,9 +142,7 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 				return fmt.Errorf("TAWSIL_MQTT_TLS_CERT: %w", err)
 			}
 		}
-		m.Broker, err = broker.Start(broker.Options{Listen: cfg.MQTTListen, TLS: mqttTLS, Prefix: cfg.TopicPrefix, Auth: m.Accounts,
-			Handler: m.Ingest, ServiceUsername: cfg.MQTTUsername, ServicePassword: cfg.MQTTPassword,
-			Logger: m.Log.With("component", "mqtt"), Metrics: m.Metrics})
+		m.Broker, err = startBroker(cfg, mqttTLS, m.Accounts, m.Ingest, m.Log.With("component", "mqtt"), m.Metrics)
 		if err != nil {
 			return err
 		}
@@ -322,8 +316,8 @@ func (m *Main) Close(ctx context.Context) error {
 		errs = append(errs, m.Store.Close(sctx))
 		cancel()
 	}
-	if m.docs != nil {
-		m.docs.Close()
+	if m.closeDocs != nil {
+		m.closeDocs()
 	}
 	return errors.Join(errs...)
 }
@@ -341,3 +335,11 @@ func (w messageOnly) Handle(ctx context.Context, r slog.Record) error {
 
 func (w messageOnly) WithAttrs([]slog.Attr) slog.Handler { return w }
 func (w messageOnly) WithGroup(string) slog.Handler      { return w }
+
+// EmbeddedBroker is the in-process broker: a Bus that also listens and can
+// disconnect revoked devices.
+type EmbeddedBroker interface {
+	Bus
+	Addr() string
+	Disconnect(clientIDs []string)
+}

@@ -14,10 +14,10 @@ import (
 	"math"
 	"time"
 
-	"github.com/tawsil/tawsil/backend/internal/embedded/broker"
 	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/metrics"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/backend/internal/mqttack"
 	"github.com/tawsil/tawsil/shared/topic"
 	"github.com/tawsil/tawsil/shared/wire"
 )
@@ -76,59 +76,59 @@ func New(prefix string, p Policy, index Index, history *History, onFix FixObserv
 	return &Pipeline{prefix: prefix, policy: p, index: index, history: history, onFix: onFix, log: log, m: m, now: time.Now}
 }
 
-var _ broker.Handler = (*Pipeline)(nil)
+var _ mqttack.Handler = (*Pipeline)(nil)
 
 func (p *Pipeline) reject(reason string, n int) {
 	p.m.IngestRejections.WithLabelValues(reason).Add(float64(n))
 }
 
 // HandleMQTT processes one message. It returns nil once what must be durable
-// is durable, broker.ErrDrop for a refused message (acknowledge, discard), or
+// is durable, mqttack.ErrDrop for a refused message (acknowledge, discard), or
 // another error when the message must not be acknowledged yet.
 func (p *Pipeline) HandleMQTT(ctx context.Context, t string, payload []byte, retained bool) error {
 	courier, kind, ok := topic.Parse(p.prefix, t)
 	if !ok {
 		p.reject(RejectTopic, 1)
-		return broker.ErrDrop
+		return mqttack.ErrDrop
 	}
 	p.m.IngestMessages.WithLabelValues(string(kind)).Inc()
 	switch kind {
 	case topic.Pos:
 		if retained {
 			p.reject(RejectRetained, 1)
-			return broker.ErrDrop
+			return mqttack.ErrDrop
 		}
 		fixes, err := wire.DecodeBatch(payload)
 		if err != nil {
 			p.reject(decodeReason(err), 1)
-			return broker.ErrDrop
+			return mqttack.ErrDrop
 		}
 		return p.fixes(ctx, courier, fixes)
 	case topic.OwnTracks:
 		if retained {
 			p.reject(RejectRetained, 1)
-			return broker.ErrDrop
+			return mqttack.ErrDrop
 		}
 		fix, err := wire.DecodeOwnTracks(payload)
 		if errors.Is(err, wire.ErrNotLocation) {
-			return broker.ErrDrop
+			return mqttack.ErrDrop
 		}
 		if err != nil {
 			p.reject(decodeReason(err), 1)
-			return broker.ErrDrop
+			return mqttack.ErrDrop
 		}
 		return p.fixes(ctx, courier, []wire.Fix{fix})
 	case topic.State:
 		s, err := wire.DecodeState(payload)
 		if err != nil {
 			p.reject(decodeReason(err), 1)
-			return broker.ErrDrop
+			return mqttack.ErrDrop
 		}
 		p.index.SetOnline(courier, s.Online, p.now())
 		return nil
 	default: // tasks/config are ours; a device may not publish them (the ACL refuses it too)
 		p.reject(RejectTopic, 1)
-		return broker.ErrDrop
+		return mqttack.ErrDrop
 	}
 }
 
@@ -153,7 +153,7 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix) 
 	if !known || !c.OnShift {
 		// Off shift: where a courier is outside work is none of our business.
 		p.reject(RejectOffShift, len(fixes))
-		return broker.ErrDrop
+		return mqttack.ErrDrop
 	}
 	prev, hasPrev := c.Fix, c.HasFix
 	keep := make([]mongostore.Position, 0, len(fixes))
@@ -181,7 +181,7 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix) 
 			SpeedMPS: f.Speed, HeadingDeg: f.Heading, Battery: f.Battery, T: f.Time, ReceivedAt: now})
 	}
 	if len(keep) == 0 {
-		return broker.ErrDrop
+		return mqttack.ErrDrop
 	}
 	select {
 	case err := <-p.history.Add(ctx, keep):

@@ -16,7 +16,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/tawsil/tawsil/backend/internal/embedded/broker"
+	"github.com/tawsil/tawsil/backend/internal/mqttack"
 	"github.com/tawsil/tawsil/shared/topic"
 )
 
@@ -29,7 +29,7 @@ type Options struct {
 	Group    string // shared-subscription group; empty: plain subscriptions
 	Prefix   string
 	CAFile   string
-	Handler  broker.Handler
+	Handler  mqttack.Handler
 	Workers  int // concurrent handlers (default 256)
 	Logger   *slog.Logger
 }
@@ -133,7 +133,7 @@ func (b *Bus) handle(m paho.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := b.o.Handler.HandleMQTT(ctx, m.Topic(), m.Payload(), m.Retained())
-	if err == nil || errors.Is(err, broker.ErrDrop) {
+	if err == nil || errors.Is(err, mqttack.ErrDrop) {
 		m.Ack()
 		return
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/tawsil/tawsil/backend/internal/metrics"
+	"github.com/tawsil/tawsil/backend/internal/mqttack"
 	"github.com/tawsil/tawsil/shared/topic"
 )
 
@@ -27,17 +28,6 @@ import (
 type DeviceAuth interface {
 	CheckDevice(ctx context.Context, username, password, clientID string) (courierID string, err error)
 }
-
-// Handler processes a device message before the broker acknowledges it.
-// nil: processed (PUBACK). ErrDrop: refused and counted (PUBACK, not
-// forwarded or retained). Any other error: not safe yet (no PUBACK; the device
-// keeps the message and sends it again).
-type Handler interface {
-	HandleMQTT(ctx context.Context, topic string, payload []byte, retained bool) error
-}
-
-// ErrDrop tells the broker to acknowledge but discard a message.
-var ErrDrop = errors.New("message dropped")
 
 // MaxPacket is the largest MQTT packet accepted.
 const MaxPacket = 64 << 10
@@ -48,8 +38,8 @@ type Options struct {
 	TLS             *tls.Config
 	Prefix          string
 	Auth            DeviceAuth
-	Handler         Handler
-	ServiceUsername string // optional full-access login for the operator's tools
+	Handler         mqttack.Handler // nil: PUBACK, ErrDrop: PUBACK without forwarding, else no PUBACK
+	ServiceUsername string          // optional full-access login for the operator's tools
 	ServicePassword string
 	Logger          *slog.Logger
 	Metrics         *metrics.Metrics
@@ -224,7 +214,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	switch {
 	case err == nil:
 		return pk, nil
-	case errors.Is(err, ErrDrop):
+	case errors.Is(err, mqttack.ErrDrop):
 		return pk, packets.CodeSuccessIgnore
 	default:
 		h.opts.Logger.Warn("mqtt message not acknowledged", "topic", pk.TopicName, "err", err)
@@ -239,7 +229,7 @@ func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := h.opts.Handler.HandleMQTT(ctx, pk.TopicName, pk.Payload, pk.FixedHeader.Retain); err != nil && !errors.Is(err, ErrDrop) {
+	if err := h.opts.Handler.HandleMQTT(ctx, pk.TopicName, pk.Payload, pk.FixedHeader.Retain); err != nil && !errors.Is(err, mqttack.ErrDrop) {
 		h.opts.Logger.Warn("last will not processed", "topic", pk.TopicName, "err", err)
 	}
 }
