@@ -50,7 +50,7 @@ func NewWebhooks(store *mongostore.Store, allowPrivate bool, log *slog.Logger, o
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			host, _, err := net.SplitHostPort(addr)
+			host, port, err := net.SplitHostPort(addr)
 			if err != nil {
 				return nil, err
 			}
@@ -58,12 +58,17 @@ func NewWebhooks(store *mongostore.Store, allowPrivate bool, log *slog.Logger, o
 			if err != nil {
 				return nil, err
 			}
+			if len(ips) == 0 {
+				return nil, fmt.Errorf("webhook host %s has no address", host)
+			}
 			for _, ip := range ips {
-				if !w.allowPrivate && (ip.IP.IsLoopback() || ip.IP.IsPrivate() || ip.IP.IsLinkLocalUnicast() || ip.IP.IsUnspecified()) {
+				if !w.allowPrivate && !publicIP(ip.IP) {
 					return nil, fmt.Errorf("webhook address %s is not public", ip.IP)
 				}
 			}
-			return dialer.DialContext(ctx, network, addr)
+			// Dial the address just checked: resolving the name again
+			// would let DNS rebinding swap in a private one.
+			return dialer.DialContext(ctx, network, net.JoinHostPort(ips[0].IP.String(), port))
 		},
 		MaxIdleConnsPerHost: 4,
 	}
@@ -77,6 +82,9 @@ func (w *Webhooks) Register(ctx context.Context, merchantID, rawURL string, even
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Host == "" || len(rawURL) > 500 || (u.Scheme != "https" && !(w.allowPrivate && u.Scheme == "http")) {
 		return mongostore.Webhook{}, fmt.Errorf("%w: url must be an absolute https URL", ErrWebhook)
+	}
+	if ip := net.ParseIP(u.Hostname()); !w.allowPrivate && (u.Hostname() == "localhost" || (ip != nil && !publicIP(ip))) {
+		return mongostore.Webhook{}, fmt.Errorf("%w: url must name a public host", ErrWebhook)
 	}
 	if len(events) == 0 || len(events) > len(WebhookEvents) {
 		return mongostore.Webhook{}, fmt.Errorf("%w: events must list at least one of %v", ErrWebhook, WebhookEvents)
@@ -196,4 +204,11 @@ func (w *Webhooks) send(ctx context.Context, h mongostore.Webhook, d mongostore.
 		return fmt.Errorf("webhook answered %d", res.StatusCode)
 	}
 	return nil
+}
+
+// publicIP reports whether ip may receive webhooks on the open internet: not
+// loopback, private, link-local (cloud metadata), multicast or unspecified.
+func publicIP(ip net.IP) bool {
+	return !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified())
 }
