@@ -1,12 +1,19 @@
 // Command sim plays a day of Casablanca deliveries through Tawsil's real
 // dispatch scoring and, in the same run and on the same bookings, through a
 // plain nearest-idle-courier baseline, and prints on-time rate, cost per
-// order and courier utilisation for both.
+// order, courier utilisation and what became of failed attempts for both.
 //
 // Couriers move at the eta model's speeds (prior speed, road detour) with
 // log-normal noise per leg, so predictions are not perfect. The same
-// bookings fail at the same drop-offs in both runs; a failed attempt is
-// either retried at the end of the route or brought back to the store.
+// bookings fail at the same drop-offs, for the same reasons, in both runs
+// (see FailureProfile: reason mix, merchant policies, cash on delivery,
+// parcel sizes, retry success). Each failed attempt is decided by the real
+// failed-delivery rules (failure.Engine, the built-in rules unless -rules
+// names a file) and executed as the backend does: a retry with a "not
+// before", a relay point (the backend's list, embedded), a return, a
+// reassignment or a cancellation; routes holding such stops are ordered by
+// the real route planner (routing.Plan). Only dispatch differs between the
+// two runs.
 //
 //	go run ./backend/cmd/sim -orders 4000 -couriers 220
 package main
@@ -16,19 +23,24 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/area"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/eta"
+	"github.com/tawsil/tawsil/backend/internal/failure"
+	"github.com/tawsil/tawsil/backend/internal/routing"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Stdout)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	err := run(ctx, os.Args[1:], os.Stdout, log)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sim:", err)
@@ -36,14 +48,20 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string, out io.Writer) error {
+func run(ctx context.Context, args []string, out io.Writer, log *slog.Logger) error {
 	cfg := DefaultConfig()
+	var rulesPath, relaysPath string
 	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	fs.SetOutput(out)
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed")
 	fs.IntVar(&cfg.Orders, "orders", cfg.Orders, "bookings in the day")
 	fs.IntVar(&cfg.Couriers, "couriers", cfg.Couriers, "couriers on shift")
 	fs.IntVar(&cfg.Stores, "stores", cfg.Stores, "pick-up points (dark stores, restaurants)")
 	fs.Float64Var(&cfg.FailRate, "fail", cfg.FailRate, "share of first drop-off attempts that fail")
+	fs.Float64Var(&cfg.Failures.RetrySuccess, "retry-ok", cfg.Failures.RetrySuccess, "chance that an attempt after a failed one succeeds")
+	fs.Float64Var(&cfg.Failures.CODShare, "cod", cfg.Failures.CODShare, "share of orders paid cash on delivery")
+	fs.StringVar(&rulesPath, "rules", "", "failed-delivery rules YAML (default: the built-in rules)")
+	fs.StringVar(&relaysPath, "relays", "", "relay points YAML (default: the backend's list, embedded)")
 	fs.Float64Var(&cfg.CostPerHour, "cost-hour", cfg.CostPerHour, "MAD per courier shift hour")
 	fs.Float64Var(&cfg.CostPerKm, "cost-km", cfg.CostPerKm, "MAD per km")
 	fs.Float64Var(&cfg.Noise, "noise", cfg.Noise, "sd of log(actual/predicted) leg time")
@@ -55,14 +73,34 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if cfg.Orders < 1 || cfg.Couriers < 1 || cfg.Stores < 1 || cfg.FailRate < 0 || cfg.FailRate > 1 {
-		return fmt.Errorf("orders, couriers, stores must be positive and fail in 0..1")
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	rules := failure.Default()
+	if rulesPath != "" {
+		rs, err := failure.Load(rulesPath)
+		if err != nil {
+			return err
+		}
+		rules = rs
+	}
+	relayYAML := relayPointsYAML
+	if relaysPath != "" {
+		b, err := os.ReadFile(relaysPath)
+		if err != nil {
+			return fmt.Errorf("relay points: %w", err)
+		}
+		relayYAML = b
+	}
+	relays, err := failure.ParseRelayPoints(relayYAML)
+	if err != nil {
+		return err
 	}
 	areas, err := area.New(area.Default())
 	if err != nil {
 		return err
 	}
-	model, err := eta.New(eta.Default(), nil)
+	model, err := eta.New(eta.Default(), log)
 	if err != nil {
 		return err
 	}
@@ -74,31 +112,66 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	g := &rig{
+		cfg: cfg, model: model, dcfg: dcfg, rules: failure.NewEngine(rules, log),
+		relays: cityRelays(relays, areas, "casablanca"), planner: routing.Builtin{}, loc: eta.Casablanca(), log: log,
+	}
 	strategies := []Strategy{scored{cfg: cfg, d: d, wait: 3 * time.Minute}, nearestIdle{}}
 	var results []Result
 	for _, st := range strategies {
-		if err := ctx.Err(); err != nil {
-			return err
+		r, err := simulate(ctx, g, w, st)
+		if err != nil {
+			return fmt.Errorf("%s: %w", st.Name(), err)
 		}
-		results = append(results, simulate(cfg, w, model, dcfg, st))
+		results = append(results, r)
 	}
-	printTable(out, cfg, results)
+	printTable(out, cfg, len(g.relays), results)
 	return nil
 }
 
-func printTable(out io.Writer, cfg Config, rs []Result) {
+func pct(n, of int) float64 { return 100 * float64(n) / float64(max(of, 1)) }
+
+func printTable(out io.Writer, cfg Config, relays int, rs []Result) {
+	fp := cfg.Failures
 	fmt.Fprintf(out, "Casablanca day: %d orders, %d couriers, %d stores, first-attempt failure %.0f%%, seed %d\n",
 		cfg.Orders, cfg.Couriers, cfg.Stores, cfg.FailRate*100, cfg.Seed)
-	fmt.Fprintf(out, "cost: %.2f MAD/courier-hour, %.2f MAD/km\n\n", cfg.CostPerHour, cfg.CostPerKm)
+	fmt.Fprintf(out, "cost: %.2f MAD/courier-hour, %.2f MAD/km\n", cfg.CostPerHour, cfg.CostPerKm)
+	fmt.Fprintf(out, "failures: COD %.0f%% of orders, retry success %.0f%%, %d relay points in the city; reasons (COD orders) %s; policies %s\n\n",
+		100*fp.CODShare, 100*fp.RetrySuccess, relays, mix(fp.Reasons), mix(fp.Policies))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "strategy\ton-time %\tdelivered\treturned\tfailed att.\tlate after fail\tunfinished\tmedian min\tp90 min\tmax wait min\tkm\tkm/order\tMAD/order\tutilisation %\t")
+	fmt.Fprintln(tw, "strategy\ton-time %\tdelivered\treturned\tcancelled\tfailed att.\tlate after fail\tunfinished\tmedian min\tp90 min\tmax wait min\tkm\tkm/order\tMAD/order\tutilisation %\t")
 	for _, r := range rs {
-		ontime := 100 * float64(r.OnTime) / float64(r.Orders)
-		per := r.CostMAD / float64(max(r.Delivered, 1))
-		fmt.Fprintf(tw, "%s\t%.1f\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.1f\t\n",
-			r.Strategy, ontime, r.Delivered, r.Returned, r.Failed, r.LateAfterFailure, r.Undelivered, r.MedianMin, r.P90Min, r.MaxWaitMin,
-			r.Km, r.Km/float64(max(r.Delivered, 1)), per, 100*r.Utilisation)
+		fmt.Fprintf(tw, "%s\t%.1f\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.1f\t\n",
+			r.Strategy, pct(r.OnTime, r.Orders), r.Delivered, r.Returned, r.Cancelled, r.FailedAttempts, r.LateAfterFailure, r.Undelivered,
+			r.MedianMin, r.P90Min, r.MaxWaitMin, r.Km, r.Km/float64(max(r.Delivered, 1)), r.CostMAD/float64(max(r.Delivered, 1)), 100*r.Utilisation)
 	}
 	tw.Flush()
-	fmt.Fprintln(out, "\non-time %: delivered within the hour, over all orders. MAD/order: (couriers x shift hours x hourly cost + km x km cost) / delivered.")
+	fmt.Fprintln(out, "\nAfter failed attempts (decided by the failure rules, routes re-planned by the routing planner):")
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head := "strategy\tfailed orders\tfailed att."
+	for _, a := range failure.Actions() {
+		head += "\t" + string(a)
+	}
+	fmt.Fprintln(tw, head+"\tdispatcher_review\tdelivered\tin promise\tin promise %\tvia relay\treturned\tcancelled\treplans\t")
+	for _, r := range rs {
+		row := fmt.Sprintf("%s\t%d\t%d", r.Strategy, r.FailedOrders, r.FailedAttempts)
+		for _, a := range failure.Actions() {
+			row += fmt.Sprintf("\t%d", r.Decisions[a])
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t%d\t%d\t%d\t%d\t\n", row, r.Decisions[failure.DispatcherReview],
+			r.FailedDelivered, r.FailedOnTime, pct(r.FailedOnTime, r.FailedOrders), r.Relayed, r.Returned, r.Cancelled, r.Replans)
+	}
+	tw.Flush()
+	fmt.Fprintln(out, "\non-time %: delivered (relay points included) within the hour, over all orders. MAD/order: (couriers x shift hours x hourly cost + km x km cost) / delivered.")
+	fmt.Fprintln(out, "in promise: failed orders delivered within the hour after all; % over failed orders. Decisions count every failed attempt.")
+}
+
+// mix prints a weighted mix as "a 45%, b 13%".
+func mix[T any](ws []Weighted[T]) string {
+	sum := totalWeight(ws, nil)
+	parts := make([]string, len(ws))
+	for i, w := range ws {
+		parts[i] = fmt.Sprintf("%v %.0f%%", w.Value, 100*w.Weight/sum)
+	}
+	return strings.Join(parts, ", ")
 }
