@@ -56,6 +56,8 @@ type Service struct {
 
 	mu    sync.Mutex
 	cache map[string]tokenState
+
+	refreshLocks [16]sync.Mutex
 }
 
 type tokenState struct {
@@ -202,7 +204,12 @@ func (s *Service) Refresh(ctx context.Context, token string) (TokenPair, error) 
 		return TokenPair{}, ErrTokenRevoked
 	}
 	hash := auth.HashSecret(token)
+	// FerretDB does not apply a filtered update atomically: serialise uses of
+	// one token in this process so that a token is spent once.
+	lk := &s.refreshLocks[hash[0]%byte(len(s.refreshLocks))]
+	lk.Lock()
 	rt, err := s.store.UseRefresh(ctx, hash, s.now())
+	lk.Unlock()
 	if errors.Is(err, ErrTokenRevoked) {
 		if old, err2 := s.store.RefreshByHash(ctx, hash); err2 == nil && old.Revoked {
 			if err := s.store.RevokeRefreshFamily(ctx, old.Family); err != nil {

@@ -345,6 +345,7 @@ func (s *Service) expireOffer(orderID string, r *round, courier string) {
 }
 
 func (s *Service) flagForDispatchers(ctx context.Context, orderID, why string) error {
+	defer s.lockOrder(orderID)()
 	for try := 0; try < 2; try++ {
 		o, err := s.load(ctx, orderID, true)
 		if err != nil {

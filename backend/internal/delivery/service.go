@@ -105,6 +105,8 @@ type Service struct {
 	todayDay int
 	retryAt  map[string]time.Time // order → drop-off not before (retry_later, contact_customer)
 
+	orderLocks [256]sync.Mutex // see lockOrder
+
 	hub      *Hub
 	webhooks *Webhooks
 	bg       sync.WaitGroup

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
@@ -15,6 +16,7 @@ import (
 // when given, edits store-only fields (relay, hand-over point) in the same write.
 // On a lost race it reloads and tries again once; a second loss is a conflict.
 func (s *Service) change(ctx context.Context, id string, a order.Action, actor order.Actor, mutate func(*mongostore.StoredOrder)) (*mongostore.StoredOrder, order.Event, error) {
+	defer s.lockOrder(id)()
 	for try := 0; ; try++ {
 		cur, err := s.load(ctx, id, try > 0)
 		if err != nil {
@@ -101,4 +103,18 @@ func notFoundFor(err error, what string) error {
 		return fmt.Errorf("%s: %w", what, order.ErrNotFound)
 	}
 	return err
+}
+
+// lockOrder serialises writes to one order within this process and returns
+// the unlock. The store's compare-and-set (version in the filter) keeps
+// replicas apart on MongoDB; FerretDB v1 does not apply a filtered update
+// atomically (measured: several concurrent writers at one version all
+// succeed), and embedded FerretDB serves a single process, so this lock is
+// what makes "exactly one wins" hold there.
+func (s *Service) lockOrder(id string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	m := &s.orderLocks[h.Sum32()%uint32(len(s.orderLocks))]
+	m.Lock()
+	return m.Unlock
 }

@@ -1,0 +1,84 @@
+package e2e
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tawsil/tawsil/backend/internal/config"
+	"github.com/tawsil/tawsil/shared/wire"
+)
+
+func TestOfferLoopAndAssignRace(t *testing.T) {
+	b := mustBackend(t, func(c *config.Config) { c.OfferTimeout = 2 * time.Second })
+	admin, _ := b.login(t, adminEmail, adminPass)
+	merchant := b.mustUser(t, admin, "merchant")
+	d1 := b.mustUser(t, admin, "dispatcher")
+	d2 := b.mustUser(t, admin, "dispatcher")
+	near := b.mustCourierDevice(t, admin)
+	far := b.mustCourierDevice(t, admin)
+	now := time.Now()
+	near.at(t, [2]float64{store[0] + 0.002, store[1]}, now)
+	far.at(t, [2]float64{store[0] + 0.02, store[1]}, now)
+
+	o := b.book(t, merchant, "race-1", bookBody(custB, "Brahim"))
+	// The nearer courier is offered first; a decline passes it on.
+	if off := near.waitTask(t, wire.TaskOffer); off.OrderID != o.ID {
+		t.Fatalf("first offer: %+v", off)
+	}
+	b.mustStatus(t, 403, "POST", "/v1/orders/"+o.ID+"/decline", merchant.Token, nil)
+	b.mustStatus(t, 404, "POST", "/v1/orders/"+o.ID+"/accept", far.Token, nil) // not offered to far yet
+	b.mustStatus(t, 200, "POST", "/v1/orders/"+o.ID+"/decline", near.Token, map[string]any{"reason": "flat tyre"})
+	if off := far.waitTask(t, wire.TaskOffer); off.OrderID != o.ID {
+		t.Fatalf("second offer: %+v", off)
+	}
+	// The far courier lets it expire; nobody is left: dispatchers are asked.
+	far.waitTask(t, wire.TaskOfferExpired)
+	eventually(t, "order flagged for dispatchers", 10*time.Second, func() bool {
+		r := b.do(t, "GET", "/v1/orders/"+o.ID, d1.Token, nil)
+		m := r.m(t)
+		flags, _ := m["flags"].(map[string]any)
+		return m["status"] == "booked" && flags["needs_dispatcher"] == true
+	})
+	// Two dispatchers assign at once: exactly one wins.
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	for i, tok := range []string{d1.Token, d2.Token} {
+		wg.Add(1)
+		go func(i int, tok, courier string) {
+			defer wg.Done()
+			codes[i] = b.do(t, "POST", "/v1/orders/"+o.ID+"/assign", tok, map[string]any{"courier_id": courier}).status
+		}(i, tok, []string{near.CourierID, far.CourierID}[i])
+	}
+	wg.Wait()
+	if !(codes[0] == 200 && codes[1] == 409 || codes[0] == 409 && codes[1] == 200) {
+		t.Fatalf("racing assigns answered %v, want one 200 and one 409", codes)
+	}
+	r := b.mustStatus(t, 200, "GET", "/v1/orders/"+o.ID+"/events", d1.Token, nil)
+	var evs struct {
+		Events []struct {
+			Action string `json:"action"`
+		} `json:"events"`
+	}
+	r.json(t, &evs)
+	assigns := 0
+	for _, e := range evs.Events {
+		if e.Action == "assign" {
+			assigns++
+		}
+	}
+	if assigns != 1 {
+		t.Fatalf("%d assign events, want 1: %s", assigns, r.body)
+	}
+	// A merchant may cancel before pick-up; a courier never.
+	winner := near
+	if codes[1] == 200 {
+		winner = far
+	}
+	b.mustStatus(t, 403, "POST", "/v1/orders/"+o.ID+"/cancel", winner.Token, nil)
+	b.mustStatus(t, 200, "POST", "/v1/orders/"+o.ID+"/cancel", merchant.Token, map[string]any{"reason": "customer changed mind"})
+	if c := winner.waitTask(t, wire.TaskCancellation); c.OrderID != o.ID {
+		t.Fatalf("cancellation task: %+v", c)
+	}
+	b.mustStatus(t, 409, "POST", "/v1/orders/"+o.ID+"/cancel", merchant.Token, nil)
+}
