@@ -164,29 +164,30 @@ func TestFailedAttemptsFollowTheRules(t *testing.T) {
 		wantRules  []string
 		wantStatus Status
 		wantOnTime bool
+		wantAction failure.Action // of the first decision
 	}{
 		{"unavailable retried in the route", noon, simOrder{failures: 1, reason: failure.CustomerUnavailable},
-			[]string{"unavailable-same-route"}, Delivered, true},
+			[]string{"unavailable-same-route"}, Delivered, true, failure.RetryLater},
 		{"unavailable twice, next wave", noon, simOrder{failures: 2, reason: failure.CustomerUnavailable},
-			[]string{"unavailable-same-route", "unavailable-next-wave"}, Delivered, false},
+			[]string{"unavailable-same-route", "unavailable-next-wave"}, Delivered, false, failure.RetryLater},
 		{"unavailable twice, relay", noon, simOrder{failures: 2, reason: failure.CustomerUnavailable, policy: "relay_ok"},
-			[]string{"unavailable-same-route", "unavailable-relay"}, Relayed, true},
+			[]string{"unavailable-same-route", "unavailable-relay"}, Relayed, true, failure.RetryLater},
 		{"unavailable twice, strict return", noon, simOrder{failures: 2, reason: failure.CustomerUnavailable, policy: "strict_return"},
-			[]string{"unavailable-same-route", "catch-all"}, Returned, false},
+			[]string{"unavailable-same-route", "catch-all"}, Returned, false, failure.RetryLater},
 		{"refused", noon, simOrder{failures: 1, reason: failure.CustomerRefused, cod: true},
-			[]string{"refused"}, Returned, false},
+			[]string{"refused"}, Returned, false, failure.ReturnToMerchant},
 		{"address call", noon, simOrder{failures: 1, reason: failure.AddressNotFound},
-			[]string{"address-call"}, Delivered, true},
+			[]string{"address-call"}, Delivered, true, failure.ContactCustomer},
 		{"no cash, back in 20 minutes", noon, simOrder{failures: 1, reason: failure.CODNotAvailable, cod: true},
-			[]string{"cod-cash-soon"}, Delivered, true},
+			[]string{"cod-cash-soon"}, Delivered, true, failure.RetryLater},
 		{"courier incident, reassigned", noon, simOrder{failures: 1, reason: failure.CourierIncident},
-			[]string{"courier-incident"}, Delivered, true},
+			[]string{"courier-incident"}, Delivered, true, failure.Reassign},
 		{"unsafe, relay open", noon, simOrder{failures: 1, reason: failure.UnsafeLocation, policy: "relay_ok"},
-			[]string{"unsafe-location-relay"}, Relayed, true},
+			[]string{"unsafe-location-relay"}, Relayed, true, failure.RelayPoint},
 		{"unsafe, relays closed", lateNight, simOrder{failures: 1, reason: failure.UnsafeLocation, policy: "relay_ok"},
-			[]string{"unsafe-location-relay"}, Returned, false},
+			[]string{"unsafe-location-relay"}, Returned, false, failure.RelayPoint},
 		{"unsafe, large parcel", noon, simOrder{failures: 1, reason: failure.UnsafeLocation, policy: "relay_ok", size: "L"},
-			[]string{"unsafe-location"}, Delivered, true},
+			[]string{"unsafe-location"}, Delivered, true, failure.ContactCustomer},
 	}
 	cfg := DefaultConfig()
 	f := newFixture(t, cfg, nil)
@@ -200,6 +201,9 @@ func TestFailedAttemptsFollowTheRules(t *testing.T) {
 				}
 				if r.FailedAttempts != len(tt.wantRules) || r.FailedOrders != 1 {
 					t.Errorf("%d failed attempts on %d orders, want %d on 1", r.FailedAttempts, r.FailedOrders, len(tt.wantRules))
+				}
+				if r.Decisions[tt.wantAction] < 1 {
+					t.Errorf("decisions %v lack %s", r.Decisions, tt.wantAction)
 				}
 				if tt.wantStatus == Delivered && got.Attempts != tt.give.failures+1 {
 					t.Errorf("delivered after %d attempts, want %d", got.Attempts, tt.give.failures+1)
@@ -288,6 +292,52 @@ func TestRetryWaitsAndPlannerOrders(t *testing.T) {
 	stops := f.g.routingStops(route, byID)
 	if !stops[0].Earliest.Equal(retry.notBefore) || stops[0].Service != f.g.dcfg.DropoffService+reattemptCall {
 		t.Errorf("retry stop %+v: want earliest %v and the reattempt call in its service", stops[0], retry.notBefore)
+	}
+}
+
+func TestRetryAfterThePromiseStillPlans(t *testing.T) {
+	// cod-next-wave retries 60 minutes later even with 10 minutes left: the
+	// planner refuses a stop whose earliest is after its latest, so lateness
+	// counts from the earliest possible visit.
+	f := newFixture(t, DefaultConfig(), nil)
+	t0 := time.Date(2026, 5, 6, 12, 0, 0, 0, eta.Casablanca())
+	store := dispatch.Point{Lat: 33.5853, Lng: -7.6321}
+	late := &simOrder{id: "l", store: store, pickup: store, dropoff: offset(store, 800, 0), promiseBy: t0.Add(10 * time.Minute),
+		terminal: routing.Dropoff, attempts: 1, notBefore: t0.Add(time.Hour)}
+	other := &simOrder{id: "o", store: store, pickup: store, dropoff: offset(store, -800, 0), promiseBy: t0.Add(30 * time.Minute), terminal: routing.Dropoff}
+	byID := map[string]*simOrder{"l": late, "o": other}
+	route := []dispatch.Stop{
+		{OrderID: "l", Kind: dispatch.StopDropoff, At: late.dropoff, PromiseBy: late.promiseBy},
+		{OrderID: "o", Kind: dispatch.StopDropoff, At: other.dropoff, PromiseBy: other.promiseBy},
+	}
+	stops := f.g.routingStops(route, byID)
+	if !stops[0].Latest.Equal(late.notBefore) || !stops[1].Latest.Equal(other.promiseBy) {
+		t.Errorf("latest %v and %v, want %v and %v", stops[0].Latest, stops[1].Latest, late.notBefore, other.promiseBy)
+	}
+	got, err := f.g.plan(context.Background(), store, t0, route, byID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].OrderID != "o" {
+		t.Errorf("plan %v: the on-time order should go first", got)
+	}
+}
+
+func TestDepartures(t *testing.T) {
+	cfg := DefaultConfig()
+	f := newFixture(t, cfg, nil)
+	t0 := time.Date(2026, 5, 6, 12, 0, 0, 0, eta.Casablanca())
+	store := dispatch.Point{Lat: 33.5853, Lng: -7.6321}
+	start := offset(store, 0, 1000)
+	o := &simOrder{id: "a", store: store, pickup: store, dropoff: offset(store, 2000, 0), promiseBy: t0.Add(time.Hour), terminal: routing.Dropoff}
+	got, err := f.g.departures(start, t0, jobStops(o), map[string]*simOrder{"a": o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leave := t0.Add(f.model.Travel(start.Lat, start.Lng, store.Lat, store.Lng, t0) + f.g.dcfg.PickupService)
+	want := []time.Time{leave, leave.Add(f.model.Travel(store.Lat, store.Lng, o.dropoff.Lat, o.dropoff.Lng, leave) + f.g.dcfg.DropoffService)}
+	if !slices.EqualFunc(got, want, time.Time.Equal) {
+		t.Errorf("departures %v, want %v", got, want)
 	}
 }
 
