@@ -25,6 +25,7 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/mqttbus"
 	"github.com/tawsil/tawsil/backend/internal/tlsconf"
+	"github.com/tawsil/tawsil/shared/topic"
 	"github.com/tawsil/tawsil/shared/wire"
 )
 
@@ -131,6 +132,16 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 		return err
 	}
 
+	// Everything ingest calls into must exist before a transport starts: an
+	// external broker delivers a persistent session's backlog at connect.
+	if m.ETA, err = eta.New(eta.Default(), m.Log); err != nil {
+		return err
+	}
+	m.fixHooks = append(m.fixHooks, func(courier string, prev wire.Fix, had bool, fix wire.Fix) {
+		if had {
+			m.ETA.Observe(courier, prev, fix)
+		}
+	})
 	m.History = ingest.NewHistory(m.Store, cfg.HistoryFlushInterval, cfg.HistoryQueueMax, m.Log, m.Metrics)
 	m.Ingest = ingest.New(cfg.TopicPrefix, ingest.Policy{MaxAge: cfg.MaxFixAge, MaxFuture: cfg.MaxFixFuture,
 		MaxAccuracyM: cfg.MaxAccuracyM, MaxSpeedMPS: cfg.MaxSpeedMPS}, m.Index, m.History, m.onFix, m.Log, m.Metrics)
@@ -164,6 +175,10 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 			Action: action, Subject: subject, Detail: detail})
 	}
 	m.HTTP.OnCourierCreated = func(c account.Courier) { m.learnCourier(c) }
+	m.HTTP.PushProfile = m.pushProfile
+	if err := m.republishProfiles(ctx); err != nil {
+		return err
+	}
 	m.HTTP.MountTracking(httpapi.Tracking{Index: m.Index, Density: m.Density, Store: m.Store, SetShift: m.setShiftHTTP})
 	if err := m.mountFeatures(ctx); err != nil {
 		return err
@@ -342,4 +357,28 @@ type EmbeddedBroker interface {
 	Bus
 	Addr() string
 	Disconnect(clientIDs []string)
+}
+
+// pushProfile stores a device profile and publishes it retained on the
+// courier's config topic, where the agent applies it live.
+func (m *Main) pushProfile(ctx context.Context, courierID string, raw []byte) error {
+	if err := m.Store.PutDeviceProfile(ctx, mongostore.DeviceProfile{CourierID: courierID, JSON: raw, At: time.Now().UTC()}); err != nil {
+		return err
+	}
+	return m.Bus.Publish(ctx, topic.Courier(m.Config.TopicPrefix, courierID, topic.Config), raw, 1, true)
+}
+
+// republishProfiles restores the retained config messages (the embedded
+// broker keeps retained messages in memory only).
+func (m *Main) republishProfiles(ctx context.Context) error {
+	ps, err := m.Store.DeviceProfiles(ctx)
+	if err != nil {
+		return fmt.Errorf("device profiles: %w", err)
+	}
+	for _, p := range ps {
+		if err := m.Bus.Publish(ctx, topic.Courier(m.Config.TopicPrefix, p.CourierID, topic.Config), p.JSON, 1, true); err != nil {
+			m.Log.Warn("device profile not republished", "courier_id", p.CourierID, "err", err)
+		}
+	}
+	return nil
 }

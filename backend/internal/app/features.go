@@ -12,14 +12,12 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/delivery"
 	"github.com/tawsil/tawsil/backend/internal/density"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
-	"github.com/tawsil/tawsil/backend/internal/eta"
 	"github.com/tawsil/tawsil/backend/internal/failure"
 	"github.com/tawsil/tawsil/backend/internal/httpapi"
 	"github.com/tawsil/tawsil/backend/internal/order"
 	"github.com/tawsil/tawsil/backend/internal/pricing"
 	"github.com/tawsil/tawsil/backend/internal/routing"
 	"github.com/tawsil/tawsil/backend/internal/routing/vroom"
-	"github.com/tawsil/tawsil/shared/wire"
 )
 
 //go:embed relay_points.yaml
@@ -55,16 +53,7 @@ func (b densityBridge) UnderSupplied(lat, lng, ratio float64, at time.Time) bool
 // delivery rules, routes, webhooks, KPIs) and registers its routes.
 func (m *Main) mountFeatures(ctx context.Context) error {
 	cfg := m.Config
-	etaModel, err := eta.New(eta.Default(), m.Log)
-	if err != nil {
-		return err
-	}
-	m.ETA = etaModel
-	m.fixHooks = append(m.fixHooks, func(courier string, prev wire.Fix, had bool, fix wire.Fix) {
-		if had {
-			etaModel.Observe(courier, prev, fix)
-		}
-	})
+	etaModel := m.ETA
 	areas, err := area.New(area.Default())
 	if err != nil {
 		return fmt.Errorf("service areas: %w", err)

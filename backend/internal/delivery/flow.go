@@ -3,6 +3,8 @@ package delivery
 import (
 	"context"
 	"fmt"
+	"math"
+	"strings"
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/livemap"
@@ -138,10 +140,19 @@ func (s *Service) Pickup(ctx context.Context, courier order.Actor, id string) (*
 
 // Deliver hands the parcel over, with the customer's code when the policy
 // asks for it, and the cash collected on delivery.
-func (s *Service) Deliver(ctx context.Context, courier order.Actor, id, code string, cash float64) (*mongostore.StoredOrder, error) {
+func (s *Service) Deliver(ctx context.Context, courier order.Actor, id, code, proofRef string, cash float64) (*mongostore.StoredOrder, error) {
 	cur, err := s.load(ctx, id, false)
 	if err != nil {
 		return nil, err
+	}
+	if !cur.Policy.RequireHandoverCode && strings.TrimSpace(proofRef) == "" {
+		return nil, fmt.Errorf("%w: proof_ref is required by this merchant's policy (a photo or signature reference)", ErrInput)
+	}
+	if len(proofRef) > 200 {
+		return nil, fmt.Errorf("%w: proof_ref longer than 200 characters", ErrInput)
+	}
+	if math.IsNaN(cash) || math.Abs(cash-cur.CODAmountMAD) > 0.005 {
+		return nil, fmt.Errorf("%w: cash_collected_mad must be the cash-on-delivery amount, %.2f MAD", ErrInput, cur.CODAmountMAD)
 	}
 	where, err := s.near(courier.ID, cur.Dropoff)
 	if err != nil {
@@ -151,12 +162,19 @@ func (s *Service) Deliver(ctx context.Context, courier order.Actor, id, code str
 	if cur.RelayID != "" {
 		kind = order.ActDeliverRelay
 	}
-	o, _, err := s.change(ctx, id, order.Action{Kind: kind, At: s.now().UTC(), Where: where, Code: code, CashMAD: cash}, courier, nil)
+	o, _, err := s.change(ctx, id, order.Action{Kind: kind, At: s.now().UTC(), Where: where, Code: code, CashMAD: cash, Note: proofNote(proofRef)}, courier, nil)
 	if err != nil {
 		return nil, err
 	}
 	s.released(ctx, courier.ID, "", "")
 	return o, nil
+}
+
+func proofNote(ref string) string {
+	if ref = strings.TrimSpace(ref); ref != "" {
+		return "proof " + ref
+	}
+	return ""
 }
 
 // Returned records a parcel back at the merchant.

@@ -20,6 +20,12 @@ const (
 // stopsOf returns the open stops of one order for its courier's route.
 func stopsOf(o *mongostore.StoredOrder, notBefore time.Time) []routing.Stop {
 	due := o.PromiseBy
+	if notBefore.After(due) {
+		// The promise cannot be kept any more (a retry in the next wave):
+		// the stop is due as soon as it may be made, so the planner still
+		// weighs its lateness and the window stays valid.
+		due = notBefore
+	}
 	pick := routing.Stop{OrderID: o.ID, Kind: routing.Pickup, Loc: routing.Point{Lat: o.Pickup.Lat, Lng: o.Pickup.Lng}, Service: pickupService}
 	drop := routing.Stop{OrderID: o.ID, Kind: routing.Dropoff, Loc: routing.Point{Lat: o.Dropoff.Lat, Lng: o.Dropoff.Lng}, Service: dropoffService, Latest: due, Earliest: notBefore}
 	if o.RelayID != "" {

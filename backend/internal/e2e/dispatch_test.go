@@ -81,4 +81,19 @@ func TestOfferLoopAndAssignRace(t *testing.T) {
 		t.Fatalf("cancellation task: %+v", c)
 	}
 	b.mustStatus(t, 409, "POST", "/v1/orders/"+o.ID+"/cancel", merchant.Token, nil)
+
+	// Cash on delivery: the courier must record the amount due.
+	body := bookBody(custB, "Brahim")
+	body["cod_amount_mad"] = 249.5
+	cod := b.book(t, merchant, "cod-1", body)
+	b.mustStatus(t, 200, "POST", "/v1/orders/"+cod.ID+"/assign", d1.Token, map[string]any{"courier_id": winner.CourierID})
+	winner.at(t, store, time.Now())
+	b.mustStatus(t, 200, "POST", "/v1/orders/"+cod.ID+"/pickup", winner.Token, nil)
+	winner.at(t, custB, time.Now().Add(110*time.Second)) // a scooter ride later (device clock slightly ahead is allowed)
+	b.mustStatus(t, 400, "POST", "/v1/orders/"+cod.ID+"/deliver", winner.Token, map[string]any{"handover_code": cod.HandoverCode, "cash_collected_mad": 200})
+	b.mustStatus(t, 200, "POST", "/v1/orders/"+cod.ID+"/deliver", winner.Token, map[string]any{"handover_code": cod.HandoverCode, "cash_collected_mad": 249.5})
+	r = b.mustStatus(t, 200, "GET", "/v1/orders/"+cod.ID, merchant.Token, nil)
+	if r.m(t)["cash_collected_mad"] != 249.5 {
+		t.Fatalf("cash not recorded: %s", r.body)
+	}
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/tawsil/tawsil/backend/internal/account"
 	"github.com/tawsil/tawsil/backend/internal/auth"
+	"github.com/tawsil/tawsil/shared/profile"
 	"github.com/tawsil/tawsil/shared/topic"
 )
 
@@ -156,7 +158,7 @@ func (s *Server) setDisabled(disabled bool) fiber.Handler {
 			return notFound("user")
 		}
 		if id == principal(c).UserID {
-			return conflict("an admin cannot disable itself")
+			return conflict("an admin cannot disable or enable itself")
 		}
 		if err := s.accounts.SetDisabled(c.UserContext(), id, disabled); err != nil {
 			return err
@@ -186,6 +188,34 @@ func (s *Server) deviceCredentials(c *fiber.Ctx) error {
 	s.audit(c, "issue_device_credential", "courier:"+id, "")
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.Status(fiber.StatusCreated).JSON(sec)
+}
+
+// pushProfile validates a device profile (the same rules the agent applies)
+// and sends it to the courier's device, retained on its config topic.
+func (s *Server) pushProfile(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if !validID(id) {
+		return notFound("courier")
+	}
+	if _, err := s.accounts.Courier(c.UserContext(), id); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(string(c.Request().Header.ContentType()), fiber.MIMEApplicationJSON) {
+		return problem(fiber.StatusUnsupportedMediaType, "unsupported-media-type", "send application/json")
+	}
+	p, err := profile.DecodeJSON(c.Body())
+	if err != nil {
+		return problem(fiber.StatusUnprocessableEntity, "invalid-profile", err.Error())
+	}
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	if err := s.PushProfile(c.UserContext(), id, raw); err != nil {
+		return err
+	}
+	s.audit(c, "push_device_profile", "courier:"+id, p.Name)
+	return c.JSON(p)
 }
 
 func (s *Server) revokeDevice(c *fiber.Ctx) error {

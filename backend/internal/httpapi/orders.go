@@ -417,6 +417,7 @@ func (o Orders) resolve(c *fiber.Ctx) error {
 
 type deliverJSON struct {
 	HandoverCode string  `json:"handover_code"`
+	ProofRef     string  `json:"proof_ref"`
 	CashMAD      float64 `json:"cash_collected_mad"`
 }
 
@@ -444,7 +445,7 @@ func (o Orders) courierAct(what string) fiber.Handler {
 			if err := optionalBody(c, &req); err != nil {
 				return err
 			}
-			so, err = o.Svc.Deliver(ctx, a, id, req.HandoverCode, req.CashMAD)
+			so, err = o.Svc.Deliver(ctx, a, id, req.HandoverCode, req.ProofRef, req.CashMAD)
 		case "returned":
 			so, err = o.Svc.Returned(ctx, a, id)
 		}

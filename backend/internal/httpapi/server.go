@@ -48,6 +48,8 @@ type Server struct {
 
 	// Audit appends to the audit log (who read or changed whose personal data).
 	Audit func(ctx context.Context, actorID, actorRole, action, subject, detail string) error
+	// PushProfile stores a device profile and sends it to the courier's device.
+	PushProfile func(ctx context.Context, courierID string, raw []byte) error
 	// OnCourierCreated lets the live index learn of a new courier at once.
 	OnCourierCreated func(account.Courier)
 }
@@ -111,6 +113,7 @@ func New(o Options, accounts *account.Service, ready func(context.Context) error
 	v1.Post("/users/:id/enable", s.authn, s.need(auth.RoleAdmin), s.setDisabled(false))
 	v1.Post("/couriers/:id/device-credentials", s.authn, s.need(auth.RoleAdmin), s.deviceCredentials)
 	v1.Delete("/couriers/:id/device-credentials", s.authn, s.need(auth.RoleAdmin), s.revokeDevice)
+	v1.Put("/couriers/:id/profile", s.authn, s.need(auth.RoleAdmin), s.pushProfile)
 	return s
 }
 

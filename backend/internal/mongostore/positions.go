@@ -169,3 +169,26 @@ func (s *Store) Audit(ctx context.Context, subject, before string, limit int) ([
 	}
 	return out, nil
 }
+
+// DeviceProfile is the profile pushed to one courier's device (JSON as sent).
+type DeviceProfile struct {
+	CourierID string    `bson:"_id"`
+	JSON      []byte    `bson:"json"`
+	At        time.Time `bson:"at"`
+}
+
+// PutDeviceProfile stores the profile last pushed to a device.
+func (s *Store) PutDeviceProfile(ctx context.Context, p DeviceProfile) error {
+	_, err := s.c("device_profiles").ReplaceOne(ctx, bson.M{"_id": p.CourierID}, p, options.Replace().SetUpsert(true))
+	return err
+}
+
+// DeviceProfiles lists every pushed profile.
+func (s *Store) DeviceProfiles(ctx context.Context) ([]DeviceProfile, error) {
+	cur, err := s.c("device_profiles").Find(ctx, bson.M{})
+	if err != nil {
+		return nil, err
+	}
+	var out []DeviceProfile
+	return out, cur.All(ctx, &out)
+}
