@@ -176,6 +176,7 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 	}
 	m.HTTP.OnCourierCreated = func(c account.Courier) { m.learnCourier(c) }
 	m.HTTP.PushProfile = m.pushProfile
+	m.HTTP.Idem = m.Store
 	if err := m.republishProfiles(ctx); err != nil {
 		return err
 	}

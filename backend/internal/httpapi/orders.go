@@ -74,7 +74,7 @@ func (s *Server) MountOrders(o Orders) {
 	v1.Get("/track/:token", s.limit(s.opts.PublicRate), o.track)
 	v1.Get("/dispatch/at-risk", s.authn, ops, func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"orders": o.Svc.AtRisk()}) })
 	v1.Get("/stream", s.authn, ops, o.stream)
-	v1.Post("/webhooks", s.authn, merchant, o.addWebhook)
+	v1.Post("/webhooks", s.authn, merchant, s.idempotent, o.addWebhook)
 	v1.Get("/webhooks", s.authn, merchant, o.listWebhooks)
 	v1.Delete("/webhooks/:id", s.authn, merchant, o.deleteWebhook)
 	v1.Get("/kpis", s.authn, s.need(auth.RoleMerchant, auth.RoleDispatcher, auth.RoleAdmin), o.kpis)

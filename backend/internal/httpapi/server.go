@@ -48,6 +48,8 @@ type Server struct {
 
 	// Audit appends to the audit log (who read or changed whose personal data).
 	Audit func(ctx context.Context, actorID, actorRole, action, subject, detail string) error
+	// Idem keeps Idempotency-Key answers for creating POSTs.
+	Idem IdemStore
 	// PushProfile stores a device profile and sends it to the courier's device.
 	PushProfile func(ctx context.Context, courierID string, raw []byte) error
 	// OnCourierCreated lets the live index learn of a new courier at once.
@@ -106,7 +108,7 @@ func New(o Options, accounts *account.Service, ready func(context.Context) error
 	v1.Post("/auth/refresh", authLimit, s.refresh)
 	v1.Post("/auth/logout", s.authn, s.logout)
 	v1.Post("/auth/password", authLimit, s.authn, s.changePassword)
-	v1.Post("/users", s.authn, s.need(auth.RoleAdmin), s.createUser)
+	v1.Post("/users", s.authn, s.need(auth.RoleAdmin), s.idempotent, s.createUser)
 	v1.Get("/users/:id", s.authn, s.need(auth.RoleAdmin), s.getUser)
 	v1.Delete("/users/:id", s.authn, s.need(auth.RoleAdmin), s.eraseUser)
 	v1.Post("/users/:id/disable", s.authn, s.need(auth.RoleAdmin), s.setDisabled(true))

@@ -283,3 +283,34 @@ func (s *Store) Shifts(ctx context.Context, from, to time.Time) ([]Shift, error)
 }
 
 var _ = mongo.ErrNoDocuments
+
+// StoredResponse is the answer kept under an idempotency key.
+type StoredResponse struct {
+	Status      int    `bson:"status"`
+	ContentType string `bson:"content_type"`
+	Body        []byte `bson:"body"`
+}
+
+// IdemResponse returns the response stored under a claimed key (nil while
+// the first request is still running).
+func (s *Store) IdemResponse(ctx context.Context, scope, key string) (*StoredResponse, error) {
+	var d struct {
+		Response *StoredResponse `bson:"response"`
+	}
+	if err := s.c("idempotency_keys").FindOne(ctx, bson.M{"scope": scope, "key": key}).Decode(&d); err != nil {
+		return nil, err
+	}
+	return d.Response, nil
+}
+
+// SaveIdemResponse stores the answer of the request that claimed a key.
+func (s *Store) SaveIdemResponse(ctx context.Context, scope, key string, r StoredResponse) error {
+	_, err := s.c("idempotency_keys").UpdateOne(ctx, bson.M{"scope": scope, "key": key}, bson.M{"$set": bson.M{"response": r}})
+	return err
+}
+
+// ReleaseIdemKey forgets a claim whose request failed, so it can be retried.
+func (s *Store) ReleaseIdemKey(ctx context.Context, scope, key string) error {
+	_, err := s.c("idempotency_keys").DeleteOne(ctx, bson.M{"scope": scope, "key": key})
+	return err
+}
