@@ -103,6 +103,27 @@ func parseLatLng(s string) (lat, lng float64, ok bool) {
 	return lat, lng, true
 }
 
+// parseBBox reads "minLng,minLat,maxLng,maxLat" in degrees, finite, within
+// the globe and with min <= max.
+func parseBBox(v string) (density.BBox, error) {
+	var b density.BBox
+	parts := strings.Split(v, ",")
+	if len(parts) != 4 {
+		return b, badRequest("bbox must be minLng,minLat,maxLng,maxLat")
+	}
+	for i, p := range parts {
+		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return density.BBox{}, badRequest("bbox must be minLng,minLat,maxLng,maxLat")
+		}
+		b[i] = f
+	}
+	if b[0] > b[2] || b[1] > b[3] || b[1] < -90 || b[3] > 90 || b[0] < -180 || b[2] > 180 {
+		return density.BBox{}, badRequest("bbox must be minLng,minLat,maxLng,maxLat with min <= max")
+	}
+	return b, nil
+}
+
 func queryInt(c *fiber.Ctx, name string, def, lo, hi int) (int, error) {
 	v := c.Query(name)
 	if v == "" {
@@ -244,20 +265,9 @@ func (t Tracking) density(c *fiber.Ctx) error {
 	}
 	var bbox *density.BBox
 	if v := c.Query("bbox"); v != "" {
-		parts := strings.Split(v, ",")
-		if len(parts) != 4 {
-			return badRequest("bbox must be minLng,minLat,maxLng,maxLat")
-		}
-		var b density.BBox
-		for i, p := range parts {
-			f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-				return badRequest("bbox must be minLng,minLat,maxLng,maxLat")
-			}
-			b[i] = f
-		}
-		if b[0] > b[2] || b[1] > b[3] || b[1] < -90 || b[3] > 90 || b[0] < -180 || b[2] > 180 {
-			return badRequest("bbox must be minLng,minLat,maxLng,maxLat with min <= max")
+		b, err := parseBBox(v)
+		if err != nil {
+			return err
 		}
 		bbox = &b
 	}
