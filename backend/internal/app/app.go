@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/account"
@@ -64,6 +65,7 @@ type Main struct {
 	purgeHook func(ctx context.Context)
 
 	closeDocs func()
+	closeOnce sync.Once
 	httpLn    net.Listener
 	cancel    context.CancelFunc
 	jobsDone  chan struct{}
@@ -305,6 +307,12 @@ func (m *Main) SetShift(ctx context.Context, courierID string, on bool) error {
 // Close shuts down gracefully: stop accepting requests and finish in-flight
 // ones, stop the broker, flush history, save the live index, close the store.
 func (m *Main) Close(ctx context.Context) error {
+	var err error
+	m.closeOnce.Do(func() { err = m.close(ctx) })
+	return err
+}
+
+func (m *Main) close(ctx context.Context) error {
 	var errs []error
 	if m.HTTP != nil && m.httpLn != nil {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -170,6 +170,11 @@ func (s *Service) Start(ctx context.Context) error {
 
 // Close stops timers and loops.
 func (s *Service) Close() {
+	select {
+	case <-s.stop:
+		return // already closed
+	default:
+	}
 	close(s.stop)
 	s.mu.Lock()
 	for _, r := range s.rounds {
