@@ -47,7 +47,9 @@ func TestPushDeviceProfile(t *testing.T) {
 	b.mustStatus(t, 404, "PUT", "/v1/couriers/aaaaaaaaaaaaaaaaaaaaaaaa/profile", admin, p)
 }
 
-func contains(b []byte, s string) bool { return len(s) > 0 && json.Valid(b) && indexOf(string(b), s) >= 0 }
+func contains(b []byte, s string) bool {
+	return len(s) > 0 && json.Valid(b) && indexOf(string(b), s) >= 0
+}
 
 func indexOf(s, sub string) int {
 	for i := 0; i+len(sub) <= len(s); i++ {
