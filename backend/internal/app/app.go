@@ -314,6 +314,9 @@ func (m *Main) Close(ctx context.Context) error {
 
 func (m *Main) close(ctx context.Context) error {
 	var errs []error
+	if m.Hub != nil {
+		m.Hub.Close() // event streams end, so the HTTP shutdown need not wait for them
+	}
 	if m.HTTP != nil && m.httpLn != nil {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		errs = append(errs, m.HTTP.Shutdown(sctx))

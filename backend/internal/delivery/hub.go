@@ -17,9 +17,11 @@ type StreamEvent struct {
 // Hub fans events out to connected dispatcher streams. A slow subscriber
 // loses events (counted in its Dropped) rather than slowing the system.
 type Hub struct {
-	mu   sync.Mutex
-	subs map[*Subscription]struct{}
-	seq  atomic.Uint64
+	mu     sync.Mutex
+	subs   map[*Subscription]struct{}
+	seq    atomic.Uint64
+	closed chan struct{}
+	once   sync.Once
 }
 
 // Subscription is one stream.
@@ -29,7 +31,13 @@ type Subscription struct {
 }
 
 // NewHub returns an empty hub.
-func NewHub() *Hub { return &Hub{subs: map[*Subscription]struct{}{}} }
+func NewHub() *Hub { return &Hub{subs: map[*Subscription]struct{}{}, closed: make(chan struct{})} }
+
+// Closed is closed when the hub shuts down: streams end.
+func (h *Hub) Closed() <-chan struct{} { return h.closed }
+
+// Close ends every stream (graceful shutdown).
+func (h *Hub) Close() { h.once.Do(func() { close(h.closed) }) }
 
 // Subscribe adds a stream.
 func (h *Hub) Subscribe() *Subscription {

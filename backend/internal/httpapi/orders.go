@@ -526,6 +526,8 @@ func (o Orders) stream(c *fiber.Ctx) error {
 				fmt.Fprintf(w, ": ping\n\n")
 			case <-end:
 				return
+			case <-o.Hub.Closed():
+				return
 			}
 			if w.Flush() != nil {
 				return
