@@ -89,6 +89,7 @@ func authzTable() map[string]authzRow {
 		"POST /v1/users/:id/enable":                  {roles: []string{roleAdmin}},
 		"DELETE /v1/users/:id":                       {roles: []string{roleAdmin}},
 		"POST /v1/couriers/:id/device-credentials":   {roles: []string{roleAdmin}},
+		"PUT /v1/couriers/:id/profile":               {roles: []string{roleAdmin}, body: static(map[string]any{})},
 		"DELETE /v1/couriers/:id/device-credentials": {roles: []string{roleAdmin}},
 		"GET /v1/couriers":                           {roles: ops},
 		"GET /v1/couriers/:id":                       {roles: ops},
