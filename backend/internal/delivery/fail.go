@@ -115,11 +115,16 @@ func (s *Service) execute(ctx context.Context, o *mongostore.StoredOrder, dec fa
 	case failure.RetryLater, failure.ContactCustomer:
 		wait := time.Duration(dec.Params.RetryAfterMinutes) * time.Minute
 		if dec.Action == failure.ContactCustomer {
+			// Hold the parcel with the courier for the reply window; the
+			// merchant relays the customer's answer (customer-reply), or the
+			// rule's "then" applies when the window closes.
 			wait = time.Duration(dec.Params.ReplyWindowMinutes) * time.Minute
 			if s.webhooks != nil {
 				s.webhooks.Enqueue(ctx, o.MerchantID, "order.contact_customer", map[string]any{"order_id": o.ID,
-					"reason": o.Attempts[len(o.Attempts)-1].Reason, "reply_window_minutes": dec.Params.ReplyWindowMinutes, "at": now})
+					"reason": o.Attempts[len(o.Attempts)-1].Reason, "reply_window_minutes": dec.Params.ReplyWindowMinutes,
+					"reply_by": now.Add(wait), "at": now})
 			}
+			s.awaitReply(o.ID, courier, wait, dec.Params)
 		}
 		next, _, err := s.change(ctx, o.ID, order.Action{Kind: order.ActReattempt, At: now, Reason: why}, rulesActor, nil)
 		if err != nil {
@@ -245,3 +250,111 @@ func (s *Service) DryRun(sit failure.Situation) failure.Decision { return s.d.Ru
 func ReasonError(err error) bool { return errors.Is(err, failure.ErrUnknownReason) }
 
 var _ = livemap.DistanceM
+
+// pendingContact is a contact_customer decision waiting for the reply.
+type pendingContact struct {
+	courier string
+	then    failure.Params
+	timer   *time.Timer
+}
+
+// awaitReply arms the reply window of a contact_customer decision.
+func (s *Service) awaitReply(orderID, courier string, window time.Duration, p failure.Params) {
+	pc := &pendingContact{courier: courier, then: p}
+	s.mu.Lock()
+	if old := s.contacts[orderID]; old != nil {
+		old.timer.Stop()
+	}
+	s.contacts[orderID] = pc
+	s.mu.Unlock()
+	pc.timer = time.AfterFunc(window, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := s.applyThen(ctx, orderID, pc, "no reply within the window"); err != nil {
+			s.d.Log.Warn("contact window", "order_id", orderID, "err", err)
+		}
+	})
+}
+
+// takeContact removes and returns the pending contact of an order, if it is pc (or any, when pc is nil).
+func (s *Service) takeContact(orderID string, pc *pendingContact) *pendingContact {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.contacts[orderID]
+	if cur == nil || (pc != nil && cur != pc) {
+		return nil
+	}
+	delete(s.contacts, orderID)
+	cur.timer.Stop()
+	return cur
+}
+
+// applyThen carries out a contact_customer decision's "then" action.
+func (s *Service) applyThen(ctx context.Context, orderID string, pc *pendingContact, why string) error {
+	if s.takeContact(orderID, pc) == nil {
+		return nil // answered or superseded meanwhile
+	}
+	o, err := s.load(ctx, orderID, true)
+	if err != nil {
+		return err
+	}
+	if o.Status != order.StatusReattemptScheduled {
+		return nil // delivered, failed again or changed by a dispatcher
+	}
+	now := s.now().UTC()
+	reason := "contact_customer then " + string(pc.then.Then) + ": " + why
+	switch pc.then.Then {
+	case failure.ReturnToMerchant:
+		if _, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActReturn, At: now, Reason: reason}, rulesActor, nil); err != nil {
+			return err
+		}
+	case failure.Cancel:
+		if _, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActCancel, At: now, Reason: reason}, rulesActor, nil); err != nil {
+			return err
+		}
+		s.released(ctx, pc.courier, "", "")
+		return nil
+	case failure.RetryLater, "":
+		s.mu.Lock()
+		if m := pc.then.RetryAfterMinutes; m > 0 {
+			s.retryAt[orderID] = now.Add(time.Duration(m) * time.Minute)
+		} else {
+			delete(s.retryAt, orderID)
+		}
+		s.mu.Unlock()
+		s.hub.Publish("order.contact_closed", map[string]any{"order_id": orderID, "then": "retry_later", "reason": why})
+	default: // relay, reassign: a dispatcher decides with the parcel in hand
+		if err := s.flagForDispatchers(ctx, orderID, reason); err != nil {
+			return err
+		}
+	}
+	s.replan(ctx, pc.courier, reason)
+	return nil
+}
+
+// CustomerReply records the customer's answer relayed by the merchant during
+// a contact_customer window: reachable → retry as soon as the route allows;
+// not reachable → the rule's "then" now.
+func (s *Service) CustomerReply(ctx context.Context, orderID string, reachable bool) (*mongostore.StoredOrder, error) {
+	s.mu.Lock()
+	pc := s.contacts[orderID]
+	s.mu.Unlock()
+	if pc == nil {
+		return nil, fmt.Errorf("%w: no customer contact is pending for this order", order.ErrInvalidTransition)
+	}
+	if !reachable {
+		if err := s.applyThen(ctx, orderID, pc, "customer not reachable"); err != nil {
+			return nil, err
+		}
+		return s.load(ctx, orderID, true)
+	}
+	if s.takeContact(orderID, pc) == nil {
+		return nil, fmt.Errorf("%w: the reply window has closed", order.ErrInvalidTransition)
+	}
+	s.mu.Lock()
+	delete(s.retryAt, orderID)
+	s.mu.Unlock()
+	s.hub.Publish("order.contact_closed", map[string]any{"order_id": orderID, "then": "retry_now", "reason": "customer reachable"})
+	s.replan(ctx, pc.courier, "customer reachable: retry")
+	return s.load(ctx, orderID, true)
+}

@@ -103,7 +103,8 @@ type Service struct {
 	seq      map[string]uint64                  // last task seq by courier
 	today    map[string]int                     // orders assigned today by courier (fairness)
 	todayDay int
-	retryAt  map[string]time.Time // order → drop-off not before (retry_later, contact_customer)
+	retryAt  map[string]time.Time       // order → drop-off not before (retry_later, contact_customer)
+	contacts map[string]*pendingContact // order → contact_customer window waiting for a reply
 
 	orderLocks [256]sync.Mutex // see lockOrder
 
@@ -129,7 +130,7 @@ type courierRoute struct {
 // New builds the service; call Start to rebuild state and run its loops.
 func New(cfg Config, d Deps, hub *Hub, wh *Webhooks) *Service {
 	return &Service{cfg: cfg, d: d, now: time.Now, active: map[string]*mongostore.StoredOrder{}, rounds: map[string]*round{},
-		routes: map[string]*courierRoute{}, seq: map[string]uint64{}, today: map[string]int{}, retryAt: map[string]time.Time{}, hub: hub, webhooks: wh, stop: make(chan struct{})}
+		routes: map[string]*courierRoute{}, seq: map[string]uint64{}, today: map[string]int{}, retryAt: map[string]time.Time{}, contacts: map[string]*pendingContact{}, hub: hub, webhooks: wh, stop: make(chan struct{})}
 }
 
 // Start loads the active orders, restores courier loads and routes, puts
@@ -178,7 +179,12 @@ func (s *Service) Close() {
 	close(s.stop)
 	s.mu.Lock()
 	for _, r := range s.rounds {
-		r.timer.Stop()
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+	}
+	for _, pc := range s.contacts {
+		pc.timer.Stop()
 	}
 	s.mu.Unlock()
 	s.bg.Wait()

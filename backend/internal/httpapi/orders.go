@@ -63,6 +63,7 @@ func (s *Server) MountOrders(o Orders) {
 	v1.Post("/orders/:id/assign", s.authn, ops, o.assign)
 	v1.Post("/orders/:id/unassign", s.authn, ops, o.unassign)
 	v1.Post("/orders/:id/resolve", s.authn, ops, o.resolve)
+	v1.Post("/orders/:id/customer-reply", s.authn, s.need(auth.RoleMerchant, auth.RoleDispatcher, auth.RoleAdmin), o.customerReply)
 	v1.Post("/orders/:id/accept", s.authn, courier, o.courierAct("accept"))
 	v1.Post("/orders/:id/decline", s.authn, courier, o.courierAct("decline"))
 	v1.Post("/orders/:id/pickup", s.authn, courier, o.courierAct("pickup"))
@@ -413,6 +414,26 @@ func (o Orders) resolve(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(orderView(so, viewOps))
+}
+
+func (o Orders) customerReply(c *fiber.Ctx) error {
+	var req struct {
+		Reachable *bool `json:"reachable"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if req.Reachable == nil {
+		return badRequest("reachable (boolean) is required")
+	}
+	if _, err := o.owned(c); err != nil {
+		return err
+	}
+	so, err := o.Svc.CustomerReply(c.UserContext(), c.Params("id"), *req.Reachable)
+	if err != nil {
+		return err
+	}
+	return c.JSON(orderView(so, viewList))
 }
 
 type deliverJSON struct {

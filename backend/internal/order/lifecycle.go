@@ -109,8 +109,8 @@ var transitions = []Transition{
 	{StatusReattemptScheduled, ActDeliver, StatusDelivered, courier},
 	{StatusReattemptScheduled, ActDeliverRelay, StatusDelivered, courier},
 	{StatusReattemptScheduled, ActFail, StatusFailedAttempt, courier},
-	{StatusReattemptScheduled, ActReturn, StatusReturning, dispatchers},
-	{StatusReattemptScheduled, ActCancel, StatusCancelled, dispatchers},
+	{StatusReattemptScheduled, ActReturn, StatusReturning, staff}, // staff: a rule's "then" after the reply window
+	{StatusReattemptScheduled, ActCancel, StatusCancelled, staff},
 
 	{StatusReturning, ActReturned, StatusReturned, courierOrOps},
 	{StatusReturning, ActCancel, StatusCancelled, dispatchers},
