@@ -186,9 +186,9 @@ if has e2e; then
   if [[ -n "$perf_pid" ]]; then
     kill -INT "$perf_pid"; wait "$perf_pid" || true
     cmd "perf record -a -g -F 199 (during the run); perf report --sort comm / --comm backend --sort symbol"
-    perf report -i "$work/perf.data" --no-children --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -8 | sed 's/^/   /'
-    perf report -i "$work/perf.data" --no-children --comm backend --sort symbol --stdio -g none 2>/dev/null |
-      grep -E '^ +[0-9]' | head -25 | sed 's/^/   /'
+    { perf report -i "$work/perf.data" --no-children --sort comm --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -8 | sed 's/^/   /'
+      perf report -i "$work/perf.data" --no-children --comm backend --sort symbol --stdio -g none 2>/dev/null |
+        grep -E '^ +[0-9]' | head -25 | cut -c1-120 | sed 's/^/   /'; } || true
   fi
   grep -h -i 'level=error\|"level":"ERROR"' "$work/backend.log" | tail -3 || true
 
