@@ -1,10 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -133,44 +129,10 @@ func authzTable() map[string]authzRow {
 	}
 }
 
-// probe sends one request and returns status, headers and (except for
-// event streams, which it leaves at once) the body.
+// probe sends one request (event streams are left at once).
 func (b *backend) probe(tb testing.TB, method, path, token string, body any, headers ...string) resp {
 	tb.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, b.base+path, rd)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	req.Close = method == http.MethodHead // some HEAD answers carry a stray body
-	res, err := client.Do(req)
-	if err != nil {
-		tb.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	out := resp{status: res.StatusCode, header: res.Header}
-	if !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
-		if out.body, err = io.ReadAll(res.Body); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return out
+	return b.do(tb, method, path, token, body, headers...)
 }
 
 func concretePath(p string) string {

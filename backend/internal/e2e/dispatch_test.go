@@ -17,7 +17,7 @@ func TestOfferLoopAndAssignRace(t *testing.T) {
 	d2 := b.mustUser(t, admin, "dispatcher")
 	near := b.mustCourierDevice(t, admin)
 	far := b.mustCourierDevice(t, admin)
-	now := time.Now()
+	now := time.Now().Add(-10 * time.Minute) // device times leave room for realistic rides later
 	near.at(t, [2]float64{store[0] + 0.002, store[1]}, now)
 	far.at(t, [2]float64{store[0] + 0.02, store[1]}, now)
 

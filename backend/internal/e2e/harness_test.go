@@ -81,6 +81,14 @@ func mustBackend(tb testing.TB, mod func(*config.Config)) *backend {
 	if mod != nil {
 		mod(&cfg)
 	}
+	b, _ := startBackend(tb, cfg)
+	return b
+}
+
+// startBackend starts a backend for cfg on a free port; the caller may stop
+// it early with close (the test cleanup also calls it; Close is idempotent).
+func startBackend(tb testing.TB, cfg config.Config) (b *backend, close func()) {
+	tb.Helper()
 	logs := &logSink{}
 	m := app.New(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	m.BcryptCost = 4
@@ -93,13 +101,13 @@ func mustBackend(tb testing.TB, mod func(*config.Config)) *backend {
 	if err := m.Start(ctx, ln); err != nil {
 		tb.Fatalf("start backend: %v\nlogs:\n%s", err, logs.String())
 	}
-	b := &backend{Main: m, base: "http://" + ln.Addr().String(), logs: logs}
-	tb.Cleanup(func() {
+	close = func() {
 		if err := m.Close(context.Background()); err != nil {
 			tb.Logf("close: %v", err)
 		}
-	})
-	return b
+	}
+	tb.Cleanup(close)
+	return &backend{Main: m, base: "http://" + ln.Addr().String(), logs: logs}, close
 }
 
 type resp struct {
@@ -153,16 +161,19 @@ func (b *backend) do(tb testing.TB, method, path, token string, body any, header
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
+	req.Close = method == http.MethodHead // some HEAD answers carry a stray body
 	res, err := client.Do(req)
 	if err != nil {
 		tb.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		tb.Fatal(err)
+	out := resp{status: res.StatusCode, header: res.Header}
+	if !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") { // leave event streams at once
+		if out.body, err = io.ReadAll(res.Body); err != nil {
+			tb.Fatal(err)
+		}
 	}
-	return resp{status: res.StatusCode, header: res.Header, body: raw}
+	return out
 }
 
 func (b *backend) mustStatus(tb testing.TB, want int, method, path, token string, body any, headers ...string) resp {

@@ -3,11 +3,9 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -20,7 +18,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/tawsil/tawsil/backend/internal/app"
 	"github.com/tawsil/tawsil/backend/internal/config"
 	"github.com/tawsil/tawsil/backend/internal/tlsconf/certtest"
 	"github.com/tawsil/tawsil/shared/topic"
@@ -478,34 +475,6 @@ func backendConfig(tb testing.TB, mb *mosquittoBroker, clientID string) config.C
 		tb.Fatal(err)
 	}
 	return cfg
-}
-
-// startBackend starts a backend for cfg; the caller stops it with close
-// (which the test cleanup also calls, once).
-func startBackend(tb testing.TB, cfg config.Config) (b *backend, close func()) {
-	tb.Helper()
-	logs := &logSink{}
-	m := app.New(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	m.BcryptCost = 4
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := m.Start(ctx, ln); err != nil {
-		tb.Fatalf("start backend: %v\nlogs:\n%s", err, logs.String())
-	}
-	var once sync.Once
-	close = func() {
-		once.Do(func() {
-			if err := m.Close(context.Background()); err != nil {
-				tb.Logf("close: %v", err)
-			}
-		})
-	}
-	tb.Cleanup(close)
-	return &backend{Main: m, base: "http://" + ln.Addr().String(), logs: logs}, close
 }
 
 // TestMosquittoBackendIngest runs the backend against Mosquitto: a device's

@@ -40,6 +40,7 @@ func TestDispatcherEventStream(t *testing.T) {
 		close(events)
 	}()
 	o := b.book(t, merchant, "stream-1", bookBody(custB, "Brahim"))
+	cd.waitTask(t, "offer") // auto-dispatch offers first; the dispatcher then overrides it
 	b.mustStatus(t, 200, "POST", "/v1/orders/"+o.ID+"/assign", dispatcher.Token, map[string]any{"courier_id": cd.CourierID})
 	want := map[string]bool{"order.booked": false, "order.offered": false, "order.assigned": false, "route.planned": false}
 	deadline := time.After(10 * time.Second)

@@ -77,22 +77,17 @@ func (s *Store) findOrders(ctx context.Context, filter bson.M, opts *options.Fin
 
 // Order finds one order; order.ErrNotFound.
 func (s *Store) Order(ctx context.Context, id string) (StoredOrder, error) {
-	var d orderDoc
-	err := s.c("orders").FindOne(ctx, bson.M{"_id": id}).Decode(&d)
-	if notFound(err) {
-		return StoredOrder{}, order.ErrNotFound
-	}
-	if err != nil {
-		return StoredOrder{}, fmt.Errorf("find order: %w", err)
-	}
-	o := d.Order
-	return StoredOrder{Order: &o, RelayID: d.RelayID, OrigPickup: d.OrigPickup}, nil
+	return s.findOrder(ctx, bson.M{"_id": id})
 }
 
 // OrderByToken finds an order by its public tracking token.
 func (s *Store) OrderByToken(ctx context.Context, token string) (StoredOrder, error) {
+	return s.findOrder(ctx, bson.M{"trackingtoken": token})
+}
+
+func (s *Store) findOrder(ctx context.Context, filter bson.M) (StoredOrder, error) {
 	var d orderDoc
-	err := s.c("orders").FindOne(ctx, bson.M{"trackingtoken": token}).Decode(&d)
+	err := s.c("orders").FindOne(ctx, filter).Decode(&d)
 	if notFound(err) {
 		return StoredOrder{}, order.ErrNotFound
 	}
