@@ -241,9 +241,11 @@ func TestServedRoutesMatchOpenAPI(t *testing.T) {
 		t.Fatal("no routes served")
 	}
 
-	// The check sees a route registered without the spec.
-	b.HTTP.V1().Patch("/orders/:id/undocumented", func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusNoContent) })
-	notInSpec, _ = specDiff(specServed(b.HTTP.App()), specRoutesOf(ops))
+	// The check sees a route registered without the spec (on an app of its
+	// own: Fiber's router may not change while the backend serves).
+	extra := fiber.New()
+	extra.Patch("/v1/orders/:id/undocumented", func(c *fiber.Ctx) error { return c.SendStatus(fiber.StatusNoContent) })
+	notInSpec, _ = specDiff(append(specServed(b.HTTP.App()), specServed(extra)...), specRoutesOf(ops))
 	want := []specRoute{{Method: "PATCH", Path: "/v1/orders/{id}/undocumented"}}
 	if !slices.Equal(notInSpec, want) {
 		t.Errorf("after adding a route, missing from the spec: %v, want %v", notInSpec, want)
