@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -24,7 +25,8 @@ var ErrQueueFull = errors.New("history queue full")
 //
 // Normal mode: a message's fixes are acknowledged to the broker only after
 // the InsertMany that holds them returned (zero loss window). Many messages
-// share one InsertMany, flushed every interval or at maxBatch fixes.
+// share one InsertMany, flushed every interval or at maxBatch fixes, with up
+// to four InsertMany calls in flight.
 //
 // Degraded mode (the last flush failed: store outage): fixes are acknowledged
 // as soon as they are queued, so ingest and the live index go on, up to
@@ -35,6 +37,7 @@ type History struct {
 	store    HistoryStore
 	interval time.Duration
 	maxBatch int
+	writers  int // InsertMany calls in flight at once
 	queueMax int
 	log      *slog.Logger
 	m        *metrics.Metrics
@@ -56,7 +59,7 @@ type item struct {
 
 // NewHistory starts the writer; call Close to flush and stop.
 func NewHistory(store HistoryStore, interval time.Duration, queueMax int, log *slog.Logger, m *metrics.Metrics) *History {
-	h := &History{store: store, interval: interval, maxBatch: 2000, queueMax: queueMax, log: log, m: m,
+	h := &History{store: store, interval: interval, maxBatch: 2000, writers: 4, queueMax: queueMax, log: log, m: m,
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	h.space = sync.NewCond(&h.mu)
 	go h.loop()
@@ -152,7 +155,7 @@ func (h *History) loop() {
 			if err == nil {
 				backoff = h.interval
 				h.mu.Lock()
-				more := h.queued >= h.maxBatch || (h.stopped && h.queued > 0)
+				more := h.queued >= h.maxBatch || (h.stopped && h.queued > 0) || len(h.pending) > 0 && h.queued >= h.maxBatch/4
 				empty := h.queued == 0
 				stop := h.stopped
 				h.mu.Unlock()
@@ -178,33 +181,73 @@ func (h *History) loop() {
 	}
 }
 
+// flushOnce writes up to h.writers batches from the head of the queue at
+// once (their order does not matter: the unique {courier, seq} index makes
+// each write idempotent) and answers the waiters of those that succeeded.
 func (h *History) flushOnce() error {
-	h.mu.Lock()
-	n, count := 0, 0
-	for n < len(h.pending) && (count == 0 || count+len(h.pending[n].ps) <= h.maxBatch) {
-		count += len(h.pending[n].ps)
-		n++
+	type batch struct {
+		items []item
+		count int
 	}
-	batch := h.pending[:n:n]
+	h.mu.Lock()
+	var batches []batch
+	taken := 0
+	for len(batches) < h.writers && taken < len(h.pending) {
+		start, count := taken, 0
+		for taken < len(h.pending) && (count == 0 || count+len(h.pending[taken].ps) <= h.maxBatch) {
+			count += len(h.pending[taken].ps)
+			taken++
+		}
+		batches = append(batches, batch{items: h.pending[start:taken:taken], count: count})
+	}
 	h.mu.Unlock()
-	if n == 0 {
+	if len(batches) == 0 {
 		return nil
 	}
-	ps := make([]mongostore.Position, 0, count)
-	for _, it := range batch {
-		ps = append(ps, it.ps...)
+	errs := make([]error, len(batches))
+	var wg sync.WaitGroup
+	for k := range batches {
+		wg.Add(1)
+		go func(k int) {
+			defer wg.Done()
+			ps := make([]mongostore.Position, 0, batches[k].count)
+			for _, it := range batches[k].items {
+				ps = append(ps, it.ps...)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			_, errs[k] = h.store.InsertPositions(ctx, ps)
+			h.m.HistoryFlushSecs.Observe(time.Since(start).Seconds())
+		}(k)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	start := time.Now()
-	_, err := h.store.InsertPositions(ctx, ps)
-	cancel()
-	h.m.HistoryFlushSecs.Observe(time.Since(start).Seconds())
+	wg.Wait()
+
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if err != nil {
-		h.m.HistoryFlushErrs.Inc()
+	var failed []item
+	var firstErr error
+	for k, b := range batches {
+		if errs[k] != nil {
+			h.m.HistoryFlushErrs.Inc()
+			failed = append(failed, b.items...)
+			firstErr = cmp.Or(firstErr, errs[k])
+			continue
+		}
+		for _, it := range b.items {
+			if it.done != nil {
+				it.done <- nil
+			}
+		}
+		h.queued -= b.count
+		h.m.HistoryWritten.Add(float64(b.count))
+	}
+	h.pending = append(failed, h.pending[taken:]...)
+	h.m.HistoryQueue.Set(float64(h.queued))
+	h.space.Broadcast()
+	if firstErr != nil {
 		if !h.degraded {
-			h.log.Warn("history store failing; acknowledging from memory queue", "queued", h.queued, "err", err)
+			h.log.Warn("history store failing; acknowledging from memory queue", "queued", h.queued, "err", firstErr)
 		}
 		h.degraded = true
 		// Answer the waiters now: from here on the memory queue carries them.
@@ -214,22 +257,12 @@ func (h *History) flushOnce() error {
 				h.pending[i].done = nil
 			}
 		}
-		return err
+		return firstErr
 	}
 	if h.degraded {
 		h.log.Info("history store back", "queued", h.queued)
 	}
 	h.degraded = false
-	h.m.HistoryWritten.Add(float64(count))
-	for _, it := range batch {
-		if it.done != nil {
-			it.done <- nil
-		}
-	}
-	h.pending = h.pending[n:]
-	h.queued -= count
-	h.m.HistoryQueue.Set(float64(h.queued))
-	h.space.Broadcast()
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"time"
@@ -30,7 +31,7 @@ type Options struct {
 	Prefix   string
 	CAFile   string
 	Handler  mqttack.Handler
-	Workers  int // concurrent handlers (default 256)
+	Workers  int // concurrent handlers (default 256); one courier's messages always go to the same one
 	Logger   *slog.Logger
 }
 
@@ -38,7 +39,7 @@ type Options struct {
 type Bus struct {
 	c    paho.Client
 	o    Options
-	work chan paho.Message
+	work []chan paho.Message // by hash of the topic: one courier's messages stay in order
 	stop chan struct{}
 	done chan struct{}
 }
@@ -49,7 +50,10 @@ func Connect(ctx context.Context, o Options) (*Bus, error) {
 	if o.Workers == 0 {
 		o.Workers = 256
 	}
-	b := &Bus{o: o, work: make(chan paho.Message, o.Workers), stop: make(chan struct{}), done: make(chan struct{})}
+	b := &Bus{o: o, work: make([]chan paho.Message, o.Workers), stop: make(chan struct{}), done: make(chan struct{})}
+	for i := range b.work {
+		b.work[i] = make(chan paho.Message, 64)
+	}
 	opts := paho.NewClientOptions().AddBroker(o.URL).SetClientID(o.ClientID).
 		SetUsername(o.Username).SetPassword(o.Password).
 		SetCleanSession(false). // the broker queues our share while we restart
@@ -72,8 +76,8 @@ func Connect(ctx context.Context, o Options) (*Bus, error) {
 		opts.SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
 	b.c = paho.NewClient(opts)
-	for i := 0; i < o.Workers; i++ {
-		go b.worker()
+	for _, ch := range b.work {
+		go b.worker(ch)
 	}
 	tok := b.c.Connect()
 	select {
@@ -110,18 +114,22 @@ func (b *Bus) subscribe(c paho.Client) {
 	b.o.Logger.Error("mqtt subscribe failed", "err", tok.Error())
 }
 
-// enqueue runs on paho's goroutine: it only hands the message over.
+// enqueue runs on paho's goroutine: it only hands the message over, to the
+// worker of its topic, so one courier's batches are handled in order (the
+// live position never has to skip a batch that overtook another).
 func (b *Bus) enqueue(_ paho.Client, m paho.Message) {
+	h := fnv.New32a()
+	h.Write([]byte(m.Topic()))
 	select {
-	case b.work <- m:
+	case b.work[h.Sum32()%uint32(len(b.work))] <- m:
 	case <-b.stop:
 	}
 }
 
-func (b *Bus) worker() {
+func (b *Bus) worker(work <-chan paho.Message) {
 	for {
 		select {
-		case m := <-b.work:
+		case m := <-work:
 			b.handle(m)
 		case <-b.stop:
 			return
