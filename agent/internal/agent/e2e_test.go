@@ -207,6 +207,12 @@ func (m *mosquitto) start() {
 	m.tb.Helper()
 	conf := filepath.Join(m.dir, "mosquitto.conf")
 	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\nlog_dest file %s/mosquitto.log\nlog_type all\n", m.port, m.dir, m.dir)
+	if os.Geteuid() == 0 {
+		// Started as root, Mosquitto drops to the "mosquitto" user, which cannot
+		// write the test's directory: no persistence file, no log, and queued
+		// messages lost across the restart this test makes.
+		body = "user root\n" + body
+	}
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		m.tb.Fatal(err)
 	}
