@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -137,6 +138,9 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 	// Everything ingest calls into must exist before a transport starts: an
 	// external broker delivers a persistent session's backlog at connect.
 	if m.ETA, err = eta.New(eta.Default(), m.Log); err != nil {
+		return err
+	}
+	if err := m.loadETA(ctx); err != nil {
 		return err
 	}
 	m.fixHooks = append(m.fixHooks, func(courier string, prev wire.Fix, had bool, fix wire.Fix) {
@@ -340,6 +344,9 @@ func (m *Main) close(ctx context.Context) error {
 	if m.Store != nil {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		errs = append(errs, m.snapshot(sctx, time.Time{}))
+		if m.ETA != nil {
+			errs = append(errs, m.saveETA(sctx))
+		}
 		errs = append(errs, m.Store.Close(sctx))
 		cancel()
 	}
@@ -393,4 +400,35 @@ func (m *Main) republishProfiles(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// The ETA model learns from every fix; it is saved to the store every few
+// minutes and at shutdown, and restored at start, so speeds learned from
+// position history survive restarts.
+const etaModelName = "eta"
+
+func (m *Main) loadETA(ctx context.Context) error {
+	raw, err := m.Store.Model(ctx, etaModelName)
+	if err != nil || raw == nil {
+		return err
+	}
+	var snap eta.Snapshot
+	if err := json.Unmarshal(raw, &snap); err != nil {
+		m.Log.Warn("stored ETA model unreadable; starting from the prior", "err", err)
+		return nil
+	}
+	if err := m.ETA.Restore(snap); err != nil {
+		m.Log.Warn("stored ETA model refused; starting from the prior", "err", err)
+		return nil
+	}
+	m.Log.Info("ETA model restored", "cell_hours", len(snap.Cells))
+	return nil
+}
+
+func (m *Main) saveETA(ctx context.Context) error {
+	raw, err := json.Marshal(m.ETA.Snapshot())
+	if err != nil {
+		return err
+	}
+	return m.Store.PutModel(ctx, etaModelName, raw)
 }

@@ -27,6 +27,8 @@ func (m *Main) jobs(ctx context.Context) {
 	snap := time.NewTicker(snapshotEvery)
 	stale := time.NewTicker(15 * time.Second)
 	purge := time.NewTicker(time.Hour)
+	etaSave := time.NewTicker(5 * time.Minute)
+	defer etaSave.Stop()
 	defer snap.Stop()
 	defer stale.Stop()
 	defer purge.Stop()
@@ -50,6 +52,10 @@ func (m *Main) jobs(ctx context.Context) {
 			m.Density.Prune(now)
 		case <-purge.C:
 			m.purge(ctx)
+		case <-etaSave.C:
+			if err := m.saveETA(ctx); err != nil {
+				m.Log.Warn("ETA model not saved", "err", err)
+			}
 		}
 	}
 }

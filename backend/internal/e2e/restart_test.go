@@ -14,7 +14,16 @@ func TestRestartRebuildsLiveState(t *testing.T) {
 	admin, _ := b1.login(t, adminEmail, adminPass)
 	merchant := b1.mustUser(t, admin, "merchant")
 	cd := b1.mustCourierDevice(t, admin)
+	// A short ride teaches the ETA model some speeds (5 m/s, fixes 10 s apart).
+	start := time.Now().Add(-2 * time.Minute)
+	for i := 0; i < 6; i++ {
+		cd.at(t, [2]float64{store[0] - 0.0027 + float64(i)*0.00045, store[1]}, start.Add(time.Duration(i)*10*time.Second))
+	}
 	cd.at(t, store, time.Now())
+	learned := b1.ETA.Snapshot().Cells
+	if len(learned) == 0 {
+		t.Fatal("the ride taught the ETA model nothing")
+	}
 	o := b1.book(t, merchant, "restart-1", bookBody(custA, "Amina"))
 	cd.waitTask(t, "offer")
 	b1.mustStatus(t, 200, "POST", "/v1/orders/"+o.ID+"/accept", cd.Token, nil)
@@ -34,6 +43,9 @@ func TestRestartRebuildsLiveState(t *testing.T) {
 	}
 	if after.Load != 1 || after.Status.String() != "busy" {
 		t.Fatalf("courier load not restored: %+v", after)
+	}
+	if got := b2.ETA.Snapshot().Cells; len(got) != len(learned) || got[0].Samples != learned[0].Samples {
+		t.Fatalf("ETA model after restart %+v, before %+v", got, learned)
 	}
 	// Tokens issued before the restart still work; the active order and its route are back.
 	r := b2.mustStatus(t, 200, "GET", "/v1/me/tasks", cd.Token, nil)

@@ -192,3 +192,22 @@ func (s *Store) DeviceProfiles(ctx context.Context) ([]DeviceProfile, error) {
 	var out []DeviceProfile
 	return out, cur.All(ctx, &out)
 }
+
+// PutModel stores a learned model (JSON) under a name, replacing the last one.
+func (s *Store) PutModel(ctx context.Context, name string, raw []byte) error {
+	_, err := s.c("models").ReplaceOne(ctx, bson.M{"_id": name}, bson.M{"_id": name, "json": raw, "at": time.Now().UTC()},
+		options.Replace().SetUpsert(true))
+	return err
+}
+
+// Model returns a stored model's JSON; nil when none was stored yet.
+func (s *Store) Model(ctx context.Context, name string) ([]byte, error) {
+	var d struct {
+		JSON []byte `bson:"json"`
+	}
+	err := s.c("models").FindOne(ctx, bson.M{"_id": name}).Decode(&d)
+	if notFound(err) {
+		return nil, nil
+	}
+	return d.JSON, err
+}
