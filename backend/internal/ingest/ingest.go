@@ -86,49 +86,63 @@ func (p *Pipeline) reject(reason string, n int) {
 // is durable, mqttack.ErrDrop for a refused message (acknowledge, discard), or
 // another error when the message must not be acknowledged yet.
 func (p *Pipeline) HandleMQTT(ctx context.Context, t string, payload []byte, retained bool) error {
+	wait, err := p.Stage(ctx, t, payload, retained)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+var _ mqttack.StagedHandler = (*Pipeline)(nil)
+
+func done(context.Context) error { return nil }
+
+// Stage validates a message, updates the live index and queues its history
+// write; wait blocks until that write is durable.
+func (p *Pipeline) Stage(ctx context.Context, t string, payload []byte, retained bool) (func(context.Context) error, error) {
 	courier, kind, ok := topic.Parse(p.prefix, t)
 	if !ok {
 		p.reject(RejectTopic, 1)
-		return mqttack.ErrDrop
+		return nil, mqttack.ErrDrop
 	}
 	p.m.IngestMessages.WithLabelValues(string(kind)).Inc()
 	switch kind {
 	case topic.Pos:
 		if retained {
 			p.reject(RejectRetained, 1)
-			return mqttack.ErrDrop
+			return nil, mqttack.ErrDrop
 		}
 		fixes, err := wire.DecodeBatch(payload)
 		if err != nil {
 			p.reject(decodeReason(err), 1)
-			return mqttack.ErrDrop
+			return nil, mqttack.ErrDrop
 		}
 		return p.fixes(ctx, courier, fixes)
 	case topic.OwnTracks:
 		if retained {
 			p.reject(RejectRetained, 1)
-			return mqttack.ErrDrop
+			return nil, mqttack.ErrDrop
 		}
 		fix, err := wire.DecodeOwnTracks(payload)
 		if errors.Is(err, wire.ErrNotLocation) {
-			return mqttack.ErrDrop
+			return nil, mqttack.ErrDrop
 		}
 		if err != nil {
 			p.reject(decodeReason(err), 1)
-			return mqttack.ErrDrop
+			return nil, mqttack.ErrDrop
 		}
 		return p.fixes(ctx, courier, []wire.Fix{fix})
 	case topic.State:
 		s, err := wire.DecodeState(payload)
 		if err != nil {
 			p.reject(decodeReason(err), 1)
-			return mqttack.ErrDrop
+			return nil, mqttack.ErrDrop
 		}
 		p.index.SetOnline(courier, s.Online, p.now())
-		return nil
+		return done, nil
 	default: // tasks/config are ours; a device may not publish them (the ACL refuses it too)
 		p.reject(RejectTopic, 1)
-		return mqttack.ErrDrop
+		return nil, mqttack.ErrDrop
 	}
 }
 
@@ -147,13 +161,13 @@ func decodeReason(err error) string {
 }
 
 // fixes validates, indexes and stores one message's fixes.
-func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix) error {
+func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix) (func(context.Context) error, error) {
 	now := p.now()
 	c, known := p.index.Get(courier)
 	if !known || !c.OnShift {
 		// Off shift: where a courier is outside work is none of our business.
 		p.reject(RejectOffShift, len(fixes))
-		return mqttack.ErrDrop
+		return nil, mqttack.ErrDrop
 	}
 	prev, hasPrev := c.Fix, c.HasFix
 	keep := make([]mongostore.Position, 0, len(fixes))
@@ -181,17 +195,20 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix) 
 			SpeedMPS: f.Speed, HeadingDeg: f.Heading, Battery: f.Battery, T: f.Time, ReceivedAt: now})
 	}
 	if len(keep) == 0 {
-		return mqttack.ErrDrop
+		return nil, mqttack.ErrDrop
 	}
-	select {
-	case err := <-p.history.Add(ctx, keep):
-		if err != nil {
-			return fmt.Errorf("history: %w", err)
+	durable := p.history.Add(ctx, keep)
+	return func(ctx context.Context) error {
+		select {
+		case err := <-durable:
+			if err != nil {
+				return fmt.Errorf("history: %w", err)
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	}, nil
 }
 
 // check applies the policy; it returns a rejection reason or "".

@@ -16,5 +16,15 @@ type Handler interface {
 	HandleMQTT(ctx context.Context, topic string, payload []byte, retained bool) error
 }
 
+// StagedHandler splits handling in two: Stage does the order-sensitive work
+// (decode, validate, update the live view, queue the write) and returns wait,
+// which blocks until the message is safe. A transport keeps one topic's
+// messages in order through Stage and waits for many messages at once.
+// Stage's error means what Handler's does; wait's is never ErrDrop.
+type StagedHandler interface {
+	Handler
+	Stage(ctx context.Context, topic string, payload []byte, retained bool) (wait func(context.Context) error, err error)
+}
+
 // ErrDrop tells the transport to acknowledge but discard a message.
 var ErrDrop = errors.New("message dropped")

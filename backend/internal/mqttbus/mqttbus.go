@@ -52,14 +52,17 @@ func Connect(ctx context.Context, o Options) (*Bus, error) {
 	}
 	b := &Bus{o: o, work: make([]chan paho.Message, o.Workers), stop: make(chan struct{}), done: make(chan struct{})}
 	for i := range b.work {
-		b.work[i] = make(chan paho.Message, 64)
+		// Deeper than the broker's in-flight window (deploy/mosquitto: 1000):
+		// we ack only after the write, so the broker never has more
+		// unacknowledged messages out than this and enqueue never blocks.
+		b.work[i] = make(chan paho.Message, workerQueue)
 	}
 	opts := paho.NewClientOptions().AddBroker(o.URL).SetClientID(o.ClientID).
 		SetUsername(o.Username).SetPassword(o.Password).
 		SetCleanSession(false). // the broker queues our share while we restart
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(2 * time.Second).
 		SetMaxReconnectInterval(30 * time.Second).SetKeepAlive(30 * time.Second).
-		SetOrderMatters(false).              // handlers must not block paho's router
+		SetOrderMatters(true).               // keep arrival order; the handler only enqueues (see enqueue)
 		SetAutoAckDisabled(true).            // ack only after the message is safe
 		SetDefaultPublishHandler(b.enqueue). // persistent sessions may deliver before Subscribe returns
 		SetOnConnectHandler(func(c paho.Client) { go b.subscribe(c) }).
@@ -114,6 +117,9 @@ func (b *Bus) subscribe(c paho.Client) {
 	b.o.Logger.Error("mqtt subscribe failed", "err", tok.Error())
 }
 
+// workerQueue is the depth of each worker's queue.
+const workerQueue = 1024
+
 // enqueue runs on paho's goroutine: it only hands the message over, to the
 // worker of its topic, so one courier's batches are handled in order (the
 // live position never has to skip a batch that overtook another).
@@ -137,10 +143,30 @@ func (b *Bus) worker(work <-chan paho.Message) {
 	}
 }
 
+// handle runs on the topic's worker. A staged handler does its ordered part
+// here and the wait for durability in its own goroutine, so one courier's
+// messages are applied in order while many of them share a group commit.
 func (b *Bus) handle(m paho.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := b.o.Handler.HandleMQTT(ctx, m.Topic(), m.Payload(), m.Retained())
+	staged, ok := b.o.Handler.(mqttack.StagedHandler)
+	if !ok {
+		defer cancel()
+		b.finish(m, b.o.Handler.HandleMQTT(ctx, m.Topic(), m.Payload(), m.Retained()))
+		return
+	}
+	wait, err := staged.Stage(ctx, m.Topic(), m.Payload(), m.Retained())
+	if err != nil {
+		defer cancel()
+		b.finish(m, err)
+		return
+	}
+	go func() {
+		defer cancel()
+		b.finish(m, wait(ctx))
+	}()
+}
+
+func (b *Bus) finish(m paho.Message, err error) {
 	if err == nil || errors.Is(err, mqttack.ErrDrop) {
 		m.Ack()
 		return
