@@ -52,7 +52,8 @@ bench:
 lint:
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
-	@if command -v staticcheck >/dev/null; then for m in $(MODULES); do (cd $$m && staticcheck ./...); done; \
+	@sc=$$(command -v staticcheck || echo "$$($(GO) env GOPATH)/bin/staticcheck"); \
+	  if [ -x "$$sc" ]; then for m in $(MODULES); do echo "== staticcheck $$m"; (cd $$m && $$sc ./...) || exit 1; done; \
 	  else echo "staticcheck not installed: make tools"; fi
 
 tools:

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/tawsil/tawsil/shared/wire"
 )
@@ -120,7 +121,7 @@ func openChecked(path string) (db *bolt.DB, err error) {
 	}
 	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, path)
 		}
 		return nil, err
@@ -179,7 +180,7 @@ func preflight(path string) error {
 	}
 	pageSize := int64(binary.LittleEndian.Uint32(buf[24:]))
 	if binary.LittleEndian.Uint32(buf[16:]) != boltMagic || pageSize < 512 || pageSize > 1<<20 {
-		return bolt.ErrInvalid
+		return berrors.ErrInvalid
 	}
 	for _, off := range []int64{0, pageSize} {
 		if _, err := f.ReadAt(buf[:], off); err != nil {

@@ -296,33 +296,31 @@ func (s *Service) dispatchOrder(ctx context.Context, orderID string, exclude map
 // offerNext sends the next offer of a round, or flags the order for
 // dispatchers when nobody is left.
 func (s *Service) offerNext(ctx context.Context, orderID string, r *round) error {
-	for {
-		off, err := r.r.Next(s.now())
-		if errors.Is(err, dispatch.ErrNoCandidate) {
-			s.mu.Lock()
-			delete(s.rounds, orderID)
-			s.mu.Unlock()
-			return s.flagForDispatchers(ctx, orderID, "no courier accepted or none available")
-		}
-		if err != nil {
-			return err
-		}
-		o, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActOffer, At: s.now().UTC(), CourierID: off.CourierID}, systemActor, nil)
-		if errors.Is(err, order.ErrInvalidTransition) {
-			return nil // assigned or cancelled meanwhile
-		}
-		if err != nil {
-			return err
-		}
-		r.offer = off
-		exp := off.ExpiresAt.UTC()
-		s.publish(off.CourierID, wire.Task{Type: wire.TaskOffer, OrderID: orderID, ExpiresAt: &exp, Order: taskOrder(o)}, false)
+	off, err := r.r.Next(s.now())
+	if errors.Is(err, dispatch.ErrNoCandidate) {
 		s.mu.Lock()
-		r.timer = time.AfterFunc(time.Until(off.ExpiresAt), func() { s.expireOffer(orderID, r, off.CourierID) })
+		delete(s.rounds, orderID)
 		s.mu.Unlock()
-		s.d.Log.Info("order offered", "order_id", orderID, "courier_id", off.CourierID)
-		return nil
+		return s.flagForDispatchers(ctx, orderID, "no courier accepted or none available")
 	}
+	if err != nil {
+		return err
+	}
+	o, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActOffer, At: s.now().UTC(), CourierID: off.CourierID}, systemActor, nil)
+	if errors.Is(err, order.ErrInvalidTransition) {
+		return nil // assigned or cancelled meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	r.offer = off
+	exp := off.ExpiresAt.UTC()
+	s.publish(off.CourierID, wire.Task{Type: wire.TaskOffer, OrderID: orderID, ExpiresAt: &exp, Order: taskOrder(o)}, false)
+	s.mu.Lock()
+	r.timer = time.AfterFunc(time.Until(off.ExpiresAt), func() { s.expireOffer(orderID, r, off.CourierID) })
+	s.mu.Unlock()
+	s.d.Log.Info("order offered", "order_id", orderID, "courier_id", off.CourierID)
+	return nil
 }
 
 func (s *Service) expireOffer(orderID string, r *round, courier string) {

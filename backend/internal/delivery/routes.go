@@ -91,11 +91,9 @@ func (s *Service) replan(ctx context.Context, courier, why string) *courierRoute
 	}
 	route.Version++
 	if len(stops) > 0 {
-		start := routing.Point{}
+		start := stops[0].Loc // no live position: plan from the first stop
 		if lc, ok := s.d.Index.Get(courier); ok && lc.HasFix {
 			start = routing.Point{Lat: lc.Fix.Lat, Lng: lc.Fix.Lng}
-		} else {
-			start = stops[0].Loc
 		}
 		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		sol, err := s.d.Planner.Plan(pctx, routing.Problem{Start: start, StartTime: now, Stops: stops, Travel: etaTravel{s}})

@@ -3,7 +3,6 @@ package delivery
 import (
 	"context"
 	"errors"
-	"fmt"
 	"hash/fnv"
 
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
@@ -96,13 +95,6 @@ func webhookOrder(o *mongostore.StoredOrder, ev order.Event) map[string]any {
 		m["attempts"] = o.Attempts
 	}
 	return m
-}
-
-func notFoundFor(err error, what string) error {
-	if errors.Is(err, order.ErrNotFound) {
-		return fmt.Errorf("%s: %w", what, order.ErrNotFound)
-	}
-	return err
 }
 
 // lockOrder serialises writes to one order within this process and returns
