@@ -35,6 +35,9 @@ func ParseRelayPoints(data []byte) (ps []Relay, err error) {
 			ps, err = nil, fmt.Errorf("%w: yaml: %v", ErrInvalidRelay, p)
 		}
 	}()
+	if err := checkYAML(data); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRelay, err)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&ps); err != nil && !errors.Is(err, io.EOF) {

@@ -2,6 +2,7 @@ package failure
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -78,4 +79,18 @@ func FuzzParseRelayPoints(f *testing.F) {
 			t.Fatalf("nearest relay %q is closed", p.ID)
 		}
 	})
+}
+
+func TestYAMLAliasesRefused(t *testing.T) {
+	bomb := "- id: a\n  lat: 33.5\n  lng: -7.6\n  name: &x lol\n- id: b\n  lat: 33.5\n  lng: -7.6\n  name: *x\n"
+	if _, err := ParseRelayPoints([]byte(bomb)); !errors.Is(err, ErrInvalidRelay) || !strings.Contains(err.Error(), "aliases") {
+		t.Fatalf("relay aliases: %v", err)
+	}
+	if _, err := Parse([]byte("max_attempts: &n 3\nrules:\n  - name: x\n    action: cancel\n")); !errors.Is(err, ErrInvalidRules) || !strings.Contains(err.Error(), "aliases") {
+		t.Fatalf("rules anchors: %v", err)
+	}
+	deep := strings.Repeat("[", 40) + strings.Repeat("]", 40)
+	if _, err := ParseRelayPoints([]byte(deep)); !errors.Is(err, ErrInvalidRelay) {
+		t.Fatalf("deep nesting: %v", err)
+	}
 }

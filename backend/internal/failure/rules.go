@@ -227,6 +227,9 @@ func Parse(data []byte) (rs *RuleSet, err error) {
 			rs, err = nil, fmt.Errorf("%w: yaml: %v", ErrInvalidRules, p)
 		}
 	}()
+	if err := checkYAML(data); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRules, err)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var out RuleSet
