@@ -191,7 +191,7 @@ func (s *Sim) Step(now time.Time, dt float64) Sample {
 	// Receiver noise: about accuracy/2 metres, one sigma.
 	lat, lng = geo.Offset(lat, lng, s.rng.NormFloat64()*accuracy/2, s.rng.NormFloat64()*accuracy/2)
 	s.battery = math.Max(1, s.battery-dt/240) // 1 % every 4 minutes
-	f := wire.Fix{Time: now.UTC().Round(time.Millisecond), Lat: lat, Lng: lng,
+	f := wire.Fix{Time: now.UTC().Truncate(time.Millisecond), Lat: lat, Lng: lng,
 		Accuracy: math.Round(accuracy*10) / 10, Speed: math.Max(0, s.speed+s.rng.NormFloat64()*0.2),
 		Heading: wire.Unknown, Battery: int(s.battery)}
 	if s.speed > 0.5 {

@@ -203,7 +203,7 @@ func replay(ctx context.Context, samples []Sample, speed float64, emit Emit) err
 					}
 				}
 			}
-			s.Fix.Time = s.Fix.Time.Add(shift).Round(time.Millisecond)
+			s.Fix.Time = s.Fix.Time.Add(shift).Truncate(time.Millisecond) // never in the future
 			s.Read = s.Fix.Time
 		} else {
 			s.Read = time.Now()
