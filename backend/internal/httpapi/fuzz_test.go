@@ -167,14 +167,14 @@ func FuzzDecode(f *testing.F) {
 		return c.JSON(v)
 	})
 	f.Fuzz(func(t *testing.T, body []byte, ct string) {
-		if strings.ContainsAny(ct, "\r\n\x00") || !isToken(ct) {
-			return // not a header value an HTTP client can send
+		if strings.ContainsAny(ct, "\r\n\x00") || !isToken(ct) || len(ct) > 256 {
+			return // not a header value an HTTP client can send (or past the header limit: 431, tested elsewhere)
 		}
 		req := httptest.NewRequest("POST", "/t", bytes.NewReader(body))
 		if ct != "" {
 			req.Header.Set("Content-Type", ct)
 		}
-		res, err := app.Test(req, 5000)
+		res, err := app.Test(req, -1) // no client timeout: a loaded CI machine must not fail the target
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,6 +259,11 @@ func FuzzQueryInt(f *testing.F) {
 		return c.JSON(fiber.Map{"n": n})
 	})
 	f.Fuzz(func(t *testing.T, v string) {
+		if len(v) > 512 {
+			// Beyond the request-line limit the server answers 431 before any
+			// handler (TestHostileInput covers it); this target fuzzes the parser.
+			return
+		}
 		target := "/t"
 		if v != "" {
 			target += "?" + url.Values{"limit": {v}}.Encode()
