@@ -3,9 +3,7 @@ package app
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/area"
@@ -120,6 +118,3 @@ func (m *Main) shiftLog(ctx context.Context, courierID string, on bool) error {
 	}
 	return m.Store.CloseShift(ctx, courierID, time.Now().UTC())
 }
-
-var _ = errors.New
-var _ = os.Getenv

@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/tawsil/tawsil/backend/internal/failure"
-	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 	"github.com/tawsil/tawsil/shared/wire"
@@ -248,8 +247,6 @@ func (s *Service) DryRun(sit failure.Situation) failure.Decision { return s.d.Ru
 
 // ReasonError reports whether err is an unknown failure reason.
 func ReasonError(err error) bool { return errors.Is(err, failure.ErrUnknownReason) }
-
-var _ = livemap.DistanceM
 
 // pendingContact is a contact_customer decision waiting for the reply.
 type pendingContact struct {

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -726,5 +725,3 @@ func (s *Server) myData(c *fiber.Ctx, o Orders) error {
 	c.Set(fiber.HeaderContentDisposition, `attachment; filename="tawsil-my-data.json"`)
 	return c.JSON(out)
 }
-
-var _ context.Context

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/tawsil/tawsil/backend/internal/order"
@@ -276,8 +275,6 @@ func (s *Store) Shifts(ctx context.Context, from, to time.Time) ([]Shift, error)
 	var out []Shift
 	return out, cur.All(ctx, &out)
 }
-
-var _ = mongo.ErrNoDocuments
 
 // StoredResponse is the answer kept under an idempotency key.
 type StoredResponse struct {
