@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -27,13 +29,19 @@ type Options struct {
 	Handler string // "sqlite" (default) or "postgresql"
 	DataDir string // sqlite: directory for the database files
 	PGURL   string // postgresql: connection URL
-	Logger  *slog.Logger
+	// Unix, if set, is the only listener: a Unix socket at this path (put it
+	// in a directory only this user can enter). Otherwise 127.0.0.1 on a free port.
+	Unix   string
+	Logger *slog.Logger
 }
 
 // Start starts FerretDB on 127.0.0.1 on a free port. FerretDB logs every
 // error reply at length; give it a logger at warning level or above.
 func Start(ctx context.Context, o Options) (*Server, error) {
 	cfg := &ferretdb.Config{Listener: ferretdb.ListenerConfig{TCP: "127.0.0.1:0"}, Logger: o.Logger, Handler: o.Handler}
+	if o.Unix != "" {
+		cfg.Listener = ferretdb.ListenerConfig{Unix: o.Unix}
+	}
 	switch o.Handler {
 	case "", "sqlite":
 		cfg.Handler = "sqlite"
@@ -61,7 +69,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		_ = f.Run(rctx)
 	}()
 	s.uri = f.MongoDBURI()
-	if err := waitTCP(ctx, s.uri); err != nil {
+	if o.Unix != "" {
+		s.uri = "mongodb://" + strings.ReplaceAll(url.PathEscape(o.Unix), "/", "%2F") + "/"
+	}
+	if err := waitListen(ctx, s.uri); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -80,7 +91,7 @@ func (s *Server) Close() {
 	}
 }
 
-func waitTCP(ctx context.Context, uri string) error {
+func waitListen(ctx context.Context, uri string) error {
 	host := uri[len("mongodb://"):]
 	for i, c := range host {
 		if c == '/' || c == '?' {
@@ -88,9 +99,13 @@ func waitTCP(ctx context.Context, uri string) error {
 			break
 		}
 	}
+	network := "tcp"
+	if p, err := url.PathUnescape(host); err == nil && strings.HasPrefix(p, "/") {
+		network, host = "unix", p
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		conn, err := net.DialTimeout("tcp", host, 200*time.Millisecond)
+		conn, err := net.DialTimeout(network, host, 200*time.Millisecond)
 		if err == nil {
 			return conn.Close()
 		}
