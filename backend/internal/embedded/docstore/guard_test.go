@@ -109,7 +109,7 @@ func TestGuardGarbage(t *testing.T) {
 	addr := mustGuarded(t)
 	for _, give := range [][]byte{
 		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-		{0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8, 0xdd, 7, 0, 0}, // 2 GB frame
+		{0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8, 0xdd, 7, 0, 0},  // 2 GB frame
 		{20, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xdd, 7, 0, 0, 0, 0, 0, 0}, // OP_MSG without a section
 	} {
 		c, err := net.Dial("tcp", addr)
