@@ -61,7 +61,9 @@ trap 'exit 130' INT TERM
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 section() { printf '\n==== %s\n' "$*"; }
 cmd() { printf '$ %s\n' "$*"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Mosquitto binds its own port (it cannot be handed a listener): draw one
+# below the kernel's ephemeral range, where no port-0 listener can land.
+low_port() { echo $((20000 + RANDOM % 12000)); }
 wait_http() { # URL SECONDS
   for ((i = 0; i < $2 * 10; i++)); do
     curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
@@ -130,7 +132,7 @@ start_stack() { # starts PostgreSQL (if down), Mosquitto and the backend; sets a
   fi
 
   local mport
-  mport=$(free_port)
+  mport=$(low_port)
   # An open broker for a loopback benchmark. The queue and in-flight limits
   # are raised from Mosquitto's defaults (1000 queued, 20 in flight per
   # client): with the defaults a slow subscriber loses messages past the
@@ -147,18 +149,27 @@ EOF
   "$mosq" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
   pids+=($!)
   broker="tcp://127.0.0.1:$mport"
+  sleep 0.3
+  kill -0 "${pids[-1]}" 2>/dev/null || { echo "mosquitto did not start:"; cat "$work/mosquitto.log"; exit 1; }
 
-  local hport
-  hport=$(free_port)
-  api="http://127.0.0.1:$hport"
+  # The backend listens on port 0; its log names the address it got.
   mkdir -p "$work/data"
-  cmd "MQTT_URL=$broker TAWSIL_FERRET_HANDLER=$handler TAWSIL_HTTP_ADDR=127.0.0.1:$hport backend"
+  cmd "MQTT_URL=$broker TAWSIL_FERRET_HANDLER=$handler TAWSIL_HTTP_ADDR=127.0.0.1:0 backend"
   env MQTT_URL="$broker" TAWSIL_MQTT_USERNAME=backend TAWSIL_MQTT_PASSWORD=unused-open-broker \
-    TAWSIL_MQTT_CLIENT_ID="tawsil-bench-$$" TAWSIL_HTTP_ADDR="127.0.0.1:$hport" TAWSIL_DATA_DIR="$work/data" \
-    TAWSIL_FERRET_HANDLER="$handler" TAWSIL_FERRET_PG_URL="$pg_url" TAWSIL_ACCESS_TTL=2h TAWSIL_LOG_LEVEL=warn \
+    TAWSIL_MQTT_CLIENT_ID="tawsil-bench-$$" TAWSIL_HTTP_ADDR="127.0.0.1:0" TAWSIL_DATA_DIR="$work/data" \
+    TAWSIL_FERRET_HANDLER="$handler" TAWSIL_FERRET_PG_URL="$pg_url" TAWSIL_ACCESS_TTL=2h TAWSIL_LOG_LEVEL=info \
     TAWSIL_JWT_SECRET="bench-$(head -c 24 /dev/urandom | base64)" \
     "$work/backend" >"$work/backend.log" 2>&1 &
   pids+=($!)
+  local addr=""
+  for ((i = 0; i < 600; i++)); do
+    addr=$(grep -m1 'HTTP API listening' "$work/backend.log" 2>/dev/null | grep -o '"addr":"[^"]*"' | cut -d'"' -f4 || true)
+    [[ -n "$addr" ]] && break
+    kill -0 "${pids[-1]}" 2>/dev/null || { echo "backend exited:"; tail -20 "$work/backend.log"; exit 1; }
+    sleep 0.1
+  done
+  [[ -n "$addr" ]] || { echo "backend did not listen"; tail -20 "$work/backend.log"; exit 1; }
+  api="http://$addr"
   wait_http "$api/readyz" 60
 }
 

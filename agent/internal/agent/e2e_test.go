@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -116,26 +118,41 @@ func (r *received) check(tb testing.TB, courier string, first, last uint64, with
 	tb.Logf("courier %s: seqs %d..%d all received in order; %d duplicates dropped", courier, first, last, r.dups)
 }
 
-func freePort(tb testing.TB) int {
+// restartablePort is a loopback listener for a broker that this test stops
+// and starts again on the same address. Its port is drawn below the
+// kernel's ephemeral range (32768-60999 here), so no port-0 listener of
+// another test can take it while the broker is down.
+func restartablePort(tb testing.TB) net.Listener {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	for i := 0; i < 50; i++ {
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))); err == nil {
+			return ln
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	tb.Fatal("no free port below the ephemeral range")
+	return nil
+}
+
+// relisten opens addr again after its broker stopped.
+func relisten(tb testing.TB, addr string) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		tb.Fatalf("listen again on %s: %v", addr, err)
+	}
+	return ln
 }
 
 // startMochi starts an embedded broker that also hands every pos message
 // to rec through an inline subscription registered before any client can
 // connect, so that no message is missed across restarts.
-func startMochi(tb testing.TB, port int, rec *received) *mochi.Server {
+func startMochi(tb testing.TB, ln net.Listener, rec *received) *mochi.Server {
 	tb.Helper()
 	s := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
 	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
 		tb.Fatal(err)
 	}
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "t", Address: fmt.Sprintf("127.0.0.1:%d", port)})); err != nil {
+	if err := s.AddListener(listeners.NewNet("t", ln)); err != nil {
 		tb.Fatal(err)
 	}
 	err := s.Subscribe(topic.Filter(topic.DefaultPrefix, topic.Pos), 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
@@ -153,11 +170,12 @@ func startMochi(tb testing.TB, port int, rec *received) *mochi.Server {
 // TestEmbeddedBrokerRestart replays the ride through an in-process agent
 // while the embedded broker is stopped and started again.
 func TestEmbeddedBrokerRestart(t *testing.T) {
-	port := freePort(t)
+	ln := restartablePort(t)
+	addr := ln.Addr().String()
 	rec := newReceived()
-	broker := startMochi(t, port, rec)
+	broker := startMochi(t, ln, rec)
 	dir := t.TempDir()
-	a, err := New(Config{Broker: fmt.Sprintf("tcp://127.0.0.1:%d", port), Courier: "c-mochi", Username: "c-mochi",
+	a, err := New(Config{Broker: "tcp://" + addr, Courier: "c-mochi", Username: "c-mochi",
 		Source: "gpx:" + ride + "?speed=60", OutboxDir: dir, StatusAddr: "127.0.0.1:0", ExitWhenDrained: true,
 		ProfilePath: filepath.Join("..", "..", "..", "firmware-configs", "rugged-android-handheld.yaml")})
 	if err != nil {
@@ -172,7 +190,7 @@ func TestEmbeddedBrokerRestart(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	broker.Close()
 	time.Sleep(2 * time.Second) // the ride goes on into the outbox
-	broker = startMochi(t, port, rec)
+	broker = startMochi(t, relisten(t, addr), rec)
 	defer broker.Close()
 
 	if err := <-done; err != nil {
@@ -196,17 +214,40 @@ func TestEmbeddedBrokerRestart(t *testing.T) {
 
 // mosquitto runs a Mosquitto broker with persistence in dir.
 type mosquitto struct {
-	tb   testing.TB
-	bin  string
-	port int
-	dir  string
-	cmd  *exec.Cmd
+	tb     testing.TB
+	bin    string
+	port   int
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
+// start runs Mosquitto on m.port. Mosquitto binds its own listener (it
+// cannot be handed one), so the port is drawn below the kernel's ephemeral
+// range, where no port-0 listener can land; on a first start that finds the
+// port taken anyway, another is drawn.
 func (m *mosquitto) start() {
 	m.tb.Helper()
+	first := m.port == 0
+	for try := 0; ; try++ {
+		if first {
+			m.port = 20000 + rand.IntN(12000)
+		}
+		if m.tryStart() {
+			return
+		}
+		if !first || try == 4 {
+			m.tb.Fatalf("mosquitto cannot bind 127.0.0.1:%d", m.port)
+		}
+	}
+}
+
+func (m *mosquitto) tryStart() bool {
+	m.tb.Helper()
 	conf := filepath.Join(m.dir, "mosquitto.conf")
-	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\nlog_dest file %s/mosquitto.log\nlog_type all\n", m.port, m.dir, m.dir)
+	logFile := filepath.Join(m.dir, "mosquitto.log")
+	_ = os.Remove(logFile)
+	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\nlog_dest file %s\nlog_type all\n", m.port, m.dir, logFile)
 	if os.Geteuid() == 0 {
 		// Started as root, Mosquitto drops to the "mosquitto" user, which cannot
 		// write the test's directory: no persistence file, no log, and queued
@@ -217,19 +258,36 @@ func (m *mosquitto) start() {
 		m.tb.Fatal(err)
 	}
 	m.cmd = exec.Command(m.bin, "-c", conf)
-	m.cmd.Stdout, m.cmd.Stderr = nil, nil
+	var out safeBuffer
+	m.cmd.Stdout, m.cmd.Stderr = &out, &out
 	if err := m.cmd.Start(); err != nil {
 		m.tb.Fatal(err)
 	}
+	exited := make(chan struct{})
+	m.exited = exited
+	go func() { _ = m.cmd.Wait(); close(exited) }()
 	for i := 0; i < 100; i++ {
+		select {
+		case <-exited:
+			m.cmd = nil
+			logs, _ := os.ReadFile(logFile)
+			msg := out.String() + string(logs)
+			if strings.Contains(msg, "Address already in use") {
+				m.tb.Logf("port %d taken: %s", m.port, msg)
+				return false
+			}
+			m.tb.Fatalf("mosquitto exited:\n%s", msg)
+		default:
+		}
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", m.port))
 		if err == nil {
 			c.Close()
-			return
+			return true
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	m.tb.Fatal("mosquitto did not start listening")
+	return false
 }
 
 func (m *mosquitto) stop() {
@@ -237,7 +295,7 @@ func (m *mosquitto) stop() {
 		return
 	}
 	m.cmd.Process.Signal(syscall.SIGTERM) // saves the persistence file
-	m.cmd.Wait()
+	<-m.exited
 	m.cmd = nil
 }
 
@@ -286,12 +344,12 @@ func TestMosquittoKillAndRestart(t *testing.T) {
 	mbin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		if _, err = os.Stat("/usr/sbin/mosquitto"); err != nil {
-			t.Skip("mosquitto not installed (apt-get install -y mosquitto): skipping the Mosquitto scenario")
+			missingServer(t, "mosquitto not installed (apt-get install -y mosquitto): the Mosquitto scenario cannot run")
 		}
 		mbin = "/usr/sbin/mosquitto"
 	}
 	bin := buildAgent(t)
-	m := &mosquitto{tb: t, bin: mbin, port: freePort(t), dir: t.TempDir()}
+	m := &mosquitto{tb: t, bin: mbin, dir: t.TempDir()}
 	m.start()
 	defer m.stop()
 	broker := fmt.Sprintf("tcp://127.0.0.1:%d", m.port)
@@ -380,4 +438,14 @@ func (b *safeBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(b.buf)
+}
+
+// missingServer fails the test in CI (env CI set), where a missing server
+// is a broken machine, and skips it with msg elsewhere.
+func missingServer(tb testing.TB, msg string) {
+	tb.Helper()
+	if os.Getenv("CI") != "" {
+		tb.Fatal(msg + " (CI is set: a missing server fails the test)")
+	}
+	tb.Skip(msg)
 }

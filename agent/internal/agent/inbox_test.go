@@ -3,7 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -33,10 +33,13 @@ func getJSON(tb testing.TB, url string, v any) {
 // TestTasksAndConfigOverMQTT pushes a profile and task messages through the
 // embedded broker and reads the result on the status endpoint.
 func TestTasksAndConfigOverMQTT(t *testing.T) {
-	port := freePort(t)
-	broker := startMochi(t, port, newReceived())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker := startMochi(t, ln, newReceived())
 	defer broker.Close()
-	a, err := New(Config{Broker: fmt.Sprintf("tcp://127.0.0.1:%d", port), Courier: "c-tasks", Source: "sim:rabat",
+	a, err := New(Config{Broker: "tcp://" + ln.Addr().String(), Courier: "c-tasks", Source: "sim:rabat",
 		OutboxDir: t.TempDir(), StatusAddr: "127.0.0.1:0",
 		ProfilePath: filepath.Join("..", "..", "..", "firmware-configs", "linux-tracker.yaml")})
 	if err != nil {

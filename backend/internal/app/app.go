@@ -57,6 +57,10 @@ type Main struct {
 	Webhooks *delivery.Webhooks
 	Hub      *delivery.Hub
 
+	// MQTTListener, if set before Start, is the embedded broker's listener
+	// (tests open it on port 0); otherwise the broker listens on MQTTListen.
+	MQTTListener net.Listener
+
 	// BcryptCost overrides the password hashing cost (tests use the minimum).
 	BcryptCost int
 
@@ -159,7 +163,7 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 				return fmt.Errorf("TAWSIL_MQTT_TLS_CERT: %w", err)
 			}
 		}
-		m.Broker, err = startBroker(cfg, mqttTLS, m.Accounts, m.Ingest, m.Log.With("component", "mqtt"), m.Metrics)
+		m.Broker, err = startBroker(cfg, m.MQTTListener, mqttTLS, m.Accounts, m.Ingest, m.Log.With("component", "mqtt"), m.Metrics)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 
 	"github.com/tawsil/tawsil/backend/internal/account"
 	"github.com/tawsil/tawsil/backend/internal/config"
@@ -29,7 +30,7 @@ func startDocstore(ctx context.Context, cfg config.Config, log *slog.Logger) (ur
 	return srv.URI(), srv.Close, nil
 }
 
-func startBroker(cfg config.Config, tlsCfg *tls.Config, auth *account.Service, h mqttack.Handler, log *slog.Logger, m *metrics.Metrics) (EmbeddedBroker, error) {
-	return broker.Start(broker.Options{Listen: cfg.MQTTListen, TLS: tlsCfg, Prefix: cfg.TopicPrefix, Auth: auth, Handler: h,
+func startBroker(cfg config.Config, ln net.Listener, tlsCfg *tls.Config, auth *account.Service, h mqttack.Handler, log *slog.Logger, m *metrics.Metrics) (EmbeddedBroker, error) {
+	return broker.Start(broker.Options{Listen: cfg.MQTTListen, Listener: ln, TLS: tlsCfg, Prefix: cfg.TopicPrefix, Auth: auth, Handler: h,
 		ServiceUsername: cfg.MQTTUsername, ServicePassword: cfg.MQTTPassword, Logger: log, Metrics: m})
 }

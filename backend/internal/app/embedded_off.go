@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"net"
 
 	"github.com/tawsil/tawsil/backend/internal/account"
 	"github.com/tawsil/tawsil/backend/internal/config"
@@ -18,6 +19,6 @@ func startDocstore(context.Context, config.Config, *slog.Logger) (string, func()
 	return "", nil, errors.New("MONGODB_URI: required (this binary was built with -tags tawsil_noembed: no embedded store)")
 }
 
-func startBroker(config.Config, *tls.Config, *account.Service, mqttack.Handler, *slog.Logger, *metrics.Metrics) (EmbeddedBroker, error) {
+func startBroker(config.Config, net.Listener, *tls.Config, *account.Service, mqttack.Handler, *slog.Logger, *metrics.Metrics) (EmbeddedBroker, error) {
 	return nil, errors.New("MQTT_URL: required (this binary was built with -tags tawsil_noembed: no embedded broker)")
 }

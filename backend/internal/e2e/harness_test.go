@@ -38,6 +38,12 @@ func (l *logSink) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
+func (l *logSink) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Reset()
+}
+
 func (l *logSink) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -50,15 +56,17 @@ type backend struct {
 	logs *logSink
 }
 
-func freeAddr(tb testing.TB) string {
+// listenLocal opens a loopback listener on port 0 for a server to serve on.
+// Ports are never picked by listening, closing and listening again: another
+// test can take the port in between.
+func listenLocal(tb testing.TB) net.Listener {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
+	tb.Cleanup(func() { _ = ln.Close() })
+	return ln
 }
 
 // mustBackend starts a backend with a fresh data dir; mod may adjust config.
@@ -69,7 +77,7 @@ func mustBackend(tb testing.TB, mod func(*config.Config)) *backend {
 		"TAWSIL_ADMIN_EMAIL":    adminEmail,
 		"TAWSIL_ADMIN_PASSWORD": adminPass,
 		"TAWSIL_DATA_DIR":       tb.TempDir(),
-		"TAWSIL_MQTT_LISTEN":    freeAddr(tb),
+		"TAWSIL_MQTT_LISTEN":    "127.0.0.1:0", // startBackend hands the broker a listener
 		"TAWSIL_MQTT_USERNAME":  "ops",
 		"TAWSIL_MQTT_PASSWORD":  "ops-password-e2e",
 		"TAWSIL_LOG_LEVEL":      "debug",
@@ -92,10 +100,10 @@ func startBackend(tb testing.TB, cfg config.Config) (b *backend, close func()) {
 	logs := &logSink{}
 	m := app.New(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	m.BcryptCost = 4
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	if cfg.MQTTURL == "" {
+		m.MQTTListener = listenLocal(tb)
 	}
+	ln := listenLocal(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := m.Start(ctx, ln); err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -35,16 +36,17 @@ const backendUser = "tawsil-backend"
 // with its listeners moved to free loopback ports and its paths into a temp
 // dir; the ACL file is deploy/mosquitto/acl itself.
 type mosquittoBroker struct {
-	tb               testing.TB
-	bin, passwd      string
-	dir              string
-	devAddr, tlsAddr string // device listeners (plain, TLS)
-	svcAddr          string // backend listener
-	backendPassword  string
-	ca               *certtest.CA
-	cmd              *exec.Cmd
-	exited           chan struct{} // closed when cmd has been waited for
-	log              *logSink
+	tb                testing.TB
+	bin, passwd       string
+	dir               string
+	devAddr, tlsAddr  string // device listeners (plain, TLS)
+	svcAddr           string // backend listener
+	backendPassword   string
+	ca                *certtest.CA
+	certFile, keyFile string
+	cmd               *exec.Cmd
+	exited            chan struct{} // closed when cmd has been waited for
+	log               *logSink
 }
 
 // mustMosquitto prepares (but does not start) a broker, or skips the test if
@@ -54,17 +56,36 @@ func mustMosquitto(tb testing.TB) *mosquittoBroker {
 	bin := lookBin("mosquitto", "/usr/sbin/mosquitto")
 	passwd := lookBin("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
 	if bin == "" || passwd == "" {
-		tb.Skip("mosquitto not installed (apt-get install -y mosquitto mosquitto-clients): skipping the external-broker tests")
+		missingServer(tb, "mosquitto not installed (apt-get install -y mosquitto mosquitto-clients): the external-broker tests cannot run")
 	}
 	m := &mosquittoBroker{tb: tb, bin: bin, passwd: passwd, dir: tb.TempDir(), backendPassword: "backend-secret-e2e-0123",
-		devAddr: freeAddr(tb), tlsAddr: freeAddr(tb), svcAddr: freeAddr(tb), ca: certtest.NewCA(tb), log: &logSink{}}
-	certFile, keyFile := m.ca.Files(tb, m.dir, "server", "127.0.0.1")
+		ca: certtest.NewCA(tb), log: &logSink{}}
+	m.certFile, m.keyFile = m.ca.Files(tb, m.dir, "server", "127.0.0.1")
 	m.run(m.passwd, "-b", "-c", m.path("backend.passwd"), backendUser, m.backendPassword)
 	certtest.WriteFile(tb, m.path("devices.passwd"), nil) // devices are added as the backend issues credentials
-	conf := m.rewriteConf(certFile, keyFile)
-	certtest.WriteFile(tb, m.path("mosquitto.conf"), []byte(conf))
+	m.pickPorts()
 	tb.Cleanup(m.stop)
 	return m
+}
+
+// pickPorts chooses the broker's ports and writes its configuration.
+// Mosquitto binds its own ports (it cannot be handed a listener), so they
+// are drawn at random below the kernel's ephemeral range, where no port-0
+// listener of another test can land; start retries on a collision.
+func (m *mosquittoBroker) pickPorts() {
+	base := 20000 + rand.IntN(12000/3)*3
+	m.devAddr, m.tlsAddr, m.svcAddr = fmt.Sprintf("127.0.0.1:%d", base), fmt.Sprintf("127.0.0.1:%d", base+1), fmt.Sprintf("127.0.0.1:%d", base+2)
+	certtest.WriteFile(m.tb, m.path("mosquitto.conf"), []byte(m.rewriteConf(m.certFile, m.keyFile)))
+}
+
+// missingServer fails the test in CI (env CI set), where a missing server
+// is a broken machine, and skips it with msg elsewhere.
+func missingServer(tb testing.TB, msg string) {
+	tb.Helper()
+	if os.Getenv("CI") != "" {
+		tb.Fatal(msg + " (CI is set: a missing server fails the test)")
+	}
+	tb.Skip(msg)
 }
 
 func lookBin(name, fallback string) string {
@@ -146,9 +167,21 @@ func (m *mosquittoBroker) rewriteConf(certFile, keyFile string) string {
 	return out.String()
 }
 
-// start runs the broker and waits until every listener accepts connections.
+// start runs the broker and waits until every listener accepts connections;
+// ports another process holds are exchanged for new ones.
 func (m *mosquittoBroker) start() {
 	m.tb.Helper()
+	for try := 0; ; try++ {
+		if m.tryStart() || try == 4 {
+			return
+		}
+		m.pickPorts()
+	}
+}
+
+func (m *mosquittoBroker) tryStart() bool {
+	m.tb.Helper()
+	m.log.reset()
 	m.cmd = exec.Command(m.bin, "-c", m.path("mosquitto.conf"))
 	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
 	if err := m.cmd.Start(); err != nil {
@@ -163,6 +196,10 @@ func (m *mosquittoBroker) start() {
 			select {
 			case <-exited:
 				m.cmd = nil
+				if strings.Contains(m.log.String(), "Address already in use") {
+					m.tb.Logf("mosquitto ports taken, trying others:\n%s", m.log.String())
+					return false
+				}
 				m.tb.Fatalf("mosquitto exited:\n%s", m.log.String())
 			default:
 			}
@@ -176,6 +213,7 @@ func (m *mosquittoBroker) start() {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	return true
 }
 
 func (m *mosquittoBroker) stop() {

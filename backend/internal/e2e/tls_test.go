@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -184,7 +183,6 @@ func TestTLSRefusesBadFiles(t *testing.T) {
 func startErr(tb testing.TB, mod func(*config.Config)) error {
 	tb.Helper()
 	env := e2eEnv(tb)
-	env["TAWSIL_MQTT_LISTEN"] = freeAddr(tb)
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
 		tb.Fatal(err)
@@ -192,11 +190,8 @@ func startErr(tb testing.TB, mod func(*config.Config)) error {
 	mod(&cfg)
 	m := app.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	m.BcryptCost = 4
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
+	m.MQTTListener = listenLocal(tb)
+	ln := listenLocal(tb)
 	if err := m.Start(tb.Context(), ln); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -34,7 +35,8 @@ const MaxPacket = 64 << 10
 
 // Options configure the broker.
 type Options struct {
-	Listen          string
+	Listen          string       // address to listen on when Listener is nil
+	Listener        net.Listener // an open listener to serve on (tests open it on port 0)
 	TLS             *tls.Config
 	Prefix          string
 	Auth            DeviceAuth
@@ -48,7 +50,7 @@ type Options struct {
 // Broker is a running embedded broker.
 type Broker struct {
 	srv  *mqtt.Server
-	tcp  *listeners.TCP
+	ln   listeners.Listener
 	opts Options
 }
 
@@ -63,14 +65,21 @@ func Start(o Options) (*Broker, error) {
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, err
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: o.Listen, TLSConfig: o.TLS})
-	if err := srv.AddListener(tcp); err != nil {
+	var ln listeners.Listener = listeners.NewTCP(listeners.Config{ID: "tcp", Address: o.Listen, TLSConfig: o.TLS})
+	if o.Listener != nil {
+		nl := o.Listener
+		if o.TLS != nil {
+			nl = tls.NewListener(nl, o.TLS)
+		}
+		ln = listeners.NewNet("tcp", nl)
+	}
+	if err := srv.AddListener(ln); err != nil {
 		return nil, fmt.Errorf("mqtt listen %s: %w", o.Listen, err)
 	}
 	if err := srv.Serve(); err != nil {
 		return nil, err
 	}
-	return &Broker{srv: srv, tcp: tcp, opts: o}, nil
+	return &Broker{srv: srv, ln: ln, opts: o}, nil
 }
 
 func capabilities() *mqtt.Capabilities {
@@ -86,7 +95,7 @@ func capabilities() *mqtt.Capabilities {
 }
 
 // Addr is the listener's address.
-func (b *Broker) Addr() string { return b.tcp.Address() }
+func (b *Broker) Addr() string { return b.ln.Address() }
 
 // Publish sends a message from the backend (tasks, config) through the
 // in-process client.
