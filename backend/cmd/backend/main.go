@@ -1,10 +1,13 @@
 // Command backend runs the Tawsil backend: HTTP API, MQTT ingest, live index,
-// dispatch. Configuration comes from the environment (see README).
+// dispatch. Configuration comes from the environment (see README, or -h).
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -16,16 +19,37 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	err := run(os.Args[1:], os.Stdout, os.Getenv)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "tawsil backend:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	cfg, err := config.Load(os.Getenv)
+var errUsage = errors.New("usage")
+
+func run(args []string, stdout io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet("backend", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() { fmt.Fprint(stdout, config.Usage) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stdout, "unexpected argument %q\n\n%s", fs.Arg(0), config.Usage)
+		return errUsage
+	}
+	cfg, err := config.Load(getenv)
 	if err != nil {
-		return err
+		return fmt.Errorf("configuration:\n%w", err)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {

@@ -117,10 +117,8 @@ func Load(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("TAWSIL_CONFIG %s: %w", path, err)
 		}
 	}
-	if err := c.applyEnv(getenv); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	// Every bad setting at once: unparsable values and invalid ones.
+	return c, errors.Join(c.applyEnv(getenv), c.Validate())
 }
 
 func (c *Config) applyEnv(getenv func(string) string) error {
@@ -235,117 +233,113 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	return errors.Join(errs...)
 }
 
-// Validate reports the first setting that is missing or invalid, by its
-// environment variable name.
+// Validate reports every setting that is missing or invalid, each by its
+// environment variable name, joined in one error (one line each).
 func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if err := validAddr(c.HTTPAddr); err != nil {
-		return fmt.Errorf("TAWSIL_HTTP_ADDR: %w", err)
+		bad("TAWSIL_HTTP_ADDR: %w", err)
 	}
 	if len(c.JWTKeys) == 0 {
-		return errors.New("TAWSIL_JWT_SECRET: required (or TAWSIL_JWT_KEYS=kid:secret,...): at least 32 random bytes")
-	}
-	active := false
-	seen := map[string]bool{}
-	for _, k := range c.JWTKeys {
-		if len(k.Secret) < 32 {
-			return fmt.Errorf("TAWSIL_JWT_SECRET: key %q is %d bytes, need at least 32", k.KID, len(k.Secret))
+		bad("TAWSIL_JWT_SECRET: required (or TAWSIL_JWT_KEYS=kid:secret,...): at least 32 random bytes")
+	} else {
+		active := false
+		seen := map[string]bool{}
+		for _, k := range c.JWTKeys {
+			if len(k.Secret) < 32 {
+				bad("TAWSIL_JWT_SECRET: key %q is %d bytes, need at least 32", k.KID, len(k.Secret))
+			}
+			if seen[k.KID] {
+				bad("TAWSIL_JWT_KEYS: key id %q appears twice", k.KID)
+			}
+			seen[k.KID] = true
+			active = active || k.KID == c.JWTActiveKID
 		}
-		if seen[k.KID] {
-			return fmt.Errorf("TAWSIL_JWT_KEYS: key id %q appears twice", k.KID)
+		if !active {
+			bad("TAWSIL_JWT_ACTIVE_KID: %q is not among the configured keys", c.JWTActiveKID)
 		}
-		seen[k.KID] = true
-		active = active || k.KID == c.JWTActiveKID
-	}
-	if !active {
-		return fmt.Errorf("TAWSIL_JWT_ACTIVE_KID: %q is not among the configured keys", c.JWTActiveKID)
 	}
 	if c.MongoURI != "" {
 		u, err := url.Parse(c.MongoURI)
 		if err != nil || (u.Scheme != "mongodb" && u.Scheme != "mongodb+srv") {
-			return errors.New("MONGODB_URI: must be a mongodb:// or mongodb+srv:// URL")
+			bad("MONGODB_URI: must be a mongodb:// or mongodb+srv:// URL")
 		}
 	} else {
 		if c.DataDir == "" {
-			return errors.New("TAWSIL_DATA_DIR: required for the embedded store")
+			bad("TAWSIL_DATA_DIR: required for the embedded store")
 		}
 		switch c.FerretHandler {
 		case "sqlite":
 		case "postgresql":
 			if c.FerretPGURL == "" {
-				return errors.New("TAWSIL_FERRET_PG_URL: required with TAWSIL_FERRET_HANDLER=postgresql")
+				bad("TAWSIL_FERRET_PG_URL: required with TAWSIL_FERRET_HANDLER=postgresql")
 			}
 		default:
-			return fmt.Errorf("TAWSIL_FERRET_HANDLER: %q is not sqlite or postgresql", c.FerretHandler)
+			bad("TAWSIL_FERRET_HANDLER: %q is not sqlite or postgresql", c.FerretHandler)
 		}
 	}
 	if c.MQTTURL != "" {
 		u, err := url.Parse(c.MQTTURL)
 		if err != nil || u.Host == "" {
-			return errors.New("MQTT_URL: must be a URL such as tcp://host:1883 or tls://host:8883")
-		}
-		switch u.Scheme {
-		case "tcp", "mqtt", "tls", "ssl", "mqtts", "ws", "wss":
-		default:
-			return fmt.Errorf("MQTT_URL: scheme %q not supported", u.Scheme)
+			bad("MQTT_URL: must be a URL such as tcp://host:1883 or tls://host:8883")
+		} else {
+			switch u.Scheme {
+			case "tcp", "mqtt", "tls", "ssl", "mqtts", "ws", "wss":
+			default:
+				bad("MQTT_URL: scheme %q not supported", u.Scheme)
+			}
 		}
 	} else if err := validAddr(c.MQTTListen); err != nil {
-		return fmt.Errorf("TAWSIL_MQTT_LISTEN: %w", err)
+		bad("TAWSIL_MQTT_LISTEN: %w", err)
 	}
-	switch {
-	case c.MongoDatabase == "":
-		return errors.New("TAWSIL_MONGO_DB: required")
-	case c.TopicPrefix == "" || strings.ContainsAny(c.TopicPrefix, "+#") || strings.HasSuffix(c.TopicPrefix, "/"):
-		return errors.New("TAWSIL_TOPIC_PREFIX: must be a topic without wildcards or trailing slash")
-	case c.AccessTTL < time.Minute || c.AccessTTL > 24*time.Hour:
-		return errors.New("TAWSIL_ACCESS_TTL: must be between 1m and 24h")
-	case c.RefreshTTL < c.AccessTTL:
-		return errors.New("TAWSIL_REFRESH_TTL: must be at least TAWSIL_ACCESS_TTL")
-	case (c.AdminEmail == "") != (c.AdminPassword == ""):
-		return errors.New("TAWSIL_ADMIN_PASSWORD: TAWSIL_ADMIN_EMAIL and TAWSIL_ADMIN_PASSWORD go together")
-	case c.AdminPassword != "" && len(c.AdminPassword) < 10:
-		return errors.New("TAWSIL_ADMIN_PASSWORD: at least 10 characters")
-	case c.BodyLimit < 1024 || c.BodyLimit > 16<<20:
-		return errors.New("TAWSIL_BODY_LIMIT: must be between 1 KiB and 16 MiB")
-	case c.PositionsRetentionDays < 1:
-		return errors.New("TAWSIL_POSITIONS_RETENTION_DAYS: must be at least 1")
-	case c.CustomerDataDays < 1:
-		return errors.New("TAWSIL_CUSTOMER_DATA_DAYS: must be at least 1")
-	case c.HistoryFlushInterval <= 0 || c.HistoryFlushInterval > 10*time.Second:
-		return errors.New("TAWSIL_HISTORY_FLUSH: must be in (0, 10s]")
-	case c.HistoryQueueMax < 1000:
-		return errors.New("TAWSIL_HISTORY_QUEUE_MAX: must be at least 1000")
-	case c.StaleAfter < 10*time.Second:
-		return errors.New("TAWSIL_STALE_AFTER: must be at least 10s")
-	case c.MaxFixAge <= 0 || c.MaxFixFuture < 0:
-		return errors.New("TAWSIL_MAX_FIX_AGE: must be > 0 (and TAWSIL_MAX_FIX_FUTURE >= 0)")
-	case c.MaxAccuracyM <= 0:
-		return errors.New("TAWSIL_MAX_ACCURACY_M: must be > 0")
-	case c.MaxSpeedMPS <= 0:
-		return errors.New("TAWSIL_MAX_SPEED_MPS: must be > 0")
-	case c.OfferTimeout < time.Second:
-		return errors.New("TAWSIL_OFFER_TIMEOUT: must be at least 1s")
+	checks := []struct {
+		wrong bool
+		msg   string
+	}{
+		{c.MongoDatabase == "", "TAWSIL_MONGO_DB: required"},
+		{c.TopicPrefix == "" || strings.ContainsAny(c.TopicPrefix, "+#") || strings.HasSuffix(c.TopicPrefix, "/"),
+			"TAWSIL_TOPIC_PREFIX: must be a topic without wildcards or trailing slash"},
+		{c.AccessTTL < time.Minute || c.AccessTTL > 24*time.Hour, "TAWSIL_ACCESS_TTL: must be between 1m and 24h"},
+		{c.RefreshTTL < c.AccessTTL, "TAWSIL_REFRESH_TTL: must be at least TAWSIL_ACCESS_TTL"},
+		{(c.AdminEmail == "") != (c.AdminPassword == ""), "TAWSIL_ADMIN_PASSWORD: TAWSIL_ADMIN_EMAIL and TAWSIL_ADMIN_PASSWORD go together"},
+		{c.AdminPassword != "" && len(c.AdminPassword) < 10, "TAWSIL_ADMIN_PASSWORD: at least 10 characters"},
+		{c.BodyLimit < 1024 || c.BodyLimit > 16<<20, "TAWSIL_BODY_LIMIT: must be between 1 KiB and 16 MiB"},
+		{c.PositionsRetentionDays < 1, "TAWSIL_POSITIONS_RETENTION_DAYS: must be at least 1"},
+		{c.CustomerDataDays < 1, "TAWSIL_CUSTOMER_DATA_DAYS: must be at least 1"},
+		{c.HistoryFlushInterval <= 0 || c.HistoryFlushInterval > 10*time.Second, "TAWSIL_HISTORY_FLUSH: must be in (0, 10s]"},
+		{c.HistoryQueueMax < 1000, "TAWSIL_HISTORY_QUEUE_MAX: must be at least 1000"},
+		{c.StaleAfter < 10*time.Second, "TAWSIL_STALE_AFTER: must be at least 10s"},
+		{c.MaxFixAge <= 0 || c.MaxFixFuture < 0, "TAWSIL_MAX_FIX_AGE: must be > 0 (and TAWSIL_MAX_FIX_FUTURE >= 0)"},
+		{c.MaxAccuracyM <= 0, "TAWSIL_MAX_ACCURACY_M: must be > 0"},
+		{c.MaxSpeedMPS <= 0, "TAWSIL_MAX_SPEED_MPS: must be > 0"},
+		{c.OfferTimeout < time.Second, "TAWSIL_OFFER_TIMEOUT: must be at least 1s"},
 	}
-	if err := c.validateTLS(); err != nil {
-		return err
+	for _, ch := range checks {
+		if ch.wrong {
+			errs = append(errs, errors.New(ch.msg))
+		}
 	}
+	errs = append(errs, c.validateTLS()...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("TAWSIL_LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel)
+		bad("TAWSIL_LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel)
 	}
 	for _, p := range c.TrustedProxies {
 		if net.ParseIP(p) == nil {
 			if _, _, err := net.ParseCIDR(p); err != nil {
-				return fmt.Errorf("TAWSIL_TRUSTED_PROXIES: %q is not an IP or CIDR", p)
+				bad("TAWSIL_TRUSTED_PROXIES: %q is not an IP or CIDR", p)
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // validateTLS checks that certificates and keys come in pairs and that each
 // setting applies to the broker mode in use. The files are read at start.
-func (c Config) validateTLS() error {
+func (c Config) validateTLS() []error {
+	var errs []error
 	pairs := []struct{ certVar, cert, keyVar, key string }{
 		{"TAWSIL_HTTP_TLS_CERT", c.HTTPTLSCert, "TAWSIL_HTTP_TLS_KEY", c.HTTPTLSKey},
 		{"TAWSIL_MQTT_TLS_CERT", c.MQTTTLSCert, "TAWSIL_MQTT_TLS_KEY", c.MQTTTLSKey},
@@ -353,18 +347,18 @@ func (c Config) validateTLS() error {
 	for _, p := range pairs {
 		switch {
 		case p.cert != "" && p.key == "":
-			return fmt.Errorf("%s: required with %s", p.keyVar, p.certVar)
+			errs = append(errs, fmt.Errorf("%s: required with %s", p.keyVar, p.certVar))
 		case p.key != "" && p.cert == "":
-			return fmt.Errorf("%s: required with %s", p.certVar, p.keyVar)
+			errs = append(errs, fmt.Errorf("%s: required with %s", p.certVar, p.keyVar))
 		}
 	}
 	switch {
 	case c.MQTTURL != "" && c.MQTTTLSCert != "":
-		return errors.New("TAWSIL_MQTT_TLS_CERT: applies to the embedded broker only; with MQTT_URL the external broker holds the certificate")
+		errs = append(errs, errors.New("TAWSIL_MQTT_TLS_CERT: applies to the embedded broker only; with MQTT_URL the external broker holds the certificate"))
 	case c.MQTTURL == "" && c.MQTTCAFile != "":
-		return errors.New("TAWSIL_MQTT_CA_FILE: applies to an external broker (MQTT_URL) only")
+		errs = append(errs, errors.New("TAWSIL_MQTT_CA_FILE: applies to an external broker (MQTT_URL) only"))
 	}
-	return nil
+	return errs
 }
 
 func validAddr(a string) error {

@@ -118,3 +118,28 @@ func TestLoadTLS(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadListsEveryBadSetting(t *testing.T) {
+	_, err := Load(env(map[string]string{
+		"TAWSIL_HTTP_ADDR":                "8080",
+		"MONGODB_URI":                     "http://x",
+		"TAWSIL_ACCESS_TTL":               "soon",
+		"TAWSIL_POSITIONS_RETENTION_DAYS": "0",
+		"TAWSIL_OFFER_TIMEOUT":            "1ms",
+		"TAWSIL_LOG_LEVEL":                "loud",
+		"TAWSIL_HTTP_TLS_CERT":            "a.crt",
+	}))
+	want := []string{"TAWSIL_HTTP_ADDR", "TAWSIL_JWT_SECRET", "MONGODB_URI", "TAWSIL_ACCESS_TTL",
+		"TAWSIL_POSITIONS_RETENTION_DAYS", "TAWSIL_OFFER_TIMEOUT", "TAWSIL_LOG_LEVEL", "TAWSIL_HTTP_TLS_KEY"}
+	if err == nil {
+		t.Fatal("Load accepted bad settings")
+	}
+	for _, name := range want {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s:\n%v", name, err)
+		}
+	}
+	if n := strings.Count(err.Error(), "\n") + 1; n != len(want) {
+		t.Errorf("%d lines, want one per bad setting (%d):\n%v", n, len(want), err)
+	}
+}
