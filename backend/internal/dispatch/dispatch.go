@@ -86,6 +86,7 @@ type Stop struct {
 	At        Point     `json:"at"`
 	PromiseBy time.Time `json:"promise_by,omitzero"` // drop-offs: the order's promise
 	Origin    Point     `json:"origin"`              // the order's pick-up point (batching looks at it)
+	ReadyAt   time.Time `json:"ready_at,omitzero"`   // pick-ups: the parcel is not handed over before this (merchant preparation)
 }
 
 // Candidate is a courier that could take an order, as the live index sees it.
@@ -99,6 +100,10 @@ type Candidate struct {
 	Route         []Stop    // remaining stops, in order
 	AssignedToday int       // for fairness
 	IdleSince     time.Time // zero when busy
+	// FreeAt is when the courier, at Lat/Lng, is done with what it is doing
+	// (a handover, a leg it cannot leave) and starts on Route; zero or
+	// before now means now.
+	FreeAt time.Time
 }
 
 // CandidateSource finds couriers near a point. The integrator adapts the
@@ -122,6 +127,7 @@ type Job struct {
 	Pickup    Point
 	Dropoff   Point
 	PromiseBy time.Time
+	ReadyAt   time.Time // zero: ready now
 }
 
 // JobFor returns the Job for an order.

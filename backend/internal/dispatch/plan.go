@@ -55,9 +55,10 @@ func (d *Dispatcher) insert(job Job, jp jobPaces, c *Candidate, now time.Time, b
 
 	start := Point{c.Lat, c.Lng}
 	paces = append(paces, d.eta.Pace(start.Lat, start.Lng, now))
-	t, pos, pace := now, start, paces[0]
+	t, pos, pace := c.startAt(now), start, paces[0]
 	for _, s := range c.Route {
-		t = t.Add(leg(pos, s.At, pace) + d.service(s.Kind))
+		t = t.Add(leg(pos, s.At, pace))
+		t = waitReady(t, s.Kind, s.ReadyAt).Add(d.service(s.Kind))
 		base = append(base, t)
 		pace = d.eta.Pace(s.At.Lat, s.At.Lng, now)
 		paces = append(paces, pace)
@@ -88,7 +89,7 @@ func (d *Dispatcher) insert(job Job, jp jobPaces, c *Candidate, now time.Time, b
 	}
 	best.plan = make([]Stop, 0, n+2)
 	best.plan = append(best.plan, c.Route[:bi]...)
-	best.plan = append(best.plan, Stop{OrderID: job.OrderID, Kind: StopPickup, At: job.Pickup, Origin: job.Pickup})
+	best.plan = append(best.plan, Stop{OrderID: job.OrderID, Kind: StopPickup, At: job.Pickup, Origin: job.Pickup, ReadyAt: job.ReadyAt})
 	best.plan = append(best.plan, c.Route[bi:bj]...)
 	best.plan = append(best.plan, Stop{OrderID: job.OrderID, Kind: StopDropoff, At: job.Dropoff, PromiseBy: job.PromiseBy, Origin: job.Pickup})
 	best.plan = append(best.plan, c.Route[bj:]...)
@@ -99,7 +100,7 @@ func (d *Dispatcher) insert(job Job, jp jobPaces, c *Candidate, now time.Time, b
 // after j existing stops, and checks the promises.
 func (d *Dispatcher) simulate(job Job, jp jobPaces, c *Candidate, paces []float64, base []time.Time, now time.Time, i, j int, enforceNew bool) (insertion, bool) {
 	n := len(c.Route)
-	t, pos, pace := now, Point{c.Lat, c.Lng}, paces[0]
+	t, pos, pace := c.startAt(now), Point{c.Lat, c.Lng}, paces[0]
 	ins := insertion{slack: 1<<63 - 1}
 	for k := 0; k < n+2; k++ {
 		var (
@@ -107,13 +108,14 @@ func (d *Dispatcher) simulate(job Job, jp jobPaces, c *Candidate, paces []float6
 			next    float64
 			kind    StopKind
 			promise time.Time
+			ready   time.Time
 			e       = -1 // index of an existing stop, or -1 for the job's
 		)
 		switch {
 		case k < i:
 			e = k
 		case k == i:
-			at, next, kind = job.Pickup, jp.pickup, StopPickup
+			at, next, kind, ready = job.Pickup, jp.pickup, StopPickup, job.ReadyAt
 		case k <= j:
 			e = k - 1
 		case k == j+1:
@@ -123,13 +125,13 @@ func (d *Dispatcher) simulate(job Job, jp jobPaces, c *Candidate, paces []float6
 		}
 		if e >= 0 {
 			s := &c.Route[e]
-			at, next, kind, promise = s.At, paces[e+1], s.Kind, s.PromiseBy
+			at, next, kind, promise, ready = s.At, paces[e+1], s.Kind, s.PromiseBy, s.ReadyAt
 		}
 		t = t.Add(leg(pos, at, pace))
 		if e < 0 && kind == StopPickup {
 			ins.pickupAt = t
 		}
-		t = t.Add(d.service(kind))
+		t = waitReady(t, kind, ready).Add(d.service(kind))
 		pos, pace = at, next
 		if e < 0 && kind == StopDropoff {
 			ins.deliveryAt = t
@@ -159,6 +161,23 @@ func (d *Dispatcher) simulate(job Job, jp jobPaces, c *Candidate, paces []float6
 	return ins, true
 }
 
+// startAt is when c starts on its route: now, or later if it is still busy.
+func (c *Candidate) startAt(now time.Time) time.Time {
+	if c.FreeAt.After(now) {
+		return c.FreeAt
+	}
+	return now
+}
+
+// waitReady is when a stop reached at t can be served: a pick-up waits for
+// its parcel to be ready.
+func waitReady(t time.Time, k StopKind, ready time.Time) time.Time {
+	if k == StopPickup && ready.After(t) {
+		return ready
+	}
+	return t
+}
+
 func (d *Dispatcher) service(k StopKind) time.Duration {
 	if k == StopPickup {
 		return d.cfg.PickupService
@@ -185,7 +204,8 @@ func (d *Dispatcher) PredictDelivery(orderID string, pos Point, route []Stop, no
 	t, at := now, pos
 	pace := d.eta.Pace(pos.Lat, pos.Lng, now)
 	for _, s := range route {
-		t = t.Add(leg(at, s.At, pace) + d.service(s.Kind))
+		t = t.Add(leg(at, s.At, pace))
+		t = waitReady(t, s.Kind, s.ReadyAt).Add(d.service(s.Kind))
 		if s.Kind == StopDropoff && s.OrderID == orderID {
 			return t, true
 		}

@@ -1,0 +1,268 @@
+package mdrp
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func mustLoad(tb testing.TB, dir string) *Instance {
+	tb.Helper()
+	in, err := Load(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return in
+}
+
+func mustPolicies(tb testing.TB, in *Instance) []Policy {
+	tb.Helper()
+	ps, err := Policies(in)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ps
+}
+
+func params() Params {
+	return Params{MetersPerMinute: 100, PickupService: 4, DropoffService: 4, TargetC2D: 40, MaxC2D: 90, PayPerOrder: 10, GuaranteedPerHour: 15}
+}
+
+// One courier, two orders from two restaurants, worked out by hand:
+// o1: leave 0, at r1 10, pick up max(10+2, ready 10) = 12, leave 14, at o1
+// 14+5 = 19, hand over 21, free 23. o2 (placed 30, ready 35): leave r... the
+// courier is at o1 (1000,500); r2 is at (0,2000): ceil(1802.8/100) = 19 →
+// at r2 49, pick up 51, leave 53, at o2 58, hand over 60.
+func TestTwoOrdersByHand(t *testing.T) {
+	in := mustLoad(t, filepath.Join("testdata", "two-orders"))
+	for _, p := range mustPolicies(t, in) {
+		t.Run(strings.Fields(p.Name())[0], func(t *testing.T) {
+			r := Play(in, p)
+			if len(r.Violations) > 0 {
+				t.Fatal(r.Violations)
+			}
+			want := map[string]Delivery{
+				"o1": {Delivered: true, PickupAt: 12, DropoffAt: 21, Courier: "c1"},
+				"o2": {Delivered: true, PickupAt: 51, DropoffAt: 60, Courier: "c1"},
+			}
+			for id, w := range want {
+				if got := r.Solution.Orders[id]; got != w {
+					t.Errorf("%s: got %+v, want %+v", id, got, w)
+				}
+			}
+			m := r.Metrics
+			if m.Delivered != 2 || m.ClickToDoor.Mean != (21+30)/2.0 || m.ClickToDoor.Max != 30 {
+				t.Errorf("metrics: %+v", m.ClickToDoor)
+			}
+			if m.ReadyToPickup.Mean != (2+16)/2.0 {
+				t.Errorf("ready-to-pickup mean %v, want 9", m.ReadyToPickup.Mean)
+			}
+			// Shift 120 min: guarantee 30 MAD beats 2 × 10.
+			if m.TotalPay != 30 || m.GuaranteeShare != 1 || m.CostPerOrder() != 15 {
+				t.Errorf("pay %v, guarantee share %v, cost/order %v", m.TotalPay, m.GuaranteeShare, m.CostPerOrder())
+			}
+			if got := m.OrdersPerCourierHour; got != 1 {
+				t.Errorf("orders per courier-hour %v, want 1", got)
+			}
+		})
+	}
+}
+
+func instance(orders []Order, rests []Restaurant, couriers []Courier) *Instance {
+	in := &Instance{Name: "test", Params: params(), Orders: orders, Couriers: couriers, Restaurants: map[string]Restaurant{}}
+	for _, r := range rests {
+		in.Restaurants[r.ID] = r
+	}
+	return in
+}
+
+// Two orders of one restaurant ready together go out as one bundle with
+// Tawsil and the rolling horizon, in two trips with the greedy baseline.
+func TestBundle(t *testing.T) {
+	in := instance(
+		[]Order{{"o1", 1000, 1000, 0, "r1", 15}, {"o2", 1200, 1000, 1, "r1", 15}},
+		[]Restaurant{{"r1", 1000, 0}},
+		[]Courier{{"c1", 0, 0, 0, 200}})
+	sizes := map[string]int{}
+	for _, p := range mustPolicies(t, in) {
+		r := Play(in, p)
+		if len(r.Violations) > 0 {
+			t.Fatal(p.Name(), r.Violations)
+		}
+		if r.Metrics.Delivered != 2 {
+			t.Fatalf("%s delivered %d", p.Name(), r.Metrics.Delivered)
+		}
+		sizes[strings.Fields(p.Name())[0]] = len(r.Solution.Assignments)
+		if strings.HasPrefix(p.Name(), "tawsil") {
+			a := r.Solution.Assignments[0]
+			// Both ready at 15: picked up together at 15, o1 (nearer) first: at o1 15+2+10=27, hand over 29;
+			// o2 200 m on: leave 31, arrive 33, hand over 35.
+			if a.PickupAt != 15 || !slices.Equal(a.Orders, []string{"o1", "o2"}) || r.Solution.Orders["o2"].DropoffAt != 35 {
+				t.Errorf("bundle %+v, o2 %+v", a, r.Solution.Orders["o2"])
+			}
+		}
+	}
+	if sizes["tawsil"] != 1 || sizes["rolling"] != 1 || sizes["greedy"] != 2 {
+		t.Errorf("bundles per policy: %v, want tawsil 1, rolling 1, greedy 2", sizes)
+	}
+}
+
+// A courier whose shift ends before it can reach the restaurant never gets
+// the order; one that can pick up exactly at its off time does.
+func TestOffTimeEdge(t *testing.T) {
+	tests := []struct {
+		name string
+		off  int
+		want int
+	}{
+		{"just-in-time", 12, 1}, // at r1 at 10, hands over at 12 = off time
+		{"too-late", 11, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := instance([]Order{{"o1", 1000, 500, 0, "r1", 0}}, []Restaurant{{"r1", 1000, 0}}, []Courier{{"c1", 0, 0, 0, tt.off}})
+			for _, p := range mustPolicies(t, in) {
+				r := Play(in, p)
+				if len(r.Violations) > 0 {
+					t.Fatal(p.Name(), r.Violations)
+				}
+				if r.Metrics.Delivered != tt.want {
+					t.Errorf("%s: delivered %d, want %d", p.Name(), r.Metrics.Delivered, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// An order ready 30 minutes after placement is picked up when it is ready,
+// not before (the courier waits at the restaurant) and not needlessly later.
+func TestLateReady(t *testing.T) {
+	in := instance([]Order{{"o1", 1000, 500, 0, "r1", 30}}, []Restaurant{{"r1", 1000, 0}}, []Courier{{"c1", 0, 0, 0, 200}})
+	for _, p := range mustPolicies(t, in) {
+		r := Play(in, p)
+		if len(r.Violations) > 0 {
+			t.Fatal(p.Name(), r.Violations)
+		}
+		d := r.Solution.Orders["o1"]
+		if d.PickupAt < 30 {
+			t.Fatalf("%s: picked up at %d, before ready", p.Name(), d.PickupAt)
+		}
+		// Tawsil and the greedy baseline send the courier at once (at r1 at 10):
+		// picked up at 30, leave 32, at o1 37, hand over 39. The rolling
+		// horizon looks 10 min ahead: leaves at 20, picks up at 32.
+		want := 39
+		if strings.HasPrefix(p.Name(), "rolling") {
+			want = 41
+		}
+		if d.DropoffAt != want {
+			t.Errorf("%s: o1 %+v, want drop-off %d", p.Name(), d, want)
+		}
+	}
+}
+
+// Check finds each kind of violation the evaluator looks for.
+func TestCheckFindsViolations(t *testing.T) {
+	in := mustLoad(t, filepath.Join("testdata", "two-orders"))
+	good := Run(in, Greedy{})
+	if v := Check(in, good); len(v) > 0 {
+		t.Fatal(v)
+	}
+	tests := []struct {
+		name   string
+		break_ func(s *Solution)
+		want   string
+	}{
+		{"assigned-early", func(s *Solution) { s.Assignments[1].AssignedAt = 29 }, "before it was placed"},
+		{"picked-before-ready", func(s *Solution) {
+			s.Assignments[0].PickupAt = 9
+			d := s.Orders["o1"]
+			d.PickupAt = 9
+			s.Orders["o1"] = d
+		}, "before it was ready"},
+		{"drop-on-arrival", func(s *Solution) { d := s.Orders["o1"]; d.DropoffAt = 19; s.Orders["o1"] = d }, "at drop-off time"},
+		{"twice", func(s *Solution) { s.Assignments = append(s.Assignments, s.Assignments[0]) }, "in 2 assignments"},
+		{"teleport", func(s *Solution) { s.Moves[1].From = "r2" }, "but is at"},
+		{"off-time", func(s *Solution) { s.Assignments[1].PickupAt = 121 }, "off time"},
+		{"departs-early", func(s *Solution) { s.Moves[1].Depart = 5 }, "departs before it arrives"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Run(in, Greedy{})
+			tt.break_(s)
+			v := Check(in, s)
+			if !slices.ContainsFunc(v, func(s string) bool { return strings.Contains(s, tt.want) }) {
+				t.Errorf("violations %q, want one with %q", v, tt.want)
+			}
+		})
+	}
+}
+
+// Written solution files read back to the same solution, and the
+// undelivered orders are written as non-numeric.
+func TestSolutionFilesRoundTrip(t *testing.T) {
+	in := mustLoad(t, filepath.Join("testdata", "two-orders"))
+	in.Orders = append(in.Orders, Order{"o3", 5, 5, 119, "r1", 500}) // never ready within a shift
+	s := Run(in, mustPolicies(t, in)[0])
+	dir := t.TempDir()
+	if err := s.Write(in, dir); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadSolution(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := Check(in, back); len(v) > 0 {
+		t.Fatal(v)
+	}
+	if back.Orders["o3"].Delivered || Score(in, back) != Score(in, s) {
+		t.Errorf("round trip changed the solution: %+v vs %+v", Score(in, back), Score(in, s))
+	}
+}
+
+// Random instances: every policy's solution passes every rule.
+func TestRandomInstancesFeasible(t *testing.T) {
+	for seed := range uint64(8) {
+		in := randomInstance(seed, 120, 15, 10)
+		for _, p := range mustPolicies(t, in) {
+			r := Play(in, p)
+			if len(r.Violations) > 0 {
+				t.Fatalf("seed %d %s: %d violations, first %s", seed, p.Name(), len(r.Violations), r.Violations[0])
+			}
+		}
+	}
+}
+
+func randomInstance(seed uint64, orders, rests, couriers int) *Instance {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	in := instance(nil, nil, nil)
+	in.Params.MetersPerMinute = 320
+	for i := range rests {
+		id := fmt.Sprintf("r%d", i+1)
+		in.Restaurants[id] = Restaurant{id, rng.Float64() * 8000, rng.Float64() * 8000}
+	}
+	for i := range couriers {
+		on := rng.IntN(200)
+		in.Couriers = append(in.Couriers, Courier{fmt.Sprintf("c%d", i+1), rng.Float64() * 8000, rng.Float64() * 8000, on, on + 120 + rng.IntN(240)})
+	}
+	for i := range orders {
+		placed := rng.IntN(400)
+		in.Orders = append(in.Orders, Order{fmt.Sprintf("o%d", i+1), rng.Float64() * 8000, rng.Float64() * 8000, placed,
+			fmt.Sprintf("r%d", rng.IntN(rests)+1), placed + 1 + rng.IntN(35)})
+	}
+	return in
+}
+
+func BenchmarkTawsilDecision(b *testing.B) {
+	in := randomInstance(1, 2000, 100, 250)
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		p := mustPolicies(b, in)[0].(*Tawsil)
+		Run(in, p)
+		n += len(p.Decisions)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/decision")
+}

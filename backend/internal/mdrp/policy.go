@@ -1,0 +1,293 @@
+package mdrp
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/tawsil/tawsil/backend/internal/dispatch"
+)
+
+// Greedy is the baseline: each open order, oldest first, goes alone to the
+// nearest idle courier on shift that can pick it up before its off time.
+type Greedy struct{}
+
+// Name implements Policy.
+func (Greedy) Name() string { return "greedy (nearest idle, no bundling)" }
+
+// Decide implements Policy.
+func (Greedy) Decide(e *Engine, _ []int) {
+	in := e.Instance()
+	for _, o := range e.Open() {
+		r := in.Restaurants[in.Orders[o].Restaurant]
+		best, bestD := -1, math.Inf(1)
+		for ci := 0; ci < e.Couriers(); ci++ {
+			if !e.OnShift(ci) || !e.Idle(ci) {
+				continue
+			}
+			x, y := e.Position(ci)
+			if d := math.Hypot(r.X-x, r.Y-y); d < bestD {
+				route := []Stop{{Pickup, o, e.Now()}, {Dropoff, o, e.Now()}}
+				if e.Predict(ci, route).Feasible {
+					best, bestD = ci, d
+				}
+			}
+		}
+		if best >= 0 {
+			e.Assign(best, []Stop{{Pickup, o, e.Now()}, {Dropoff, o, e.Now()}})
+		}
+	}
+}
+
+// Rolling is a rolling-horizon bundling heuristic: every minute, open
+// orders whose food is ready within Horizon are grouped by restaurant into
+// bundles of up to MaxBundle orders ready within Window of each other,
+// dropped off nearest-first; each bundle, earliest ready first, is appended
+// to the route of the courier that would drop its last order soonest.
+type Rolling struct {
+	Horizon, Window, MaxBundle int
+}
+
+// Name implements Policy.
+func (r Rolling) Name() string {
+	return fmt.Sprintf("rolling horizon (%d min, bundles ≤ %d)", r.Horizon, r.MaxBundle)
+}
+
+// Decide implements Policy.
+func (r Rolling) Decide(e *Engine, _ []int) {
+	in := e.Instance()
+	now := e.Now()
+	byRest := map[string][]int{}
+	var rests []string
+	for _, o := range e.Open() {
+		ord := &in.Orders[o]
+		if ord.Ready > now+r.Horizon {
+			continue
+		}
+		if byRest[ord.Restaurant] == nil {
+			rests = append(rests, ord.Restaurant)
+		}
+		byRest[ord.Restaurant] = append(byRest[ord.Restaurant], o)
+	}
+	var bundles [][]int
+	for _, id := range rests {
+		os := byRest[id]
+		slices.SortFunc(os, func(a, b int) int { return cmp.Compare(in.Orders[a].Ready, in.Orders[b].Ready) })
+		for len(os) > 0 {
+			n := 1
+			for n < len(os) && n < r.MaxBundle && in.Orders[os[n]].Ready-in.Orders[os[0]].Ready <= r.Window {
+				n++
+			}
+			bundles = append(bundles, nearestFirst(in, os[:n]))
+			os = os[n:]
+		}
+	}
+	slices.SortFunc(bundles, func(a, b []int) int { return cmp.Compare(in.Orders[a[0]].Ready, in.Orders[b[0]].Ready) })
+	for _, b := range bundles {
+		best, bestEnd := -1, math.MaxInt
+		var bestRoute []Stop
+		for ci := 0; ci < e.Couriers(); ci++ {
+			if !e.OnShift(ci) || e.Load(ci) > 0 && !e.Idle(ci) && len(e.Route(ci)) > 2 {
+				continue
+			}
+			route := slices.Clone(e.Route(ci))
+			for _, o := range b {
+				route = append(route, Stop{Pickup, o, now})
+			}
+			for _, o := range b {
+				route = append(route, Stop{Dropoff, o, now})
+			}
+			pr := e.Predict(ci, route)
+			if !pr.Feasible {
+				continue
+			}
+			end := pr.Dropoff[b[len(b)-1]]
+			if end < bestEnd {
+				best, bestEnd, bestRoute = ci, end, route
+			}
+		}
+		if best >= 0 {
+			e.Assign(best, bestRoute)
+		}
+	}
+}
+
+// nearestFirst orders a bundle's drop-offs by nearest neighbour from the restaurant.
+func nearestFirst(in *Instance, os []int) []int {
+	r := in.Restaurants[in.Orders[os[0]].Restaurant]
+	x, y := r.X, r.Y
+	left := slices.Clone(os)
+	out := make([]int, 0, len(os))
+	for len(left) > 0 {
+		bi := 0
+		for i, o := range left {
+			if math.Hypot(in.Orders[o].X-x, in.Orders[o].Y-y) < math.Hypot(in.Orders[left[bi]].X-x, in.Orders[left[bi]].Y-y) {
+				bi = i
+			}
+		}
+		o := left[bi]
+		out = append(out, o)
+		x, y = in.Orders[o].X, in.Orders[o].Y
+		left = slices.Delete(left, bi, bi+1)
+	}
+	return out
+}
+
+// Tawsil dispatches with the server's own dispatcher (package dispatch): at
+// each order's placement (and every minute while it waits) the nearest
+// couriers are scored by route insertion with batching from the same
+// restaurant, and the best one whose exact route keeps its shift gets it.
+// The one-hour promise is replaced by the instance's target click-to-door;
+// when no courier can keep it, by the maximum.
+type Tawsil struct {
+	d       *dispatch.Dispatcher
+	k       int
+	promise map[int]time.Time // order → promise it was assigned under
+	// Decisions are the wall-clock durations of each dispatch decision.
+	Decisions []time.Duration
+}
+
+// TawsilConfig is the dispatch configuration Tawsil runs MDRP with: the
+// server's defaults, with the instance's service times, batching only from
+// the same restaurant, and the margins and capacity noted.
+func TawsilConfig(p Params) dispatch.Config {
+	cfg := dispatch.Default()
+	cfg.PickupService = time.Duration(p.PickupService) * time.Minute
+	cfg.DropoffService = time.Duration(p.DropoffService) * time.Minute
+	cfg.Promise = time.Duration(p.TargetC2D) * time.Minute
+	cfg.BatchRadiusM = 1 // the same restaurant: projected points of one place are equal
+	cfg.DefaultCapacity = 4
+	cfg.Margin = 2 * time.Minute
+	cfg.MarginPerStop = time.Minute
+	return cfg
+}
+
+// NewTawsil returns the policy, considering the k nearest couriers per order.
+func NewTawsil(in *Instance, cfg dispatch.Config, k int) (*Tawsil, error) {
+	d, err := dispatch.New(cfg, constPace(60/in.Params.MetersPerMinute))
+	if err != nil {
+		return nil, err
+	}
+	return &Tawsil{d: d, k: k, promise: map[int]time.Time{}}, nil
+}
+
+// Name implements Policy.
+func (t *Tawsil) Name() string { return "tawsil (server dispatch core)" }
+
+type constPace float64
+
+func (p constPace) Pace(float64, float64, time.Time) float64 { return float64(p) }
+
+// day0 anchors virtual minutes to the dispatcher's clock.
+var day0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func clock(m int) time.Time { return day0.Add(time.Duration(m) * time.Minute) }
+
+// project maps instance metres to WGS84 degrees around Casablanca, where
+// great-circle and plane distances agree to well under 0.1 % over a city.
+func project(x, y float64) dispatch.Point {
+	const lat0, lng0, mPerDeg = 33.55, -7.65, 111_194.93
+	return dispatch.Point{Lat: lat0 + y/mPerDeg, Lng: lng0 + x/(mPerDeg*math.Cos(lat0*math.Pi/180))}
+}
+
+// Decide implements Policy.
+func (t *Tawsil) Decide(e *Engine, _ []int) {
+	for _, o := range e.Open() {
+		start := time.Now()
+		t.place(e, o)
+		t.Decisions = append(t.Decisions, time.Since(start))
+	}
+}
+
+type near struct {
+	ci     int
+	d      float64
+	locked int
+	x, y   float64
+	free   int
+}
+
+func (t *Tawsil) place(e *Engine, o int) {
+	in := e.Instance()
+	ord := &in.Orders[o]
+	r := in.Restaurants[ord.Restaurant]
+	now := e.Now()
+	var ns []near
+	for ci := 0; ci < e.Couriers(); ci++ {
+		if !e.OnShift(ci) {
+			continue
+		}
+		n, x, y, free := e.Locked(ci)
+		if free+e.Instance().Params.TravelMinutes(x, y, r.X, r.Y) > e.Courier(ci).Off {
+			continue
+		}
+		ns = append(ns, near{ci, math.Hypot(r.X-x, r.Y-y), n, x, y, free})
+	}
+	slices.SortFunc(ns, func(a, b near) int { return cmp.Compare(a.d, b.d) })
+	ns = ns[:min(len(ns), t.k)]
+	if len(ns) == 0 {
+		return
+	}
+	cands := make([]dispatch.Candidate, len(ns))
+	for i, n := range ns {
+		p := project(n.x, n.y)
+		c := dispatch.Candidate{
+			CourierID: strconv.Itoa(n.ci), Lat: p.Lat, Lng: p.Lng, Load: e.Load(n.ci),
+			AssignedToday: e.AssignedToday(n.ci), FreeAt: clock(n.free),
+		}
+		if e.Idle(n.ci) {
+			c.IdleSince = clock(e.IdleSince(n.ci))
+		}
+		for _, s := range e.Route(n.ci)[n.locked:] {
+			so := &in.Orders[s.Order]
+			sr := in.Restaurants[so.Restaurant]
+			st := dispatch.Stop{OrderID: strconv.Itoa(s.Order), Origin: project(sr.X, sr.Y)}
+			if s.Kind == Pickup {
+				st.Kind, st.At, st.ReadyAt = dispatch.StopPickup, st.Origin, clock(so.Ready)
+			} else {
+				st.Kind, st.At, st.PromiseBy = dispatch.StopDropoff, project(so.X, so.Y), t.promise[s.Order]
+			}
+			c.Route = append(c.Route, st)
+		}
+		cands[i] = c
+	}
+	job := dispatch.Job{OrderID: strconv.Itoa(o), Pickup: project(r.X, r.Y), Dropoff: project(ord.X, ord.Y), ReadyAt: clock(ord.Ready)}
+	for _, limit := range []int{in.Params.TargetC2D, in.Params.MaxC2D} {
+		job.PromiseBy = clock(ord.Placed + limit)
+		ranked, _ := t.d.Score(job, cands, clock(now))
+		for _, rk := range ranked {
+			ci, _ := strconv.Atoi(rk.CourierID)
+			var locked int
+			for _, n := range ns {
+				if n.ci == ci {
+					locked = n.locked
+				}
+			}
+			route := slices.Clone(e.Route(ci)[:locked])
+			for _, st := range rk.Plan {
+				so, _ := strconv.Atoi(st.OrderID)
+				kind := Dropoff
+				if st.Kind == dispatch.StopPickup {
+					kind = Pickup
+				}
+				added := now
+				for _, old := range e.Route(ci) {
+					if old.Order == so && old.Kind == kind {
+						added = old.AddedAt
+					}
+				}
+				route = append(route, Stop{kind, so, added})
+			}
+			pr := e.Predict(ci, route)
+			if !pr.Feasible || pr.Dropoff[o]-ord.Placed > in.Params.MaxC2D {
+				continue
+			}
+			t.promise[o] = job.PromiseBy
+			e.Assign(ci, route)
+			return
+		}
+	}
+}

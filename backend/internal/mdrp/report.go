@@ -1,0 +1,64 @@
+package mdrp
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"time"
+)
+
+// Result is one policy's day on one instance.
+type Result struct {
+	Policy     string
+	Solution   *Solution
+	Violations []string
+	Metrics    Metrics
+	// DecisionP50, DecisionP99 are wall-clock per-order decision times
+	// (policies that record them).
+	DecisionP50, DecisionP99 time.Duration
+}
+
+// Play runs policy on in, checks the solution by the evaluator's rules
+// and scores it.
+func Play(in *Instance, p Policy) Result {
+	s := Run(in, p)
+	r := Result{Policy: p.Name(), Solution: s, Violations: Check(in, s), Metrics: Score(in, s)}
+	if t, ok := p.(*Tawsil); ok && len(t.Decisions) > 0 {
+		d := slices.Clone(t.Decisions)
+		slices.Sort(d)
+		r.DecisionP50, r.DecisionP99 = d[len(d)/2], d[len(d)*99/100]
+	}
+	return r
+}
+
+// Policies returns Tawsil's dispatch and the two baselines for in.
+func Policies(in *Instance) ([]Policy, error) {
+	t, err := NewTawsil(in, TawsilConfig(in.Params), 30)
+	if err != nil {
+		return nil, err
+	}
+	return []Policy{t, Greedy{}, Rolling{Horizon: 10, Window: 10, MaxBundle: 3}}, nil
+}
+
+// WriteTable prints the results side by side, with the instance's upper
+// bound on orders per courier-hour.
+func WriteTable(w io.Writer, in *Instance, rs []Result) {
+	fmt.Fprintf(w, "instance %s: %d orders, %d couriers, %.1f courier-hours; upper bound %.2f orders per courier-hour\n",
+		in.Name, len(in.Orders), len(in.Couriers), in.CourierHours(), float64(len(in.Orders))/in.CourierHours())
+	fmt.Fprintf(w, "%-40s %9s %10s %8s %8s %8s %8s %9s %9s %6s %s\n",
+		"policy", "feasible", "delivered", "c2d", "c2d p90", "overage", "ord/c-h", "pay", "pay/ord", "bundle", "decision p50/p99")
+	for _, r := range rs {
+		m := r.Metrics
+		feasible := "yes"
+		if len(r.Violations) > 0 {
+			feasible = fmt.Sprintf("NO (%d)", len(r.Violations))
+		}
+		dec := "-"
+		if r.DecisionP50 > 0 {
+			dec = fmt.Sprintf("%v / %v", r.DecisionP50.Round(time.Microsecond/10), r.DecisionP99.Round(time.Microsecond/10))
+		}
+		fmt.Fprintf(w, "%-40s %9s %9.2f%% %8.1f %8.1f %8.2f %8.2f %9.0f %9.2f %6.2f %s\n",
+			r.Policy, feasible, 100*m.DeliveredShare(), m.ClickToDoor.Mean, m.ClickToDoor.P90, m.Overage.Mean,
+			m.OrdersPerCourierHour, m.TotalPay, m.CostPerOrder(), m.BundleSize.Mean, dec)
+	}
+}
