@@ -232,9 +232,9 @@ func (e *Engine) Assign(ci int, route []Stop) {
 
 type nopRecorder struct{}
 
-func (nopRecorder) move(int, Move)           {}
-func (nopRecorder) pickup(int, []int, int)   {}
-func (nopRecorder) dropoff(int, int, int)    {}
+func (nopRecorder) move(int, Move)         {}
+func (nopRecorder) pickup(int, []int, int) {}
+func (nopRecorder) dropoff(int, int, int)  {}
 
 // run carries out k's route as far as limit: every departure at or before
 // limit, every arrival at or before it, every hand-over of a pick-up visit
