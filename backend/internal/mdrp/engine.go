@@ -63,7 +63,11 @@ type Engine struct {
 	open     map[int]bool // placed, not yet given to a courier
 	sol      *solutionBuilder
 	locked   []lockedAt // per courier, valid for minute at
+	index    map[string]int
 }
+
+// orderIndex is the index of the order with id (which must exist).
+func (e *Engine) orderIndex(id string) int { return e.index[id] }
 
 type lockedAt struct {
 	at, n, free int
@@ -71,29 +75,40 @@ type lockedAt struct {
 }
 
 // Prediction is the exact outcome of a route from a courier's current
-// state, if nothing else changes.
+// state, if nothing else changes, for one order watched.
 type Prediction struct {
-	Feasible bool        // every pick-up at or before the courier's off time
-	Pickup   map[int]int // order → pick-up minute
-	Dropoff  map[int]int // order → drop-off minute
-	End      int         // when the last stop is done
+	Feasible bool // every pick-up at or before the courier's off time
+	Pickup   int  // the watched order's pick-up minute (-1: not on the route)
+	Dropoff  int  // the watched order's drop-off minute (-1: not on the route)
+	End      int  // when the last stop is done
 }
 
-type predictor struct{ pr *Prediction }
+type predictor struct {
+	pr    *Prediction
+	watch int
+}
 
 func (p predictor) move(int, Move) {}
 func (p predictor) pickup(_ int, orders []int, at int) {
-	for _, o := range orders {
-		p.pr.Pickup[o] = at
+	if slices.Contains(orders, p.watch) {
+		p.pr.Pickup = at
 	}
 }
-func (p predictor) dropoff(_ int, o int, at int) { p.pr.Dropoff[o] = at }
+func (p predictor) dropoff(_ int, o int, at int) {
+	if o == p.watch {
+		p.pr.Dropoff = at
+	}
+}
 
 // NewEngine returns an engine at the start of the instance's day.
 func NewEngine(in *Instance) *Engine {
 	e := &Engine{in: in, p: in.Params, open: map[int]bool{}, sol: newSolutionBuilder(in)}
 	e.couriers = make([]courier, len(in.Couriers))
 	e.locked = make([]lockedAt, len(in.Couriers))
+	e.index = make(map[string]int, len(in.Orders))
+	for i, o := range in.Orders {
+		e.index[o.ID] = i
+	}
 	for i := range e.locked {
 		e.locked[i].at = -1 << 62
 	}
@@ -200,12 +215,13 @@ func (e *Engine) Courier(ci int) *Courier { return e.couriers[ci].c }
 // Couriers is the number of couriers.
 func (e *Engine) Couriers() int { return len(e.couriers) }
 
-// Predict plays route for courier ci from its current state to the end.
-func (e *Engine) Predict(ci int, route []Stop) Prediction {
-	pr := Prediction{Feasible: true, Pickup: map[int]int{}, Dropoff: map[int]int{}}
+// Predict plays route for courier ci from its current state to the end,
+// watching order watch.
+func (e *Engine) Predict(ci int, route []Stop, watch int) Prediction {
+	pr := Prediction{Pickup: -1, Dropoff: -1}
 	cp := e.couriers[ci]
-	cp.route = slices.Clone(route)
-	pr.Feasible = e.run(ci, &cp, math.MaxInt, predictor{&pr})
+	cp.route = route // run only reslices it
+	pr.Feasible = e.run(ci, &cp, math.MaxInt, predictor{&pr, watch})
 	pr.End = cp.freeAt
 	return pr
 }

@@ -31,7 +31,7 @@ func (Greedy) Decide(e *Engine, _ []int) {
 			x, y := e.Position(ci)
 			if d := math.Hypot(r.X-x, r.Y-y); d < bestD {
 				route := []Stop{{Pickup, o, e.Now()}, {Dropoff, o, e.Now()}}
-				if e.Predict(ci, route).Feasible {
+				if e.Predict(ci, route, o).Feasible {
 					best, bestD = ci, d
 				}
 			}
@@ -100,11 +100,11 @@ func (r Rolling) Decide(e *Engine, _ []int) {
 			for _, o := range b {
 				route = append(route, Stop{Dropoff, o, now})
 			}
-			pr := e.Predict(ci, route)
+			pr := e.Predict(ci, route, b[len(b)-1])
 			if !pr.Feasible {
 				continue
 			}
-			end := pr.Dropoff[b[len(b)-1]]
+			end := pr.Dropoff
 			if end < bestEnd {
 				best, bestEnd, bestRoute = ci, end, route
 			}
@@ -146,22 +146,38 @@ type Tawsil struct {
 	d       *dispatch.Dispatcher
 	k       int
 	promise map[int]time.Time // order → promise it was assigned under
+	ns      []near            // scratch, reused across decisions
+	cands   []dispatch.Candidate
+	stops   []dispatch.Stop
+	ids     []string // courier index → id for the dispatcher
 	// Decisions are the wall-clock durations of each dispatch decision.
 	Decisions []time.Duration
 }
 
 // TawsilConfig is the dispatch configuration Tawsil runs MDRP with: the
-// server's defaults, with the instance's service times, batching only from
-// the same restaurant, and the margins and capacity noted.
+// server's defaults and weights, except
+//   - the instance's service times and target click-to-door as the promise;
+//   - batching only from the same restaurant (a bundle is one restaurant's);
+//   - travel times are exact here, so smaller safety margins (2 min + 1 per stop);
+//   - two orders at a time (MDRP couriers carry whole bundles);
+//   - a stronger fairness term (6 per order done today, 0.5 per idle minute
+//     up to 30): couriers are paid per order with an hourly guarantee, so
+//     spreading orders over couriers still under their guarantee is what
+//     keeps the pay per order down.
+//
+// These were tuned on 0o100t100s1p100 only (see README).
 func TawsilConfig(p Params) dispatch.Config {
 	cfg := dispatch.Default()
 	cfg.PickupService = time.Duration(p.PickupService) * time.Minute
 	cfg.DropoffService = time.Duration(p.DropoffService) * time.Minute
 	cfg.Promise = time.Duration(p.TargetC2D) * time.Minute
 	cfg.BatchRadiusM = 1 // the same restaurant: projected points of one place are equal
-	cfg.DefaultCapacity = 4
+	cfg.DefaultCapacity = 2
 	cfg.Margin = 2 * time.Minute
 	cfg.MarginPerStop = time.Minute
+	cfg.Weights.AssignedToday = 6
+	cfg.Weights.IdleMin = 0.5
+	cfg.IdleCap = 30 * time.Minute
 	return cfg
 }
 
@@ -215,7 +231,13 @@ func (t *Tawsil) place(e *Engine, o int) {
 	ord := &in.Orders[o]
 	r := in.Restaurants[ord.Restaurant]
 	now := e.Now()
-	var ns []near
+	if len(t.ids) != e.Couriers() {
+		t.ids = make([]string, e.Couriers())
+		for ci := range t.ids {
+			t.ids[ci] = strconv.Itoa(ci)
+		}
+	}
+	ns := t.ns[:0]
 	for ci := 0; ci < e.Couriers(); ci++ {
 		if !e.OnShift(ci) {
 			continue
@@ -227,48 +249,56 @@ func (t *Tawsil) place(e *Engine, o int) {
 		ns = append(ns, near{ci, math.Hypot(r.X-x, r.Y-y), n, x, y, free})
 	}
 	slices.SortFunc(ns, func(a, b near) int { return cmp.Compare(a.d, b.d) })
+	t.ns = ns
 	ns = ns[:min(len(ns), t.k)]
 	if len(ns) == 0 {
 		return
 	}
-	cands := make([]dispatch.Candidate, len(ns))
-	for i, n := range ns {
+	cands := t.cands[:0]
+	stops := t.stops[:0]
+	for _, n := range ns {
 		p := project(n.x, n.y)
 		c := dispatch.Candidate{
-			CourierID: strconv.Itoa(n.ci), Lat: p.Lat, Lng: p.Lng, Load: e.Load(n.ci),
+			CourierID: t.ids[n.ci], Lat: p.Lat, Lng: p.Lng, Load: e.Load(n.ci),
 			AssignedToday: e.AssignedToday(n.ci), FreeAt: clock(n.free),
 		}
 		if e.Idle(n.ci) {
 			c.IdleSince = clock(e.IdleSince(n.ci))
 		}
+		first := len(stops)
 		for _, s := range e.Route(n.ci)[n.locked:] {
 			so := &in.Orders[s.Order]
 			sr := in.Restaurants[so.Restaurant]
-			st := dispatch.Stop{OrderID: strconv.Itoa(s.Order), Origin: project(sr.X, sr.Y)}
+			st := dispatch.Stop{OrderID: so.ID, Origin: project(sr.X, sr.Y)}
 			if s.Kind == Pickup {
 				st.Kind, st.At, st.ReadyAt = dispatch.StopPickup, st.Origin, clock(so.Ready)
 			} else {
 				st.Kind, st.At, st.PromiseBy = dispatch.StopDropoff, project(so.X, so.Y), t.promise[s.Order]
 			}
-			c.Route = append(c.Route, st)
+			stops = append(stops, st)
 		}
-		cands[i] = c
+		c.Route = stops[first:len(stops):len(stops)]
+		cands = append(cands, c)
 	}
-	job := dispatch.Job{OrderID: strconv.Itoa(o), Pickup: project(r.X, r.Y), Dropoff: project(ord.X, ord.Y), ReadyAt: clock(ord.Ready)}
+	t.cands, t.stops = cands, stops
+	job := dispatch.Job{OrderID: ord.ID, Pickup: project(r.X, r.Y), Dropoff: project(ord.X, ord.Y), ReadyAt: clock(ord.Ready)}
 	for _, limit := range []int{in.Params.TargetC2D, in.Params.MaxC2D} {
 		job.PromiseBy = clock(ord.Placed + limit)
 		ranked, _ := t.d.Score(job, cands, clock(now))
 		for _, rk := range ranked {
-			ci, _ := strconv.Atoi(rk.CourierID)
-			var locked int
-			for _, n := range ns {
-				if n.ci == ci {
-					locked = n.locked
+			var n near
+			for _, m := range ns {
+				if t.ids[m.ci] == rk.CourierID {
+					n = m
 				}
 			}
-			route := slices.Clone(e.Route(ci)[:locked])
+			ci := n.ci
+			route := slices.Clone(e.Route(ci)[:n.locked])
 			for _, st := range rk.Plan {
-				so, _ := strconv.Atoi(st.OrderID)
+				so := o
+				if st.OrderID != ord.ID {
+					so = e.orderIndex(st.OrderID)
+				}
 				kind := Dropoff
 				if st.Kind == dispatch.StopPickup {
 					kind = Pickup
@@ -281,8 +311,8 @@ func (t *Tawsil) place(e *Engine, o int) {
 				}
 				route = append(route, Stop{kind, so, added})
 			}
-			pr := e.Predict(ci, route)
-			if !pr.Feasible || pr.Dropoff[o]-ord.Placed > in.Params.MaxC2D {
+			pr := e.Predict(ci, route, o)
+			if !pr.Feasible || pr.Dropoff-ord.Placed > in.Params.MaxC2D {
 				continue
 			}
 			t.promise[o] = job.PromiseBy
