@@ -8,8 +8,11 @@
 #   3. GET /v1/couriers?near= throughput and latency with wrk, thousands of live couriers
 #   4. the dispatch simulation (go run ./backend/cmd/sim)
 #   5. the agent's own figures (agent/bench.sh)
+#   6. dispatch on Meal Delivery Routing Problem instances (go run ./backend/cmd/mdrp),
+#      when MDRP_DIR names a folder of grubhub/mdrplib instance folders (not shipped:
+#      the instances carry no licence)
 #
-# Knobs (environment): SECTIONS="micro e2e wrk sim agent", BENCHTIME=1s,
+# Knobs (environment): SECTIONS="micro e2e wrk sim agent mdrp", BENCHTIME=1s, MDRP_DIR,
 # PUBLISHERS=50 BATCH=10 MESSAGES=1000 WINDOW=16 DURATION=60s PROBES=4,
 # WRK_COURIERS=1000 WRK_SECONDS=15 WRK_CONNECTIONS=16 WRK_THREADS=2,
 # AGENT_RUN_SECONDS=20 AGENT_FLEET_SECONDS=10.
@@ -20,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-SECTIONS=${SECTIONS:-micro e2e wrk sim agent}
+SECTIONS=${SECTIONS:-micro e2e wrk sim agent mdrp}
 BENCHTIME=${BENCHTIME:-1s}
 PUBLISHERS=${PUBLISHERS:-50}
 BATCH=${BATCH:-10}
@@ -260,5 +263,18 @@ if has agent; then
     echo "   (agent/bench.sh not present)"
   fi
 fi
+# ---------------------------------------------------------------------------
+if has mdrp; then
+  section "6. Meal Delivery Routing Problem instances: Tawsil dispatch vs greedy and rolling-horizon baselines"
+  if [[ -n "${MDRP_DIR:-}" && -d "$MDRP_DIR" ]]; then
+    cmd "go run ./backend/cmd/mdrp -instance $MDRP_DIR -out $work/mdrp"
+    (cd backend && go run ./cmd/mdrp -instance "$MDRP_DIR" -out "$work/mdrp") | sed 's/^/   /'
+  else
+    echo "   (set MDRP_DIR to a folder of grubhub/mdrplib instance folders to run this section)"
+  fi
+  cmd "cd backend && go test -run '^$' -bench TawsilDecision -benchtime 3x ./internal/mdrp"
+  (cd backend && go test -run '^$' -bench TawsilDecision -benchtime 3x ./internal/mdrp) | grep -E 'Benchmark|ok' | sed 's/^/   /'
+fi
+
 echo
 echo "done; logs were in $work (removed; KEEP_LOGS=dir keeps them)"
