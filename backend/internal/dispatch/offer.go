@@ -121,3 +121,53 @@ func (r *OfferRound) Log() []Offer {
 	defer r.mu.Unlock()
 	return append([]Offer(nil), r.log...)
 }
+
+// RoundState is an offer round as data, so the store can keep it and any
+// process can continue the round after a restart.
+type RoundState struct {
+	OrderID string        `json:"order_id" bson:"order_id"`
+	Ranked  []string      `json:"ranked" bson:"ranked"` // courier ids, best first
+	Timeout time.Duration `json:"timeout" bson:"timeout"`
+	Next    int           `json:"next" bson:"next"`
+	Log     []Offer       `json:"log" bson:"log"`
+	Done    bool          `json:"done" bson:"done"`
+}
+
+// State returns a copy of the round's state.
+func (r *OfferRound) State() RoundState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]string, len(r.ranked))
+	for i, c := range r.ranked {
+		ids[i] = c.CourierID
+	}
+	return RoundState{OrderID: r.orderID, Ranked: ids, Timeout: r.timeout, Next: r.next, Log: append([]Offer(nil), r.log...), Done: r.done}
+}
+
+// Current returns the pending offer, if any.
+func (r *OfferRound) Current() (Offer, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c := r.current(); c != nil {
+		return *c, true
+	}
+	return Offer{}, false
+}
+
+// RestoreOfferRound continues a round from its state.
+func RestoreOfferRound(st RoundState) *OfferRound {
+	ranked := make([]Ranked, len(st.Ranked))
+	for i, id := range st.Ranked {
+		ranked[i] = Ranked{CourierID: id}
+	}
+	r := NewOfferRound(st.OrderID, ranked, st.Timeout)
+	r.next, r.log, r.done = st.Next, append([]Offer(nil), st.Log...), st.Done
+	return r
+}
+
+// Clone returns a deep copy.
+func (st RoundState) Clone() RoundState {
+	st.Ranked = append([]string(nil), st.Ranked...)
+	st.Log = append([]Offer(nil), st.Log...)
+	return st
+}
