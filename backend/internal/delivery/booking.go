@@ -221,11 +221,10 @@ func (s *Service) Book(ctx context.Context, merchantID, key string, body []byte,
 		return nil, false, err
 	}
 	ev := order.Event{OrderID: so.ID, To: order.StatusBooked, Action: "book", Actor: order.Actor{Role: order.RoleMerchant, ID: merchantID}, At: now, Version: so.Version}
-	if err := s.d.Store.AppendEvent(ctx, ev); err != nil {
-		s.d.Log.Error("order event not recorded", "order_id", so.ID, "err", err)
+	if err := s.d.Store.Commit(ctx, *so, ev); err != nil {
+		return nil, false, fmt.Errorf("book order %s: %w", so.ID, err)
 	}
 	s.remember(so)
-	s.d.Density.OrderOpened(so.ID, so.Pickup.Lat, so.Pickup.Lng, now)
 	s.hub.Publish("order.booked", map[string]any{"order_id": so.ID, "promise_by": so.PromiseBy, "merchant_id": merchantID})
 	if s.webhooks != nil {
 		payload := webhookOrder(so, ev)
@@ -268,102 +267,108 @@ func (s *Service) goDispatch(orderID string, exclude map[string]struct{}) {
 	}()
 }
 
-// dispatchOrder ranks candidates and offers the order to the best one.
+// dispatchOrder offers a booked order to the next courier of its round, or
+// starts a round (ranks candidates) when it has none.
 func (s *Service) dispatchOrder(ctx context.Context, orderID string, exclude map[string]struct{}) error {
 	o, err := s.load(ctx, orderID, true)
 	if err != nil {
 		return err
 	}
-	if o.Status == order.StatusOffered { // restart: the old offer is void
-		if o, _, err = s.change(ctx, orderID, order.Action{Kind: order.ActExpire, At: s.now().UTC(), Reason: "restart"}, systemActor, nil); err != nil {
-			return err
-		}
-	}
 	if o.Status != order.StatusBooked {
 		return nil
 	}
-	ranked, _ := s.d.Dispatch.Score(dispatch.JobFor(o.Order), s.candidates(o.Pickup.Lat, o.Pickup.Lng, exclude), s.now())
-	r := &round{r: dispatch.NewOfferRound(orderID, ranked, s.cfg.OfferTimeout)}
-	s.mu.Lock()
-	if old := s.rounds[orderID]; old != nil && old.timer != nil {
-		old.timer.Stop()
+	var fresh *dispatch.RoundState
+	if o.Round == nil || o.Round.Done {
+		ranked, _ := s.d.Dispatch.Score(dispatch.JobFor(o.Order), s.candidates(o.Pickup.Lat, o.Pickup.Lng, exclude), s.now())
+		st := dispatch.NewOfferRound(orderID, ranked, s.cfg.OfferTimeout).State()
+		fresh = &st
 	}
-	s.rounds[orderID] = r
-	s.mu.Unlock()
-	return s.offerNext(ctx, orderID, r)
+	return s.offerNext(ctx, orderID, fresh)
 }
 
-// offerNext sends the next offer of a round, or flags the order for
-// dispatchers when nobody is left.
-func (s *Service) offerNext(ctx context.Context, orderID string, r *round) error {
-	off, err := r.r.Next(s.now())
-	if errors.Is(err, dispatch.ErrNoCandidate) {
-		s.mu.Lock()
-		delete(s.rounds, orderID)
-		s.mu.Unlock()
-		return s.flagForDispatchers(ctx, orderID, "no courier accepted or none available")
-	}
-	if err != nil {
-		return err
-	}
-	o, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActOffer, At: s.now().UTC(), CourierID: off.CourierID}, systemActor, nil)
-	if errors.Is(err, order.ErrInvalidTransition) {
-		return nil // assigned or cancelled meanwhile
-	}
-	if err != nil {
-		return err
-	}
-	r.offer = off
-	exp := off.ExpiresAt.UTC()
-	s.publish(off.CourierID, wire.Task{Type: wire.TaskOffer, OrderID: orderID, ExpiresAt: &exp, Order: taskOrder(o)}, false)
-	s.mu.Lock()
-	r.timer = time.AfterFunc(time.Until(off.ExpiresAt), func() { s.expireOffer(orderID, r, off.CourierID) })
-	s.mu.Unlock()
-	s.d.Log.Info("order offered", "order_id", orderID, "courier_id", off.CourierID)
-	return nil
-}
-
-func (s *Service) expireOffer(orderID string, r *round, courier string) {
-	s.mu.Lock()
-	cur := s.rounds[orderID]
-	s.mu.Unlock()
-	if cur != r {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActExpire, At: s.now().UTC(), Reason: "offer timeout"}, systemActor, nil)
-	if err != nil {
-		return // accepted or changed meanwhile
-	}
-	s.publish(courier, wire.Task{Type: wire.TaskOfferExpired, OrderID: orderID}, false)
-	if err := s.offerNext(ctx, orderID, r); err != nil {
-		s.d.Log.Warn("offer next", "order_id", orderID, "err", err)
-	}
-}
-
-func (s *Service) flagForDispatchers(ctx context.Context, orderID, why string) error {
-	defer s.lockOrder(orderID)()
-	for try := 0; try < 2; try++ {
-		o, err := s.load(ctx, orderID, true)
+// offerNext sends the next offer of the order's round, or flags the order
+// for dispatchers when nobody is left. The offer's deadline is a timer in
+// the store, armed before the offer is committed (a crash between the two
+// leaves a timer that finds nothing to do, never an offer without one).
+func (s *Service) offerNext(ctx context.Context, orderID string, fresh *dispatch.RoundState) error {
+	for try := 0; try < 3; try++ {
+		cur, err := s.load(ctx, orderID, true)
 		if err != nil {
 			return err
 		}
-		if o.Flags.NeedsDispatcher {
-			return nil
+		base := cur.Round
+		if base == nil || base.Done {
+			base = fresh // a new round starts with its first offer
 		}
-		next := mongostore.StoredOrder{Order: o.Order.Clone(), RelayID: o.RelayID, OrigPickup: o.OrigPickup}
-		next.Flags.NeedsDispatcher = true
-		next.Version++
-		if err := s.d.Store.UpdateOrder(ctx, next, o.Version); errors.Is(err, order.ErrConflict) {
-			continue
-		} else if err != nil {
+		if cur.Status != order.StatusBooked || base == nil {
+			return nil // assigned, cancelled or offered meanwhile
+		}
+		prevLen := 0
+		if cur.Round != nil && !cur.Round.Done {
+			prevLen = len(cur.Round.Log)
+		}
+		r := dispatch.RestoreOfferRound(*base)
+		off, err := r.Next(s.now())
+		if errors.Is(err, dispatch.ErrNoCandidate) {
+			return s.flagForDispatchers(ctx, orderID, "no courier accepted or none available")
+		}
+		if err != nil {
 			return err
 		}
-		s.remember(&next)
-		s.hub.Publish("order.needs_dispatcher", map[string]any{"order_id": orderID, "reason": why})
-		s.d.Log.Info("order needs a dispatcher", "order_id", orderID, "reason", why)
+		st := r.State()
+		n := len(st.Log)
+		tid := offerTimerID(orderID, n, off.CourierID)
+		if err := s.d.Store.ArmTimer(ctx, mongostore.Timer{ID: tid, Kind: timerOffer, OrderID: orderID, Courier: off.CourierID, Ref: n, Due: off.ExpiresAt.UTC()}); err != nil {
+			return err
+		}
+		o, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActOffer, At: s.now().UTC(), CourierID: off.CourierID}, systemActor,
+			func(next *mongostore.StoredOrder) error {
+				k := 0
+				if next.Round != nil && !next.Round.Done {
+					k = len(next.Round.Log)
+				}
+				if k != prevLen {
+					return order.ErrConflict // the round moved on: start again from the store
+				}
+				next.Round = &st
+				return nil
+			})
+		if errors.Is(err, order.ErrConflict) {
+			s.cancelTimer(ctx, tid)
+			continue
+		}
+		if errors.Is(err, order.ErrInvalidTransition) {
+			s.cancelTimer(ctx, tid)
+			return nil // assigned or cancelled meanwhile
+		}
+		if err != nil {
+			s.cancelTimer(ctx, tid)
+			return err
+		}
+		exp := off.ExpiresAt.UTC()
+		s.publish(off.CourierID, wire.Task{Type: wire.TaskOffer, OrderID: orderID, ExpiresAt: &exp, Order: taskOrder(o)}, false)
+		s.d.Log.Info("order offered", "order_id", orderID, "courier_id", off.CourierID)
 		return nil
 	}
 	return order.ErrConflict
+}
+
+func (s *Service) flagForDispatchers(ctx context.Context, orderID, why string) error {
+	_, err := s.update(ctx, orderID, "needs_dispatcher", systemActor, why, func(n *mongostore.StoredOrder) error {
+		if n.Flags.NeedsDispatcher && n.Round == nil {
+			return ErrUnchanged
+		}
+		n.Flags.NeedsDispatcher = true
+		n.Round = nil
+		return nil
+	})
+	if errors.Is(err, ErrUnchanged) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.hub.Publish("order.needs_dispatcher", map[string]any{"order_id": orderID, "reason": why})
+	s.d.Log.Info("order needs a dispatcher", "order_id", orderID, "reason", why)
+	return nil
 }

@@ -80,7 +80,7 @@ func (s *Service) Fail(ctx context.Context, courier order.Actor, id string, req 
 	if lc, ok := s.d.Index.Get(courier.ID); ok && lc.HasFix {
 		where = &order.Point{Lat: lc.Fix.Lat, Lng: lc.Fix.Lng}
 	}
-	failed, _, err := s.change(ctx, id, order.Action{Kind: order.ActFail, At: now, Where: where, Reason: string(reason), Note: note, Verified: v.Verified}, courier, nil)
+	failed, _, err := s.change(ctx, id, order.Action{Kind: order.ActFail, At: now, Where: where, Reason: string(reason), Note: note, Verified: v.Verified}, courier, clearOps)
 	if err != nil {
 		return res, err
 	}
@@ -113,29 +113,23 @@ func (s *Service) execute(ctx context.Context, o *mongostore.StoredOrder, dec fa
 	switch dec.Action {
 	case failure.RetryLater, failure.ContactCustomer:
 		wait := time.Duration(dec.Params.RetryAfterMinutes) * time.Minute
+		var contact *mongostore.Contact
 		if dec.Action == failure.ContactCustomer {
 			// Hold the parcel with the courier for the reply window; the
 			// merchant relays the customer's answer (customer-reply), or the
-			// rule's "then" applies when the window closes.
+			// rule's "then" applies when the window closes. The window's end
+			// is a timer in the store, armed before the change that opens
+			// it (a stale timer finds nothing to do).
 			wait = time.Duration(dec.Params.ReplyWindowMinutes) * time.Minute
-			if s.webhooks != nil {
-				s.webhooks.Enqueue(ctx, o.MerchantID, "order.contact_customer", map[string]any{"order_id": o.ID,
-					"reason": o.Attempts[len(o.Attempts)-1].Reason, "reply_window_minutes": dec.Params.ReplyWindowMinutes,
-					"reply_by": now.Add(wait), "at": now})
-			}
-			s.awaitReply(o.ID, courier, wait, dec.Params)
+			contact = &mongostore.Contact{Courier: courier, Until: now.Add(wait), Then: dec.Params}
 		}
-		next, _, err := s.change(ctx, o.ID, order.Action{Kind: order.ActReattempt, At: now, Reason: why}, rulesActor, nil)
-		if err != nil {
-			return nil, err
-		}
-		s.mu.Lock()
 		notBefore := time.Time{}
 		if wait > 0 {
 			notBefore = now.Add(wait)
 		}
 		if n := dec.Params.AfterNextStops; n > 0 && dec.Action == failure.RetryLater {
 			// After the next n other stops: not before the courier leaves the n-th.
+			s.mu.Lock()
 			if r := s.routes[courier]; r != nil {
 				k := 0
 				for _, v := range r.Visits {
@@ -151,13 +145,30 @@ func (s *Service) execute(ctx context.Context, o *mongostore.StoredOrder, dec fa
 					notBefore = maxTime(notBefore, r.Visits[len(r.Visits)-1].Depart)
 				}
 			}
+			s.mu.Unlock()
 		}
-		if notBefore.IsZero() {
-			delete(s.retryAt, o.ID)
-		} else {
-			s.retryAt[o.ID] = notBefore
+		next, _, err := s.change(ctx, o.ID, order.Action{Kind: order.ActReattempt, At: now, Reason: why}, rulesActor,
+			func(n *mongostore.StoredOrder) error {
+				n.NotBefore, n.Contact = notBefore, nil
+				if contact != nil {
+					c := *contact
+					c.ID = n.Version // the window is named by the version that opens it
+					if err := s.d.Store.ArmTimer(ctx, mongostore.Timer{ID: contactTimerID(n.ID, c.ID), Kind: timerContact, OrderID: n.ID,
+						Courier: courier, Ref: c.ID, Due: c.Until}); err != nil {
+						return err
+					}
+					n.Contact = &c
+				}
+				return nil
+			})
+		if err != nil {
+			return nil, err
 		}
-		s.mu.Unlock()
+		if contact != nil && s.webhooks != nil {
+			s.webhooks.Enqueue(ctx, o.MerchantID, "order.contact_customer", map[string]any{"order_id": o.ID,
+				"reason": o.Attempts[len(o.Attempts)-1].Reason, "reply_window_minutes": dec.Params.ReplyWindowMinutes,
+				"reply_by": contact.Until, "at": now})
+		}
 		s.replan(ctx, courier, why)
 		return next, nil
 	case failure.RelayPoint:
@@ -167,9 +178,10 @@ func (s *Service) execute(ctx context.Context, o *mongostore.StoredOrder, dec fa
 			return s.execute(ctx, o, failure.Decision{Action: failure.ReturnToMerchant, Rule: dec.Rule + "/no-relay"}, courier)
 		}
 		next, _, err := s.change(ctx, o.ID, order.Action{Kind: order.ActReattempt, At: now, Reason: why + " " + relay.ID}, rulesActor,
-			func(n *mongostore.StoredOrder) {
+			func(n *mongostore.StoredOrder) error {
 				n.RelayID = relay.ID
 				n.Dropoff = order.Place{Lat: relay.Lat, Lng: relay.Lng, Address: "Relay point " + relay.Name}
+				return nil
 			})
 		if err != nil {
 			return nil, err
@@ -190,12 +202,13 @@ func (s *Service) execute(ctx context.Context, o *mongostore.StoredOrder, dec fa
 			handover = order.Place{Lat: lc.Fix.Lat, Lng: lc.Fix.Lng, Address: "hand-over from courier"}
 		}
 		next, _, err := s.change(ctx, o.ID, order.Action{Kind: order.ActReassign, At: now, Reason: why}, rulesActor,
-			func(n *mongostore.StoredOrder) {
+			func(n *mongostore.StoredOrder) error {
 				if n.OrigPickup == nil {
 					p := n.Pickup
 					n.OrigPickup = &p
 				}
 				n.Pickup = handover
+				return nil
 			})
 		if err != nil {
 			return nil, err
@@ -248,110 +261,101 @@ func (s *Service) DryRun(sit failure.Situation) failure.Decision { return s.d.Ru
 // ReasonError reports whether err is an unknown failure reason.
 func ReasonError(err error) bool { return errors.Is(err, failure.ErrUnknownReason) }
 
-// pendingContact is a contact_customer decision waiting for the reply.
-type pendingContact struct {
-	courier string
-	then    failure.Params
-	timer   *time.Timer
-}
-
-// awaitReply arms the reply window of a contact_customer decision.
-func (s *Service) awaitReply(orderID, courier string, window time.Duration, p failure.Params) {
-	pc := &pendingContact{courier: courier, then: p}
-	s.mu.Lock()
-	if old := s.contacts[orderID]; old != nil {
-		old.timer.Stop()
-	}
-	s.contacts[orderID] = pc
-	s.mu.Unlock()
-	pc.timer = time.AfterFunc(window, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := s.applyThen(ctx, orderID, pc, "no reply within the window"); err != nil {
-			s.d.Log.Warn("contact window", "order_id", orderID, "err", err)
-		}
-	})
-}
-
-// takeContact removes and returns the pending contact of an order, if it is pc (or any, when pc is nil).
-func (s *Service) takeContact(orderID string, pc *pendingContact) *pendingContact {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur := s.contacts[orderID]
-	if cur == nil || (pc != nil && cur != pc) {
-		return nil
-	}
-	delete(s.contacts, orderID)
-	cur.timer.Stop()
-	return cur
-}
-
-// applyThen carries out a contact_customer decision's "then" action.
-func (s *Service) applyThen(ctx context.Context, orderID string, pc *pendingContact, why string) error {
-	if s.takeContact(orderID, pc) == nil {
-		return nil // answered or superseded meanwhile
-	}
+// applyThen carries out the "then" of the contact_customer window contact
+// (an order version) of an order, once: the window's end and a "not
+// reachable" reply race through the same claimed change.
+func (s *Service) applyThen(ctx context.Context, orderID string, contact int, why string) error {
 	o, err := s.load(ctx, orderID, true)
 	if err != nil {
 		return err
 	}
-	if o.Status != order.StatusReattemptScheduled {
-		return nil // delivered, failed again or changed by a dispatcher
+	pc := o.Contact
+	if pc == nil || pc.ID != contact || o.Status != order.StatusReattemptScheduled {
+		return nil // answered, superseded, delivered, failed again or changed by a dispatcher
 	}
 	now := s.now().UTC()
-	reason := "contact_customer then " + string(pc.then.Then) + ": " + why
-	switch pc.then.Then {
+	reason := "contact_customer then " + string(pc.Then.Then) + ": " + why
+	mine := func(n *mongostore.StoredOrder) error {
+		if n.Contact == nil || n.Contact.ID != contact {
+			return fmt.Errorf("%w: the reply window has closed", order.ErrInvalidTransition)
+		}
+		n.Contact = nil
+		return nil
+	}
+	switch pc.Then.Then {
 	case failure.ReturnToMerchant:
-		if _, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActReturn, At: now, Reason: reason}, rulesActor, nil); err != nil {
+		if _, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActReturn, At: now, Reason: reason}, rulesActor, mine); err != nil {
 			return err
 		}
 	case failure.Cancel:
-		if _, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActCancel, At: now, Reason: reason}, rulesActor, nil); err != nil {
+		if _, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActCancel, At: now, Reason: reason}, rulesActor, mine); err != nil {
 			return err
 		}
-		s.released(ctx, pc.courier, "", "")
+		s.released(ctx, pc.Courier, "", "")
 		return nil
 	case failure.RetryLater, "":
-		s.mu.Lock()
-		if m := pc.then.RetryAfterMinutes; m > 0 {
-			s.retryAt[orderID] = now.Add(time.Duration(m) * time.Minute)
-		} else {
-			delete(s.retryAt, orderID)
-		}
-		s.mu.Unlock()
-		s.hub.Publish("order.contact_closed", map[string]any{"order_id": orderID, "then": "retry_later", "reason": why})
-	default: // relay, reassign: a dispatcher decides with the parcel in hand
-		if err := s.flagForDispatchers(ctx, orderID, reason); err != nil {
+		if _, err := s.update(ctx, orderID, "contact_closed", rulesActor, reason, func(n *mongostore.StoredOrder) error {
+			if err := mine(n); err != nil {
+				return err
+			}
+			n.NotBefore = time.Time{}
+			if m := pc.Then.RetryAfterMinutes; m > 0 {
+				n.NotBefore = now.Add(time.Duration(m) * time.Minute)
+			}
+			return nil
+		}); err != nil {
 			return err
 		}
+		s.hub.Publish("order.contact_closed", map[string]any{"order_id": orderID, "then": "retry_later", "reason": why})
+	default: // relay, reassign: a dispatcher decides with the parcel in hand
+		if _, err := s.update(ctx, orderID, "needs_dispatcher", rulesActor, reason, func(n *mongostore.StoredOrder) error {
+			if err := mine(n); err != nil {
+				return err
+			}
+			n.Flags.NeedsDispatcher = true
+			return nil
+		}); err != nil {
+			return err
+		}
+		s.hub.Publish("order.needs_dispatcher", map[string]any{"order_id": orderID, "reason": reason})
 	}
-	s.replan(ctx, pc.courier, reason)
+	s.replan(ctx, pc.Courier, reason)
 	return nil
 }
 
 // CustomerReply records the customer's answer relayed by the merchant during
 // a contact_customer window: reachable → retry as soon as the route allows;
-// not reachable → the rule's "then" now.
+// not reachable → the rule's "then" now. The window is in the store, so a
+// reply is accepted after a restart, on any replica.
 func (s *Service) CustomerReply(ctx context.Context, orderID string, reachable bool) (*mongostore.StoredOrder, error) {
-	s.mu.Lock()
-	pc := s.contacts[orderID]
-	s.mu.Unlock()
-	if pc == nil {
+	o, err := s.load(ctx, orderID, true)
+	if err != nil {
+		return nil, err
+	}
+	pc := o.Contact
+	if pc == nil || o.Status != order.StatusReattemptScheduled {
 		return nil, fmt.Errorf("%w: no customer contact is pending for this order", order.ErrInvalidTransition)
 	}
 	if !reachable {
-		if err := s.applyThen(ctx, orderID, pc, "customer not reachable"); err != nil {
+		if err := s.applyThen(ctx, orderID, pc.ID, "customer not reachable"); err != nil {
 			return nil, err
 		}
+		s.cancelTimer(ctx, contactTimerID(orderID, pc.ID))
 		return s.load(ctx, orderID, true)
 	}
-	if s.takeContact(orderID, pc) == nil {
-		return nil, fmt.Errorf("%w: the reply window has closed", order.ErrInvalidTransition)
+	next, err := s.update(ctx, orderID, "contact_reply", order.Actor{Role: order.RoleMerchant, ID: o.MerchantID}, "customer reachable",
+		func(n *mongostore.StoredOrder) error {
+			if n.Contact == nil || n.Contact.ID != pc.ID {
+				return fmt.Errorf("%w: the reply window has closed", order.ErrInvalidTransition)
+			}
+			n.Contact, n.NotBefore = nil, time.Time{}
+			return nil
+		})
+	if err != nil {
+		return nil, err
 	}
-	s.mu.Lock()
-	delete(s.retryAt, orderID)
-	s.mu.Unlock()
+	s.cancelTimer(ctx, contactTimerID(orderID, pc.ID))
 	s.hub.Publish("order.contact_closed", map[string]any{"order_id": orderID, "then": "retry_now", "reason": "customer reachable"})
-	s.replan(ctx, pc.courier, "customer reachable: retry")
-	return s.load(ctx, orderID, true)
+	s.replan(ctx, pc.Courier, "customer reachable: retry")
+	return next, nil
 }

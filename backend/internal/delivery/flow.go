@@ -7,55 +7,66 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 	"github.com/tawsil/tawsil/shared/wire"
 )
 
-// Accept takes an offered order.
+// Accept takes an offered order (before its offer's deadline).
 func (s *Service) Accept(ctx context.Context, courier order.Actor, id string) (*mongostore.StoredOrder, error) {
-	s.mu.Lock()
-	r := s.rounds[id]
-	s.mu.Unlock()
-	if r != nil {
-		if err := r.r.Accept(courier.ID, s.now()); err != nil {
-			return nil, fmt.Errorf("%w: %v", order.ErrInvalidTransition, err)
-		}
-	}
-	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActAccept, At: s.now().UTC(), CourierID: courier.ID}, courier, nil)
+	var prev *mongostore.StoredOrder
+	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActAccept, At: s.now().UTC(), CourierID: courier.ID}, courier,
+		func(n *mongostore.StoredOrder) error {
+			if n.Round != nil {
+				if err := dispatch.RestoreOfferRound(*n.Round).Accept(courier.ID, s.now()); err != nil {
+					return fmt.Errorf("%w: %v", order.ErrInvalidTransition, err)
+				}
+			}
+			p := n.Clone()
+			prev = &p
+			n.Round = nil
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
-	s.endRound(id)
+	s.cancelOfferTimer(ctx, prev)
 	s.assigned(ctx, o)
 	return o, nil
 }
 
 // Decline refuses an offered order; the next candidate gets it.
 func (s *Service) Decline(ctx context.Context, courier order.Actor, id, reason string) (*mongostore.StoredOrder, error) {
-	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActDecline, At: s.now().UTC(), Reason: reason}, courier, nil)
+	var prev *mongostore.StoredOrder
+	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActDecline, At: s.now().UTC(), Reason: reason}, courier,
+		func(n *mongostore.StoredOrder) error {
+			p := n.Clone()
+			prev = &p
+			if n.Round != nil {
+				r := dispatch.RestoreOfferRound(*n.Round)
+				if err := r.Decline(courier.ID, s.now()); err == nil {
+					st := r.State()
+					n.Round = &st
+				}
+			}
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	r := s.rounds[id]
-	if r != nil && r.timer != nil {
-		r.timer.Stop()
-	}
-	s.mu.Unlock()
-	if r != nil {
-		if err := r.r.Decline(courier.ID, s.now()); err == nil {
-			s.bg.Add(1)
-			go func() {
-				defer s.bg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-				defer cancel()
-				if err := s.offerNext(ctx, id, r); err != nil {
-					s.d.Log.Warn("offer next", "order_id", id, "err", err)
-				}
-			}()
-		}
+	s.cancelOfferTimer(ctx, prev)
+	if o.Round != nil {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if err := s.offerNext(ctx, id, nil); err != nil {
+				s.d.Log.Warn("offer next", "order_id", id, "err", err)
+			}
+		}()
 	}
 	return o, nil
 }
@@ -74,11 +85,15 @@ func (s *Service) Assign(ctx context.Context, actor order.Actor, id, courierID s
 		return nil, err
 	}
 	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActAssign, At: s.now().UTC(), CourierID: courierID}, actor,
-		func(o *mongostore.StoredOrder) { o.Flags.NeedsDispatcher = false })
+		func(o *mongostore.StoredOrder) error {
+			o.Flags.NeedsDispatcher = false
+			o.Round = nil
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
-	s.endRound(id)
+	s.cancelOfferTimer(ctx, prev)
 	if prev.OfferedTo != "" && prev.OfferedTo != courierID {
 		s.publish(prev.OfferedTo, wire.Task{Type: wire.TaskCancellation, OrderID: id, Reason: "assigned to another courier"}, false)
 	}
@@ -107,11 +122,14 @@ func (s *Service) Cancel(ctx context.Context, actor order.Actor, id, reason stri
 	if err != nil {
 		return nil, err
 	}
-	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActCancel, At: s.now().UTC(), Reason: reason}, actor, nil)
+	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActCancel, At: s.now().UTC(), Reason: reason}, actor, clearOps)
 	if err != nil {
 		return nil, err
 	}
-	s.endRound(id)
+	s.cancelOfferTimer(ctx, prev)
+	if prev.Contact != nil {
+		s.cancelTimer(ctx, contactTimerID(id, prev.Contact.ID))
+	}
 	if c := prev.CourierID; c != "" {
 		s.released(ctx, c, id, "order cancelled")
 	} else if c := prev.OfferedTo; c != "" {
@@ -218,13 +236,11 @@ func (s *Service) near(courierID string, p order.Place) (*order.Point, error) {
 	return &order.Point{Lat: lc.Fix.Lat, Lng: lc.Fix.Lng}, nil
 }
 
-func (s *Service) endRound(id string) {
-	s.mu.Lock()
-	if r := s.rounds[id]; r != nil && r.timer != nil {
-		r.timer.Stop()
-	}
-	delete(s.rounds, id)
-	s.mu.Unlock()
+// clearOps drops an order's pending operational state (round, contact
+// window, not-before) with a change that ends or restarts its delivery.
+func clearOps(o *mongostore.StoredOrder) error {
+	o.Round, o.Contact, o.NotBefore = nil, nil, time.Time{}
+	return nil
 }
 
 // assigned tells the courier, updates its load and re-plans its route.

@@ -2,6 +2,8 @@ package delivery
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
 
@@ -66,7 +68,7 @@ func (s *Service) replan(ctx context.Context, courier, why string) *courierRoute
 	now := s.now()
 	var stops []routing.Stop
 	for _, o := range mine {
-		stops = append(stops, stopsOf(o, s.notBefore(o.ID, prev))...)
+		stops = append(stops, stopsOf(o, o.NotBefore)...)
 	}
 	if prev != nil { // keep the previous order of the stops that remain
 		rank := map[string]int{}
@@ -86,10 +88,6 @@ func (s *Service) replan(ctx context.Context, courier, why string) *courierRoute
 		stops = fixPrecedence(stops)
 	}
 	route := &courierRoute{Planned: now}
-	if prev != nil {
-		route.Version = prev.Version
-	}
-	route.Version++
 	if len(stops) > 0 {
 		start := stops[0].Loc // no live position: plan from the first stop
 		if lc, ok := s.d.Index.Get(courier); ok && lc.HasFix {
@@ -107,23 +105,53 @@ func (s *Service) replan(ctx context.Context, courier, why string) *courierRoute
 		}
 		route.Stops, route.Visits = sol.Stops(), sol.Visits
 	}
-	s.mu.Lock()
 	if len(route.Stops) == 0 && prev == nil {
-		s.mu.Unlock()
 		return route
 	}
-	s.routes[courier] = route
+	// The version comes from the store (above every version any replica
+	// gave this courier), and the plan is kept there for restarts.
+	var hint uint64
+	if prev != nil {
+		hint = prev.Version
+	}
+	v, err := s.d.Store.NextSeq(ctx, "route/"+courier, 1, hint)
+	if err != nil {
+		s.d.Log.Warn("route plan not versioned; not sent", "courier_id", courier, "err", err)
+		return nil
+	}
+	route.Version = v
+	if b, err := json.Marshal(route); err != nil {
+		s.d.Log.Error("route plan encode", "courier_id", courier, "err", err)
+	} else if err := s.d.Store.SaveRoutePlan(ctx, mongostore.RoutePlan{CourierID: courier, Version: v, Planned: now.UTC(), Reason: why, Plan: b}); err != nil {
+		s.d.Log.Warn("route plan not stored", "courier_id", courier, "err", err)
+	}
+	s.mu.Lock()
+	if cur := s.routes[courier]; cur == nil || cur.Version < v {
+		s.routes[courier] = route
+	}
 	s.mu.Unlock()
 	s.publish(courier, wire.Task{Type: wire.TaskRoutePlan, Reason: why, Route: wireRoute(route, s.activeSnapshot())}, true)
 	s.hub.Publish("route.planned", map[string]any{"courier_id": courier, "version": route.Version, "reason": why, "stops": routeStops(route)})
 	return route
 }
 
-// notBefore keeps a retry's "not before" time from the previous plan.
-func (s *Service) notBefore(orderID string, prev *courierRoute) time.Time {
+// loadRoute puts a courier's newest stored plan in the cache.
+func (s *Service) loadRoute(ctx context.Context, courier string) error {
+	p, ok, err := s.d.Store.LatestRoutePlan(ctx, courier)
+	if err != nil || !ok {
+		return err
+	}
+	var r courierRoute
+	if err := json.Unmarshal(p.Plan, &r); err != nil {
+		return fmt.Errorf("route plan of %s: %w", courier, err)
+	}
+	r.Version = p.Version
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.retryAt[orderID]
+	if cur := s.routes[courier]; cur == nil || cur.Version < r.Version {
+		s.routes[courier] = &r
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // fixPrecedence moves any pickup that ended up after its drop-off just

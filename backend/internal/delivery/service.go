@@ -3,10 +3,14 @@
 // It orchestrates the domain packages (order, dispatch, routing, failure,
 // eta, area, pricing) over the store, the live index and the broker.
 //
-// MongoDB holds the truth: every transition is a compare-and-set on the
-// order's version plus an order_events record. This process keeps the
-// active orders, offer rounds and courier routes in memory for speed, and
-// rebuilds them from the store at start.
+// The store holds the truth and everything a restart must keep: every
+// change of an order is claimed by inserting its event (order, version)
+// under a unique index, and the order carries its offer round, retry
+// not-before and contact window; timers are documents any replica fires
+// (exactly once, by a claim); route plans, task sequence numbers and the
+// fairness counters are in the store too. This process caches the active
+// orders and courier routes in memory for speed, and rebuilds the cache from
+// the store at start.
 package delivery
 
 import (
@@ -57,13 +61,15 @@ type Config struct {
 	AtRiskMargin   time.Duration
 	Verify         failure.VerifyConfig
 	Relays         []failure.Relay
-	UnderSupplyRat float64 // a pickup cell is under-supplied above this demand/supply ratio
+	UnderSupplyRat float64       // a pickup cell is under-supplied above this demand/supply ratio
+	TimerPoll      time.Duration // how often due timers are looked for
 }
 
 // DefaultConfig returns production defaults.
 func DefaultConfig() Config {
 	return Config{Prefix: topic.DefaultPrefix, OfferTimeout: 30 * time.Second, SearchRadiusM: 8000, Candidates: 25,
-		ArriveRadiusM: 250, AtRiskMargin: 5 * time.Minute, Verify: failure.DefaultVerifyConfig(), UnderSupplyRat: 2}
+		ArriveRadiusM: 250, AtRiskMargin: 5 * time.Minute, Verify: failure.DefaultVerifyConfig(), UnderSupplyRat: 2,
+		TimerPoll: 250 * time.Millisecond}
 }
 
 // Deps are the collaborators.
@@ -97,123 +103,140 @@ type Service struct {
 	now func() time.Time
 
 	mu       sync.Mutex
-	active   map[string]*mongostore.StoredOrder // non-terminal orders
-	rounds   map[string]*round                  // open offer rounds by order
-	routes   map[string]*courierRoute           // by courier
-	seq      map[string]uint64                  // last task seq by courier
-	today    map[string]int                     // orders assigned today by courier (fairness)
+	active   map[string]*mongostore.StoredOrder // non-terminal orders (a cache of the store)
+	routes   map[string]*courierRoute           // by courier (a cache of the store's route plans)
+	seq      map[string]uint64                  // last task seq seen by courier (a hint; the store issues them)
+	today    map[string]int                     // orders assigned today by courier (fairness), recounted from the store
 	todayDay int
-	retryAt  map[string]time.Time       // order → drop-off not before (retry_later, contact_customer)
-	contacts map[string]*pendingContact // order → contact_customer window waiting for a reply
 
-	orderLocks [256]sync.Mutex // see lockOrder
-
-	hub      *Hub
-	webhooks *Webhooks
-	bg       sync.WaitGroup
-	stop     chan struct{}
-}
-
-type round struct {
-	r     *dispatch.OfferRound
-	timer *time.Timer
-	offer dispatch.Offer
+	hub       *Hub
+	webhooks  *Webhooks
+	bg        sync.WaitGroup
+	stop      chan struct{}
+	closeOnce sync.Once
 }
 
 type courierRoute struct {
-	Version uint64
-	Stops   []routing.Stop
-	Visits  []routing.Visit
-	Planned time.Time
+	Version uint64          `json:"version"`
+	Stops   []routing.Stop  `json:"stops"`
+	Visits  []routing.Visit `json:"visits"`
+	Planned time.Time       `json:"planned"`
 }
 
 // New builds the service; call Start to rebuild state and run its loops.
 func New(cfg Config, d Deps, hub *Hub, wh *Webhooks) *Service {
-	return &Service{cfg: cfg, d: d, now: time.Now, active: map[string]*mongostore.StoredOrder{}, rounds: map[string]*round{},
-		routes: map[string]*courierRoute{}, seq: map[string]uint64{}, today: map[string]int{}, retryAt: map[string]time.Time{}, contacts: map[string]*pendingContact{}, hub: hub, webhooks: wh, stop: make(chan struct{})}
+	if cfg.TimerPoll <= 0 {
+		cfg.TimerPoll = 250 * time.Millisecond
+	}
+	return &Service{cfg: cfg, d: d, now: time.Now, active: map[string]*mongostore.StoredOrder{},
+		routes: map[string]*courierRoute{}, seq: map[string]uint64{}, today: map[string]int{}, hub: hub, webhooks: wh, stop: make(chan struct{})}
 }
 
-// Start loads the active orders, restores courier loads and routes, puts
-// orders that were being offered back to dispatch, and starts the loops.
+// Start loads the active orders, the couriers' route plans and the fairness
+// counters from the store, continues the dispatch of orders no offer is
+// out for, and starts the loops. Open offers and contact windows need
+// nothing: their deadlines are timers in the store.
 func (s *Service) Start(ctx context.Context) error {
+	n, couriers, err := s.restore(ctx)
+	if err != nil {
+		return err
+	}
+	s.bg.Add(2)
+	go s.atRiskLoop()
+	go s.timerLoop()
+	s.d.Log.Info("delivery state restored", "active_orders", n, "couriers_with_routes", couriers)
+	return nil
+}
+
+// restore is Start without the loops.
+func (s *Service) restore(ctx context.Context) (orderCount, courierCount int, err error) {
 	orders, err := s.d.Store.ActiveOrders(ctx)
 	if err != nil {
-		return fmt.Errorf("load active orders: %w", err)
-	}
-	s.mu.Lock()
-	for i := range orders {
-		o := orders[i]
-		s.active[o.ID] = &o
-		s.d.Density.OrderOpened(o.ID, o.Pickup.Lat, o.Pickup.Lng, o.BookedAt)
+		return 0, 0, fmt.Errorf("load active orders: %w", err)
 	}
 	couriers := map[string]bool{}
-	for _, o := range s.active {
+	for i := range orders {
+		o := orders[i]
+		s.remember(&o)
 		if o.CourierID != "" {
 			couriers[o.CourierID] = true
 		}
 	}
-	s.mu.Unlock()
 	for c := range couriers {
+		if err := s.loadRoute(ctx, c); err != nil {
+			return 0, 0, err
+		}
 		s.syncLoad(c)
-		s.replan(ctx, c, "restart")
+	}
+	if err := s.recountToday(ctx); err != nil {
+		return 0, 0, err
 	}
 	for _, o := range orders {
-		if o.Status == order.StatusOffered || o.Status == order.StatusBooked {
-			id := o.ID
-			s.goDispatch(id, nil)
+		if o.Status == order.StatusBooked && !o.Flags.NeedsDispatcher {
+			s.goDispatch(o.ID, nil) // continues its round, if it had one
 		}
 	}
-	s.bg.Add(1)
-	go s.atRiskLoop()
-	s.d.Log.Info("delivery state restored", "active_orders", len(orders), "couriers_with_routes", len(couriers))
-	return nil
+	return len(orders), len(couriers), nil
 }
 
-// Close stops timers and loops.
+// Close stops the loops and waits for every background task (timer
+// handlers included) to finish.
 func (s *Service) Close() {
-	select {
-	case <-s.stop:
-		return // already closed
-	default:
-	}
-	close(s.stop)
-	s.mu.Lock()
-	for _, r := range s.rounds {
-		if r.timer != nil {
-			r.timer.Stop()
-		}
-	}
-	for _, pc := range s.contacts {
-		pc.timer.Stop()
-	}
-	s.mu.Unlock()
+	s.closeOnce.Do(func() { close(s.stop) })
 	s.bg.Wait()
 }
 
-// nextSeq returns the next task sequence number of a courier: above the last
-// one and above the clock in ms, so it keeps rising across restarts.
-func (s *Service) nextSeq(courier string) uint64 {
-	n := uint64(s.now().UnixMilli())
-	if last := s.seq[courier]; n <= last {
-		n = last + 1
+// recountToday rebuilds the fairness counters from the store.
+func (s *Service) recountToday(ctx context.Context) error {
+	now := s.now()
+	y, m, d := now.Date()
+	counts, err := s.d.Store.AssignedSince(ctx, time.Date(y, m, d, 0, 0, 0, 0, now.Location()).UTC())
+	if err != nil {
+		return err
 	}
-	s.seq[courier] = n
-	return n
+	s.mu.Lock()
+	s.todayDay = now.YearDay()
+	s.today = counts
+	s.mu.Unlock()
+	return nil
+}
+
+// nextSeq returns the next task sequence number of a courier, issued by the
+// store: above every number any replica issued before, across restarts.
+// The first number of a courier is the clock in ms, above the numbers older
+// versions used.
+func (s *Service) nextSeq(ctx context.Context, courier string) (uint64, error) {
+	s.mu.Lock()
+	hint := s.seq[courier]
+	s.mu.Unlock()
+	n, err := s.d.Store.NextSeq(ctx, "task/"+courier, uint64(s.now().UnixMilli()), hint)
+	if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	if n > s.seq[courier] {
+		s.seq[courier] = n
+	}
+	s.mu.Unlock()
+	return n, nil
 }
 
 // publish sends a task to a courier's device (best effort: GET /v1/me/tasks
 // is the source of truth a device catches up from).
 func (s *Service) publish(courier string, t wire.Task, retained bool) {
-	s.mu.Lock()
-	t.V, t.Seq, t.At = wire.MessageVersion, s.nextSeq(courier), s.now().UTC()
-	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	seq, err := s.nextSeq(ctx, courier)
+	if err != nil {
+		s.d.Log.Warn("task not published: no sequence number", "courier_id", courier, "type", t.Type, "err", err)
+		return
+	}
+	t.V, t.Seq, t.At = wire.MessageVersion, seq, s.now().UTC()
 	payload, err := json.Marshal(t)
 	if err != nil {
 		s.d.Log.Error("task encode", "err", err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	if err := s.d.Bus.Publish(ctx, topic.Courier(s.cfg.Prefix, courier, topic.Tasks), payload, 1, retained); err != nil {
 		s.d.Log.Warn("task not published", "courier_id", courier, "type", t.Type, "err", err)
 	}

@@ -3,45 +3,82 @@ package delivery
 import (
 	"context"
 	"errors"
-	"hash/fnv"
+	"fmt"
 
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 )
 
-// change applies one action to an order with compare-and-set in the store:
-// load (from the active cache or the store), apply, write if the version is
-// still the one we read, record the event, update caches, notify. mutate,
-// when given, edits store-only fields (relay, hand-over point) in the same write.
-// On a lost race it reloads and tries again once; a second loss is a conflict.
-func (s *Service) change(ctx context.Context, id string, a order.Action, actor order.Actor, mutate func(*mongostore.StoredOrder)) (*mongostore.StoredOrder, order.Event, error) {
-	defer s.lockOrder(id)()
-	for try := 0; ; try++ {
-		cur, err := s.load(ctx, id, try > 0)
-		if err != nil {
-			return nil, order.Event{}, err
-		}
-		next := mongostore.StoredOrder{Order: cur.Order.Clone(), RelayID: cur.RelayID, OrigPickup: cur.OrigPickup}
+// change applies one action to an order and commits it: load (from the
+// active cache or the store), apply, claim the new version by inserting the
+// event in the store (mongostore.Commit: exactly one writer wins a version,
+// on every replica, on MongoDB and FerretDB alike), update caches, notify.
+// mutate, when given, edits the store-only state (relay, hand-over point,
+// round, contact, not-before) in the same version; it may refuse with an
+// error. On a lost claim it reloads from the store and tries again (the
+// action may still apply to the newer version); after maxTries losses it is
+// order.ErrConflict. No in-process lock is needed.
+func (s *Service) change(ctx context.Context, id string, a order.Action, actor order.Actor, mutate func(*mongostore.StoredOrder) error) (*mongostore.StoredOrder, order.Event, error) {
+	return s.commit(ctx, id, false, func(cur *mongostore.StoredOrder) (*mongostore.StoredOrder, order.Event, error) {
+		next := cur.Clone()
 		ev, err := order.Apply(next.Order, a, actor)
 		if err != nil {
 			return nil, order.Event{}, err
 		}
 		if mutate != nil {
-			mutate(&next)
+			if err := mutate(&next); err != nil {
+				return nil, order.Event{}, err
+			}
 		}
-		err = s.d.Store.UpdateOrder(ctx, next, cur.Version)
-		if errors.Is(err, order.ErrConflict) && try == 0 {
-			continue
+		return &next, ev, nil
+	})
+}
+
+// update records a change of an order's operational state that is not a
+// lifecycle transition (flags, contact window, not-before): it takes a
+// version and an event like a transition, with From == To. mutate returns
+// ErrUnchanged when there is nothing to do.
+func (s *Service) update(ctx context.Context, id string, kind order.Kind, actor order.Actor, reason string, mutate func(*mongostore.StoredOrder) error) (*mongostore.StoredOrder, error) {
+	o, _, err := s.commit(ctx, id, true, func(cur *mongostore.StoredOrder) (*mongostore.StoredOrder, order.Event, error) {
+		next := cur.Clone()
+		if err := mutate(&next); err != nil {
+			return nil, order.Event{}, err
 		}
+		next.Version++
+		return &next, order.Event{OrderID: id, From: cur.Status, To: cur.Status, Action: kind, Actor: actor, At: s.now().UTC(),
+			Reason: reason, Version: next.Version}, nil
+	})
+	return o, err
+}
+
+// maxTries bounds the attempts of one change against concurrent writers.
+const maxTries = 4
+
+// ErrUnchanged: an update found nothing to change.
+var ErrUnchanged = errors.New("nothing to change")
+
+func (s *Service) commit(ctx context.Context, id string, quiet bool, step func(*mongostore.StoredOrder) (*mongostore.StoredOrder, order.Event, error)) (*mongostore.StoredOrder, order.Event, error) {
+	for try := 0; ; try++ {
+		cur, err := s.load(ctx, id, try > 0)
 		if err != nil {
 			return nil, order.Event{}, err
 		}
-		if err := s.d.Store.AppendEvent(ctx, ev); err != nil {
-			s.d.Log.Error("order event not recorded", "order_id", id, "err", err)
+		next, ev, err := step(cur)
+		if err != nil {
+			return nil, order.Event{}, err
 		}
-		s.remember(&next)
-		s.emit(&next, ev)
-		return &next, ev, nil
+		err = s.d.Store.Commit(ctx, *next, ev)
+		if errors.Is(err, order.ErrConflict) && try < maxTries-1 {
+			continue
+		}
+		if err != nil {
+			return nil, order.Event{}, fmt.Errorf("order %s %s: %w", id, ev.Action, err)
+		}
+		s.remember(next)
+		if !quiet {
+			s.emit(next, ev)
+		}
+		return next, ev, nil
 	}
 }
 
@@ -60,22 +97,33 @@ func (s *Service) load(ctx context.Context, id string, fresh bool) (*mongostore.
 	if err != nil {
 		return nil, err
 	}
+	s.remember(&o)
 	return &o, nil
 }
 
-// remember updates the active cache and the density map.
+// remember updates the active cache and the density map with an order at
+// least as new as the cached one.
 func (s *Service) remember(o *mongostore.StoredOrder) {
 	s.mu.Lock()
-	_, was := s.active[o.ID]
+	prev, was := s.active[o.ID]
+	if was && prev.Version > o.Version {
+		s.mu.Unlock()
+		return
+	}
+	if was && !prev.Flags.PredictedAt.IsZero() && o.Flags.PredictedAt.IsZero() {
+		o.Flags.PredictedAt = prev.Flags.PredictedAt // the prediction is recomputed every few seconds, not stored
+	}
 	if o.Status.Terminal() {
 		delete(s.active, o.ID)
-		delete(s.retryAt, o.ID)
 	} else {
 		s.active[o.ID] = o
 	}
 	s.mu.Unlock()
-	if was && o.Status.Terminal() {
+	switch {
+	case was && o.Status.Terminal():
 		s.d.Density.OrderClosed(o.ID)
+	case !was && !o.Status.Terminal():
+		s.d.Density.OrderOpened(o.ID, o.Pickup.Lat, o.Pickup.Lng, o.BookedAt)
 	}
 }
 
@@ -95,18 +143,4 @@ func webhookOrder(o *mongostore.StoredOrder, ev order.Event) map[string]any {
 		m["attempts"] = o.Attempts
 	}
 	return m
-}
-
-// lockOrder serialises writes to one order within this process and returns
-// the unlock. The store's compare-and-set (version in the filter) keeps
-// replicas apart on MongoDB; FerretDB v1 does not apply a filtered update
-// atomically (measured: several concurrent writers at one version all
-// succeed), and embedded FerretDB serves a single process, so this lock is
-// what makes "exactly one wins" hold there.
-func (s *Service) lockOrder(id string) func() {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	m := &s.orderLocks[h.Sum32()%uint32(len(s.orderLocks))]
-	m.Lock()
-	return m.Unlock
 }

@@ -2,6 +2,8 @@ package delivery
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -10,6 +12,38 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 )
+
+// refresh reloads the active orders and the fairness counters from the
+// store, so this process follows what other replicas changed.
+func (s *Service) refresh(ctx context.Context) {
+	orders, err := s.d.Store.ActiveOrders(ctx)
+	if err != nil {
+		s.d.Log.Warn("refresh active orders", "err", err)
+		return
+	}
+	seen := make(map[string]bool, len(orders))
+	for i := range orders {
+		o := orders[i]
+		seen[o.ID] = true
+		s.remember(&o)
+	}
+	var gone []string
+	s.mu.Lock()
+	for id := range s.active {
+		if !seen[id] {
+			gone = append(gone, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range gone { // finished elsewhere
+		if o, err := s.d.Store.Order(ctx, id); err == nil {
+			s.remember(&o)
+		}
+	}
+	if err := s.recountToday(ctx); err != nil {
+		s.d.Log.Warn("refresh fairness counters", "err", err)
+	}
+}
 
 // atRiskLoop re-estimates every active order's delivery every few seconds
 // from the couriers' live positions and planned routes, and raises orders
@@ -23,7 +57,10 @@ func (s *Service) atRiskLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.checkAtRisk()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			s.refresh(ctx)
+			s.checkAtRisk(ctx)
+			cancel()
 		}
 	}
 }
@@ -38,7 +75,7 @@ type AtRiskOrder struct {
 	LateByMin   float64   `json:"late_by_min"`
 }
 
-func (s *Service) checkAtRisk() {
+func (s *Service) checkAtRisk(ctx context.Context) {
 	now := s.now()
 	couriers := map[string]bool{}
 	s.mu.Lock()
@@ -75,6 +112,7 @@ func (s *Service) checkAtRisk() {
 	}
 	s.mu.Lock()
 	var raised []AtRiskOrder
+	flip := map[string]bool{}
 	for _, o := range s.active {
 		p, ok := pred[o.ID]
 		if !ok {
@@ -89,14 +127,29 @@ func (s *Service) checkAtRisk() {
 			raised = append(raised, AtRiskOrder{OrderID: o.ID, CourierID: o.CourierID, Status: string(o.Status), PromiseBy: o.PromiseBy,
 				PredictedAt: p, LateByMin: math.Round(p.Sub(o.PromiseBy).Minutes()*10) / 10})
 		}
-		// The flag is operational state kept in memory; the promise and the
-		// events are what the store keeps.
+		if risk != o.Flags.AtRisk {
+			flip[o.ID] = risk
+		}
+		// The prediction changes every few seconds and stays in memory; the
+		// flag is stored (below) when it changes.
 		cp := *o
 		cp.Order = o.Order.Clone()
-		cp.Flags.AtRisk, cp.Flags.PredictedAt = risk, p
+		cp.Flags.PredictedAt = p
 		s.active[o.ID] = &cp
 	}
 	s.mu.Unlock()
+	for id, risk := range flip {
+		_, err := s.update(ctx, id, "at_risk", systemActor, fmt.Sprintf("at risk: %v", risk), func(n *mongostore.StoredOrder) error {
+			if n.Status.Terminal() || n.Flags.AtRisk == risk {
+				return ErrUnchanged
+			}
+			n.Flags.AtRisk = risk
+			return nil
+		})
+		if err != nil && !errors.Is(err, ErrUnchanged) {
+			s.d.Log.Warn("at-risk flag not stored", "order_id", id, "err", err)
+		}
+	}
 	for _, a := range raised {
 		s.hub.Publish("order.at_risk", map[string]any{"order_id": a.OrderID, "courier_id": a.CourierID, "promise_by": a.PromiseBy,
 			"predicted_at": a.PredictedAt, "late_by_min": a.LateByMin})
@@ -165,10 +218,6 @@ func (s *Service) Tasks(courier string) (tasks []CourierTask, version uint64, st
 			mine = append(mine, o)
 		}
 	}
-	rounds := map[string]*round{}
-	for id, r := range s.rounds {
-		rounds[id] = r
-	}
 	s.mu.Unlock()
 	slices.SortFunc(mine, func(a, b *mongostore.StoredOrder) int { return a.PromiseBy.Compare(b.PromiseBy) })
 	tasks = []CourierTask{}
@@ -176,8 +225,8 @@ func (s *Service) Tasks(courier string) (tasks []CourierTask, version uint64, st
 		t := CourierTask{OrderID: o.ID, Status: string(o.Status), Offer: o.OfferedTo == courier, Pickup: o.Pickup, Dropoff: o.Dropoff,
 			PromiseBy: o.PromiseBy, ParcelSize: string(o.Size), CODAmountMAD: o.CODAmountMAD, Notes: o.Notes,
 			Customer: CustomerView{FirstName: taskOrder(o).CustomerFirst, Phone: order.MaskPhone(o.CustomerPhone)}}
-		if r := rounds[o.ID]; r != nil && t.Offer {
-			exp := r.offer.ExpiresAt.UTC()
+		if t.Offer && o.Round != nil && len(o.Round.Log) > 0 {
+			exp := o.Round.Log[len(o.Round.Log)-1].ExpiresAt.UTC()
 			t.OfferExpires = &exp
 		}
 		tasks = append(tasks, t)

@@ -30,7 +30,9 @@ var WebhookEvents = []string{"order.booked", "order.offered", "order.assigned", 
 var ErrWebhook = errors.New("invalid webhook")
 
 // Webhooks keeps merchants' endpoints and delivers events from an outbox
-// collection: at least once, signed, retried with backoff.
+// collection: at least once, signed, retried with backoff. Every replica
+// runs the sender; each attempt of an event is claimed in the store, so one
+// replica sends it.
 //
 // Signature header: Tawsil-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256
 // over "<t>.<body>" with the webhook's secret>. Tawsil-Event-Id is the event
@@ -146,6 +148,16 @@ func (w *Webhooks) deliverDue(ctx context.Context) {
 		return
 	}
 	for _, d := range due {
+		// One replica sends one attempt: the attempt is claimed in the
+		// store. A retry is the next attempt of the same event id.
+		won, err := w.store.Claim(ctx, "webhook/"+d.ID+"#"+strconv.Itoa(d.Attempts), time.Now().UTC(), 2*time.Minute)
+		if err != nil {
+			w.log.Warn("webhook claim", "event_id", d.ID, "err", err)
+			return
+		}
+		if !won {
+			continue
+		}
 		h, err := w.store.Webhook(ctx, d.WebhookID)
 		if err != nil {
 			_ = w.store.WebhookGiveUp(ctx, d.ID, "webhook deleted")

@@ -289,17 +289,25 @@ func (s *Store) InsertRefresh(ctx context.Context, r account.RefreshToken) error
 	return err
 }
 
-// UseRefresh spends a token with a conditional update, so two concurrent
-// refreshes with one token cannot both succeed.
+// UseRefresh spends a token once: the use is claimed by inserting it under
+// the token's hash (exclusive on MongoDB and FerretDB, where a filtered
+// update is not), so two concurrent refreshes with one token, on any
+// replicas, cannot both succeed.
 func (s *Store) UseRefresh(ctx context.Context, hash string, now time.Time) (account.RefreshToken, error) {
 	var d refreshDoc
-	err := s.c("refresh_tokens").FindOneAndUpdate(ctx,
-		bson.M{"_id": hash, "revoked": false, "expires_at": bson.M{"$gt": now}},
-		bson.M{"$set": bson.M{"revoked": true}}).Decode(&d)
+	err := s.c("refresh_tokens").FindOne(ctx, bson.M{"_id": hash, "revoked": false, "expires_at": bson.M{"$gt": now}}).Decode(&d)
 	if notFound(err) {
 		return account.RefreshToken{}, account.ErrTokenRevoked
 	}
 	if err != nil {
+		return account.RefreshToken{}, fmt.Errorf("use refresh token: %w", err)
+	}
+	if _, err := s.c("refresh_uses").InsertOne(ctx, bson.M{"_id": hash, "at": now}); isDup(err) {
+		return account.RefreshToken{}, account.ErrTokenRevoked
+	} else if err != nil {
+		return account.RefreshToken{}, fmt.Errorf("use refresh token: %w", err)
+	}
+	if _, err := s.c("refresh_tokens").UpdateOne(ctx, bson.M{"_id": hash}, bson.M{"$set": bson.M{"revoked": true}}); err != nil {
 		return account.RefreshToken{}, fmt.Errorf("use refresh token: %w", err)
 	}
 	return d.token(), nil

@@ -9,31 +9,79 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/tawsil/tawsil/backend/internal/dispatch"
+	"github.com/tawsil/tawsil/backend/internal/failure"
 	"github.com/tawsil/tawsil/backend/internal/order"
 )
 
 // orderDoc is the stored form of an order: the domain fields inline, plus
-// the secrets the API never shows (bson ignores json tags, so they persist).
+// the secrets the API never shows (bson ignores json tags, so they persist)
+// and the durable operational state (Extra).
 type orderDoc struct {
 	ID          string `bson:"_id"`
 	order.Order `bson:",inline"`
-	RelayID     string       `bson:"relay_id,omitempty"`
-	OrigPickup  *order.Place `bson:"orig_pickup,omitempty"`
+	Extra       `bson:",inline"`
 }
 
 // StoredOrder is an order with the store-only extras.
 type StoredOrder struct {
 	*order.Order
-	RelayID    string       // set when the drop-off was moved to a relay point
-	OrigPickup *order.Place // the merchant's pick-up, when a hand-over moved Pickup
+	Extra
 }
+
+// Extra is what the order side keeps beside the domain order: every piece of
+// it must survive a restart and is written with the order's version.
+type Extra struct {
+	RelayID    string       `bson:"relay_id,omitempty"`    // set when the drop-off was moved to a relay point
+	OrigPickup *order.Place `bson:"orig_pickup,omitempty"` // the merchant's pick-up, when a hand-over moved Pickup
+	// NotBefore: the drop-off may not be retried before this (retry_later,
+	// contact_customer).
+	NotBefore time.Time `bson:"not_before,omitempty"`
+	// Contact is a contact_customer window waiting for the customer's reply.
+	Contact *Contact `bson:"contact,omitempty"`
+	// Round is the dispatch offer round while the order is being offered.
+	Round *dispatch.RoundState `bson:"round,omitempty"`
+}
+
+// Contact is a pending contact_customer decision.
+type Contact struct {
+	ID      int            `bson:"id"` // the order version that opened it: timers name it
+	Courier string         `bson:"courier"`
+	Until   time.Time      `bson:"until"`
+	Then    failure.Params `bson:"then"`
+}
+
+// Clone returns a deep copy.
+func (o StoredOrder) Clone() StoredOrder {
+	c := StoredOrder{Order: o.Order.Clone(), Extra: o.Extra}
+	if o.OrigPickup != nil {
+		p := *o.OrigPickup
+		c.OrigPickup = &p
+	}
+	if o.Contact != nil {
+		k := *o.Contact
+		c.Contact = &k
+	}
+	if o.Round != nil {
+		r := o.Round.Clone()
+		c.Round = &r
+	}
+	return c
+}
+
+func (d *orderDoc) stored() StoredOrder {
+	o := d.Order
+	return StoredOrder{Order: &o, Extra: d.Extra}
+}
+
+func docOf(o StoredOrder) orderDoc { return orderDoc{ID: o.ID, Order: *o.Order, Extra: o.Extra} }
 
 // NewOrderID returns a fresh order id.
 func NewOrderID() string { return newID() }
 
 // InsertOrder stores a new order; order.ErrConflict when the id exists.
 func (s *Store) InsertOrder(ctx context.Context, o StoredOrder) error {
-	_, err := s.c("orders").InsertOne(ctx, orderDoc{ID: o.ID, Order: *o.Order, RelayID: o.RelayID, OrigPickup: o.OrigPickup})
+	_, err := s.c("orders").InsertOne(ctx, docOf(o))
 	if isDup(err) {
 		return order.ErrConflict
 	}
@@ -43,11 +91,41 @@ func (s *Store) InsertOrder(ctx context.Context, o StoredOrder) error {
 	return nil
 }
 
-// UpdateOrder replaces an order if its stored version is prevVersion
-// (compare-and-set): order.ErrConflict when someone else changed it first.
+// Commit records one change of an order: next is the order after it, ev the
+// event of it, with ev.Version == next.Version. The change is claimed by
+// inserting the event (carrying next's state) under the unique index
+// {order_id, version}: of any number of writers, on any replica, exactly one
+// gets a version (MongoDB and FerretDB both make that insert exclusive,
+// which FerretDB does not do for a filtered update). order.ErrConflict when
+// another writer claimed it first. The order document is written after; a
+// crash between the two writes loses nothing, because Order and
+// ActiveOrders apply events found beyond the document's version.
+func (s *Store) Commit(ctx context.Context, next StoredOrder, ev order.Event) error {
+	if ev.Version != next.Version || ev.OrderID != next.ID {
+		return fmt.Errorf("commit order %s: event %s v%d does not match v%d", next.ID, ev.OrderID, ev.Version, next.Version)
+	}
+	if err := s.appendEvent(ctx, ev, &next); err != nil {
+		return err
+	}
+	s.project(ctx, next)
+	return nil
+}
+
+// project writes an order document at a version the event log already
+// holds, unless the document is newer. A failure is not an error of the
+// change: the event is the truth and readers catch up from it.
+func (s *Store) project(ctx context.Context, o StoredOrder) {
+	_, err := s.c("orders").ReplaceOne(ctx, bson.M{"_id": o.ID, "version": bson.M{"$lt": o.Version}}, docOf(o))
+	if err != nil {
+		s.log.Warn("order document behind its events; readers catch up", "order_id", o.ID, "version", o.Version, "err", err)
+	}
+}
+
+// UpdateOrder replaces an order if its stored version is prevVersion. It is
+// not exclusive on FerretDB: use Commit for changes that may race; this is
+// only for changes that keep the version (redaction of finished orders).
 func (s *Store) UpdateOrder(ctx context.Context, o StoredOrder, prevVersion int) error {
-	r, err := s.c("orders").ReplaceOne(ctx, bson.M{"_id": o.ID, "version": prevVersion},
-		orderDoc{ID: o.ID, Order: *o.Order, RelayID: o.RelayID, OrigPickup: o.OrigPickup})
+	r, err := s.c("orders").ReplaceOne(ctx, bson.M{"_id": o.ID, "version": prevVersion}, docOf(o))
 	if err != nil {
 		return fmt.Errorf("update order: %w", err)
 	}
@@ -55,6 +133,25 @@ func (s *Store) UpdateOrder(ctx context.Context, o StoredOrder, prevVersion int)
 		return order.ErrConflict
 	}
 	return nil
+}
+
+// catchUp returns o at the newest version its events hold (o itself when
+// the document is current), and repairs the document.
+func (s *Store) catchUp(ctx context.Context, o StoredOrder) (StoredOrder, error) {
+	var ev struct {
+		State *orderDoc `bson:"state"`
+	}
+	err := s.c("order_events").FindOne(ctx, bson.M{"order_id": o.ID, "version": bson.M{"$gt": o.Version}, "state": bson.M{"$exists": true}},
+		options.FindOne().SetSort(bson.D{{Key: "version", Value: -1}})).Decode(&ev)
+	if notFound(err) || (err == nil && ev.State == nil) {
+		return o, nil
+	}
+	if err != nil {
+		return StoredOrder{}, fmt.Errorf("order %s events: %w", o.ID, err)
+	}
+	n := ev.State.stored()
+	s.project(ctx, n)
+	return n, nil
 }
 
 func (s *Store) findOrders(ctx context.Context, filter bson.M, opts *options.FindOptions) ([]StoredOrder, error) {
@@ -68,15 +165,18 @@ func (s *Store) findOrders(ctx context.Context, filter bson.M, opts *options.Fin
 	}
 	out := make([]StoredOrder, len(docs))
 	for i := range docs {
-		o := docs[i].Order
-		out[i] = StoredOrder{Order: &o, RelayID: docs[i].RelayID, OrigPickup: docs[i].OrigPickup}
+		out[i] = docs[i].stored()
 	}
 	return out, nil
 }
 
-// Order finds one order; order.ErrNotFound.
+// Order finds one order at its newest version; order.ErrNotFound.
 func (s *Store) Order(ctx context.Context, id string) (StoredOrder, error) {
-	return s.findOrder(ctx, bson.M{"_id": id})
+	o, err := s.findOrder(ctx, bson.M{"_id": id})
+	if err != nil {
+		return o, err
+	}
+	return s.catchUp(ctx, o)
 }
 
 // OrderByToken finds an order by its public tracking token.
@@ -93,8 +193,7 @@ func (s *Store) findOrder(ctx context.Context, filter bson.M) (StoredOrder, erro
 	if err != nil {
 		return StoredOrder{}, fmt.Errorf("find order: %w", err)
 	}
-	o := d.Order
-	return StoredOrder{Order: &o, RelayID: d.RelayID, OrigPickup: d.OrigPickup}, nil
+	return d.stored(), nil
 }
 
 // OrderFilter selects orders in lists.
@@ -147,7 +246,44 @@ func (s *Store) ActiveOrders(ctx context.Context) ([]StoredOrder, error) {
 			active = append(active, st)
 		}
 	}
-	return s.findOrders(ctx, bson.M{"status": bson.M{"$in": active}}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	os, err := s.findOrders(ctx, bson.M{"status": bson.M{"$in": active}}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil || len(os) == 0 {
+		return os, err
+	}
+	// One look at the event log for all of them: which documents are behind?
+	ids := make([]string, len(os))
+	for i, o := range os {
+		ids[i] = o.ID
+	}
+	cur, err := s.c("order_events").Find(ctx, bson.M{"order_id": bson.M{"$in": ids}},
+		options.Find().SetProjection(bson.M{"order_id": 1, "version": 1}))
+	if err != nil {
+		return nil, fmt.Errorf("active order events: %w", err)
+	}
+	var evs []struct {
+		OrderID string `bson:"order_id"`
+		Version int    `bson:"version"`
+	}
+	if err := cur.All(ctx, &evs); err != nil {
+		return nil, fmt.Errorf("active order events: %w", err)
+	}
+	newest := map[string]int{}
+	for _, e := range evs {
+		newest[e.OrderID] = max(newest[e.OrderID], e.Version)
+	}
+	out := os[:0]
+	for _, o := range os {
+		if newest[o.ID] > o.Version {
+			if o, err = s.catchUp(ctx, o); err != nil {
+				return nil, err
+			}
+			if o.Status.Terminal() {
+				continue
+			}
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }
 
 // RedactOrders blanks customer personal data of orders finished before cutoff.
@@ -170,25 +306,44 @@ func (s *Store) RedactOrders(ctx context.Context, cutoff time.Time, redact func(
 		if err := s.UpdateOrder(ctx, o, prev); err != nil && !errors.Is(err, order.ErrConflict) {
 			return n, err
 		}
+		// The event log's copies of the order hold the same personal data.
+		if _, err := s.c("order_events").UpdateMany(ctx, bson.M{"order_id": o.ID}, bson.M{"$unset": bson.M{"state": ""}}); err != nil {
+			return n, fmt.Errorf("redact order events: %w", err)
+		}
 		n++
 	}
 	return n, nil
 }
 
-// AppendEvent records a transition (append-only).
+// AppendEvent records an event without an order state (append-only);
+// order.ErrConflict when the order already has an event at that version.
 func (s *Store) AppendEvent(ctx context.Context, e order.Event) error {
+	return s.appendEvent(ctx, e, nil)
+}
+
+func (s *Store) appendEvent(ctx context.Context, e order.Event, state *StoredOrder) error {
 	doc := bson.M{"_id": newID(), "order_id": e.OrderID, "from": e.From, "to": e.To, "action": e.Action,
 		"actor_role": e.Actor.Role, "actor_id": e.Actor.ID, "at": e.At, "reason": e.Reason, "note": e.Note, "version": e.Version}
 	if e.Lat != nil && e.Lng != nil {
 		doc["lat"], doc["lng"] = *e.Lat, *e.Lng
 	}
+	if state != nil {
+		d := docOf(*state)
+		doc["state"] = d
+	}
 	_, err := s.c("order_events").InsertOne(ctx, doc)
-	return err
+	if isDup(err) {
+		return fmt.Errorf("order %s version %d: %w", e.OrderID, e.Version, order.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("order %s event: %w", e.OrderID, err)
+	}
+	return nil
 }
 
 // Events lists an order's events oldest first.
 func (s *Store) Events(ctx context.Context, orderID string) ([]order.Event, error) {
-	cur, err := s.c("order_events").Find(ctx, bson.M{"order_id": orderID}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	cur, err := s.c("order_events").Find(ctx, bson.M{"order_id": orderID}, options.Find().SetSort(bson.D{{Key: "version", Value: 1}}).SetProjection(bson.M{"state": 0}))
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,9 @@
 //
 // It uses only what MongoDB and FerretDB both serve: no transactions, no
 // change streams. Idempotency lives in the data (unique indexes), and state
-// changes that must not race are conditional updates.
+// changes that must not race are claimed by an insert under a unique index
+// (the one write FerretDB makes exclusive): order events, timer firings,
+// webhook attempts, refresh-token uses, sequence numbers.
 package mongostore
 
 import (
@@ -12,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -27,7 +30,8 @@ type Store struct {
 	client *mongo.Client
 	db     *mongo.Database
 	log    *slog.Logger
-	ttl    bool // the server supports TTL indexes
+	ttl    bool     // the server supports TTL indexes
+	bases  sync.Map // sequence name → base (see NextSeq); a base never changes
 }
 
 // Open connects and makes sure the indexes exist.
@@ -90,6 +94,11 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		{"orders", bson.D{{Key: "courier_id", Value: 1}}, nil},
 		{"orders", bson.D{{Key: "tracking_token", Value: 1}}, unique},
 		{"order_events", bson.D{{Key: "order_id", Value: 1}, {Key: "at", Value: 1}}, nil},
+		{"order_events", bson.D{{Key: "order_id", Value: 1}, {Key: "version", Value: 1}}, unique}, // the transition claim
+		{"timers", bson.D{{Key: "due", Value: 1}}, nil},
+		{"seqs", bson.D{{Key: "name", Value: 1}, {Key: "n", Value: -1}}, unique},
+		{"route_plans", bson.D{{Key: "courier_id", Value: 1}, {Key: "version", Value: -1}}, unique},
+		{"claims", bson.D{{Key: "at", Value: 1}}, nil},
 		{"idempotency_keys", bson.D{{Key: "scope", Value: 1}, {Key: "key", Value: 1}}, unique},
 		{"webhook_outbox", bson.D{{Key: "next_at", Value: 1}}, nil},
 		{"webhooks", bson.D{{Key: "merchant_id", Value: 1}}, nil},

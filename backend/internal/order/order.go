@@ -3,9 +3,9 @@
 // code, and the privacy helpers used by the API and the retention job.
 //
 // The package does no I/O. Persisting an order is the store's job: every
-// successful Apply increments Order.Version, and the store writes the new
-// state with the previous version in its filter (compare-and-set), so two
-// backend replicas can never apply conflicting transitions to one order.
+// successful Apply increments Order.Version, and the store claims that
+// version by inserting the event under a unique index (order, version), so
+// two backend replicas can never apply conflicting transitions to one order.
 //
 // Lifecycle decisions (documented here once):
 //
