@@ -141,15 +141,19 @@ func nearestFirst(in *Instance, os []int) []int {
 // couriers are scored by route insertion with batching from the same
 // restaurant, and the best one whose exact route keeps its shift gets it.
 // The one-hour promise is replaced by the instance's target click-to-door;
-// when no courier can keep it, by the maximum.
+// when no courier can keep it, by the maximum; an order still waiting 30
+// minutes after it is ready goes, late, to whoever brings it soonest.
 type Tawsil struct {
-	d       *dispatch.Dispatcher
-	k       int
-	promise map[int]time.Time // order → promise it was assigned under
-	ns      []near            // scratch, reused across decisions
-	cands   []dispatch.Candidate
-	stops   []dispatch.Stop
-	ids     []string // courier index → id for the dispatcher
+	d *dispatch.Dispatcher
+	k int
+	// lateAfter: minutes after an order is ready before it goes, late, to
+	// whoever can bring it soonest.
+	lateAfter int
+	promise   map[int]time.Time // order → promise it was assigned under
+	ns        []near            // scratch, reused across decisions
+	cands     []dispatch.Candidate
+	stops     []dispatch.Stop
+	ids       []string // courier index → id for the dispatcher
 	// Decisions are the wall-clock durations of each dispatch decision.
 	Decisions []time.Duration
 }
@@ -159,20 +163,20 @@ type Tawsil struct {
 //   - the instance's service times and target click-to-door as the promise;
 //   - batching only from the same restaurant (a bundle is one restaurant's);
 //   - travel times are exact here, so smaller safety margins (2 min + 1 per stop);
-//   - two orders at a time (MDRP couriers carry whole bundles);
+//   - up to four orders at a time (MDRP couriers carry whole bundles);
 //   - a stronger fairness term (6 per order done today, 0.5 per idle minute
 //     up to 30): couriers are paid per order with an hourly guarantee, so
 //     spreading orders over couriers still under their guarantee is what
 //     keeps the pay per order down.
 //
-// These were tuned on 0o100t100s1p100 only (see README).
+// These were tuned on 0o100t100s1p100 and 5o50t100s1p100 (see README).
 func TawsilConfig(p Params) dispatch.Config {
 	cfg := dispatch.Default()
 	cfg.PickupService = time.Duration(p.PickupService) * time.Minute
 	cfg.DropoffService = time.Duration(p.DropoffService) * time.Minute
 	cfg.Promise = time.Duration(p.TargetC2D) * time.Minute
 	cfg.BatchRadiusM = 1 // the same restaurant: projected points of one place are equal
-	cfg.DefaultCapacity = 2
+	cfg.DefaultCapacity = 4
 	cfg.Margin = 2 * time.Minute
 	cfg.MarginPerStop = time.Minute
 	cfg.Weights.AssignedToday = 6
@@ -187,7 +191,7 @@ func NewTawsil(in *Instance, cfg dispatch.Config, k int) (*Tawsil, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Tawsil{d: d, k: k, promise: map[int]time.Time{}}, nil
+	return &Tawsil{d: d, k: k, lateAfter: 30, promise: map[int]time.Time{}}, nil
 }
 
 // Name implements Policy.
@@ -282,8 +286,17 @@ func (t *Tawsil) place(e *Engine, o int) {
 	}
 	t.cands, t.stops = cands, stops
 	job := dispatch.Job{OrderID: ord.ID, Pickup: project(r.X, r.Y), Dropoff: project(ord.X, ord.Y), ReadyAt: clock(ord.Ready)}
-	for _, limit := range []int{in.Params.TargetC2D, in.Params.MaxC2D} {
-		job.PromiseBy = clock(ord.Placed + limit)
+	limits := []int{in.Params.TargetC2D, in.Params.MaxC2D}
+	if now >= ord.Ready+t.lateAfter {
+		// Nobody could keep even the maximum: rather late than never, as a
+		// dispatcher would (the promises already given still hold).
+		limits = append(limits, -1)
+	}
+	for _, limit := range limits {
+		job.PromiseBy = time.Time{}
+		if limit >= 0 {
+			job.PromiseBy = clock(ord.Placed + limit)
+		}
 		ranked, _ := t.d.Score(job, cands, clock(now))
 		for _, rk := range ranked {
 			var n near
@@ -312,10 +325,13 @@ func (t *Tawsil) place(e *Engine, o int) {
 				route = append(route, Stop{kind, so, added})
 			}
 			pr := e.Predict(ci, route, o)
-			if !pr.Feasible || pr.Dropoff-ord.Placed > in.Params.MaxC2D {
+			if !pr.Feasible || limit >= 0 && pr.Dropoff-ord.Placed > in.Params.MaxC2D {
 				continue
 			}
 			t.promise[o] = job.PromiseBy
+			if limit < 0 {
+				t.promise[o] = clock(pr.Dropoff) // late: may get no later
+			}
 			e.Assign(ci, route)
 			return
 		}
