@@ -38,6 +38,8 @@
 package dispatch
 
 import (
+	"github.com/tawsil/tawsil/backend/internal/geo"
+
 	"context"
 	"errors"
 	"fmt"
@@ -64,11 +66,8 @@ var (
 	ErrConfig = errors.New("invalid dispatch config")
 )
 
-// Point is a WGS84 position in degrees.
-type Point struct {
-	Lat float64 `json:"lat"`
-	Lng float64 `json:"lng"`
-}
+// Point is a WGS84 position in degrees (the one geo.Point).
+type Point = geo.Point
 
 // StopKind is what happens at a stop.
 type StopKind string
@@ -134,8 +133,8 @@ type Job struct {
 func JobFor(o *order.Order) Job {
 	return Job{
 		OrderID:   o.ID,
-		Pickup:    Point{o.Pickup.Lat, o.Pickup.Lng},
-		Dropoff:   Point{o.Dropoff.Lat, o.Dropoff.Lng},
+		Pickup:    Point{Lat: o.Pickup.Lat, Lng: o.Pickup.Lng},
+		Dropoff:   Point{Lat: o.Dropoff.Lat, Lng: o.Dropoff.Lng},
 		PromiseBy: o.PromiseBy,
 	}
 }
@@ -321,7 +320,7 @@ func (d *Dispatcher) Score(job Job, cands []Candidate, now time.Time) ([]Ranked,
 }
 
 func (d *Dispatcher) score(job Job, jp jobPaces, c *Candidate, now time.Time) (Ranked, string) {
-	if !validPoint(Point{c.Lat, c.Lng}) {
+	if !validPoint(Point{Lat: c.Lat, Lng: c.Lng}) {
 		return Ranked{}, ReasonBadPosition
 	}
 	capacity := c.Capacity
@@ -384,14 +383,4 @@ func validPoint(p Point) bool {
 		p.Lng >= -180 && p.Lng <= 180 && !(p.Lat == 0 && p.Lng == 0)
 }
 
-const earthRadiusM = 6_371_008.8
-
-func haversineM(a, b Point) float64 {
-	const rad = math.Pi / 180
-	dLat := (b.Lat - a.Lat) * rad
-	dLng := (b.Lng - a.Lng) * rad
-	s1 := math.Sin(dLat / 2)
-	s2 := math.Sin(dLng / 2)
-	h := s1*s1 + math.Cos(a.Lat*rad)*math.Cos(b.Lat*rad)*s2*s2
-	return 2 * earthRadiusM * math.Asin(math.Min(1, math.Sqrt(h)))
-}
+func haversineM(a, b Point) float64 { return geo.DistanceM(a, b) }

@@ -17,13 +17,13 @@ const testPace = pace(1.3 / 5)
 
 var (
 	now   = time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
-	store = Point{33.5892, -7.6325} // Twin Center
+	store = Point{Lat: 33.5892, Lng: -7.6325} // Twin Center
 )
 
 // move returns p shifted by north and east metres.
 func move(p Point, north, east float64) Point {
 	const m = 111_195.0
-	return Point{p.Lat + north/m, p.Lng + east/(m*math.Cos(p.Lat*math.Pi/180))}
+	return Point{Lat: p.Lat + north/m, Lng: p.Lng + east/(m*math.Cos(p.Lat*math.Pi/180))}
 }
 
 func mustDispatcher(tb testing.TB, patch func(*Config)) *Dispatcher {
@@ -183,10 +183,10 @@ func TestScoreBreakdownAddsUp(t *testing.T) {
 		t.Errorf("ranked = %+v", r)
 	}
 	// The plan keeps the carried order's promise.
-	if pred, ok := d.PredictDelivery("A-b", Point{c.Lat, c.Lng}, r.Plan, now); !ok || pred.After(now.Add(50*time.Minute-d.cfg.Margin)) {
+	if pred, ok := d.PredictDelivery("A-b", Point{Lat: c.Lat, Lng: c.Lng}, r.Plan, now); !ok || pred.After(now.Add(50*time.Minute-d.cfg.Margin)) {
 		t.Errorf("carried order predicted %v ok=%v, promise %v", pred, ok, now.Add(50*time.Minute))
 	}
-	if pred, ok := d.PredictDelivery("N", Point{c.Lat, c.Lng}, r.Plan, now); !ok || !pred.Equal(r.DeliveryAt) {
+	if pred, ok := d.PredictDelivery("N", Point{Lat: c.Lat, Lng: c.Lng}, r.Plan, now); !ok || !pred.Equal(r.DeliveryAt) {
 		t.Errorf("PredictDelivery(N) = %v, want DeliveryAt %v", pred, r.DeliveryAt)
 	}
 }

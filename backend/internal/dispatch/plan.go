@@ -53,7 +53,7 @@ func (d *Dispatcher) insert(job Job, jp jobPaces, c *Candidate, now time.Time, b
 		base = make([]time.Time, 0, n)
 	}
 
-	start := Point{c.Lat, c.Lng}
+	start := Point{Lat: c.Lat, Lng: c.Lng}
 	paces = append(paces, d.eta.Pace(start.Lat, start.Lng, now))
 	t, pos, pace := c.startAt(now), start, paces[0]
 	for _, s := range c.Route {
@@ -100,7 +100,7 @@ func (d *Dispatcher) insert(job Job, jp jobPaces, c *Candidate, now time.Time, b
 // after j existing stops, and checks the promises.
 func (d *Dispatcher) simulate(job Job, jp jobPaces, c *Candidate, paces []float64, base []time.Time, now time.Time, i, j int, enforceNew bool) (insertion, bool) {
 	n := len(c.Route)
-	t, pos, pace := c.startAt(now), Point{c.Lat, c.Lng}, paces[0]
+	t, pos, pace := c.startAt(now), Point{Lat: c.Lat, Lng: c.Lng}, paces[0]
 	ins := insertion{slack: 1<<63 - 1}
 	for k := 0; k < n+2; k++ {
 		var (

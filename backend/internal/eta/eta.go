@@ -13,6 +13,8 @@
 package eta
 
 import (
+	"github.com/tawsil/tawsil/backend/internal/geo"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -274,8 +276,8 @@ func (m *Model) Travel(fromLat, fromLng, toLat, toLng float64, at time.Time) tim
 	return time.Duration(sec * float64(time.Second))
 }
 
-// Point is a WGS84 position in degrees.
-type Point struct{ Lat, Lng float64 }
+// Point is a WGS84 position in degrees (the one geo.Point).
+type Point = geo.Point
 
 // TravelTime is Travel over Points.
 func (m *Model) TravelTime(from, to Point, at time.Time) time.Duration {
@@ -361,15 +363,7 @@ func (m *Model) Restore(s Snapshot) error {
 	return nil
 }
 
-const earthRadiusM = 6_371_008.8
-
-// HaversineM returns the great-circle distance in metres.
+// HaversineM returns the great-circle distance in metres (geo.DistanceLatLngM).
 func HaversineM(lat1, lng1, lat2, lng2 float64) float64 {
-	const rad = math.Pi / 180
-	dLat := (lat2 - lat1) * rad
-	dLng := (lng2 - lng1) * rad
-	s1 := math.Sin(dLat / 2)
-	s2 := math.Sin(dLng / 2)
-	a := s1*s1 + math.Cos(lat1*rad)*math.Cos(lat2*rad)*s2*s2
-	return 2 * earthRadiusM * math.Asin(math.Min(1, math.Sqrt(a)))
+	return geo.DistanceLatLngM(lat1, lng1, lat2, lng2)
 }

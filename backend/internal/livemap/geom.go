@@ -5,19 +5,20 @@ import (
 	"sync"
 
 	"github.com/uber/h3-go/v4"
+
+	"github.com/tawsil/tawsil/backend/internal/geo"
 )
 
-// earthRadiusM is the mean Earth radius H3 itself uses, so that distances
-// here agree with h3.GreatCircleDistanceM to rounding.
-const earthRadiusM = 6371007.180918475
+// earthRadiusM is the one Earth radius (package geo); H3's own differs by
+// 0.3 ppm.
+const earthRadiusM = geo.EarthRadiusM
 
 // vec3 is a point on the unit sphere (earth-centred, earth-fixed direction).
 type vec3 struct{ x, y, z float64 }
 
 func vecOf(lat, lng float64) vec3 {
-	sLat, cLat := math.Sincos(lat * math.Pi / 180)
-	sLng, cLng := math.Sincos(lng * math.Pi / 180)
-	return vec3{cLat * cLng, cLat * sLng, sLat}
+	v := geo.VecOf(lat, lng)
+	return vec3{v.X, v.Y, v.Z}
 }
 
 func (a vec3) dot(b vec3) float64 { return a.x*b.x + a.y*b.y + a.z*b.z }
@@ -28,22 +29,15 @@ func (a vec3) cross(b vec3) vec3 {
 
 func (a vec3) norm() float64 { return math.Sqrt(a.dot(a)) }
 
-// distM is the great-circle distance between two unit vectors, from the
-// chord length: exact on the sphere and well conditioned for the short
-// distances of a city (unlike acos of the dot product).
+// distM is geo's great-circle distance between two unit vectors.
 func distM(a, b vec3) float64 {
-	dx, dy, dz := a.x-b.x, a.y-b.y, a.z-b.z
-	h := math.Sqrt(dx*dx+dy*dy+dz*dz) / 2
-	if h > 1 {
-		h = 1
-	}
-	return 2 * earthRadiusM * math.Asin(h)
+	return geo.VecDistanceM(geo.Vec{X: a.x, Y: a.y, Z: a.z}, geo.Vec{X: b.x, Y: b.y, Z: b.z})
 }
 
-// DistanceM is the great-circle distance in metres between two points given
-// in degrees. It is the distance Nearest ranks by and reports, bit for bit.
+// DistanceM is geo.DistanceLatLngM: the distance Nearest ranks by and
+// reports, bit for bit.
 func DistanceM(lat1, lng1, lat2, lng2 float64) float64 {
-	return distM(vecOf(lat1, lng1), vecOf(lat2, lng2))
+	return geo.DistanceLatLngM(lat1, lng1, lat2, lng2)
 }
 
 // containMargin is how far inside every edge (as the sine of an angle, about

@@ -1,6 +1,8 @@
 package order
 
 import (
+	"github.com/tawsil/tawsil/backend/internal/geo"
+
 	"fmt"
 	"math"
 	"slices"
@@ -150,11 +152,8 @@ func Lookup(s Status, a Kind) (Transition, bool) {
 	return t, ok
 }
 
-// Point is an optional place where an action happened.
-type Point struct {
-	Lat float64 `json:"lat"`
-	Lng float64 `json:"lng"`
-}
+// Point is an optional place where an action happened (the one geo.Point).
+type Point = geo.Point
 
 // Action is one request to move an order.
 type Action struct {

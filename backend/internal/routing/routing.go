@@ -16,6 +16,8 @@
 package routing
 
 import (
+	"github.com/tawsil/tawsil/backend/internal/geo"
+
 	"context"
 	"errors"
 	"fmt"
@@ -53,11 +55,8 @@ var (
 	ErrInvalidPlan    = errors.New("plan does not match the problem")
 )
 
-// Point is a WGS84 position in degrees.
-type Point struct {
-	Lat float64 `json:"lat"`
-	Lng float64 `json:"lng"`
-}
+// Point is a WGS84 position in degrees (the one geo.Point).
+type Point = geo.Point
 
 // Stop is one visit to make. A zero Earliest or Latest means no bound.
 type Stop struct {

@@ -1,7 +1,8 @@
 package routing
 
 import (
-	"math"
+	"github.com/tawsil/tawsil/backend/internal/geo"
+
 	"time"
 )
 
@@ -46,15 +47,6 @@ func (c ConstantSpeed) Travel(from, to Point, _ time.Time) time.Duration {
 	return time.Duration(s * float64(time.Second))
 }
 
-// earthRadiusM is the mean Earth radius (IUGG).
-const earthRadiusM = 6371008.8
-
-// HaversineM returns the great-circle distance between a and b in metres.
-func HaversineM(a, b Point) float64 {
-	const rad = math.Pi / 180
-	dLat := (b.Lat - a.Lat) * rad
-	dLng := (b.Lng - a.Lng) * rad
-	s1, s2 := math.Sin(dLat/2), math.Sin(dLng/2)
-	h := s1*s1 + math.Cos(a.Lat*rad)*math.Cos(b.Lat*rad)*s2*s2
-	return 2 * earthRadiusM * math.Asin(math.Sqrt(min(1, h)))
-}
+// HaversineM returns the great-circle distance between a and b in metres
+// (geo.DistanceM).
+func HaversineM(a, b Point) float64 { return geo.DistanceM(a, b) }
