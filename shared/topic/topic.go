@@ -74,6 +74,23 @@ func Shared(group, filter string) string {
 	return "$share/" + group + "/" + filter
 }
 
+// ParseOwnTracksSub splits an OwnTracks app's auxiliary topic,
+// owntracks/{user}/{device}/{sub} (event, info, waypoint, waypoints, cmd,
+// status, step, beacon, dump), into its levels. Those topics carry no fix;
+// ok is false for anything else, including ids that fail ValidID and sub
+// levels that are not one plain level.
+func ParseOwnTracksSub(t string) (user, device, sub string, ok bool) {
+	rest, found := strings.CutPrefix(t, OwnTracksRoot+"/")
+	if !found {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 || !ValidID(parts[0]) || !ValidID(parts[1]) || !ValidID(parts[2]) {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}
+
 // Parse splits a concrete (wildcard-free) topic into the courier and the kind.
 // ok is false for any topic outside the contract, including ids that fail ValidID.
 func Parse(prefix, t string) (courier string, kind Kind, ok bool) {

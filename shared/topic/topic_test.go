@@ -34,6 +34,31 @@ func TestParse(t *testing.T) {
 	}
 }
 
+func TestParseOwnTracksSub(t *testing.T) {
+	tests := []struct {
+		give                 string
+		wantUser, wantDevice string
+		wantSub              string
+		wantOK               bool
+	}{
+		{give: "owntracks/c42/phone/event", wantUser: "c42", wantDevice: "phone", wantSub: "event", wantOK: true},
+		{give: "owntracks/c42/phone/cmd", wantUser: "c42", wantDevice: "phone", wantSub: "cmd", wantOK: true},
+		{give: "owntracks/c42/phone", wantOK: false},
+		{give: "owntracks/c42/phone/event/x", wantOK: false},
+		{give: "owntracks/+/+/event", wantOK: false},
+		{give: "owntracks/c42/phone/#", wantOK: false},
+		{give: "tawsil/v1/couriers/c42/pos", wantOK: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			u, d, s, ok := ParseOwnTracksSub(tt.give)
+			if ok != tt.wantOK || u != tt.wantUser || d != tt.wantDevice || s != tt.wantSub {
+				t.Fatalf("ParseOwnTracksSub(%q) = %q %q %q %v", tt.give, u, d, s, ok)
+			}
+		})
+	}
+}
+
 func TestCourierRoundTrip(t *testing.T) {
 	for _, k := range []Kind{Pos, State, Tasks, Config} {
 		id, kind, ok := Parse(DefaultPrefix, Courier(DefaultPrefix, "abc", k))

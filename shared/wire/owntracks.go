@@ -1,10 +1,14 @@
 package wire
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
+	"strconv"
 	"time"
 )
 
@@ -13,25 +17,91 @@ const MaxOwnTracksPayload = 4 << 10
 
 // ErrNotLocation is returned for OwnTracks messages other than locations
 // (transition, waypoint, lwt, ...); they are ignored, not counted as malformed.
+// OwnTracksType tells which one it was.
 var ErrNotLocation = errors.New("owntracks message is not a location")
 
-// ownTracksLocation is the OwnTracks app's location JSON
-// (https://owntracks.org/booklet/tech/json/). Pointers tell absent from zero.
-type ownTracksLocation struct {
-	Type string   `json:"_type"`
-	Lat  *float64 `json:"lat"`
-	Lon  *float64 `json:"lon"`
-	Tst  *int64   `json:"tst"`  // unix seconds
-	Acc  *float64 `json:"acc"`  // metres
-	Vel  *float64 `json:"vel"`  // km/h
-	Cog  *float64 `json:"cog"`  // degrees
-	Batt *int     `json:"batt"` // percent
-	Tid  string   `json:"tid"`
+// The OwnTracks message types (https://owntracks.org/booklet/tech/json/).
+// Only locations carry a fix; lwt (the apps' Last Will) means offline.
+const (
+	OwnTracksLocation = "location"
+	OwnTracksLWT      = "lwt"
+)
+
+// ownTracksTypes are the _type values the apps send; anything else is
+// reported as "other" so that a counter label cannot be chosen by a device.
+var ownTracksTypes = map[string]bool{
+	"beacon": true, "card": true, "cmd": true, "configuration": true, "encrypted": true, OwnTracksLocation: true,
+	OwnTracksLWT: true, "request": true, "status": true, "steps": true, "transition": true, "waypoint": true, "waypoints": true,
 }
 
-// DecodeOwnTracks turns an OwnTracks location message into a Fix. OwnTracks
-// carries no sequence number: Seq is the timestamp in seconds, so one device
-// reports at most one fix per second and a replayed message is a duplicate.
+// OwnTracksType returns the _type of an OwnTracks message, one of the
+// documented types or "other" ("" when the payload is not a JSON object).
+func OwnTracksType(p []byte) string {
+	if len(p) > MaxOwnTracksPayload {
+		return ""
+	}
+	var m struct {
+		Type string `json:"_type"`
+	}
+	if err := json.Unmarshal(p, &m); err != nil {
+		return ""
+	}
+	if ownTracksTypes[m.Type] {
+		return m.Type
+	}
+	return "other"
+}
+
+// lenientNumber is a JSON number that the apps and their ports send in
+// several forms: 85, 85.0, "85", "33.5". null and "" are absent.
+type lenientNumber struct {
+	v   float64
+	set bool
+}
+
+func (n *lenientNumber) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if bytes.Equal(b, []byte("null")) {
+		return nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		if s == "" {
+			return nil
+		}
+		b = []byte(s)
+	}
+	v, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("%w: number %q", ErrField, b)
+	}
+	n.v, n.set = v, true
+	return nil
+}
+
+// ownTracksLocation is the OwnTracks app's location JSON. Fields Tawsil does
+// not use (alt, vac, bs, conn, m, t, tid, inregions, SSID...) are ignored.
+type ownTracksLocation struct {
+	Type string        `json:"_type"`
+	Lat  lenientNumber `json:"lat"`
+	Lon  lenientNumber `json:"lon"`
+	Tst  lenientNumber `json:"tst"`  // unix seconds; some ports send a fraction
+	Acc  lenientNumber `json:"acc"`  // metres
+	Vel  lenientNumber `json:"vel"`  // km/h
+	Cog  lenientNumber `json:"cog"`  // degrees
+	Batt lenientNumber `json:"batt"` // percent
+}
+
+// maxTstSeconds keeps a timestamp's milliseconds (and DerivedSeq) in range.
+const maxTstSeconds = 1 << 40
+
+// DecodeOwnTracks turns an OwnTracks location message into a Fix. Numbers
+// may come as JSON numbers of any form or as strings. OwnTracks carries no
+// sequence number: Seq is DerivedSeq of the fix, so a replayed message is a
+// duplicate while a second location within the same second is not.
 func DecodeOwnTracks(p []byte) (Fix, error) {
 	if len(p) > MaxOwnTracksPayload {
 		return Fix{}, ErrTooLarge
@@ -40,31 +110,54 @@ func DecodeOwnTracks(p []byte) (Fix, error) {
 	if err := json.Unmarshal(p, &m); err != nil {
 		return Fix{}, fmt.Errorf("owntracks json: %w", err)
 	}
-	if m.Type != "location" {
-		return Fix{}, ErrNotLocation
+	if m.Type != OwnTracksLocation {
+		return Fix{}, fmt.Errorf("%w: %q", ErrNotLocation, m.Type)
 	}
-	if m.Lat == nil || m.Lon == nil || m.Tst == nil {
+	if !m.Lat.set || !m.Lon.set || !m.Tst.set {
 		return Fix{}, fmt.Errorf("owntracks location: %w: lat, lon and tst are required", ErrField)
 	}
-	if *m.Tst <= 0 || *m.Tst > math.MaxInt64/1000 {
-		return Fix{}, fmt.Errorf("owntracks tst %d: %w", *m.Tst, ErrField)
+	if !(m.Tst.v > 0 && m.Tst.v < maxTstSeconds) { // NaN fails too
+		return Fix{}, fmt.Errorf("owntracks tst %v: %w", m.Tst.v, ErrField)
 	}
-	f := Fix{Seq: uint64(*m.Tst), Time: time.Unix(*m.Tst, 0).UTC(), Lat: *m.Lat, Lng: *m.Lon,
+	f := Fix{Time: time.UnixMilli(int64(math.Round(m.Tst.v * 1000))).UTC(), Lat: m.Lat.v, Lng: m.Lon.v,
 		Accuracy: Unknown, Speed: Unknown, Heading: Unknown, Battery: Unknown}
-	if m.Acc != nil {
-		f.Accuracy = *m.Acc
+	if m.Acc.set && m.Acc.v >= 0 {
+		f.Accuracy = m.Acc.v
 	}
-	if m.Vel != nil && *m.Vel >= 0 {
-		f.Speed = *m.Vel / 3.6
+	if m.Vel.set && m.Vel.v >= 0 {
+		f.Speed = m.Vel.v / 3.6
 	}
-	if m.Cog != nil && *m.Cog >= 0 {
-		f.Heading = math.Mod(*m.Cog, 360)
+	if m.Cog.set && m.Cog.v >= 0 {
+		f.Heading = math.Mod(m.Cog.v, 360)
 	}
-	if m.Batt != nil {
-		f.Battery = *m.Batt
+	if m.Batt.set {
+		if m.Batt.v < 0 || m.Batt.v > 100 || math.IsNaN(m.Batt.v) {
+			return Fix{}, fmt.Errorf("owntracks batt %v: %w", m.Batt.v, ErrField)
+		}
+		f.Battery = int(math.Round(m.Batt.v))
 	}
 	if err := CheckFix(f); err != nil {
 		return Fix{}, err
 	}
+	f.Seq = DerivedSeq(f)
 	return f, nil
+}
+
+// DerivedSeq gives a sequence number to a fix from a protocol that has none
+// (OwnTracks, Traccar Client): the device time in milliseconds, shifted left
+// 10 bits, with the low bits taken from a hash of the position. It grows with
+// time, is the same for a re-sent copy of the same fix (so dedupe works), and
+// differs for two positions reported within the same second (1 in 1024
+// collides).
+func DerivedSeq(f Fix) uint64 {
+	h := fnv.New32a()
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], math.Float64bits(math.Round(f.Lat*1e6)))
+	binary.LittleEndian.PutUint64(b[8:], math.Float64bits(math.Round(f.Lng*1e6)))
+	h.Write(b[:])
+	ms := f.Time.UnixMilli()
+	if ms < 0 {
+		ms = 0
+	}
+	return uint64(ms)<<10 | uint64(h.Sum32()&0x3ff)
 }

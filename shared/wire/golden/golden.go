@@ -7,6 +7,7 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tawsil/tawsil/shared/wire"
@@ -66,12 +67,34 @@ func Vectors() ([]Vector, error) {
 }
 
 // OwnTracksSample is a real-shaped OwnTracks location message and the fix it
-// must decode to.
+// must decode to (Seq: wire.DerivedSeq, the milliseconds shifted left 10
+// bits plus a 10-bit hash of the position).
 func OwnTracksSample() ([]byte, wire.Fix, error) {
 	p, err := files.ReadFile("testdata/owntracks_location.json")
 	if err != nil {
 		return nil, wire.Fix{}, err
 	}
-	return p, wire.Fix{Seq: 1795000000, Time: time.Unix(1795000000, 0).UTC(), Lat: 33.589886, Lng: -7.603869,
+	return p, wire.Fix{Seq: 1795000000000<<10 | 875, Time: time.Unix(1795000000, 0).UTC(), Lat: 33.589886, Lng: -7.603869,
 		Accuracy: 12, Speed: 18.0 / 3.6, Heading: 270, Battery: 83}, nil
+}
+
+// OwnTracksMessages returns one message of every OwnTracks _type, with every
+// field the OwnTracks booklet documents, as the Android and iOS apps send
+// them (plus location_lenient: numbers as strings and floats, as some ports
+// and older app versions send them). Keys are the file names without .json.
+func OwnTracksMessages() (map[string][]byte, error) {
+	entries, err := files.ReadDir("testdata/owntracks")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(entries))
+	for _, e := range entries {
+		p, err := files.ReadFile("testdata/owntracks/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		name, _ := strings.CutSuffix(e.Name(), ".json")
+		out[name] = p
+	}
+	return out, nil
 }
