@@ -75,11 +75,22 @@ func (n *lenientNumber) UnmarshalJSON(b []byte) error {
 		b = []byte(s)
 	}
 	v, err := strconv.ParseFloat(string(b), 64)
-	if err != nil {
+	if err != nil || !decimal(b) {
 		return fmt.Errorf("%w: number %q", ErrField, b)
 	}
 	n.v, n.set = v, true
 	return nil
+}
+
+// decimal reports whether b is a plain decimal number (what a JSON number
+// may be), so that strings like "NaN", "Inf" or "0x1p3" are refused.
+func decimal(b []byte) bool {
+	for _, c := range b {
+		if (c < '0' || c > '9') && c != '.' && c != '-' && c != '+' && c != 'e' && c != 'E' {
+			return false
+		}
+	}
+	return true
 }
 
 // ownTracksLocation is the OwnTracks app's location JSON. Fields Tawsil does

@@ -2,6 +2,7 @@ package account
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -353,13 +354,26 @@ func (s *Service) RevokeDevice(ctx context.Context, courierID string) error {
 	return nil
 }
 
-// CheckDevice authenticates a broker login; it returns the courier id.
+// CheckDevice authenticates a broker login that must use the issued client
+// id (the Tawsil agent); it returns the courier id.
 func (s *Service) CheckDevice(ctx context.Context, username, password, clientID string) (string, error) {
-	d, err := s.store.DeviceCredential(ctx, username)
-	if err != nil || d.RevokedAt != nil || d.ClientID != clientID || d.SecretHash != auth.HashSecret(password) {
+	courier, issued, err := s.DeviceLogin(ctx, username, password)
+	if err != nil || issued != clientID {
 		return "", ErrBadLogin
 	}
-	return d.CourierID, nil
+	return courier, nil
+}
+
+// DeviceLogin authenticates a device's username and password, whatever the
+// transport (MQTT with any client id, OwnTracks HTTP, Traccar Client); it
+// returns the courier id and the client id issued with the credential.
+// ErrBadLogin for an unknown, revoked or wrong credential.
+func (s *Service) DeviceLogin(ctx context.Context, username, password string) (courierID, clientID string, err error) {
+	d, err := s.store.DeviceCredential(ctx, username)
+	if err != nil || d.RevokedAt != nil || subtle.ConstantTimeCompare([]byte(d.SecretHash), []byte(auth.HashSecret(password))) != 1 {
+		return "", "", ErrBadLogin
+	}
+	return d.CourierID, d.ClientID, nil
 }
 
 // Erase pseudonymises a user: login impossible, personal fields replaced, ids

@@ -191,6 +191,7 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 		return err
 	}
 	m.HTTP.MountTracking(httpapi.Tracking{Index: m.Index, Density: m.Density, Store: m.Store, SetShift: m.setShiftHTTP})
+	m.HTTP.MountDevices(httpapi.Devices{Ingest: m.Ingest})
 	if err := m.mountFeatures(ctx); err != nil {
 		return err
 	}

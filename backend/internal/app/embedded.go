@@ -31,6 +31,10 @@ func startDocstore(ctx context.Context, cfg config.Config, log *slog.Logger) (ur
 }
 
 func startBroker(cfg config.Config, ln net.Listener, tlsCfg *tls.Config, auth *account.Service, h mqttack.Handler, log *slog.Logger, m *metrics.Metrics) (EmbeddedBroker, error) {
-	return broker.Start(broker.Options{Listen: cfg.MQTTListen, Listener: ln, TLS: tlsCfg, Prefix: cfg.TopicPrefix, Auth: auth, Handler: h,
-		ServiceUsername: cfg.MQTTUsername, ServicePassword: cfg.MQTTPassword, Logger: log, Metrics: m})
+	o := broker.Options{Listen: cfg.MQTTListen, Listener: ln, TLS: tlsCfg, Prefix: cfg.TopicPrefix, Auth: auth, Handler: h,
+		ServiceUsername: cfg.MQTTUsername, ServicePassword: cfg.MQTTPassword, Logger: log, Metrics: m}
+	if ig, ok := h.(broker.Ignorer); ok {
+		o.Ignored = ig
+	}
+	return broker.Start(o)
 }

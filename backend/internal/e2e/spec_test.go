@@ -29,6 +29,10 @@ const (
 // specPublic marks operations that need no token.
 const specPublic = "public"
 
+// specDevice marks operations for the couriers' own tracking apps: no bearer
+// token, device credentials (HTTP Basic, or Traccar Client's key) instead.
+const specDevice = "device"
+
 var specRoles = []string{"admin", "merchant", "dispatcher", "courier"}
 
 // specRoute is one (method, path) with the path in OpenAPI style: /v1/orders/{id}.
@@ -260,7 +264,7 @@ func TestOpenAPIDeclaresRoles(t *testing.T) {
 	if len(doc.Security) != 1 || doc.Security[0]["bearer"] == nil {
 		t.Errorf("global security %v, want bearer", doc.Security)
 	}
-	valid := append(slices.Clone(specRoles), specPublic)
+	valid := append(slices.Clone(specRoles), specPublic, specDevice)
 	ids := map[string]specRoute{}
 	for _, op := range ops {
 		t.Run(op.String(), func(t *testing.T) {
@@ -282,7 +286,15 @@ func TestOpenAPIDeclaresRoles(t *testing.T) {
 				t.Errorf("x-roles %v repeats a role", op.Roles)
 			}
 			public := slices.Contains(op.Roles, specPublic)
+			device := slices.Contains(op.Roles, specDevice)
 			switch {
+			case device && len(op.Roles) != 1:
+				t.Errorf("x-roles %v: device stands alone", op.Roles)
+			case device && (op.Security == nil || len(*op.Security) == 0 || (*op.Security)[0]["deviceBasic"] == nil):
+				t.Error("device operation without `security: [{deviceBasic: []}, ...]`")
+			case device && op.Responses["401"].Kind == 0:
+				t.Error("device operation without a 401 response")
+			case device:
 			case public && len(op.Roles) != 1:
 				t.Errorf("x-roles %v: public stands alone", op.Roles)
 			case public && (op.Security == nil || len(*op.Security) != 0):
@@ -334,6 +346,18 @@ func TestOpenAPIRolesEnforced(t *testing.T) {
 		path := specTemplateParam.ReplaceAllString(op.Path, specMadeUpID)
 		public := slices.Contains(op.Roles, specPublic)
 		got := b.specStatus(t, op.Method, path, "")
+		if slices.Contains(op.Roles, specDevice) {
+			// Device credentials only: no token and every bearer token get 401.
+			if got != 401 {
+				t.Errorf("%s (device) without credentials = %d, want 401", op.specRoute, got)
+			}
+			for _, role := range specRoles {
+				if got := b.specStatus(t, op.Method, path, tokens[role]); got != 401 {
+					t.Errorf("%s (device) with a %s bearer token = %d, want 401", op.specRoute, role, got)
+				}
+			}
+			continue
+		}
 		switch {
 		case public && (got == 401 || got == 403):
 			t.Errorf("%s (public) without a token = %d", op.specRoute, got)

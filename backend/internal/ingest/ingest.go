@@ -125,6 +125,7 @@ func (p *Pipeline) Stage(ctx context.Context, t string, payload []byte, retained
 		}
 		fix, err := wire.DecodeOwnTracks(payload)
 		if errors.Is(err, wire.ErrNotLocation) {
+			p.ownTracksOther(courier, payload)
 			return nil, mqttack.ErrDrop
 		}
 		if err != nil {
@@ -144,6 +145,46 @@ func (p *Pipeline) Stage(ctx context.Context, t string, payload []byte, retained
 		p.reject(RejectTopic, 1)
 		return nil, mqttack.ErrDrop
 	}
+}
+
+// Ignore counts a device message that was accepted and set aside
+// (tawsil_ingest_ignored_total{reason}); the broker reports its own there.
+func (p *Pipeline) Ignore(reason string) {
+	p.m.IngestIgnored.WithLabelValues(reason).Inc()
+}
+
+// ownTracksOther handles OwnTracks messages that are not locations: the app's
+// Last Will (lwt) marks the courier offline, the rest is counted and ignored.
+func (p *Pipeline) ownTracksOther(courier string, payload []byte) {
+	typ := wire.OwnTracksType(payload)
+	if typ == "" {
+		typ = "other"
+	}
+	p.Ignore("owntracks_" + typ)
+	if typ == wire.OwnTracksLWT {
+		if _, known := p.index.Get(courier); known {
+			p.index.SetOnline(courier, false, p.now())
+		}
+	}
+}
+
+// HandleFixes validates, indexes and stores fixes from a transport that is
+// not MQTT (OwnTracks HTTP mode, Traccar Client): the same checks, shift
+// rule, dedupe and history as a pos message. Its errors mean what
+// HandleMQTT's do. courier must come from the device's credentials.
+func (p *Pipeline) HandleFixes(ctx context.Context, courier string, fixes []wire.Fix) error {
+	wait, err := p.fixes(ctx, courier, fixes)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// HandleOwnTracks processes an OwnTracks message that came over HTTP (the
+// apps' HTTP mode) exactly as if it had been published on
+// owntracks/{courier}/{device}. device must pass topic.ValidID.
+func (p *Pipeline) HandleOwnTracks(ctx context.Context, courier, device string, payload []byte) error {
+	return p.HandleMQTT(ctx, topic.OwnTracksTopic(courier, device), payload, false)
 }
 
 func decodeReason(err error) string {

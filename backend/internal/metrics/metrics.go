@@ -14,6 +14,7 @@ type Metrics struct {
 	IngestMessages   *prometheus.CounterVec // by kind (pos, state, owntracks)
 	IngestFixes      *prometheus.CounterVec // by outcome (accepted, duplicate, out_of_order)
 	IngestRejections *prometheus.CounterVec // by reason
+	IngestIgnored    *prometheus.CounterVec // messages accepted and set aside, by reason (OwnTracks types and topics we do not use)
 	HistoryQueue     prometheus.Gauge
 	HistoryWritten   prometheus.Counter
 	HistoryFlushErrs prometheus.Counter
@@ -38,6 +39,8 @@ func New(liveCouriers func() float64) *Metrics {
 			Help: "Fixes that passed validation, by outcome."}, []string{"outcome"}),
 		IngestRejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tawsil_ingest_rejections_total",
 			Help: "Fixes or messages refused at ingest, by reason."}, []string{"reason"}),
+		IngestIgnored: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tawsil_ingest_ignored_total",
+			Help: "Device messages accepted but not used (OwnTracks events, waypoints, cards...), by reason."}, []string{"reason"}),
 		HistoryQueue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tawsil_history_queue_fixes",
 			Help: "Fixes waiting to be written to position history."}),
 		HistoryWritten: prometheus.NewCounter(prometheus.CounterOpts{Name: "tawsil_history_written_total",
@@ -59,7 +62,7 @@ func New(liveCouriers func() float64) *Metrics {
 		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tawsil_webhook_deliveries_total",
 			Help: "Webhook delivery attempts by outcome."}, []string{"outcome"}),
 	}
-	r.MustRegister(m.IngestMessages, m.IngestFixes, m.IngestRejections, m.HistoryQueue, m.HistoryWritten, m.HistoryFlushErrs,
+	r.MustRegister(m.IngestMessages, m.IngestFixes, m.IngestRejections, m.IngestIgnored, m.HistoryQueue, m.HistoryWritten, m.HistoryFlushErrs,
 		m.HistoryFlushSecs, m.MQTTDenied, m.HTTPRequests, m.HTTPDuration, m.LiveCouriers, m.Dispatch, m.Webhooks)
 	return m
 }

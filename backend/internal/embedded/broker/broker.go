@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,9 +26,16 @@ import (
 	"github.com/tawsil/tawsil/shared/topic"
 )
 
-// DeviceAuth checks a device login and returns its courier id.
+// DeviceAuth checks a device login; it returns the courier id and the client
+// id issued with the credential.
 type DeviceAuth interface {
-	CheckDevice(ctx context.Context, username, password, clientID string) (courierID string, err error)
+	DeviceLogin(ctx context.Context, username, password string) (courierID, clientID string, err error)
+}
+
+// Ignorer counts device messages the broker accepts and sets aside (the
+// OwnTracks apps' auxiliary topics, retain flags, foreign Last Wills).
+type Ignorer interface {
+	Ignore(reason string)
 }
 
 // MaxPacket is the largest MQTT packet accepted.
@@ -41,6 +49,7 @@ type Options struct {
 	Prefix          string
 	Auth            DeviceAuth
 	Handler         mqttack.Handler // nil: PUBACK, ErrDrop: PUBACK without forwarding, else no PUBACK
+	Ignored         Ignorer         // optional
 	ServiceUsername string          // optional full-access login for the operator's tools
 	ServicePassword string
 	Logger          *slog.Logger
@@ -106,11 +115,15 @@ func (b *Broker) Publish(_ context.Context, t string, payload []byte, qos byte, 
 // Connected is always true for the embedded broker once started.
 func (b *Broker) Connected() bool { return true }
 
-// Disconnect closes the connections of the given client ids (revoked devices).
+// Disconnect closes the connections of the given issued client ids (revoked
+// devices), including the sessions the same login opened under a client id
+// of its own choosing (see sessionID).
 func (b *Broker) Disconnect(clientIDs []string) {
 	for _, id := range clientIDs {
-		if cl, ok := b.srv.Clients.Get(id); ok {
-			_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+		for _, cl := range b.srv.Clients.GetAll() {
+			if cl.ID == id || strings.HasPrefix(cl.ID, id+"/") {
+				_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+			}
 		}
 	}
 }
@@ -129,7 +142,13 @@ type hook struct {
 func (h *hook) ID() string { return "tawsil" }
 
 func (h *hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWillSent, mqtt.OnDisconnect}, []byte{b})
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSubscribe, mqtt.OnPublish, mqtt.OnWillSent, mqtt.OnDisconnect}, []byte{b})
+}
+
+func (h *hook) ignore(reason string) {
+	if h.opts.Ignored != nil {
+		h.opts.Ignored.Ignore(reason)
+	}
 }
 
 const service = "*"
@@ -153,18 +172,55 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	courier, err := h.opts.Auth.CheckDevice(ctx, user, pass, cl.ID)
+	courier, issued, err := h.opts.Auth.DeviceLogin(ctx, user, pass)
 	if err != nil {
 		h.deny("connect")
 		return false
 	}
-	if pk.Connect.WillFlag && pk.Connect.WillTopic != topic.Courier(h.opts.Prefix, courier, topic.State) {
-		h.deny("will")
-		return false
+	cl.ID = sessionID(issued, cl.ID)
+	if pk.Connect.WillFlag {
+		h.checkWill(cl, courier)
 	}
 	h.setCourier(cl, courier)
 	return true
 }
+
+// sessionID is the broker's key for a device's session. The Tawsil agent
+// uses the client id issued with its credential; other apps (OwnTracks uses
+// user+device, or what the courier typed) keep theirs, inside the login's
+// own namespace "issued/theirs". Either way a login can only ever take over
+// its own sessions, never another device's ('/' is never part of an issued id).
+func sessionID(issued, clientID string) string {
+	if clientID == issued {
+		return issued
+	}
+	return issued + "/" + clientID
+}
+
+// checkWill keeps a Last Will the login may publish (its state topic, or its
+// OwnTracks location topic where the apps put {"_type":"lwt"}), and drops any
+// other with a counted reason instead of refusing the connection.
+func (h *hook) checkWill(cl *mqtt.Client, courier string) {
+	t := cl.Properties.Will.TopicName
+	if t == topic.Courier(h.opts.Prefix, courier, topic.State) {
+		return
+	}
+	if id, kind, ok := topic.Parse(h.opts.Prefix, t); ok && id == courier && kind == topic.OwnTracks {
+		// The apps ask for a retained Will; nothing needs it kept.
+		cl.Properties.Will.Retain = false
+		return
+	}
+	cl.Properties.Will = mqtt.Will{}
+	h.deny("will")
+	h.ignore(IgnoreWillForeign)
+}
+
+// Reasons counted through Ignorer (besides "owntracks_topic_" + sub-topic).
+const (
+	IgnoreWillForeign     = "will_foreign_topic"       // a Last Will on a topic the login may not write: dropped at CONNECT
+	IgnoreRetainCleared   = "owntracks_retain_cleared" // a live location published retained: used, not retained
+	IgnoreSubscribeOthers = "owntracks_subscribe"      // OwnTracks friends' wildcard: granted, only the device's own cmd delivered
+)
 
 func (h *hook) setCourier(cl *mqtt.Client, courier string) {
 	h.mu.Lock()
@@ -184,8 +240,12 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.mu.Unlock()
 }
 
-// OnACLCheck lets a device write only its own pos/state (and OwnTracks) topics
-// and read only its own tasks/config topics, without wildcards.
+// OnACLCheck lets a device write only its own pos/state and OwnTracks
+// topics, and read only its own tasks/config (and OwnTracks cmd) topics. It
+// is called with a filter at SUBSCRIBE and with the concrete topic of every
+// message delivered, so an OwnTracks app's wildcard subscription
+// (owntracks/+/+, which the apps make by default to see "friends") is granted
+// but never delivers another courier's message.
 func (h *hook) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {
 	courier := h.courierOf(cl)
 	if courier == service {
@@ -195,21 +255,44 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {
 		h.deny("acl")
 		return false
 	}
-	id, kind, ok := topic.Parse(h.opts.Prefix, t)
-	allowed := ok && id == courier
 	if write {
-		allowed = allowed && (kind == topic.Pos || kind == topic.State || kind == topic.OwnTracks)
-	} else {
-		allowed = allowed && (kind == topic.Tasks || kind == topic.Config)
+		if user, _, _, ok := topic.ParseOwnTracksSub(t); ok && user == courier {
+			return true // auxiliary OwnTracks topics: acknowledged and ignored in OnPublish
+		}
+		id, kind, ok := topic.Parse(h.opts.Prefix, t)
+		if ok && id == courier && (kind == topic.Pos || kind == topic.State || kind == topic.OwnTracks) {
+			return true
+		}
+		h.deny("publish")
+		return false
 	}
-	if !allowed {
-		if write {
-			h.deny("publish")
-		} else {
-			h.deny("subscribe")
+	if strings.HasPrefix(t, topic.OwnTracksRoot+"/") {
+		if strings.ContainsAny(t, "+#") {
+			return true // a filter: each delivery is checked on its own topic below
+		}
+		user, _, sub, ok := topic.ParseOwnTracksSub(t)
+		return ok && user == courier && sub == "cmd" // not counted: one check per friend's message
+	}
+	id, kind, ok := topic.Parse(h.opts.Prefix, t)
+	if ok && id == courier && (kind == topic.Tasks || kind == topic.Config) {
+		return true
+	}
+	h.deny("subscribe")
+	return false
+}
+
+// OnSubscribe counts the OwnTracks apps' wildcard subscriptions, granted but
+// filtered per message by OnACLCheck.
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if c := h.courierOf(cl); c == "" || c == service {
+		return pk
+	}
+	for _, f := range pk.Filters {
+		if strings.HasPrefix(f.Filter, topic.OwnTracksRoot+"/") && strings.ContainsAny(f.Filter, "+#") {
+			h.ignore(IgnoreSubscribeOthers)
 		}
 	}
-	return allowed
+	return pk
 }
 
 // OnPublish hands device messages to ingest before the PUBACK is written.
@@ -217,9 +300,23 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if cl.Net.Inline || h.opts.Handler == nil || h.courierOf(cl) == service {
 		return pk, nil
 	}
+	if _, _, sub, ok := topic.ParseOwnTracksSub(pk.TopicName); ok {
+		// event, waypoint(s), info, status, step, beacon, dump: nothing
+		// Tawsil uses. Acknowledged, neither forwarded nor retained.
+		h.ignore("owntracks_topic_" + ownTracksSub(sub))
+		return pk, packets.CodeSuccessIgnore
+	}
+	retained := pk.FixedHeader.Retain
+	if _, kind, ok := topic.Parse(h.opts.Prefix, pk.TopicName); ok && kind == topic.OwnTracks && retained {
+		// The apps publish locations retained by default (pubRetain). This
+		// is a live message, so it is used as such; the broker does not keep
+		// a courier's last position for later subscribers.
+		pk.FixedHeader.Retain, retained = false, false
+		h.ignore(IgnoreRetainCleared)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := h.opts.Handler.HandleMQTT(ctx, pk.TopicName, pk.Payload, pk.FixedHeader.Retain)
+	err := h.opts.Handler.HandleMQTT(ctx, pk.TopicName, pk.Payload, retained)
 	switch {
 	case err == nil:
 		return pk, nil
@@ -229,6 +326,15 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		h.opts.Logger.Warn("mqtt message not acknowledged", "topic", pk.TopicName, "err", err)
 		return pk, packets.ErrRejectPacket
 	}
+}
+
+// ownTracksSub bounds the label values of the OwnTracks sub-topics.
+func ownTracksSub(sub string) string {
+	switch sub {
+	case "event", "waypoint", "waypoints", "info", "status", "step", "beacon", "dump", "cmd":
+		return sub
+	}
+	return "other"
 }
 
 // OnWillSent feeds a device's Last Will (offline) to ingest.
