@@ -3,7 +3,6 @@ module github.com/tawsil/tawsil/agent
 go 1.26.8
 
 require (
-	github.com/adrianmo/go-nmea v1.10.0
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/mochi-mqtt/server/v2 v2.7.9
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3

@@ -92,13 +92,14 @@ type GPSD struct {
 	log     *slog.Logger
 	skipped counters
 	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	sleep   func(ctx context.Context, d time.Duration) error
 }
 
 // NewGPSD returns a source for gpsd at addr (host:port, usually
 // 127.0.0.1:2947).
 func NewGPSD(addr string, log *slog.Logger) *GPSD {
 	var d net.Dialer
-	return &GPSD{addr: addr, log: log, dial: d.DialContext}
+	return &GPSD{addr: addr, log: log, dial: d.DialContext, sleep: sleep}
 }
 
 // Finite is false.
@@ -107,11 +108,23 @@ func (g *GPSD) Finite() bool { return false }
 // Counters returns the reports skipped.
 func (g *GPSD) Counters() map[string]uint64 { return g.skipped.snapshot() }
 
+// Backoff between gpsd reconnections: it doubles from gpsdMinBackoff up to
+// gpsdMaxBackoff while connections fail, and starts again from the minimum
+// after a session that delivered reports (gpsd restarted, the link came back).
+const (
+	gpsdMinBackoff = 500 * time.Millisecond
+	gpsdMaxBackoff = 30 * time.Second
+)
+
 // Run watches gpsd, reconnecting with backoff when the connection drops.
 func (g *GPSD) Run(ctx context.Context, emit Emit) error {
-	backoff := 500 * time.Millisecond
+	backoff := gpsdMinBackoff
 	for {
-		err := g.session(ctx, emit)
+		good := false
+		err := g.session(ctx, func(s Sample) error { good = true; return emit(s) })
+		if good {
+			backoff = gpsdMinBackoff
+		}
 		var emitErr *emitError
 		if errors.As(err, &emitErr) {
 			return emitErr.err
@@ -120,10 +133,10 @@ func (g *GPSD) Run(ctx context.Context, emit Emit) error {
 			return ctx.Err()
 		}
 		g.log.Warn("gpsd connection", "addr", g.addr, "err", err, "retry_in", backoff)
-		if err := sleep(ctx, backoff); err != nil {
+		if err := g.sleep(ctx, backoff); err != nil {
 			return err
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		backoff = min(2*backoff, gpsdMaxBackoff)
 	}
 }
 

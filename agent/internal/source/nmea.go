@@ -10,8 +10,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"github.com/adrianmo/go-nmea"
 )
 
 // Skip reasons counted by the NMEA decoder.
@@ -21,6 +19,7 @@ const (
 	SkipDecode   = "nmea_decode_error"
 	SkipNoDate   = "nmea_no_date"
 	SkipTooLong  = "nmea_line_too_long"
+	SkipNoTime   = "nmea_fix_without_time"
 )
 
 // KnotsToMPS converts NMEA speeds (knots) to metres per second.
@@ -36,22 +35,28 @@ const maxNMEALine = 1024
 
 // NMEADecoder turns NMEA 0183 lines into samples, one per receiver epoch.
 //
-// A receiver sends several sentences per epoch (RMC, GGA, VTG, GSA, GST...),
-// in an order that differs between chipsets. The decoder merges the
-// sentences with the same UTC time and emits the epoch when a sentence of a
-// new epoch arrives (or on Flush). RMC gives the date, position, speed and
-// course; GGA the fix quality and HDOP; VTG speed and course; ZDA the date.
+// A receiver sends several sentences per epoch (RMC, GGA, GNS, GLL, VTG,
+// GSA, GST...), in an order that differs between chipsets. The decoder
+// merges the sentences with the same UTC time and emits the epoch when a
+// sentence of a new epoch arrives (or on Flush). RMC gives the date,
+// position, speed and course; GGA and GNS the fix quality, position and
+// HDOP; GLL a position; VTG speed and course; ZDA the date.
+//
+// Sentences without a time that say "no fix" (Quectel modules send
+// $GPGGA,,,,,,0,... and $GPRMC,,V,... when they lose the fix) belong to no
+// timed epoch: they close the open one, which keeps its fix, and make a
+// no-fix epoch of their own.
 type NMEADecoder struct {
-	parser  nmea.SentenceParser
-	date    nmea.Date
+	date    date
 	ep      epoch
 	skipped counters
 }
 
 type epoch struct {
 	open        bool
-	tod         nmea.Time
-	date        nmea.Date
+	timeless    bool // opened by no-fix sentences without a time
+	tod         tod
+	date        date
 	hasPos      bool
 	noFix       bool
 	lat, lng    float64
@@ -82,72 +87,77 @@ func (d *NMEADecoder) Line(line string) (Sample, bool) {
 		d.skipped.add(SkipTooLong)
 		return Sample{}, false
 	}
-	if line[0] != '$' && line[0] != '!' && line[0] != '\\' {
-		d.skipped.add(SkipGarbage)
-		return Sample{}, false
-	}
-	s, err := d.parser.Parse(line)
+	m, err := parseSentence(line)
 	if err != nil {
 		switch {
-		case strings.Contains(err.Error(), "checksum mismatch"):
+		case errors.Is(err, errChecksum):
 			d.skipped.add(SkipChecksum)
-		case errors.As(err, new(*nmea.NotSupportedError)):
-			// Sentences we do not need (GSV, proprietary $P...): not an error.
-		case strings.Contains(err.Error(), "sentence does not") || strings.Contains(err.Error(), "missing"):
+		case errors.Is(err, errUnsupported):
+			// Sentences we do not need (GSV, GSA, proprietary $P...): not an error.
+		case errors.Is(err, errNoSentence):
 			d.skipped.add(SkipGarbage)
 		default:
 			d.skipped.add(SkipDecode)
 		}
 		return Sample{}, false
 	}
-	switch m := s.(type) {
-	case nmea.RMC:
-		out, ok := d.begin(m.Time)
-		if m.Date.Valid {
-			d.date, d.ep.date = m.Date, m.Date
+	if m.kind == "ZDA" {
+		if m.date.valid {
+			d.date = m.date
 		}
-		if m.Validity != nmea.ValidRMC {
-			d.ep.noFix = true
-			return out, ok
-		}
-		d.ep.hasPos, d.ep.lat, d.ep.lng = true, m.Latitude, m.Longitude
-		if field(m.BaseSentence, 6) != "" {
-			d.ep.speed, d.ep.haveSpeed = m.Speed*KnotsToMPS, true
-		}
-		if field(m.BaseSentence, 7) != "" {
-			d.ep.course, d.ep.haveCourse = m.Course, true
-		}
-		return out, ok
-	case nmea.GGA:
-		out, ok := d.begin(m.Time)
-		d.ep.haveQuality = true
-		if m.FixQuality == nmea.Invalid || m.FixQuality == "" {
-			d.ep.noFix = true
-			return out, ok
-		}
-		if !d.ep.hasPos {
-			d.ep.hasPos, d.ep.lat, d.ep.lng = true, m.Latitude, m.Longitude
-		}
-		if field(m.BaseSentence, 7) != "" {
-			d.ep.hdop = m.HDOP
-		}
-		return out, ok
-	case nmea.VTG:
+		return Sample{}, false
+	}
+	if m.kind == "VTG" {
 		// VTG carries no time: it belongs to the open epoch.
-		if d.ep.open {
-			if !d.ep.haveSpeed && field(m.BaseSentence, 4) != "" {
-				d.ep.speed, d.ep.haveSpeed = m.GroundSpeedKnots*KnotsToMPS, true
+		if d.ep.open && !d.ep.timeless {
+			if !d.ep.haveSpeed && m.hasSpeed {
+				d.ep.speed, d.ep.haveSpeed = m.speedKn*KnotsToMPS, true
 			}
-			if !d.ep.haveCourse && field(m.BaseSentence, 0) != "" {
-				d.ep.course, d.ep.haveCourse = m.TrueTrack, true
+			if !d.ep.haveCourse && m.hasCourse {
+				d.ep.course, d.ep.haveCourse = m.course, true
 			}
 		}
-	case nmea.ZDA:
-		if m.Day > 0 && m.Month > 0 && m.Year > 0 {
-			d.date = nmea.Date{Valid: true, DD: int(m.Day), MM: int(m.Month), YY: int(m.Year % 100)}
+		return Sample{}, false
+	}
+	if !m.time.valid {
+		if !m.noFix {
+			d.skipped.add(SkipNoTime)
+			return Sample{}, false
+		}
+		if d.ep.open && d.ep.timeless {
+			return Sample{}, false
+		}
+		out, ok := d.close()
+		d.ep = epoch{open: true, timeless: true, noFix: true}
+		return out, ok
+	}
+	out, ok := d.begin(m.time)
+	if m.kind == "RMC" && m.date.valid {
+		d.date, d.ep.date = m.date, m.date
+	}
+	if m.kind == "GGA" || m.kind == "GNS" {
+		d.ep.haveQuality = true
+		if m.hasHDOP && m.fix {
+			d.ep.hdop = m.hdop
 		}
 	}
-	return Sample{}, false
+	if m.noFix {
+		d.ep.noFix = true
+		return out, ok
+	}
+	// RMC's position wins; the others fill in when it has not come (yet).
+	if m.hasPos && (m.kind == "RMC" || !d.ep.hasPos) {
+		d.ep.hasPos, d.ep.lat, d.ep.lng = true, m.lat, m.lng
+	}
+	if m.kind == "RMC" {
+		if m.hasSpeed {
+			d.ep.speed, d.ep.haveSpeed = m.speedKn*KnotsToMPS, true
+		}
+		if m.hasCourse {
+			d.ep.course, d.ep.haveCourse = m.course, true
+		}
+	}
+	return out, ok
 }
 
 // Flush returns the sample of the open epoch, if any.
@@ -157,16 +167,13 @@ func (d *NMEADecoder) Flush() (Sample, bool) {
 	return out, ok
 }
 
-// begin makes tod the open epoch, closing a different one.
-func (d *NMEADecoder) begin(tod nmea.Time) (Sample, bool) {
-	if !tod.Valid {
-		return Sample{}, false
-	}
-	if d.ep.open && d.ep.tod == tod {
+// begin makes t the open epoch, closing a different one.
+func (d *NMEADecoder) begin(t tod) (Sample, bool) {
+	if d.ep.open && !d.ep.timeless && d.ep.tod == t {
 		return Sample{}, false
 	}
 	out, ok := d.close()
-	d.ep = epoch{open: true, tod: tod, date: d.date}
+	d.ep = epoch{open: true, tod: t, date: d.date}
 	return out, ok
 }
 
@@ -181,17 +188,17 @@ func (d *NMEADecoder) close() (Sample, bool) {
 		}
 		return Sample{}, false
 	}
-	date := e.date
-	if !date.Valid {
-		date = d.date // a date learnt later in the same epoch (RMC after GGA)
+	dt := e.date
+	if !dt.valid {
+		dt = d.date // a date learnt later in the same epoch (RMC or ZDA after GGA)
 	}
-	if !date.Valid {
+	if !dt.valid {
 		d.skipped.add(SkipNoDate)
 		return Sample{}, false
 	}
 	f := unknownFix()
-	f.Time = time.Date(2000+date.YY, time.Month(date.MM), date.DD, e.tod.Hour, e.tod.Minute, e.tod.Second,
-		e.tod.Millisecond*int(time.Millisecond), time.UTC)
+	f.Time = time.Date(2000+dt.yy, time.Month(dt.mm), dt.dd, e.tod.hour, e.tod.minute, e.tod.second,
+		e.tod.millisecond*int(time.Millisecond), time.UTC)
 	f.Lat, f.Lng = e.lat, e.lng
 	if e.haveSpeed {
 		f.Speed = e.speed
@@ -203,14 +210,6 @@ func (d *NMEADecoder) close() (Sample, bool) {
 		f.Accuracy = e.hdop * UERE
 	}
 	return Sample{Fix: f}, true
-}
-
-// field returns the i-th data field of a sentence, or "".
-func field(s nmea.BaseSentence, i int) string {
-	if i < len(s.Fields) {
-		return s.Fields[i]
-	}
-	return ""
 }
 
 // readNMEA decodes lines from r until EOF, calling emit for every epoch.

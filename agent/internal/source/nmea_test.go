@@ -219,6 +219,15 @@ func FuzzNMEALine(f *testing.F) {
 	}
 	f.Add("$GPVTG,0.00,T,,M,0.000,N,0.000,K,N*32")
 	f.Add("$GPZDA,150119.000,09,03,2022,,*53")
+	for _, l := range []string{ // the dialects of TestNMEADialects
+		nmeaLine("GNGNS,150120.000,5104.0859,N,11405.7388,W,AAN,12,0.8,50.0,20.0,,V"),
+		nmeaLine("GNGLL,5104.0859,N,11405.7388,W,150120.000,A,A"),
+		nmeaLine("GPRMC,150120,A,5104.0859,N,11405.7388,W,0.0,0.0,090322,0,A"),
+		"\x00$$" + nmeaLine("GPGGA,150120.000,5104.0859,N,11405.7388,W,2,09,0.9"),
+		"$GPGGA,,,,,,0,,,,,,,,*66", "$GPRMC,,V,,,,,,,,,,N*53", nmeaLine("GPVTG,054.7,034.4,005.5,010.2"),
+	} {
+		f.Add(l)
+	}
 	f.Fuzz(func(t *testing.T, line string) {
 		d := NewNMEADecoder()
 		// Open an epoch with a date so the fuzzed line can close it.

@@ -37,6 +37,7 @@ const (
 // ownership rule applies. Every route the server registers must have a row.
 type authzRow struct {
 	public bool     // no token needed
+	device bool     // device credentials (HTTP Basic) instead of a token: every bearer token is 401
 	roles  []string // roles allowed (a token of any other role gets 403)
 	owner  string
 	// body returns a minimal request body for the caller, chosen so that an
@@ -117,6 +118,9 @@ func authzTable() map[string]authzRow {
 		"GET /v1/me/tasks":                   {roles: []string{roleCourier}, owner: ownSelf},
 		"GET /v1/me/data":                    {roles: []string{roleCourier, roleMerchant}, owner: ownSelf},
 		"GET /v1/track/:token":               {public: true},
+		"POST /v1/ingest/owntracks":          {device: true},
+		"GET /v1/ingest/osmand":              {device: true},
+		"POST /v1/ingest/osmand":             {device: true},
 		"GET /v1/dispatch/at-risk":           {roles: ops},
 		"GET /v1/stream":                     {roles: ops},
 		"POST /v1/webhooks":                  {roles: []string{roleMerchant}, owner: ownMerchant, body: static(map[string]any{"url": "ftp://nowhere", "events": []string{"order.booked"}})},
@@ -364,6 +368,10 @@ func TestAuthzMatrix(t *testing.T) {
 				switch {
 				case r.status >= 500:
 					t.Errorf("%s: %d %s", name, r.status, r.body)
+				case row.device:
+					if r.status != 401 || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Basic") {
+						t.Errorf("%s (device): %d (WWW-Authenticate %q) %s, want 401 Basic", name, r.status, r.header.Get("WWW-Authenticate"), r.body)
+					}
 				case row.public:
 					if r.status == 401 || r.status == 403 {
 						t.Errorf("%s (public): %d %s", name, r.status, r.body)
