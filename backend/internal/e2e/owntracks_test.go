@@ -490,3 +490,51 @@ func TestTraccarClientHTTP(t *testing.T) {
 		t.Fatalf("refused reports changed history: %d", n)
 	}
 }
+
+// TestMosquittoOwnTracksStockConnect runs the same stock-app sessions
+// against a real Mosquitto with deploy/mosquitto's configuration and ACL, the
+// backend reading it through its shared subscription: the apps connect,
+// everything is acknowledged without a disconnect, both locations of the
+// same second are stored, a friend's wildcards see nothing of another
+// courier, and the app's Will marks the courier offline.
+func TestMosquittoOwnTracksStockConnect(t *testing.T) {
+	mb := mustMosquitto(t)
+	mb.start()
+	b, _ := startBackend(t, backendConfig(t, mb, "tawsil-backend-e2e-ot"))
+	eventually(t, "backend ready", 15*time.Second, func() bool { return b.do(t, "GET", "/readyz", "", nil).status == 200 })
+	admin, _ := b.login(t, adminEmail, adminPass)
+	brokerURL := "tcp://" + mb.devAddr
+	other := b.mustUser(t, admin, "courier")
+	otherDev := b.mustDevice(t, admin, other.CourierID)
+	mb.addDevice(otherDev.Username, otherDev.Password)
+	for i, app := range stockApps {
+		t.Run(app.name, func(t *testing.T) {
+			courier := b.mustUser(t, admin, "courier")
+			dev := b.mustDevice(t, admin, courier.CourierID)
+			mb.addDevice(dev.Username, dev.Password)
+			b.mustStatus(t, 200, "POST", "/v1/me/shift", courier.Token, map[string]any{"on_duty": true})
+			now := time.Now().Add(-10 * time.Second).Truncate(time.Second)
+			friend, err := connectStock(t, brokerURL, otherDev.Username, otherDev.Password, stockApps[1-i], now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := connectStock(t, brokerURL, dev.Username, dev.Password, app, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runStock(t, s, dev.Username, app, now, 33.5731+float64(i)*0.01, -7.5898)
+			eventually(t, "both locations of the same second stored", 15*time.Second, func() bool {
+				n, err := b.Store.CountPositions(t.Context(), courier.CourierID)
+				return err == nil && n == 2
+			})
+			for _, m := range friend.got.all() {
+				if strings.Contains(m, dev.Username) {
+					t.Fatalf("%s received another courier's message: %s", stockApps[1-i].name, m)
+				}
+			}
+			s.drop()
+			eventually(t, "lwt applied", 15*time.Second, func() bool { lc, _ := b.Index.Get(courier.CourierID); return !lc.Online })
+			friend.c.Disconnect(100)
+		})
+	}
+}
