@@ -14,13 +14,14 @@ export TAWSIL_ADMIN_EMAIL ?= admin@demo.tawsil.ma
 export TAWSIL_ADMIN_PASSWORD ?= tawsil-admin-2026
 export TAWSIL_DATA_DIR ?= $(DATA)
 
-.PHONY: all build build-prod run test test-short fuzz bench lint sim clean tools
+.PHONY: all build build-prod run test test-short fuzz bench lint sim clean tools web web-deps
 
 all: build
 
 build:
 	@mkdir -p $(BIN)
 	cd backend && $(GO) build -o ../$(BIN)/backend ./cmd/backend
+	cd backend && $(GO) build -o ../$(BIN)/demo ./cmd/demo
 	cd agent && CGO_ENABLED=0 $(GO) build -o ../$(BIN)/agent ./cmd/agent
 	cd agent && CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -o ../$(BIN)/agent-linux-arm64 ./cmd/agent
 
@@ -34,8 +35,9 @@ build-prod:
 run: build
 	@deploy/local/run.sh
 
-# Every module with -race, then each fuzz target for $(FUZZTIME).
-test:
+# Every module with -race (backend/web's tests drive the web faces in
+# headless Chromium), then each fuzz target for $(FUZZTIME).
+test: web-deps
 	@set -e; for m in $(MODULES); do \
 	  echo "== go test -race $$m"; \
 	  (cd $$m && $(GO) test -race -count=1 -timeout 20m ./...); \
@@ -47,6 +49,19 @@ test-short:
 
 fuzz:
 	@.ci/fuzz.sh $(FUZZTIME)
+
+# The web faces' npm packages (pinned in backend/web/package-lock.json): the
+# build tool and the browser-test driver. The built assets are committed in
+# backend/web/dist, so `make build` needs Go only.
+web-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+	  if [ ! -d backend/web/node_modules ] || [ backend/web/package-lock.json -nt backend/web/node_modules ]; then \
+	    (cd backend/web && npm ci --no-audit --no-fund) && touch backend/web/node_modules; fi; \
+	else echo "npm not found: the browser tests will be skipped (they fail under CI)"; fi
+
+# Rebuild backend/web/dist from backend/web/src (commit the result).
+web: web-deps
+	cd backend/web && npm run build
 
 bench:
 	@.ci/bench.sh

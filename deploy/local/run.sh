@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: the whole system on embedded defaults — backend with its embedded
-# MQTT broker and embedded FerretDB, demo accounts, and a simulated fleet of
-# couriers in Casablanca publishing over MQTT. Ctrl-C stops everything.
+# MQTT broker and embedded FerretDB, demo accounts, and a live demo in
+# Casablanca (bin/demo): simulated couriers that publish over MQTT, take
+# offers, drive their routes and deliver, and a merchant that books orders.
+# Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${TAWSIL_HTTP_ADDR:=127.0.0.1:8080}"
@@ -26,17 +28,20 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 curl -fsS "$api/readyz" >/dev/null || { echo "backend not ready; see $log"; exit 1; }
-bin/agent fleet --broker "tcp://$TAWSIL_MQTT_LISTEN" --credentials "$TAWSIL_DATA_DIR/fleet-credentials.json" \
-  --city casablanca --report-every 60s >"$TAWSIL_DATA_DIR/fleet.log" 2>&1 &
+bin/demo -api "$api" -broker "tcp://$TAWSIL_MQTT_LISTEN" -credentials "$TAWSIL_DATA_DIR/fleet-credentials.json" \
+  >"$TAWSIL_DATA_DIR/demo.log" 2>&1 &
 fleet=$!
 pw=${TAWSIL_DEMO_PASSWORD:-tawsil-demo-2026}
 cat <<MSG
 
 Tawsil is running.
+  Console  $api/console/     dispatcher@demo.tawsil.ma / $pw   (deliveries appear within a minute)
+  Courier  $api/courier/     courier1@demo.tawsil.ma .. courier12@demo.tawsil.ma / $pw
+  Tracking $api/t/<tracking_token>   (the merchant gets the token when booking)
   API      $api          (logs: $log)
-  MQTT     tcp://$TAWSIL_MQTT_LISTEN   (simulated fleet: $TAWSIL_DATA_DIR/fleet.log)
+  MQTT     tcp://$TAWSIL_MQTT_LISTEN   (demo couriers and merchant: $TAWSIL_DATA_DIR/demo.log)
   admin    $TAWSIL_ADMIN_EMAIL / $TAWSIL_ADMIN_PASSWORD
-  demo     merchant@demo.tawsil.ma, dispatcher@demo.tawsil.ma, courier1..5@demo.tawsil.ma / $pw
+  demo     merchant@demo.tawsil.ma, dispatcher@demo.tawsil.ma / $pw
 
 Try:
   TOKEN=\$(curl -s $api/v1/auth/login -H 'Content-Type: application/json' \\

@@ -61,6 +61,8 @@ type Main struct {
 	// (tests open it on port 0); otherwise the broker listens on MQTTListen.
 	MQTTListener net.Listener
 
+	names courierNames
+
 	// BcryptCost overrides the password hashing cost (tests use the minimum).
 	BcryptCost int
 
@@ -190,9 +192,13 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 	if err := m.republishProfiles(ctx); err != nil {
 		return err
 	}
-	m.HTTP.MountTracking(httpapi.Tracking{Index: m.Index, Density: m.Density, Store: m.Store, SetShift: m.setShiftHTTP})
+	m.HTTP.MountTracking(httpapi.Tracking{Index: m.Index, Density: m.Density, Store: m.Store, SetShift: m.setShiftHTTP,
+		Name: m.names.get})
 	m.HTTP.MountDevices(httpapi.Devices{Ingest: m.Ingest})
 	if err := m.mountFeatures(ctx); err != nil {
+		return err
+	}
+	if err := m.mountWeb(); err != nil {
 		return err
 	}
 
@@ -278,6 +284,7 @@ func (m *Main) restore(ctx context.Context) error {
 }
 
 func (m *Main) learnCourier(c account.Courier) {
+	m.names.set(c.ID, c.Name)
 	if err := m.Index.SetProfile(c.ID, c.Vehicle, c.Capacity); err != nil {
 		m.Log.Warn("courier profile refused", "courier_id", c.ID, "err", err)
 	}

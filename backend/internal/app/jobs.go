@@ -24,6 +24,13 @@ func (m *Main) jobs(ctx context.Context) {
 			m.Webhooks.Run(ctx)
 		}()
 	}
+	if m.Hub != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.streamCouriers(ctx)
+		}()
+	}
 	snap := time.NewTicker(snapshotEvery)
 	stale := time.NewTicker(15 * time.Second)
 	purge := time.NewTicker(time.Hour)

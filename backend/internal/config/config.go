@@ -56,6 +56,9 @@ type Config struct {
 	RulesFile              string        `yaml:"rules_file"`               // TAWSIL_RULES_FILE: failed-delivery rules (empty: built-in)
 	OfferTimeout           time.Duration `yaml:"offer_timeout"`            // TAWSIL_OFFER_TIMEOUT
 	VROOMURL               string        `yaml:"vroom_url"`                // TAWSIL_VROOM_URL: optional route optimiser
+	BasemapURL             string        `yaml:"basemap_url"`              // TAWSIL_BASEMAP_URL: raster tile URL template with {z}/{x}/{y} for the console
+	BasemapPMTiles         string        `yaml:"basemap_pmtiles"`          // TAWSIL_BASEMAP_PMTILES: local .pmtiles file the backend serves
+	BasemapAttribution     string        `yaml:"basemap_attribution"`      // TAWSIL_BASEMAP_ATTRIBUTION: credit shown on the map
 	WebhookAllowPrivate    bool          `yaml:"webhook_allow_private"`    // TAWSIL_WEBHOOK_ALLOW_PRIVATE: http:// and private addresses (on-premise, tests)
 
 	// TLS: PEM files. Certificate and key come in pairs; empty means plain TCP.
@@ -179,6 +182,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	str("TAWSIL_LOG_LEVEL", &c.LogLevel)
 	str("TAWSIL_RULES_FILE", &c.RulesFile)
 	str("TAWSIL_VROOM_URL", &c.VROOMURL)
+	str("TAWSIL_BASEMAP_URL", &c.BasemapURL)
+	str("TAWSIL_BASEMAP_PMTILES", &c.BasemapPMTiles)
+	str("TAWSIL_BASEMAP_ATTRIBUTION", &c.BasemapAttribution)
 	str("TAWSIL_HTTP_TLS_CERT", &c.HTTPTLSCert)
 	str("TAWSIL_HTTP_TLS_KEY", &c.HTTPTLSKey)
 	str("TAWSIL_MQTT_TLS_CERT", &c.MQTTTLSCert)

@@ -48,6 +48,13 @@ func (h *Hub) Subscribe() *Subscription {
 	return s
 }
 
+// Subscribers is the number of connected streams.
+func (h *Hub) Subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
 // Unsubscribe removes a stream.
 func (h *Hub) Unsubscribe(s *Subscription) {
 	h.mu.Lock()

@@ -238,6 +238,9 @@ func (s *Service) Tasks(courier string) (tasks []CourierTask, version uint64, st
 // PublicTrack is what the tracking link shows: no personal data.
 type PublicTrack struct {
 	Status      string     `json:"status"`
+	BookedAt    time.Time  `json:"booked_at"`
+	AssignedAt  *time.Time `json:"assigned_at,omitempty"`
+	PickedUpAt  *time.Time `json:"picked_up_at,omitempty"`
 	PromiseBy   time.Time  `json:"promise_by"`
 	ETA         *time.Time `json:"eta,omitempty"`
 	CourierNear *struct {
@@ -256,7 +259,13 @@ func (s *Service) Track(ctx context.Context, token string) (PublicTrack, error) 
 	if cur, err := s.load(ctx, o.ID, false); err == nil {
 		o = *cur
 	}
-	pt := PublicTrack{Status: string(o.Status), PromiseBy: o.PromiseBy}
+	pt := PublicTrack{Status: string(o.Status), BookedAt: o.BookedAt, PromiseBy: o.PromiseBy}
+	if t := o.Milestones.AssignedAt; !t.IsZero() {
+		pt.AssignedAt = &t
+	}
+	if t := o.Milestones.PickedUpAt; !t.IsZero() {
+		pt.PickedUpAt = &t
+	}
 	if !o.Milestones.DeliveredAt.IsZero() {
 		d := o.Milestones.DeliveredAt
 		pt.DeliveredAt = &d

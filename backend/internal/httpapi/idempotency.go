@@ -24,7 +24,7 @@ type IdemStore interface {
 // key and body replay the first answer (Idempotent-Replayed: true), another
 // body under the key is 422, a key whose first request is still running is
 // 409. Without the header the request runs as usual. Keys are scoped to the
-// caller and the route. (POST /v1/orders has its own, stricter handling.)
+// caller and the request path. (POST /v1/orders has its own, stricter handling.)
 func (s *Server) idempotent(c *fiber.Ctx) error {
 	key := c.Get("Idempotency-Key")
 	if key == "" || s.Idem == nil {
@@ -33,7 +33,7 @@ func (s *Server) idempotent(c *fiber.Ctx) error {
 	if len(key) > 128 || !utf8.ValidString(key) {
 		return badRequest("Idempotency-Key must be 1 to 128 characters")
 	}
-	scope := principal(c).UserID + " " + c.Method() + " " + c.Route().Path
+	scope := principal(c).UserID + " " + c.Method() + " " + c.Path() // the path names the order acted on
 	sum := sha256.Sum256(c.Body())
 	hash := hex.EncodeToString(sum[:])
 	ctx := c.UserContext()

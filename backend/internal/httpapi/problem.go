@@ -7,6 +7,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/utils"
+
+	"github.com/tawsil/tawsil/backend/internal/i18n"
 )
 
 // Problem is an RFC 7807 problem document.
@@ -80,8 +82,8 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		s.log.Error("request failed", "method", c.Method(), "route", c.Route().Path, "err", err)
 		ae = &apiError{status: fiber.StatusInternalServerError, slug: "internal", detail: "internal error; the incident was logged"}
 	}
-	p := fiber.Map{"type": "https://tawsil.ma/problems/" + ae.slug, "title": titleOf(ae.status), "status": ae.status,
-		"detail": ae.detail, "instance": c.Path()}
+	p := fiber.Map{"type": "https://tawsil.ma/problems/" + ae.slug, "status": ae.status, "instance": c.Path()}
+	s.localize(c, p, ae)
 	for k, v := range ae.extra {
 		p[k] = v
 	}
@@ -91,6 +93,27 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	c.Status(ae.status)
 	c.Set(fiber.HeaderContentType, "application/problem+json")
 	return c.JSON(p, "application/problem+json")
+}
+
+// localize sets the problem's title and detail in the client's language
+// (Accept-Language, French by default). A detail the catalogue cannot
+// translate is replaced by the slug's sentence in that language, and the
+// original is kept in "detail_en" so that no information is lost.
+func (s *Server) localize(c *fiber.Ctx, p fiber.Map, ae *apiError) {
+	lang := i18n.Negotiate(c.Get(fiber.HeaderAcceptLanguage))
+	title, detail, exact := titleOf(ae.status), ae.detail, true
+	if s.tr != nil {
+		title, detail, exact = s.tr.Problem(lang, ae.status, ae.slug, ae.detail)
+		if title == "" {
+			title = titleOf(ae.status)
+		}
+		c.Set(fiber.HeaderContentLanguage, lang)
+		c.Vary(fiber.HeaderAcceptLanguage)
+	}
+	p["title"], p["detail"] = title, detail
+	if !exact && ae.detail != "" {
+		p["detail_en"] = ae.detail
+	}
 }
 
 // clientDetail keeps the domain's message (which names the field or rule)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tawsil/tawsil/backend/internal/account"
 	"github.com/tawsil/tawsil/backend/internal/auth"
+	"github.com/tawsil/tawsil/backend/internal/i18n"
 	"github.com/tawsil/tawsil/backend/internal/metrics"
 )
 
@@ -45,6 +46,7 @@ type Server struct {
 	log      *slog.Logger
 	ready    func(ctx context.Context) error
 	mappings []mapping
+	tr       *i18n.Catalog // problem documents in the client's language
 
 	// Audit appends to the audit log (who read or changed whose personal data).
 	Audit func(ctx context.Context, actorID, actorRole, action, subject, detail string) error
@@ -65,7 +67,11 @@ func New(o Options, accounts *account.Service, ready func(context.Context) error
 	if o.AuthRate == 0 {
 		o.AuthRate = 30
 	}
-	s := &Server{opts: o, accounts: accounts, m: m, log: log, ready: ready}
+	tr, err := i18n.Load()
+	if err != nil {
+		panic(err) // the locale files are embedded: a build defect, caught by the i18n tests
+	}
+	s := &Server{opts: o, accounts: accounts, m: m, log: log, ready: ready, tr: tr}
 	cfg := fiber.Config{
 		AppName:               "tawsil",
 		BodyLimit:             o.BodyLimit,

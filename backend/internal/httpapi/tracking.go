@@ -24,6 +24,8 @@ type Tracking struct {
 	AlertRatio float64
 	// SetShift persists a shift change (and updates the live index).
 	SetShift func(c *fiber.Ctx, courierID string, on bool) error
+	// Name is a courier's display name ("" if unknown).
+	Name func(courierID string) string
 }
 
 // MountTracking registers couriers, tracks, shifts, density and audit routes.
@@ -56,6 +58,7 @@ func (s *Server) withAudit(action string, h fiber.Handler) fiber.Handler {
 
 type courierJSON struct {
 	ID        string   `json:"id"`
+	Name      string   `json:"name,omitempty"`
 	Lat       *float64 `json:"lat,omitempty"`
 	Lng       *float64 `json:"lng,omitempty"`
 	DistanceM *float64 `json:"distance_m,omitempty"`
@@ -136,6 +139,13 @@ func queryInt(c *fiber.Ctx, name string, def, lo, hi int) (int, error) {
 	return n, nil
 }
 
+func (t Tracking) named(cj courierJSON) courierJSON {
+	if t.Name != nil {
+		cj.Name = t.Name(cj.ID)
+	}
+	return cj
+}
+
 func (t Tracking) listCouriers(c *fiber.Ctx) error {
 	limit, err := queryInt(c, "limit", 20, 1, 500)
 	if err != nil {
@@ -163,7 +173,7 @@ func (t Tracking) listCouriers(c *fiber.Ctx) error {
 			return badRequest("near must be LAT,LNG in degrees")
 		}
 		for _, h := range t.Index.Nearest(lat, lng, f, limit, float64(radius)) {
-			out = append(out, courierOut(h.Courier, h.DistanceM, true))
+			out = append(out, t.named(courierOut(h.Courier, h.DistanceM, true)))
 		}
 		return c.JSON(fiber.Map{"couriers": out})
 	}
@@ -182,7 +192,7 @@ func (t Tracking) listCouriers(c *fiber.Ctx) error {
 		next = all[limit-1].ID
 	}
 	for _, lc := range all {
-		out = append(out, courierOut(lc, 0, false))
+		out = append(out, t.named(courierOut(lc, 0, false)))
 	}
 	return c.JSON(fiber.Map{"couriers": out, "next": next})
 }
@@ -203,7 +213,7 @@ func (t Tracking) getCourier(c *fiber.Ctx) error {
 	if !ok {
 		return notFound("courier")
 	}
-	return c.JSON(courierOut(lc, 0, false))
+	return c.JSON(t.named(courierOut(lc, 0, false)))
 }
 
 func (t Tracking) track(c *fiber.Ctx) error {
