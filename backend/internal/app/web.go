@@ -39,6 +39,9 @@ func (m *Main) mountWeb() error {
 		if err != nil {
 			return fmt.Errorf("TAWSIL_BASEMAP_PMTILES: %w", err)
 		}
+		if info.tileType == "mvt" {
+			return fmt.Errorf("TAWSIL_BASEMAP_PMTILES: %s holds vector tiles; the console (Leaflet, no WebGL) draws raster archives (PNG, JPEG, WebP)", cfg.BasemapPMTiles)
+		}
 		w.Tiles = tiles
 		bm = basemapJSON{Kind: "pmtiles", URL: info.url, MaxZoom: info.maxZoom, TileType: info.tileType, Attribution: cfg.BasemapAttribution}
 	case cfg.BasemapURL != "":
