@@ -24,6 +24,7 @@ const (
 	State     Kind = "state"     // device → backend, QoS1 retained: online, battery, shift
 	Tasks     Kind = "tasks"     // backend → device, QoS1: offers, assignments, route plans
 	Config    Kind = "config"    // backend → device, QoS1 retained: the device profile
+	Ack       Kind = "ack"       // backend → device, QoS0: storage acknowledgements (wire.Ack)
 	OwnTracks Kind = "owntracks" // device → backend, QoS1: OwnTracks location JSON
 )
 
@@ -110,7 +111,7 @@ func Parse(prefix, t string) (courier string, kind Kind, ok bool) {
 		return "", "", false
 	}
 	switch Kind(k) {
-	case Pos, State, Tasks, Config:
+	case Pos, State, Tasks, Config, Ack:
 		return id, Kind(k), true
 	}
 	return "", "", false

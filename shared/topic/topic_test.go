@@ -13,6 +13,7 @@ func TestParse(t *testing.T) {
 		{give: "tawsil/v1/couriers/c-1_x/state", wantID: "c-1_x", wantKind: State, wantOK: true},
 		{give: "tawsil/v1/couriers/c42/tasks", wantID: "c42", wantKind: Tasks, wantOK: true},
 		{give: "tawsil/v1/couriers/c42/config", wantID: "c42", wantKind: Config, wantOK: true},
+		{give: "tawsil/v1/couriers/c42/ack", wantID: "c42", wantKind: Ack, wantOK: true},
 		{give: "owntracks/c42/phone", wantID: "c42", wantKind: OwnTracks, wantOK: true},
 		{give: "owntracks/c42", wantOK: false},
 		{give: "owntracks/c42/phone/extra", wantOK: false},
@@ -60,7 +61,7 @@ func TestParseOwnTracksSub(t *testing.T) {
 }
 
 func TestCourierRoundTrip(t *testing.T) {
-	for _, k := range []Kind{Pos, State, Tasks, Config} {
+	for _, k := range []Kind{Pos, State, Tasks, Config, Ack} {
 		id, kind, ok := Parse(DefaultPrefix, Courier(DefaultPrefix, "abc", k))
 		if !ok || id != "abc" || kind != k {
 			t.Fatalf("round trip of %s: %q %q %v", k, id, kind, ok)

@@ -18,7 +18,8 @@ const Unknown = -1
 
 // Fix is one position report of one device.
 type Fix struct {
-	Seq      uint64    // per-device sequence number, strictly increasing, from 1
+	Epoch    uint64    // sequence epoch (see Epoch constants); 0: a version-1 payload, no epoch
+	Seq      uint64    // per-device sequence number within its epoch, strictly increasing, from 1
 	Time     time.Time // device time; millisecond precision on the wire
 	Lat      float64   // degrees WGS84; 1e-6 degree (≈ 0.11 m) on the wire
 	Lng      float64   // degrees WGS84; 1e-6 degree on the wire
@@ -26,6 +27,36 @@ type Fix struct {
 	Speed    float64   // metres per second (0.01 m/s), or Unknown
 	Heading  float64   // degrees clockwise from true north [0, 360) (0.1°), or Unknown
 	Battery  int       // percent 0..100, or Unknown
+}
+
+// Sequence epochs. A device's sequence numbers count within an epoch: a new
+// outbox, a reinstalled app or a new phone starts a new epoch (and counts
+// from 1 again), so a restarted counter is never mistaken for duplicates.
+// Fixes are identified by (courier, epoch, seq). Within one epoch the
+// sequence number orders fixes; across epochs only device time does.
+//
+// Epochs below MinDeviceEpoch are reserved for sources that number their
+// fixes themselves (OwnTracks numbers by timestamp), so their numbers can
+// never shadow an agent's.
+const (
+	EpochNone      = 0 // version-1 payloads (agents before epochs)
+	EpochOwnTracks = 1 // OwnTracks locations: Seq is the tst timestamp
+	// MinDeviceEpoch is the smallest epoch an agent may use. Agents take
+	// the seconds since EpochBase at the creation of their outbox.
+	MinDeviceEpoch = 1 << 16
+)
+
+// EpochBase is the origin of agent epochs (2025-01-01T00:00:00Z).
+var EpochBase = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// NewDeviceEpoch returns the epoch of an outbox created at t: seconds since
+// EpochBase (about 4 bytes on the wire until 2029), never below MinDeviceEpoch.
+func NewDeviceEpoch(t time.Time) uint64 {
+	s := t.Sub(EpochBase) / time.Second
+	if s < MinDeviceEpoch {
+		return MinDeviceEpoch
+	}
+	return uint64(s)
 }
 
 // Errors returned by CheckFix; callers count rejections by them.

@@ -22,6 +22,8 @@ type State struct {
 	OnShift      *bool  `json:"on_shift,omitempty"`      // as the device believes; the backend's shift record decides
 	AgentVersion string `json:"agent_version,omitempty"` // build of the agent
 	Profile      string `json:"profile,omitempty"`       // name of the device profile in force
+	Lost         uint64 `json:"lost,omitempty"`          // fixes the device dropped unsent (outbox or disk full), over its outbox's life
+	Damaged      uint64 `json:"damaged,omitempty"`       // damaged outbox files moved aside (their fixes are lost)
 	T            int64  `json:"t"`                       // unix ms of the report (0 in a Last Will)
 }
 

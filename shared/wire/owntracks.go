@@ -112,7 +112,9 @@ const maxTstSeconds = 1 << 40
 // DecodeOwnTracks turns an OwnTracks location message into a Fix. Numbers
 // may come as JSON numbers of any form or as strings. OwnTracks carries no
 // sequence number: Seq is DerivedSeq of the fix, so a replayed message is a
-// duplicate while a second location within the same second is not.
+// duplicate while a second location within the same second is not. Its
+// epoch is the reserved EpochOwnTracks, so these numbers (~1.8e15) never
+// shadow an agent's.
 func DecodeOwnTracks(p []byte) (Fix, error) {
 	if len(p) > MaxOwnTracksPayload {
 		return Fix{}, ErrTooLarge
@@ -130,7 +132,7 @@ func DecodeOwnTracks(p []byte) (Fix, error) {
 	if !(m.Tst.v > 0 && m.Tst.v < maxTstSeconds) { // NaN fails too
 		return Fix{}, fmt.Errorf("owntracks tst %v: %w", m.Tst.v, ErrField)
 	}
-	f := Fix{Time: time.UnixMilli(int64(math.Round(m.Tst.v * 1000))).UTC(), Lat: m.Lat.v, Lng: m.Lon.v,
+	f := Fix{Epoch: EpochOwnTracks, Time: time.UnixMilli(int64(math.Round(m.Tst.v * 1000))).UTC(), Lat: m.Lat.v, Lng: m.Lon.v,
 		Accuracy: Unknown, Speed: Unknown, Heading: Unknown, Battery: Unknown}
 	if m.Acc.set && m.Acc.v >= 0 {
 		f.Accuracy = m.Acc.v

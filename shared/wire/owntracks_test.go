@@ -61,7 +61,7 @@ func TestDecodeOwnTracksLenient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := wire.Fix{Time: time.UnixMilli(1795000120750).UTC(), Lat: 33.5912, Lng: -7.6021, Accuracy: 8,
+	want := wire.Fix{Epoch: wire.EpochOwnTracks, Time: time.UnixMilli(1795000120750).UTC(), Lat: 33.5912, Lng: -7.6021, Accuracy: 8,
 		Speed: 30 / 3.6, Heading: 180, Battery: 85}
 	want.Seq = wire.DerivedSeq(want)
 	if !fixEqual(got, want) {

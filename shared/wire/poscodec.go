@@ -8,8 +8,13 @@ import (
 	"time"
 )
 
-// PosVersion is the version byte that opens every position payload.
-const PosVersion = 1
+// Position payload versions: the byte that opens every position payload.
+// Version 2 adds the sequence epoch; decoders accept both.
+const (
+	PosVersion1 = 1
+	PosVersion2 = 2
+	PosVersion  = PosVersion2 // what EncodeBatch writes for fixes with an epoch
+)
 
 // Limits of a position payload. A message over them is refused whole.
 const (
@@ -36,14 +41,17 @@ var (
 	ErrEmpty     = errors.New("position payload has no fix")
 	ErrSeqOrder  = errors.New("sequence numbers not strictly increasing")
 	ErrFlags     = errors.New("unknown field flags")
+	ErrEpoch     = errors.New("fixes of one payload must share one epoch")
 )
 
-// EncodeBatch appends the v1 encoding of fixes (oldest first, strictly
-// increasing Seq) to dst.
+// EncodeBatch appends the encoding of fixes (oldest first, strictly
+// increasing Seq, one Epoch) to dst: version 2 when the epoch is set,
+// version 1 (no epoch) when it is EpochNone.
 //
 // Layout (all integers varints as in encoding/binary; "zz" = zig-zag signed):
 //
 //	payload := version:u8(=1) count:uvarint fix{count}
+//	         | version:u8(=2) epoch:uvarint count:uvarint fix{count}
 //	fix[0]  := flags:u8 seq:uvarint t:zz(unix ms) lat:zz(1e-6°) lng:zz(1e-6°) opt
 //	fix[i]  := flags:u8 Δseq:uvarint Δt:zz Δlat:zz Δlng:zz opt     (Δ from fix[i-1])
 //	opt     := [acc:uvarint(dm)] [speed:uvarint(cm/s)] [heading:uvarint(0.1°)] [battery:u8]
@@ -58,7 +66,13 @@ func EncodeBatch(dst []byte, fixes []Fix) ([]byte, error) {
 		return dst, fmt.Errorf("%w: %d fixes, at most %d", ErrTooLarge, len(fixes), MaxBatch)
 	}
 	start := len(dst)
-	dst = append(dst, PosVersion)
+	epoch := fixes[0].Epoch
+	if epoch == EpochNone {
+		dst = append(dst, PosVersion1)
+	} else {
+		dst = append(dst, PosVersion2)
+		dst = binary.AppendUvarint(dst, epoch)
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(fixes)))
 	var prev struct {
 		seq          uint64
@@ -67,6 +81,9 @@ func EncodeBatch(dst []byte, fixes []Fix) ([]byte, error) {
 	for i, f := range fixes {
 		if err := CheckFix(f); err != nil {
 			return dst[:start], fmt.Errorf("fix seq %d: %w", f.Seq, err)
+		}
+		if f.Epoch != epoch {
+			return dst[:start], fmt.Errorf("fix %d seq %d: %w", i, f.Seq, ErrEpoch)
 		}
 		if f.Seq == 0 || (i > 0 && f.Seq <= prev.seq) {
 			return dst[:start], fmt.Errorf("fix %d seq %d: %w", i, f.Seq, ErrSeqOrder)
@@ -112,7 +129,9 @@ func EncodeBatch(dst []byte, fixes []Fix) ([]byte, error) {
 	return dst, nil
 }
 
-// DecodeBatch decodes a v1 position payload. It refuses the whole message on
+// DecodeBatch decodes a version 1 or 2 position payload (version 1 fixes
+// have Epoch EpochNone; a version 2 payload carries an epoch of at least
+// MinDeviceEpoch). It refuses the whole message on
 // any structural error (version, truncation, trailing bytes, size, sequence
 // order); each decoded fix additionally passes CheckFix or the message is
 // refused. Semantic policy (time windows, accuracy, speed) is the caller's.
@@ -123,10 +142,18 @@ func DecodeBatch(p []byte) ([]Fix, error) {
 	if len(p) == 0 {
 		return nil, ErrTruncated
 	}
-	if p[0] != PosVersion {
+	d := decoder{p: p[1:]}
+	var epoch uint64
+	switch p[0] {
+	case PosVersion1:
+	case PosVersion2:
+		epoch = d.uvarint()
+		if d.err == nil && epoch < MinDeviceEpoch {
+			return nil, fmt.Errorf("%w: epoch %d is reserved", ErrEpoch, epoch)
+		}
+	default:
 		return nil, fmt.Errorf("%w: %d", ErrVersion, p[0])
 	}
-	d := decoder{p: p[1:]}
 	n := d.uvarint()
 	if d.err != nil {
 		return nil, d.err
@@ -153,7 +180,7 @@ func DecodeBatch(p []byte) ([]Fix, error) {
 		ms += d.varint()
 		lat += d.varint()
 		lng += d.varint()
-		f := Fix{Seq: seq, Time: time.UnixMilli(ms).UTC(), Lat: float64(lat) / 1e6, Lng: float64(lng) / 1e6,
+		f := Fix{Epoch: epoch, Seq: seq, Time: time.UnixMilli(ms).UTC(), Lat: float64(lat) / 1e6, Lng: float64(lng) / 1e6,
 			Accuracy: Unknown, Speed: Unknown, Heading: Unknown, Battery: Unknown}
 		if flags&flagAccuracy != 0 {
 			f.Accuracy = float64(d.uvarint()) / 10

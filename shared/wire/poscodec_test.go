@@ -61,13 +61,12 @@ func writeGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := map[string]string{"single_full": "pos_single_full.bin", "single_minimal": "pos_single_minimal.bin", "batch_drain": "pos_batch_drain.bin"}
 	for _, v := range vs {
 		p, err := wire.EncodeBatch(nil, v.Fixes)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join("golden", "testdata", names[v.Name]), p, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join("golden", "testdata", v.File), p, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -75,20 +74,22 @@ func writeGolden(t *testing.T) {
 
 func fixEqual(a, b wire.Fix) bool {
 	near := func(x, y, eps float64) bool { return math.Abs(x-y) <= eps }
-	return a.Seq == b.Seq && a.Time.Equal(b.Time) && near(a.Lat, b.Lat, 5e-7) && near(a.Lng, b.Lng, 5e-7) &&
+	return a.Epoch == b.Epoch && a.Seq == b.Seq && a.Time.Equal(b.Time) && near(a.Lat, b.Lat, 5e-7) && near(a.Lng, b.Lng, 5e-7) &&
 		near(a.Accuracy, b.Accuracy, 0.05) && near(a.Speed, b.Speed, 0.005) && near(a.Heading, b.Heading, 0.05) && a.Battery == b.Battery
 }
 
 func TestDecodeRejects(t *testing.T) {
 	vs := mustVectors(t)
-	good := vs[len(vs)-1].Payload
+	good := vs[2].Payload // batch_drain, version 1
 	tests := []struct {
 		name string
 		give []byte
 		want error
 	}{
 		{"empty", nil, wire.ErrTruncated},
-		{"version", append([]byte{2}, good[1:]...), wire.ErrVersion},
+		{"version", append([]byte{3}, good[1:]...), wire.ErrVersion},
+		{"v2 reserved epoch", append([]byte{2, 1}, good[1:]...), wire.ErrEpoch},
+		{"v2 truncated epoch", []byte{2, 0x80}, wire.ErrTruncated},
 		{"truncated", good[:len(good)-1], wire.ErrTruncated},
 		{"trailing", append(append([]byte{}, good...), 0), wire.ErrTrailing},
 		{"zero count", []byte{1, 0}, wire.ErrEmpty},
@@ -151,6 +152,34 @@ func TestEncodeRejects(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestEncodeMixedEpochs(t *testing.T) {
+	f := wire.Fix{Epoch: wire.MinDeviceEpoch, Seq: 1, Time: time.UnixMilli(1), Lat: 1, Lng: 1, Accuracy: wire.Unknown, Speed: wire.Unknown, Heading: wire.Unknown, Battery: wire.Unknown}
+	g := f
+	g.Seq, g.Epoch = 2, wire.MinDeviceEpoch+1
+	if _, err := wire.EncodeBatch(nil, []wire.Fix{f, g}); !errors.Is(err, wire.ErrEpoch) {
+		t.Fatalf("err = %v, want ErrEpoch", err)
+	}
+}
+
+// TestV1StillDecodes: the version-1 vectors (agents before epochs) decode
+// with no epoch, and the same fixes in an epoch take version 2.
+func TestV1StillDecodes(t *testing.T) {
+	for _, v := range mustVectors(t) {
+		fixes, err := wire.DecodeBatch(v.Payload)
+		if err != nil {
+			t.Fatalf("%s: %v", v.Name, err)
+		}
+		if wantV := byte(wire.PosVersion1); fixes[0].Epoch != wire.EpochNone {
+			wantV = wire.PosVersion2
+			if v.Payload[0] != wantV {
+				t.Fatalf("%s: version %d with epoch %d", v.Name, v.Payload[0], fixes[0].Epoch)
+			}
+		} else if v.Payload[0] != wantV {
+			t.Fatalf("%s: version %d without epoch", v.Name, v.Payload[0])
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ package golden
 
 import (
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -19,6 +20,7 @@ var files embed.FS
 // Vector is one payload and the fixes it encodes.
 type Vector struct {
 	Name    string
+	File    string // under testdata/
 	Payload []byte
 	Fixes   []wire.Fix
 }
@@ -26,6 +28,7 @@ type Vector struct {
 type vectorFile struct {
 	Name  string    `json:"name"`
 	File  string    `json:"file"`
+	Epoch uint64    `json:"epoch"` // 0: a version-1 payload
 	Fixes []fixJSON `json:"fixes"`
 }
 
@@ -56,9 +59,9 @@ func Vectors() ([]Vector, error) {
 		if err != nil {
 			return nil, err
 		}
-		v := Vector{Name: vf.Name, Payload: p}
+		v := Vector{Name: vf.Name, File: vf.File, Payload: p}
 		for _, f := range vf.Fixes {
-			v.Fixes = append(v.Fixes, wire.Fix{Seq: f.Seq, Time: time.UnixMilli(f.TimeMS).UTC(), Lat: f.Lat, Lng: f.Lng,
+			v.Fixes = append(v.Fixes, wire.Fix{Epoch: vf.Epoch, Seq: f.Seq, Time: time.UnixMilli(f.TimeMS).UTC(), Lat: f.Lat, Lng: f.Lng,
 				Accuracy: f.Accuracy, Speed: f.Speed, Heading: f.Heading, Battery: f.Battery})
 		}
 		out = append(out, v)
@@ -74,7 +77,7 @@ func OwnTracksSample() ([]byte, wire.Fix, error) {
 	if err != nil {
 		return nil, wire.Fix{}, err
 	}
-	return p, wire.Fix{Seq: 1795000000000<<10 | 875, Time: time.Unix(1795000000, 0).UTC(), Lat: 33.589886, Lng: -7.603869,
+	return p, wire.Fix{Epoch: wire.EpochOwnTracks, Seq: 1795000000000<<10 | 875, Time: time.Unix(1795000000, 0).UTC(), Lat: 33.589886, Lng: -7.603869,
 		Accuracy: 12, Speed: 18.0 / 3.6, Heading: 270, Battery: 83}, nil
 }
 
@@ -97,4 +100,27 @@ func OwnTracksMessages() (map[string][]byte, error) {
 		out[name] = p
 	}
 	return out, nil
+}
+
+// AckVector is one storage acknowledgement payload and what it says.
+type AckVector struct {
+	Name    string
+	Payload []byte
+	Ack     wire.Ack
+}
+
+// AckVectors returns the committed storage acknowledgement vectors.
+func AckVectors() []AckVector {
+	mk := func(name, h string, a wire.Ack) AckVector {
+		p, err := hex.DecodeString(h)
+		if err != nil {
+			panic(err) // a constant below is broken
+		}
+		return AckVector{Name: name, Payload: p, Ack: a}
+	}
+	return []AckVector{
+		mk("one range", "01808ece1c01e80713", wire.Ack{Epoch: 60_000_000, Ranges: []wire.SeqRange{{From: 1000, To: 1019}}}),
+		mk("two ranges", "01808ece1c020104050a", wire.Ack{Epoch: 60_000_000, Ranges: []wire.SeqRange{{From: 1, To: 5}, {From: 12, To: 22}}}),
+		mk("owntracks-sized seq", "01010180b9938b0600", wire.Ack{Epoch: wire.EpochOwnTracks, Ranges: []wire.SeqRange{{From: 1634000000, To: 1634000000}}}),
+	}
 }
