@@ -35,12 +35,13 @@ type Fix struct {
 // Fixes are identified by (courier, epoch, seq). Within one epoch the
 // sequence number orders fixes; across epochs only device time does.
 //
-// Epochs below MinDeviceEpoch are reserved for sources that number their
-// fixes themselves (OwnTracks numbers by timestamp), so their numbers can
-// never shadow an agent's.
+// Epochs below MinDeviceEpoch are reserved for sources whose numbers are
+// derived from the fix (DerivedSeq: OwnTracks, Traccar Client), so their
+// numbers, ~1.8e15, can never shadow an agent's.
 const (
 	EpochNone      = 0 // version-1 payloads (agents before epochs)
-	EpochOwnTracks = 1 // OwnTracks locations: Seq is the tst timestamp
+	EpochOwnTracks = 1 // OwnTracks locations: Seq is DerivedSeq
+	EpochOsmAnd    = 2 // Traccar Client (OsmAnd protocol) over HTTP: Seq is DerivedSeq
 	// MinDeviceEpoch is the smallest epoch an agent may use. Agents take
 	// the seconds since EpochBase at the creation of their outbox.
 	MinDeviceEpoch = 1 << 16

@@ -45,7 +45,11 @@ type Config struct {
 	// FlushTimeout bounds how long shutdown waits for the outbox to drain
 	// before disconnecting. Zero means 2 s.
 	FlushTimeout time.Duration
-	Logger       *slog.Logger
+	// StorageAck keeps fixes until the backend confirms it stored them (the
+	// ack topic), re-sending after ResendAfter what it never confirmed.
+	StorageAck  bool
+	ResendAfter time.Duration
+	Logger      *slog.Logger
 }
 
 // ErrConfig reports an unusable Config.
@@ -98,8 +102,9 @@ type Agent struct {
 	mu      sync.Mutex
 	profile profile.Profile
 
-	sourceDone atomic.Bool
-	statusLn   net.Listener
+	sourceDone  atomic.Bool
+	enqueueErrs atomic.Uint64
+	statusLn    net.Listener
 }
 
 // New loads the profile, opens the outbox and the source, and binds the
@@ -139,7 +144,7 @@ func New(cfg Config) (*Agent, error) {
 	a.filt = filter.New(prof)
 	a.link, err = link.New(link.Config{Broker: cfg.Broker, ClientID: cfg.ClientID, Username: cfg.Username,
 		Password: cfg.Password, CAFile: cfg.CAFile, Courier: cfg.Courier, Prefix: cfg.TopicPrefix,
-		AgentVersion: cfg.Version, Profile: prof, Logger: cfg.Logger}, a.box)
+		AgentVersion: cfg.Version, Profile: prof, Logger: cfg.Logger, StorageAck: cfg.StorageAck, ResendAfter: cfg.ResendAfter}, a.box)
 	if err != nil {
 		a.box.Close()
 		return nil, err
@@ -223,9 +228,18 @@ func (a *Agent) read(ctx context.Context) error {
 		if !send {
 			return nil
 		}
+		// The outbox absorbs a full or failing disk itself (counted as
+		// lost); what is left is a closed outbox or an unencodable fix,
+		// neither a reason to stop reading.
 		if _, err := a.box.Enqueue(s.Fix); err != nil {
-			return err
+			if errors.Is(err, outbox.ErrClosed) {
+				return err
+			}
+			if n := a.enqueueErrs.Add(1); n == 1 || n%100 == 0 {
+				a.log.Error("fix not queued", "err", err, "errors", n)
+			}
 		}
+		a.link.SetLoss(a.box.Lost(), a.box.Damaged())
 		a.link.Kick()
 		return nil
 	})
@@ -306,8 +320,9 @@ func (a *Agent) Status() status.Report {
 	a.mu.Lock()
 	name := a.profile.Name
 	a.mu.Unlock()
-	r := status.Report{Connected: ls.Connected, Courier: a.cfg.Courier, LastSeq: a.box.LastSeq(), OutboxDepth: a.box.Depth(),
-		OutboxDropped: a.box.Dropped(),
+	r := status.Report{Connected: ls.Connected, Courier: a.cfg.Courier, Epoch: a.box.Epoch(), LastSeq: a.box.LastSeq(), OutboxDepth: a.box.Depth(),
+		OutboxDropped: a.box.Dropped(), OutboxLost: a.box.Lost(), OutboxDamaged: a.box.Damaged(),
+		StorageAcks: ls.StorageAcks, StorageAckBytes: ls.AckBytes, FixesStored: ls.FixesStored, FixesResent: ls.FixesResent,
 		Fixes: status.Fixes{Read: fs.Read, Accepted: fs.Accepted, Suppressed: fs.Suppressed, Published: ls.FixesSent,
 			Acknowledged: ls.FixesAcked, Dropped: dropped},
 		Messages: ls.Messages, BytesSent: ls.WireBytes, PayloadBytes: ls.PayloadBytes, Profile: name,

@@ -1,7 +1,12 @@
 // Package link is the agent's MQTT connection: it drains the outbox to the
 // courier's pos topic at QoS1, in batches when a backlog builds up, at a
-// bounded rate and with a bounded number of unacknowledged messages, and
-// removes fixes from the outbox only when the broker's PUBACK arrives. It
+// bounded rate and with a bounded number of unacknowledged messages. With
+// storage acknowledgements (Config.StorageAck) a fix leaves the outbox only
+// when the backend says it stored it (wire.Ack on the courier's ack topic);
+// a fix the broker acknowledged but no storage acknowledgement covered
+// within ResendAfter is sent again (a broker can PUBACK and lose: Mosquitto
+// forgets shared subscriptions across its restart). Without them, the
+// broker's PUBACK removes the fix. It
 // keeps the retained state topic (Last Will offline, online on connect) and
 // hands the tasks and config messages it receives to the application.
 //
@@ -32,6 +37,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +57,8 @@ type Store interface {
 	Remove(seqs []uint64) error
 	// Depth is the number of fixes waiting.
 	Depth() int
+	// Confirm deletes the fixes of a storage acknowledgement.
+	Confirm(epoch uint64, ranges []wire.SeqRange) (int, error)
 }
 
 // Config is what a link needs to connect as one courier's device.
@@ -65,6 +73,11 @@ type Config struct {
 	AgentVersion string
 	Profile      profile.Profile
 	Logger       *slog.Logger
+	// StorageAck: keep every fix until the backend's storage
+	// acknowledgement, re-sending after ResendAfter (default 20 s) what the
+	// broker acknowledged but the backend did not confirm.
+	StorageAck  bool
+	ResendAfter time.Duration
 }
 
 // Message is a message received on the courier's tasks or config topic.
@@ -83,6 +96,10 @@ type Stats struct {
 	PayloadBytes  uint64 `json:"payload_bytes"`      // pos payload bytes
 	WireBytes     uint64 `json:"bytes_sent"`         // pos PUBLISH packets, MQTT header included
 	PublishErrors uint64 `json:"publish_errors"`
+	StorageAcks   uint64 `json:"storage_acks"`      // storage acknowledgements received
+	AckBytes      uint64 `json:"storage_ack_bytes"` // their PUBLISH packets, MQTT header included
+	FixesStored   uint64 `json:"fixes_stored"`      // fixes they removed from the outbox
+	FixesResent   uint64 `json:"fixes_resent"`      // fixes sent again: broker-acknowledged, never confirmed
 }
 
 // Link is one device's MQTT connection.
@@ -96,11 +113,20 @@ type Link struct {
 	mu      sync.Mutex
 	prof    profile.Profile
 	battery int
+	lost    uint64
+	damaged uint64
 
 	connected atomic.Bool
+	lossDirty atomic.Bool
 	stats     struct {
 		connects, messages, fixesSent, fixesAcked, payloadBytes, wireBytes, publishErrors atomic.Uint64
+		storageAcks, ackBytes, fixesStored, fixesResent                                   atomic.Uint64
 	}
+
+	// Broker-acknowledged fixes waiting for the backend's confirmation:
+	// seq → when the PUBACK came (storage acknowledgement mode only).
+	pendMu  sync.Mutex
+	pending map[uint64]time.Time
 }
 
 // ErrConfig reports an unusable Config.
@@ -132,8 +158,12 @@ func New(cfg Config, store Store) (*Link, error) {
 	if err := cfg.Profile.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.ResendAfter <= 0 {
+		cfg.ResendAfter = 20 * time.Second
+	}
 	return &Link{cfg: cfg, store: store, log: cfg.Logger.With("courier_id", cfg.Courier),
-		inbox: make(chan Message, 64), kick: make(chan struct{}, 1), prof: cfg.Profile, battery: wire.Unknown}, nil
+		inbox: make(chan Message, 64), kick: make(chan struct{}, 1), prof: cfg.Profile, battery: wire.Unknown,
+		pending: map[uint64]time.Time{}}, nil
 }
 
 // Inbox delivers tasks and config messages. The application must keep
@@ -176,7 +206,20 @@ func (l *Link) Connected() bool { return l.connected.Load() }
 func (l *Link) Stats() Stats {
 	return Stats{Connected: l.connected.Load(), Connects: l.stats.connects.Load(), Messages: l.stats.messages.Load(),
 		FixesSent: l.stats.fixesSent.Load(), FixesAcked: l.stats.fixesAcked.Load(), PayloadBytes: l.stats.payloadBytes.Load(),
-		WireBytes: l.stats.wireBytes.Load(), PublishErrors: l.stats.publishErrors.Load()}
+		WireBytes: l.stats.wireBytes.Load(), PublishErrors: l.stats.publishErrors.Load(),
+		StorageAcks: l.stats.storageAcks.Load(), AckBytes: l.stats.ackBytes.Load(), FixesStored: l.stats.fixesStored.Load(),
+		FixesResent: l.stats.fixesResent.Load()}
+}
+
+// SetLoss records what the outbox lost, for the state message.
+// A change is published on the state topic within about ten seconds.
+func (l *Link) SetLoss(lost uint64, damaged int) {
+	l.mu.Lock()
+	if l.lost != lost || l.damaged != uint64(damaged) {
+		l.lost, l.damaged = lost, uint64(damaged)
+		l.lossDirty.Store(true)
+	}
+	l.mu.Unlock()
 }
 
 // Run connects and drains until ctx is done, then publishes the offline
@@ -248,7 +291,8 @@ func (l *Link) topicOf(k topic.Kind) string { return topic.Courier(l.cfg.Prefix,
 // state builds the retained state message.
 func (l *Link) state(online bool) []byte {
 	l.mu.Lock()
-	s := wire.State{V: wire.MessageVersion, Online: online, AgentVersion: l.cfg.AgentVersion, Profile: l.prof.Name, T: time.Now().UnixMilli()}
+	s := wire.State{V: wire.MessageVersion, Online: online, AgentVersion: l.cfg.AgentVersion, Profile: l.prof.Name, T: time.Now().UnixMilli(),
+		Lost: l.lost, Damaged: l.damaged}
 	if l.battery != wire.Unknown {
 		b := l.battery
 		s.Battery = &b
@@ -290,6 +334,9 @@ func (l *Link) session(ctx context.Context, tlsConf *tls.Config) error {
 		opts.SetTLSConfig(tlsConf)
 	}
 	subs := map[string]byte{l.topicOf(topic.Tasks): 1, l.topicOf(topic.Config): 1}
+	if l.cfg.StorageAck {
+		subs[l.topicOf(topic.Ack)] = 0 // a lost one costs a re-send, nothing more
+	}
 	subTokens := make(chan mqtt.Token, 1)
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
 		// Subscribing here is what paho recommends (#637); the token is
@@ -354,6 +401,10 @@ func (l *Link) session(ctx context.Context, tlsConf *tls.Config) error {
 
 func (l *Link) onMessage(_ mqtt.Client, m mqtt.Message) {
 	_, kind, ok := topic.Parse(l.cfg.Prefix, m.Topic())
+	if ok && kind == topic.Ack && l.cfg.StorageAck {
+		l.onAck(m.Topic(), m.Payload())
+		return
+	}
 	if !ok || (kind != topic.Tasks && kind != topic.Config) {
 		l.log.Warn("message on an unexpected topic", "topic", m.Topic())
 		return
@@ -361,6 +412,87 @@ func (l *Link) onMessage(_ mqtt.Client, m mqtt.Message) {
 	// OrderMatters(false): each handler call has its own goroutine, so a
 	// full inbox slows only this message, never paho's network loop.
 	l.inbox <- Message{Kind: kind, Payload: append([]byte(nil), m.Payload()...)}
+}
+
+// onAck applies a storage acknowledgement.
+func (l *Link) onAck(t string, p []byte) {
+	l.stats.storageAcks.Add(1)
+	l.stats.ackBytes.Add(uint64(PublishPacketSize(t, len(p), 0)))
+	a, err := wire.DecodeAck(p)
+	if err != nil {
+		l.log.Warn("bad storage acknowledgement", "err", err)
+		return
+	}
+	n, err := l.store.Confirm(a.Epoch, a.Ranges)
+	if err != nil {
+		l.log.Error("outbox: storage acknowledgement not applied", "err", err)
+		return
+	}
+	l.stats.fixesStored.Add(uint64(n))
+	l.pendMu.Lock()
+	for s := range l.pending {
+		if a.Contains(a.Epoch, s) {
+			delete(l.pending, s)
+		}
+	}
+	l.pendMu.Unlock()
+}
+
+// overdue returns, sorted, the fixes the broker acknowledged more than
+// ResendAfter ago and the backend never confirmed, and forgets them until
+// their next PUBACK.
+func (l *Link) overdue(now time.Time, limit int) []uint64 {
+	l.pendMu.Lock()
+	defer l.pendMu.Unlock()
+	var out []uint64
+	for s, t := range l.pending {
+		if now.Sub(t) >= l.cfg.ResendAfter {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	for _, s := range out {
+		delete(l.pending, s)
+	}
+	return out
+}
+
+// next returns the next batch to publish: overdue re-sends first, then the
+// fixes after the session's cursor.
+func (l *Link) next(after uint64, redo *[]uint64, n int) (fixes []wire.Fix, resend bool, err error) {
+	for len(*redo) > 0 {
+		r := *redo
+		fs, err := l.store.PeekAfter(r[0]-1, n)
+		if err != nil {
+			return nil, false, err
+		}
+		// Keep those of fs still in the redo list (the others were confirmed
+		// meanwhile, or are not overdue), in order; stop at the first gap so
+		// the batch stays a run of the outbox.
+		i := 0
+		for _, f := range fs {
+			for i < len(r) && r[i] < f.Seq {
+				i++
+			}
+			if i < len(r) && r[i] == f.Seq && f.Seq <= after {
+				fixes = append(fixes, f)
+				i++
+				continue
+			}
+			break
+		}
+		if len(fixes) == 0 {
+			*redo = r[1:] // r[0] is no longer in the outbox
+			continue
+		}
+		*redo = r[i:]
+		return fixes, true, nil
+	}
+	fixes, err = l.store.PeekAfter(after, n)
+	return fixes, false, err
 }
 
 // drain publishes the outbox until sess is done or a publish fails.
@@ -374,9 +506,19 @@ func (l *Link) drain(sess context.Context, client mqtt.Client) error {
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
 	var buf []byte
+	var redo []uint64 // overdue fixes to send again, sorted
+	var stateAt time.Time
 	for {
 		prof = l.profile()
-		fixes, err := l.store.PeekAfter(after, prof.MQTT.BatchMax)
+		if l.lossDirty.Load() && time.Since(stateAt) >= 10*time.Second {
+			l.lossDirty.Store(false)
+			stateAt = time.Now()
+			client.Publish(l.topicOf(topic.State), 1, true, l.state(true)) // not waited for, as at connect
+		}
+		if l.cfg.StorageAck && len(redo) == 0 {
+			redo = l.overdue(time.Now(), 100_000)
+		}
+		fixes, resend, err := l.next(after, &redo, prof.MQTT.BatchMax)
 		if err != nil {
 			return fmt.Errorf("outbox: %w", err)
 		}
@@ -390,6 +532,9 @@ func (l *Link) drain(sess context.Context, client mqtt.Client) error {
 			case <-poll.C:
 			}
 			continue
+		}
+		if resend {
+			l.stats.fixesResent.Add(uint64(len(fixes)))
 		}
 		// At most max_in_flight unacknowledged messages.
 		select {
@@ -425,7 +570,7 @@ func (l *Link) drain(sess context.Context, client mqtt.Client) error {
 		}
 		payload := append([]byte(nil), buf...)
 		tok := client.Publish(posTopic, 1, false, payload)
-		after = fixes[len(fixes)-1].Seq
+		after = max(after, fixes[len(fixes)-1].Seq)
 		l.stats.messages.Add(1)
 		l.stats.fixesSent.Add(uint64(len(fixes)))
 		l.stats.payloadBytes.Add(uint64(len(payload)))
@@ -444,14 +589,23 @@ func (l *Link) drain(sess context.Context, client mqtt.Client) error {
 				}
 				return
 			}
+			l.stats.fixesAcked.Add(uint64(len(seqs)))
+			if l.cfg.StorageAck {
+				// Kept until the backend confirms; sent again if it never does.
+				now := time.Now()
+				l.pendMu.Lock()
+				for _, s := range seqs {
+					l.pending[s] = now
+				}
+				l.pendMu.Unlock()
+				return
+			}
 			if err := l.store.Remove(seqs); err != nil {
 				select {
 				case failed <- err:
 				default:
 				}
-				return
 			}
-			l.stats.fixesAcked.Add(uint64(len(seqs)))
 		}()
 	}
 }

@@ -3,6 +3,7 @@ package outbox
 import (
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/tawsil/tawsil/shared/wire"
 )
@@ -12,6 +13,7 @@ import (
 // courier has nothing to lose in a crash. Same semantics as Outbox.
 type Memory struct {
 	mu      sync.Mutex
+	epoch   uint64
 	fixes   []wire.Fix // oldest first, Seq strictly increasing
 	lastSeq uint64
 	max     int
@@ -20,7 +22,32 @@ type Memory struct {
 
 // NewMemory returns an empty in-memory outbox holding at most maxFixes,
 // whose first fix gets sequence number lastSeq+1.
-func NewMemory(maxFixes int, lastSeq uint64) *Memory { return &Memory{max: maxFixes, lastSeq: lastSeq} }
+// Its epoch is new.
+func NewMemory(maxFixes int, lastSeq uint64) *Memory {
+	return &Memory{max: maxFixes, lastSeq: lastSeq, epoch: wire.NewDeviceEpoch(time.Now())}
+}
+
+// Epoch is the sequence epoch of this outbox.
+func (m *Memory) Epoch() uint64 { return m.epoch }
+
+// Confirm deletes the fixes the backend acknowledged as stored.
+func (m *Memory) Confirm(epoch uint64, ranges []wire.SeqRange) (int, error) {
+	if epoch != m.epoch {
+		return 0, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := wire.Ack{Epoch: epoch, Ranges: ranges}
+	kept := m.fixes[:0]
+	for _, f := range m.fixes {
+		if !a.Contains(epoch, f.Seq) {
+			kept = append(kept, f)
+		}
+	}
+	n := len(m.fixes) - len(kept)
+	m.fixes = kept
+	return n, nil
+}
 
 // SetMax changes the bound.
 func (m *Memory) SetMax(n int) {
@@ -34,7 +61,7 @@ func (m *Memory) Enqueue(f wire.Fix) (wire.Fix, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lastSeq++
-	f.Seq = m.lastSeq
+	f.Seq, f.Epoch = m.lastSeq, m.epoch
 	if over := len(m.fixes) - m.max + 1; over > 0 {
 		m.fixes = append(m.fixes[:0], m.fixes[over:]...)
 		m.dropped += uint64(over)

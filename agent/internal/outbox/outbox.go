@@ -1,11 +1,18 @@
 // Package outbox is the agent's durable buffer of accepted fixes.
 //
 // A fix is numbered and written to a bbolt file (fsynced) in one
-// transaction, before anything tries to send it; it leaves the file only
-// when the broker has acknowledged the message that carried it. The
-// sequence counter lives in the same file, so numbers stay monotonic across
-// restarts and kill -9. The last applied task sequence number is kept there
-// too.
+// transaction, before anything tries to send it; it leaves the file when
+// the backend confirms it stored it (Confirm; or, without storage
+// acknowledgements, when the broker acknowledged the message: Remove). The
+// sequence counter and its epoch live in the same file, so numbers stay
+// monotonic across restarts and kill -9, and a new file (emptied, damaged,
+// a new phone) starts a new epoch. The last applied task sequence number is
+// kept there too.
+//
+// The disk never kills the agent: a file bbolt cannot open (even one that
+// makes it panic) is moved aside and counted; a full disk drops the oldest
+// fixes, and when even that cannot be written, the new fix, counting each
+// loss (Lost).
 package outbox
 
 import (
@@ -34,6 +41,7 @@ var (
 	keySeq      = []byte("seq")      // last sequence number given
 	keyTaskSeq  = []byte("task_seq") // last task message applied
 	keyDropped  = []byte("dropped")  // fixes dropped because the outbox was full
+	keyEpoch    = []byte("epoch")    // sequence epoch of this file
 )
 
 // Errors.
@@ -47,21 +55,22 @@ type Outbox struct {
 	db  *bolt.DB
 	log *slog.Logger
 
-	mu      sync.Mutex
-	max     int
-	depth   int
-	lastSeq uint64
-	dropped uint64
+	mu       sync.Mutex
+	max      int
+	depth    int
+	epoch    uint64
+	lastSeq  uint64
+	dropped  uint64 // over the file's life, persisted
+	diskLost uint64 // since Open: fixes lost to a full or failing disk
+	damaged  int    // damaged files moved aside in this directory
 	// MovedAside is the path a corrupt file was renamed to on Open, or "".
 	movedAside string
 }
 
 // Open opens (or creates) the outbox in dir, keeping at most maxFixes.
-// A file that bbolt cannot read, or whose pages fail a consistency check,
-// is renamed to outbox.db.corrupt-<UTC time> and a fresh outbox is started;
-// the sequence counter of the fresh one starts at the current Unix time in
-// milliseconds so that numbers stay above any number used before (a device
-// cannot have sent more than one fix per millisecond since 1970).
+// A file that bbolt cannot read, or whose pages fail a consistency check
+// (or make bbolt panic), is renamed to outbox.db.corrupt-<UTC time> and a
+// fresh outbox is started, in a new sequence epoch.
 func Open(dir string, maxFixes int, log *slog.Logger) (*Outbox, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -86,6 +95,7 @@ func Open(dir string, maxFixes int, log *slog.Logger) (*Outbox, error) {
 		}
 	}
 	o := &Outbox{db: db, log: log, max: maxFixes, movedAside: moved}
+	newEpoch := false
 	err = db.Update(func(tx *bolt.Tx) error {
 		fixes, err := tx.CreateBucketIfNotExists(bucketFixes)
 		if err != nil {
@@ -96,11 +106,15 @@ func Open(dir string, maxFixes int, log *slog.Logger) (*Outbox, error) {
 			return err
 		}
 		o.lastSeq = getU64(meta, keySeq)
-		if moved != "" && o.lastSeq == 0 {
-			o.lastSeq = uint64(time.Now().UnixMilli())
-			if err := putU64(meta, keySeq, o.lastSeq); err != nil {
+		if o.epoch = getU64(meta, keyEpoch); o.epoch == 0 {
+			// A new file, or one from before epochs (its counter goes on).
+			// Never the epoch of an earlier file in this directory, even
+			// one created within the same second.
+			o.epoch = max(wire.NewDeviceEpoch(time.Now()), lastEpoch(dir)+1)
+			if err := putU64(meta, keyEpoch, o.epoch); err != nil {
 				return err
 			}
+			newEpoch = true
 		}
 		o.dropped = getU64(meta, keyDropped)
 		o.depth = fixes.Stats().KeyN
@@ -110,7 +124,25 @@ func Open(dir string, maxFixes int, log *slog.Logger) (*Outbox, error) {
 		db.Close()
 		return nil, fmt.Errorf("outbox init: %w", err)
 	}
+	if newEpoch {
+		// Best effort: the file's own meta is what counts.
+		_ = os.WriteFile(filepath.Join(dir, epochFile), binary.BigEndian.AppendUint64(nil, o.epoch), 0o600)
+	}
+	if damaged, err := filepath.Glob(path + ".corrupt-*"); err == nil {
+		o.damaged = len(damaged)
+	}
 	return o, nil
+}
+
+// epochFile remembers, beside the outbox, the last epoch started there.
+const epochFile = "outbox.epoch"
+
+func lastEpoch(dir string) uint64 {
+	b, err := os.ReadFile(filepath.Join(dir, epochFile))
+	if err != nil || len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
 }
 
 // openChecked opens path and checks every page, turning bbolt panics on
@@ -119,6 +151,16 @@ func openChecked(path string) (db *bolt.DB, err error) {
 	if err := preflight(path); err != nil {
 		return nil, err
 	}
+	// bbolt can panic inside Open itself (a damaged freelist page: "invalid
+	// freelist page"), before there is a DB to close.
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				db.Close()
+			}
+			db, err = nil, fmt.Errorf("outbox open panicked: %v", r)
+		}
+	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
@@ -126,12 +168,6 @@ func openChecked(path string) (db *bolt.DB, err error) {
 		}
 		return nil, err
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			db.Close()
-			db, err = nil, fmt.Errorf("outbox check panicked: %v", r)
-		}
-	}()
 	err = db.View(func(tx *bolt.Tx) error {
 		for cerr := range tx.Check() {
 			return cerr
@@ -207,16 +243,55 @@ func (o *Outbox) SetMax(n int) {
 }
 
 // Enqueue numbers f with the next sequence number and stores it durably,
-// dropping the oldest fixes if the outbox is full. It returns f with Seq set.
+// dropping the oldest fixes if the outbox is full. It returns f with Seq
+// and Epoch set.
+//
+// When the disk refuses the write (full, or failing), Enqueue drops the
+// oldest fixes to make room and tries again; if that cannot be written
+// either, the new fix is lost. Both are counted (Lost) and Enqueue returns
+// nil: the agent goes on reading and publishing. The sequence number is
+// used either way, so the backend can tell a gap from a duplicate.
 func (o *Outbox) Enqueue(f wire.Fix) (wire.Fix, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	f.Seq = o.lastSeq + 1
+	f.Seq, f.Epoch = o.lastSeq+1, o.epoch
 	val, err := wire.EncodeBatch(nil, []wire.Fix{f})
 	if err != nil {
 		return f, fmt.Errorf("outbox encode: %w", err)
 	}
-	var dropped int
+	dropped, err := o.put(f.Seq, val)
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return f, err
+		}
+		// Make room: the oldest eighth (at least 16 fixes), then try again.
+		freed, derr := o.dropOldest(max(16, o.depth/8))
+		o.diskLost += uint64(freed)
+		if derr == nil {
+			dropped, err = o.put(f.Seq, val)
+		}
+		if err != nil {
+			o.lastSeq = f.Seq // never reuse the number: the fix may reach no one, but it existed
+			o.diskLost++
+			o.log.Warn("outbox write failed: fix lost", "seq", f.Seq, "lost_total", o.diskLost+o.dropped, "err", err)
+			return f, nil
+		}
+		o.log.Warn("outbox write failed: dropped oldest fixes to make room", "dropped", freed, "err", err)
+	}
+	o.lastSeq = f.Seq
+	o.depth += 1 - dropped
+	o.dropped += uint64(dropped)
+	if dropped > 0 {
+		o.log.Warn("outbox full: dropped oldest fixes", "dropped", dropped, "max", o.max)
+	}
+	return f, nil
+}
+
+// put writes one fix (and the counter), dropping the oldest over the bound.
+func (o *Outbox) put(seq uint64, val []byte) (dropped int, err error) {
+	if o.db == nil {
+		return 0, ErrClosed
+	}
 	err = o.db.Update(func(tx *bolt.Tx) error {
 		fixes, meta := tx.Bucket(bucketFixes), tx.Bucket(bucketMeta)
 		c := fixes.Cursor()
@@ -233,21 +308,37 @@ func (o *Outbox) Enqueue(f wire.Fix) (wire.Fix, error) {
 				return err
 			}
 		}
-		if err := putU64(meta, keySeq, f.Seq); err != nil {
+		if err := putU64(meta, keySeq, seq); err != nil {
 			return err
 		}
-		return fixes.Put(seqKey(f.Seq), val)
+		return fixes.Put(seqKey(seq), val)
 	})
 	if err != nil {
-		return f, fmt.Errorf("outbox enqueue: %w", err)
+		return 0, fmt.Errorf("outbox enqueue: %w", err)
 	}
-	o.lastSeq = f.Seq
-	o.depth += 1 - dropped
-	o.dropped += uint64(dropped)
-	if dropped > 0 {
-		o.log.Warn("outbox full: dropped oldest fixes", "dropped", dropped, "max", o.max)
+	return dropped, nil
+}
+
+// dropOldest deletes the n oldest fixes in a transaction of deletions only
+// (which bbolt can usually commit into pages it already has).
+func (o *Outbox) dropOldest(n int) (int, error) {
+	deleted := 0
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		deleted = 0
+		c := tx.Bucket(bucketFixes).Cursor()
+		for k, _ := c.First(); k != nil && deleted < n; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			deleted++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
-	return f, nil
+	o.depth -= deleted
+	return deleted, nil
 }
 
 // PeekAfter returns up to n fixes with Seq > after, oldest first.
@@ -260,11 +351,54 @@ func (o *Outbox) PeekAfter(after uint64, n int) ([]wire.Fix, error) {
 			if err != nil || len(fs) != 1 {
 				return fmt.Errorf("outbox record %d: %w", binary.BigEndian.Uint64(k), err)
 			}
+			fs[0].Epoch = o.epoch // records written before epochs carry none
 			out = append(out, fs[0])
 		}
 		return nil
 	})
 	return out, err
+}
+
+// Epoch is the sequence epoch of this outbox file.
+func (o *Outbox) Epoch() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.epoch
+}
+
+// Confirm deletes the fixes the backend acknowledged as stored. Ranges of
+// another epoch (an older file's) are ignored. It returns how many fixes
+// it deleted.
+func (o *Outbox) Confirm(epoch uint64, ranges []wire.SeqRange) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if epoch != o.epoch {
+		return 0, nil
+	}
+	removed := 0
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		removed = 0
+		c := tx.Bucket(bucketFixes).Cursor()
+		for _, r := range ranges {
+			for k, _ := c.Seek(seqKey(r.From)); k != nil; k, _ = c.Seek(seqKey(r.From)) {
+				s := binary.BigEndian.Uint64(k)
+				if s > r.To {
+					break
+				}
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				removed++
+				r.From = s + 1
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("outbox confirm: %w", err)
+	}
+	o.depth -= removed
+	return removed, nil
 }
 
 // Remove deletes the given fixes (acknowledged by the broker). Unknown
@@ -314,6 +448,22 @@ func (o *Outbox) Dropped() uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.dropped
+}
+
+// Lost counts every fix lost before the backend could have it: dropped for
+// the bound (over the file's life) and lost to a full or failing disk
+// (since Open).
+func (o *Outbox) Lost() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.dropped + o.diskLost
+}
+
+// Damaged counts the damaged outbox files moved aside in this directory.
+func (o *Outbox) Damaged() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.damaged
 }
 
 // TaskSeq returns the last task sequence number applied.

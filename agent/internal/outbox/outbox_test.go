@@ -2,7 +2,9 @@ package outbox
 
 import (
 	"errors"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +21,8 @@ type store interface {
 	Depth() int
 	LastSeq() uint64
 	Dropped() uint64
+	Epoch() uint64
+	Confirm(epoch uint64, ranges []wire.SeqRange) (int, error)
 }
 
 var (
@@ -169,7 +173,7 @@ func TestCorruptFileMovedAside(t *testing.T) {
 			if err := os.WriteFile(path, content, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			before := time.Now().UnixMilli()
+			oldEpoch := lastEpoch(dir)
 			o := mustOpen(t, dir, 1000)
 			if o.MovedAside() == "" {
 				t.Fatal("corrupt file not reported as moved aside")
@@ -181,8 +185,11 @@ func TestCorruptFileMovedAside(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if f.Seq <= uint64(before) {
-				t.Fatalf("first seq after recovery %d: want above the clock in ms (%d) so it never repeats an old one", f.Seq, before)
+			if f.Seq != 1 || f.Epoch < wire.MinDeviceEpoch || f.Epoch == oldEpoch {
+				t.Fatalf("first fix after recovery: epoch %d seq %d; want a new epoch (not %d), seq 1", f.Epoch, f.Seq, oldEpoch)
+			}
+			if o.Damaged() != 1 {
+				t.Fatalf("damaged = %d, want 1", o.Damaged())
 			}
 		})
 	}
@@ -243,5 +250,122 @@ func BenchmarkMemoryEnqueue(b *testing.B) {
 		if _, err := m.Enqueue(fix(i % 60)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestConfirm(t *testing.T) {
+	for name, s := range map[string]store{"bbolt": mustOpen(t, t.TempDir(), 1000), "memory": NewMemory(1000, 0)} {
+		t.Run(name, func(t *testing.T) {
+			mustEnqueue(t, s, 30)
+			fs, err := s.PeekAfter(0, 1)
+			if err != nil || fs[0].Epoch != s.Epoch() || s.Epoch() < wire.MinDeviceEpoch {
+				t.Fatalf("peeked %+v (%v), epoch %d", fs, err, s.Epoch())
+			}
+			if n, _ := s.Confirm(s.Epoch()+1, []wire.SeqRange{{From: 1, To: 30}}); n != 0 {
+				t.Fatalf("another epoch's ack removed %d fixes", n)
+			}
+			n, err := s.Confirm(s.Epoch(), []wire.SeqRange{{From: 1, To: 10}, {From: 12, To: 12}, {From: 20, To: 40}})
+			if err != nil || n != 22 || s.Depth() != 8 {
+				t.Fatalf("confirmed %d (%v), depth %d; want 22, 8", n, err, s.Depth())
+			}
+			left, _ := s.PeekAfter(0, 100)
+			if got := seqs(left); len(got) != 8 || got[0] != 11 || got[1] != 13 || got[7] != 19 {
+				t.Fatalf("left %v", got)
+			}
+		})
+	}
+}
+
+// TestDamagedFreelist (issue 11): random bytes over pages 2-7 made bbolt
+// panic inside bolt.Open ("invalid freelist page"), before any recover:
+// the agent died at every start. Now the file is moved aside and counted,
+// and the fresh outbox starts a new epoch, even within the same second.
+func TestDamagedFreelist(t *testing.T) {
+	dir := t.TempDir()
+	o, err := Open(dir, 1000, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEnqueue(t, o, 200)
+	oldEpoch := o.Epoch()
+	path := o.db.Path()
+	o.Close()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := 4096
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := 2 * page; i < min(8*page, len(raw)); i++ {
+		raw[i] = byte(rnd.Uint32())
+	}
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // and again: no crash loop
+		o := mustOpen(t, dir, 1000)
+		if i == 0 && o.MovedAside() == "" {
+			t.Fatal("damaged file not moved aside")
+		}
+		f, err := o.Enqueue(fix(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Epoch == oldEpoch {
+			t.Fatalf("fresh outbox reuses epoch %d", oldEpoch)
+		}
+		if o.Damaged() != 1 {
+			t.Fatalf("damaged = %d, want 1", o.Damaged())
+		}
+		o.Close()
+	}
+}
+
+// mustTinyFS mounts a tmpfs of size bytes (needs root); elsewhere the test
+// is skipped, except in CI where it fails.
+func mustTinyFS(tb testing.TB, size string) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("mount a %s tmpfs: %v %s", size, err, out)
+		}
+		tb.Skipf("cannot mount a %s tmpfs (needs root): %v %s", size, err, out)
+	}
+	tb.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// TestFullDisk (issue 11): on a 64 KiB filesystem "no space left on
+// device" made Enqueue fail and the agent exit. Now the oldest fixes are
+// dropped and counted, the newest are kept, and Enqueue never fails.
+func TestFullDisk(t *testing.T) {
+	dir := mustTinyFS(t, "64k")
+	o := mustOpen(t, dir, 1_000_000)
+	const n = 3000
+	for i := 0; i < n; i++ {
+		if _, err := o.Enqueue(fix(i % 60)); err != nil {
+			t.Fatalf("enqueue %d: %v", i, err)
+		}
+	}
+	if o.Lost() == 0 {
+		t.Fatal("a 64 KiB disk held 3000 fixes: the test does not fill it")
+	}
+	if got := uint64(o.Depth()) + o.Lost(); got != n {
+		t.Fatalf("depth %d + lost %d = %d, want %d", o.Depth(), o.Lost(), got, n)
+	}
+	fs, err := o.PeekAfter(n-1, 10)
+	if err != nil || len(fs) != 1 {
+		t.Fatalf("newest fix not kept: %v %v", fs, err)
+	}
+	t.Logf("64 KiB: %d fixes kept, %d lost", o.Depth(), o.Lost())
+	// Confirming frees room: what comes next is stored again.
+	if _, err := o.Confirm(o.Epoch(), []wire.SeqRange{{From: 1, To: n}}); err != nil {
+		t.Fatal(err)
+	}
+	lost := o.Lost()
+	mustEnqueue(t, o, 50)
+	if o.Lost() != lost || o.Depth() != 50 {
+		t.Fatalf("after confirming: depth %d lost %d (was %d)", o.Depth(), o.Lost(), lost)
 	}
 }

@@ -21,13 +21,21 @@ import (
 type Report struct {
 	Connected     bool   `json:"connected"`
 	Courier       string `json:"courier"`
+	Epoch         uint64 `json:"epoch"` // sequence epoch of the outbox file
 	LastSeq       uint64 `json:"last_seq"`
 	OutboxDepth   int    `json:"outbox_depth"`
-	OutboxDropped uint64 `json:"outbox_dropped"`
-	Fixes         Fixes  `json:"fixes"`
-	Messages      uint64 `json:"messages_published"`
-	BytesSent     uint64 `json:"bytes_sent"`    // PUBLISH packets on pos, MQTT headers included
-	PayloadBytes  uint64 `json:"payload_bytes"` // pos payloads only
+	OutboxDropped uint64 `json:"outbox_dropped"` // for the profile's bound, over the file's life
+	OutboxLost    uint64 `json:"outbox_lost"`    // every fix lost unsent: the bound, plus a full or failing disk since start
+	OutboxDamaged int    `json:"outbox_damaged"` // damaged outbox files moved aside
+	// Storage acknowledgements from the backend (with --storage-ack).
+	StorageAcks     uint64 `json:"storage_acks"`
+	StorageAckBytes uint64 `json:"storage_ack_bytes"` // downlink, MQTT header included
+	FixesStored     uint64 `json:"fixes_stored"`      // confirmed by the backend
+	FixesResent     uint64 `json:"fixes_resent"`      // broker-acknowledged, never confirmed, sent again
+	Fixes           Fixes  `json:"fixes"`
+	Messages        uint64 `json:"messages_published"`
+	BytesSent       uint64 `json:"bytes_sent"`    // PUBLISH packets on pos, MQTT headers included
+	PayloadBytes    uint64 `json:"payload_bytes"` // pos payloads only
 	// BytesPerFix is bytes_sent / fixes published.
 	BytesPerFix float64           `json:"bytes_per_fix"`
 	Profile     string            `json:"profile"`

@@ -49,6 +49,7 @@ type Main struct {
 	Metrics  *metrics.Metrics
 	History  *History
 	Ingest   *ingest.Pipeline
+	Acks     *ingest.Acks
 	Bus      Bus
 	Broker   EmbeddedBroker // nil with an external broker
 	HTTP     *httpapi.Server
@@ -157,6 +158,15 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 	m.History = ingest.NewHistory(m.Store, cfg.HistoryFlushInterval, cfg.HistoryQueueMax, m.Log, m.Metrics)
 	m.Ingest = ingest.New(cfg.TopicPrefix, ingest.Policy{MaxAge: cfg.MaxFixAge, MaxFuture: cfg.MaxFixFuture,
 		MaxAccuracyM: cfg.MaxAccuracyM, MaxSpeedMPS: cfg.MaxSpeedMPS}, m.Index, m.History, m.onFix, m.Log, m.Metrics)
+	// Storage acknowledgements go out on the path that stored the fixes
+	// (the broker hook, or this replica's share of the shared subscription).
+	m.Acks = ingest.NewAcks(cfg.TopicPrefix, cfg.AckInterval, func(ctx context.Context, t string, p []byte) error {
+		if m.Bus == nil {
+			return errors.New("no broker yet")
+		}
+		return m.Bus.Publish(ctx, t, p, 0, false)
+	}, m.Log.With("component", "acks"), m.Metrics)
+	m.Ingest.SetAcks(m.Acks)
 
 	if cfg.MQTTURL == "" {
 		var mqttTLS *tls.Config
@@ -272,7 +282,7 @@ func (m *Main) restore(ctx context.Context) error {
 		if !ok || !lc.OnShift {
 			continue // off shift: the position is not ours to hold
 		}
-		f := wire.Fix{Seq: st.Seq, Time: st.T, Lat: st.Lat, Lng: st.Lng, Accuracy: st.AccuracyM, Speed: st.SpeedMPS, Heading: st.Heading, Battery: st.Battery}
+		f := wire.Fix{Epoch: st.Epoch, Seq: st.Seq, Time: st.T, Lat: st.Lat, Lng: st.Lng, Accuracy: st.AccuracyM, Speed: st.SpeedMPS, Heading: st.Heading, Battery: st.Battery}
 		if _, err := m.Index.Update(st.CourierID, f, st.SeenAt); err != nil {
 			m.Log.Warn("courier state not restored", "courier_id", st.CourierID, "err", err)
 			continue

@@ -17,6 +17,13 @@ func (m *Main) jobs(ctx context.Context) {
 	defer close(m.jobsDone)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if m.Acks != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.Acks.Run(ctx)
+		}()
+	}
 	if m.Webhooks != nil {
 		wg.Add(1)
 		go func() {
@@ -82,7 +89,7 @@ func (m *Main) snapshot(ctx context.Context, since time.Time) error {
 	var states []mongostore.CourierState
 	m.Index.Each(func(c livemap.Courier) bool {
 		if c.HasFix && c.LastSeen.After(since) {
-			states = append(states, mongostore.CourierState{CourierID: c.ID, Seq: c.Fix.Seq, Lat: c.Fix.Lat, Lng: c.Fix.Lng,
+			states = append(states, mongostore.CourierState{CourierID: c.ID, Epoch: c.Fix.Epoch, Seq: c.Fix.Seq, Lat: c.Fix.Lat, Lng: c.Fix.Lng,
 				AccuracyM: c.Fix.Accuracy, SpeedMPS: c.Fix.Speed, Heading: c.Fix.Heading, Battery: c.Fix.Battery,
 				T: c.Fix.Time, SeenAt: c.LastSeen, Online: c.Online})
 		}

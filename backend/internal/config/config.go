@@ -48,6 +48,7 @@ type Config struct {
 	CustomerDataDays       int           `yaml:"customer_data_days"`       // TAWSIL_CUSTOMER_DATA_DAYS: redact customer PII on finished orders after
 	HistoryFlushInterval   time.Duration `yaml:"history_flush_interval"`   // TAWSIL_HISTORY_FLUSH
 	HistoryQueueMax        int           `yaml:"history_queue_max"`        // TAWSIL_HISTORY_QUEUE_MAX fixes held in memory during a store outage
+	AckInterval            time.Duration `yaml:"ack_interval"`             // TAWSIL_ACK_INTERVAL: at most one storage acknowledgement per courier per interval
 	StaleAfter             time.Duration `yaml:"stale_after"`              // TAWSIL_STALE_AFTER: courier offline when silent this long
 	MaxFixAge              time.Duration `yaml:"max_fix_age"`              // TAWSIL_MAX_FIX_AGE: older device times are refused
 	MaxFixFuture           time.Duration `yaml:"max_fix_future"`           // TAWSIL_MAX_FIX_FUTURE: device clock skew allowed
@@ -96,6 +97,7 @@ func Default() Config {
 		CustomerDataDays:       90,
 		HistoryFlushInterval:   100 * time.Millisecond,
 		HistoryQueueMax:        200_000,
+		AckInterval:            5 * time.Second,
 		StaleAfter:             5 * time.Minute,
 		MaxFixAge:              48 * time.Hour,
 		MaxFixFuture:           2 * time.Minute,
@@ -201,6 +203,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	num("TAWSIL_POSITIONS_RETENTION_DAYS", &c.PositionsRetentionDays)
 	num("TAWSIL_CUSTOMER_DATA_DAYS", &c.CustomerDataDays)
 	num("TAWSIL_HISTORY_QUEUE_MAX", &c.HistoryQueueMax)
+	dur("TAWSIL_ACK_INTERVAL", &c.AckInterval)
 	flt("TAWSIL_MAX_ACCURACY_M", &c.MaxAccuracyM)
 	flt("TAWSIL_MAX_SPEED_MPS", &c.MaxSpeedMPS)
 	if v := getenv("TAWSIL_SEED"); v != "" {
@@ -314,6 +317,7 @@ func (c Config) Validate() error {
 		{c.PositionsRetentionDays < 1, "TAWSIL_POSITIONS_RETENTION_DAYS: must be at least 1"},
 		{c.CustomerDataDays < 1, "TAWSIL_CUSTOMER_DATA_DAYS: must be at least 1"},
 		{c.HistoryFlushInterval <= 0 || c.HistoryFlushInterval > 10*time.Second, "TAWSIL_HISTORY_FLUSH: must be in (0, 10s]"},
+		{c.AckInterval < 100*time.Millisecond || c.AckInterval > time.Minute, "TAWSIL_ACK_INTERVAL: must be between 100ms and 1m"},
 		{c.HistoryQueueMax < 1000, "TAWSIL_HISTORY_QUEUE_MAX: must be at least 1000"},
 		{c.StaleAfter < 10*time.Second, "TAWSIL_STALE_AFTER: must be at least 10s"},
 		{c.MaxFixAge <= 0 || c.MaxFixFuture < 0, "TAWSIL_MAX_FIX_AGE: must be > 0 (and TAWSIL_MAX_FIX_FUTURE >= 0)"},

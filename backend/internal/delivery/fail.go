@@ -66,9 +66,15 @@ func (s *Service) Fail(ctx context.Context, courier order.Actor, id string, req 
 	if err != nil {
 		return res, err
 	}
-	fixes := make([]wire.Fix, len(ps))
-	for i, p := range ps {
-		fixes[i] = wire.Fix{Seq: p.Seq, Time: p.T, Lat: p.Lat, Lng: p.Lng, Accuracy: p.AccuracyM, Speed: p.SpeedMPS, Heading: p.HeadingDeg, Battery: p.Battery}
+	// Evidence only from fixes that passed the live plausibility checks and
+	// arrived in time: late ones (out of order, or long in transit) skip the
+	// speed check and could be forged "at the door" after the fact.
+	fixes := make([]wire.Fix, 0, len(ps))
+	for _, p := range ps {
+		if p.Late {
+			continue
+		}
+		fixes = append(fixes, wire.Fix{Epoch: p.Epoch, Seq: p.Seq, Time: p.T, Lat: p.Lat, Lng: p.Lng, Accuracy: p.AccuracyM, Speed: p.SpeedMPS, Heading: p.HeadingDeg, Battery: p.Battery})
 	}
 	v := failure.Verify(s.cfg.Verify, failure.Evidence{Reason: reason, At: now, DropLat: cur.Dropoff.Lat, DropLng: cur.Dropoff.Lng,
 		Fixes: fixes, CallAttempts: req.CallAttempts})

@@ -105,7 +105,7 @@ func (b *backend) rawRequest(tb testing.TB, req string) (int, string) {
 
 // rawBatch encodes one fix by hand (the encoder refuses what we want to send).
 func rawBatch(seq uint64, t time.Time, latE6, lngE6 int64) []byte {
-	p := []byte{wire.PosVersion}
+	p := []byte{wire.PosVersion1}
 	p = binary.AppendUvarint(p, 1)
 	p = append(p, 0) // no optional fields
 	p = binary.AppendUvarint(p, seq)

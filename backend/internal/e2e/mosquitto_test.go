@@ -397,6 +397,14 @@ func TestMosquittoDeviceACL(t *testing.T) {
 			t.Fatalf("device A received %q, want only its own task", got)
 		}
 	}
+	// Storage acknowledgements: the backend may write them, a device reads only its own.
+	mustSubscribe(t, ca, topic.Courier(prefix, a, topic.Ack), aGot)
+	mustPublish(t, svc, topic.Courier(prefix, b, topic.Ack), []byte("ack-b"), false)
+	mustPublish(t, svc, topic.Courier(prefix, a, topic.Ack), []byte("ack-a"), false)
+	eventually(t, "A's storage ack delivered", 10*time.Second, func() bool { return aGot.has(topic.Courier(prefix, a, topic.Ack) + " ack-a") })
+	if aGot.has(topic.Courier(prefix, b, topic.Ack) + " ack-b") {
+		t.Fatal("device A received B's storage acknowledgement")
+	}
 
 	// Session takeover: A presenting B's client id gets its own session
 	// (the client id is replaced by A's username); B stays connected and

@@ -467,7 +467,7 @@ func mustSpecAsyncAPI(tb testing.TB) (specAsyncAPI, []byte) {
 }
 
 // TestAsyncAPIMatchesTopics checks the MQTT spec against shared/topic and
-// shared/wire: the five channel addresses, who sends on each, QoS and
+// shared/wire: the six channel addresses, who sends on each, QoS and
 // retained flags, the position payload limits, and the golden vectors it
 // points to.
 func TestAsyncAPIMatchesTopics(t *testing.T) {
@@ -478,17 +478,20 @@ func TestAsyncAPIMatchesTopics(t *testing.T) {
 	type want struct {
 		action string // from the backend's side
 		retain []bool // one operation per retained flag, in this order
+		qos    int
 	}
 	tests := []struct {
 		give string
 		want want
 	}{
-		{give: topic.Courier(topic.DefaultPrefix, "{courier}", topic.Pos), want: want{"receive", []bool{false}}},
-		{give: topic.Courier(topic.DefaultPrefix, "{courier}", topic.State), want: want{"receive", []bool{true}}},
+		{give: topic.Courier(topic.DefaultPrefix, "{courier}", topic.Pos), want: want{"receive", []bool{false}, 1}},
+		{give: topic.Courier(topic.DefaultPrefix, "{courier}", topic.State), want: want{"receive", []bool{true}, 1}},
 		// Offers, assignments, cancellations are not retained; the route plan is.
-		{give: topic.Courier(topic.DefaultPrefix, "{courier}", topic.Tasks), want: want{"send", []bool{false, true}}},
-		{give: topic.Courier(topic.DefaultPrefix, "{courier}", topic.Config), want: want{"send", []bool{true}}},
-		{give: topic.OwnTracksTopic("{courier}", "{device}"), want: want{"receive", []bool{false}}},
+		{give: topic.Courier(topic.DefaultPrefix, "{courier}", topic.Tasks), want: want{"send", []bool{false, true}, 1}},
+		{give: topic.Courier(topic.DefaultPrefix, "{courier}", topic.Config), want: want{"send", []bool{true}, 1}},
+		// Storage acknowledgements: a lost one costs a re-send, so QoS 0.
+		{give: topic.Courier(topic.DefaultPrefix, "{courier}", topic.Ack), want: want{"send", []bool{false}, 0}},
+		{give: topic.OwnTracksTopic("{courier}", "{device}"), want: want{"receive", []bool{false}, 1}},
 	}
 	if len(doc.Channels) != len(tests) {
 		t.Errorf("%d channels, want %d", len(doc.Channels), len(tests))
@@ -524,8 +527,8 @@ func TestAsyncAPIMatchesTopics(t *testing.T) {
 				switch q := op.Bindings.MQTT.QoS; {
 				case q == nil:
 					t.Errorf("operation %s: no mqtt qos binding", name)
-				case *q != 1:
-					t.Errorf("operation %s: mqtt qos %d, want 1", name, *q)
+				case *q != tt.want.qos:
+					t.Errorf("operation %s: mqtt qos %d, want %d", name, *q, tt.want.qos)
 				}
 				if r := op.Bindings.MQTT.Retain; r == nil {
 					t.Errorf("operation %s: no mqtt retain binding", name)

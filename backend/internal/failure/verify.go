@@ -170,7 +170,7 @@ func usableFixes(c VerifyConfig, ev Evidence) []wire.Fix {
 	slices.SortStableFunc(out, func(a, b wire.Fix) int {
 		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.Seq, b.Seq))
 	})
-	return slices.CompactFunc(out, func(a, b wire.Fix) bool { return a.Seq == b.Seq && a.Seq != 0 })
+	return slices.CompactFunc(out, func(a, b wire.Fix) bool { return a.Epoch == b.Epoch && a.Seq == b.Seq && a.Seq != 0 })
 }
 
 const earthRadiusM = 6371008.8

@@ -10,8 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/livemap"
@@ -37,6 +39,22 @@ type Policy struct {
 	MaxFuture    time.Duration // device time newer than now+MaxFuture is refused
 	MaxAccuracyM float64
 	MaxSpeedMPS  float64 // between consecutive fixes of one courier
+	// ReanchorFixes consecutive fixes that agree with each other but not
+	// with the live position move the courier there (a restart elsewhere, or
+	// an outlier that had been accepted); so do two or more spanning
+	// ReanchorAfter. Zero: 3 fixes, 30 s.
+	ReanchorFixes int
+	ReanchorAfter time.Duration
+}
+
+func (p Policy) withDefaults() Policy {
+	if p.ReanchorFixes <= 0 {
+		p.ReanchorFixes = 3
+	}
+	if p.ReanchorAfter <= 0 {
+		p.ReanchorAfter = 30 * time.Second
+	}
+	return p
 }
 
 // Rejection reasons (the label of tawsil_ingest_rejections_total).
@@ -69,12 +87,25 @@ type Pipeline struct {
 	m       *metrics.Metrics
 	now     func() time.Time
 	onFix   FixObserver
+	acks    *Acks
+
+	// One courier's fixes are checked and applied under its stripe, so the
+	// plausibility state and the live position move together even when the
+	// agent's topic and OwnTracks are handled concurrently.
+	stripes [64]sync.Mutex
+	runMu   sync.Mutex
+	runs    map[string][]wire.Fix // courier → suspects consistent with each other, oldest first
 }
 
 // New builds a pipeline. onFix may be nil.
 func New(prefix string, p Policy, index Index, history *History, onFix FixObserver, log *slog.Logger, m *metrics.Metrics) *Pipeline {
-	return &Pipeline{prefix: prefix, policy: p, index: index, history: history, onFix: onFix, log: log, m: m, now: time.Now}
+	return &Pipeline{prefix: prefix, policy: p.withDefaults(), index: index, history: history, onFix: onFix, log: log, m: m,
+		now: time.Now, runs: map[string][]wire.Fix{}}
 }
+
+// SetAcks makes the pipeline acknowledge durably handled fixes of agent
+// payloads (epoch set) to their devices. Call before messages flow.
+func (p *Pipeline) SetAcks(a *Acks) { p.acks = a }
 
 var _ mqttack.Handler = (*Pipeline)(nil)
 
@@ -117,7 +148,23 @@ func (p *Pipeline) Stage(ctx context.Context, t string, payload []byte, retained
 			p.reject(decodeReason(err), 1)
 			return nil, mqttack.ErrDrop
 		}
-		return p.fixes(ctx, courier, fixes)
+		wait, err := p.fixes(ctx, courier, fixes)
+		if fixes[0].Epoch == wire.EpochNone || p.acks == nil {
+			return wait, err // version-1 agents do not listen for storage acknowledgements
+		}
+		if err != nil {
+			if errors.Is(err, mqttack.ErrDrop) { // every fix refused: handled for good
+				p.acks.Add(courier, fixes[0].Epoch, seqsOf(fixes))
+			}
+			return nil, err
+		}
+		return func(ctx context.Context) error {
+			if err := wait(ctx); err != nil {
+				return err
+			}
+			p.acks.Add(courier, fixes[0].Epoch, seqsOf(fixes))
+			return nil
+		}, nil
 	case topic.OwnTracks:
 		if retained {
 			p.reject(RejectRetained, 1)
@@ -201,26 +248,54 @@ func decodeReason(err error) string {
 	return RejectMalformed
 }
 
+func seqsOf(fixes []wire.Fix) []uint64 {
+	s := make([]uint64, len(fixes))
+	for i, f := range fixes {
+		s[i] = f.Seq
+	}
+	return s
+}
+
+func (p *Pipeline) stripe(courier string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(courier))
+	return &p.stripes[h.Sum32()%uint32(len(p.stripes))]
+}
+
 // fixes validates, indexes and stores one message's fixes.
+//
+// Plausibility: a fix newer than the live one must be reachable from it at
+// MaxSpeedMPS (device times clamped to now, so a fix dated in the future
+// buys no distance). A fix that is not is held as a suspect; suspects that
+// agree with each other re-anchor the courier once there are ReanchorFixes
+// of them (or two spanning ReanchorAfter), and are then accepted and stored;
+// suspects followed by a fix that agrees with the live position were
+// outliers. So one outlier never locks a courier out, whether it was
+// refused or accepted. Every suspect is counted as impossible_speed when it
+// is held back (as a refusal always was); those a re-anchoring accepts
+// later are counted again as reanchored.
+//
+// A fix that is not newer than the live one (a re-send, a late message, a
+// lower sequence number) skips the speed check; it is stored as Late, as
+// are re-anchored fixes: history, never evidence.
 func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix) (func(context.Context) error, error) {
 	now := p.now()
+	mu := p.stripe(courier)
+	mu.Lock()
 	c, known := p.index.Get(courier)
 	if !known || !c.OnShift {
+		mu.Unlock()
 		// Off shift: where a courier is outside work is none of our business.
 		p.reject(RejectOffShift, len(fixes))
 		return nil, mqttack.ErrDrop
 	}
 	prev, hasPrev := c.Fix, c.HasFix
 	keep := make([]mongostore.Position, 0, len(fixes))
-	for _, f := range fixes {
-		if reason := p.check(f, now, prev, hasPrev); reason != "" {
-			p.reject(reason, 1)
-			continue
-		}
+	apply := func(f wire.Fix, late bool) {
 		res, err := p.index.Update(courier, f, now)
 		if err != nil {
 			p.reject(RejectMalformed, 1)
-			continue
+			return
 		}
 		switch {
 		case res.Applied:
@@ -231,10 +306,35 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix) 
 			prev, hasPrev = f, true
 		case res.OutOfOrder:
 			p.m.IngestFixes.WithLabelValues("out_of_order").Inc()
+			late = true
 		}
-		keep = append(keep, mongostore.Position{CourierID: courier, Seq: f.Seq, Lat: f.Lat, Lng: f.Lng, AccuracyM: f.Accuracy,
-			SpeedMPS: f.Speed, HeadingDeg: f.Heading, Battery: f.Battery, T: f.Time, ReceivedAt: now})
+		keep = append(keep, mongostore.Position{CourierID: courier, Epoch: f.Epoch, Seq: f.Seq, Lat: f.Lat, Lng: f.Lng, AccuracyM: f.Accuracy,
+			SpeedMPS: f.Speed, HeadingDeg: f.Heading, Battery: f.Battery, T: f.Time, ReceivedAt: now, Late: late})
 	}
+	for _, f := range fixes {
+		if reason := p.check(f, now); reason != "" {
+			p.reject(reason, 1)
+			continue
+		}
+		if hasPrev && !livemap.Newer(f, prev) {
+			apply(f, true) // not newer: late by definition (the index says so too)
+			continue
+		}
+		if !hasPrev || p.plausible(prev, f, now) {
+			p.dropRun(courier)
+			apply(f, false)
+			continue
+		}
+		if run := p.suspect(courier, f, now); run != nil {
+			p.m.IngestFixes.WithLabelValues("reanchored").Add(float64(len(run)))
+			p.log.Info("courier re-anchored: consistent fixes disagreed with the live position",
+				"courier_id", courier, "fixes", len(run), "jump_m", math.Round(livemap.DistanceM(prev.Lat, prev.Lng, run[0].Lat, run[0].Lng)))
+			for _, rf := range run {
+				apply(rf, true) // accepted by consensus, not by the live check: never evidence
+			}
+		}
+	}
+	mu.Unlock()
 	if len(keep) == 0 {
 		return nil, mqttack.ErrDrop
 	}
@@ -252,8 +352,55 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix) 
 	}, nil
 }
 
-// check applies the policy; it returns a rejection reason or "".
-func (p *Pipeline) check(f wire.Fix, now time.Time, prev wire.Fix, hasPrev bool) string {
+// suspect records f, which the live position cannot explain. It returns the
+// run to accept when the suspects now re-anchor the courier, else nil.
+func (p *Pipeline) suspect(courier string, f wire.Fix, now time.Time) []wire.Fix {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	p.reject(RejectSpeed, 1)
+	run := p.runs[courier]
+	if n := len(run); n > 0 && livemap.Newer(f, run[n-1]) && p.plausible(run[n-1], f, now) {
+		run = append(run, f)
+	} else {
+		run = []wire.Fix{f} // earlier suspects the new one does not confirm are forgotten
+	}
+	if len(run) >= p.policy.ReanchorFixes || (len(run) >= 2 && clampTime(run[len(run)-1].Time, now).Sub(run[0].Time) >= p.policy.ReanchorAfter) {
+		delete(p.runs, courier)
+		return run
+	}
+	p.runs[courier] = run
+	return nil
+}
+
+// dropRun forgets the suspects held for courier: the live position
+// explains the newest fix, so they were outliers.
+func (p *Pipeline) dropRun(courier string) {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	delete(p.runs, courier)
+}
+
+func clampTime(t, now time.Time) time.Time {
+	if t.After(now) {
+		return now
+	}
+	return t
+}
+
+// plausible reports whether b can follow a at MaxSpeedMPS. Within a second a
+// jump of 2× the limit is allowed (timestamps are whole seconds on some
+// receivers); after gaps of ten minutes or more anything goes.
+func (p *Pipeline) plausible(a, b wire.Fix, now time.Time) bool {
+	dt := clampTime(b.Time, now).Sub(clampTime(a.Time, now)).Seconds()
+	if dt >= 600 {
+		return true
+	}
+	d := livemap.DistanceM(a.Lat, a.Lng, b.Lat, b.Lng)
+	return d <= p.policy.MaxSpeedMPS*math.Max(dt, 2)
+}
+
+// check applies the per-fix policy; it returns a rejection reason or "".
+func (p *Pipeline) check(f wire.Fix, now time.Time) string {
 	switch {
 	case f.Time.Before(now.Add(-p.policy.MaxAge)):
 		return RejectTooOld
@@ -261,15 +408,6 @@ func (p *Pipeline) check(f wire.Fix, now time.Time, prev wire.Fix, hasPrev bool)
 		return RejectFuture
 	case f.Accuracy != wire.Unknown && f.Accuracy > p.policy.MaxAccuracyM:
 		return RejectAccuracy
-	}
-	if hasPrev && f.Seq > prev.Seq {
-		dt := f.Time.Sub(prev.Time).Seconds()
-		d := livemap.DistanceM(prev.Lat, prev.Lng, f.Lat, f.Lng)
-		// Within a second a jump of 2× the limit is allowed (timestamps are
-		// whole seconds on some receivers); after long gaps anything goes.
-		if dt < 600 && d > p.policy.MaxSpeedMPS*math.Max(dt, 2) {
-			return RejectSpeed
-		}
 	}
 	return ""
 }

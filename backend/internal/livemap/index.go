@@ -251,9 +251,19 @@ func (x *Index) notify(id string, prev, next Presence) {
 	}
 }
 
+// Newer reports whether fix f is newer than the live fix: within one
+// sequence epoch its sequence number must be above and its device time not
+// before; across epochs (a new outbox, another phone, OwnTracks beside the
+// agent) sequence numbers are not comparable and device time decides.
+func Newer(f, live wire.Fix) bool {
+	if f.Epoch == live.Epoch {
+		return f.Seq > live.Seq && !f.Time.Before(live.Time)
+	}
+	return f.Time.After(live.Time)
+}
+
 // Update applies a fix of courier id received by the server at recv. A fix
-// whose Seq is not above, or whose device time is before, the live fix's is
-// reported OutOfOrder and leaves the live position alone; it still counts as
+// that is not Newer than the live fix is reported OutOfOrder and leaves the live position alone; it still counts as
 // a sign of life (LastSeen). An applied fix marks the courier online: the
 // device just spoke. A courier seen for the first time is created available,
 // off shift, with capacity 1. It returns ErrInvalidFix for fixes that fail
@@ -269,7 +279,7 @@ func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, err
 	defer s.mu.Unlock()
 	c, created := x.lookup(s, id)
 	res.Created = created
-	if c.hasFix && (f.Seq <= c.fix.Seq || f.Time.Before(c.fix.Time)) {
+	if c.hasFix && !Newer(f, c.fix) {
 		res.OutOfOrder = true
 		if recv.After(c.lastSeen) {
 			c.mutate(func(c *courier) { c.lastSeen = recv })

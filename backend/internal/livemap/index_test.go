@@ -35,6 +35,16 @@ func TestUpdateOrdering(t *testing.T) {
 			f.Time = later.Time.Add(-time.Millisecond)
 			return f
 		}(), false, true, aLat},
+		{"new epoch, lower seq, later time", func() wire.Fix {
+			f := fixAt(1, bLat, bLng)
+			f.Epoch, f.Time = wire.MinDeviceEpoch, later.Time.Add(time.Second)
+			return f
+		}(), true, false, bLat},
+		{"other epoch, higher seq, earlier time", func() wire.Fix {
+			f := fixAt(1_800_000_000, bLat, bLng)
+			f.Epoch, f.Time = wire.EpochOwnTracks, later.Time.Add(-time.Second)
+			return f
+		}(), false, true, aLat},
 		{"higher seq same device time", func() wire.Fix {
 			f := fixAt(11, bLat, bLng)
 			f.Time = later.Time

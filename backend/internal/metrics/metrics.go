@@ -20,6 +20,9 @@ type Metrics struct {
 	HistoryFlushErrs prometheus.Counter
 	HistoryFlushSecs prometheus.Histogram
 	MQTTDenied       *prometheus.CounterVec // by what (connect, publish, subscribe, will)
+	StorageAcks      prometheus.Counter     // storage acknowledgements published to devices
+	StorageAckBytes  prometheus.Counter     // their PUBLISH packets, MQTT header included
+	StorageAckedFix  prometheus.Counter     // fixes they covered (a re-sent fix counts again)
 	HTTPRequests     *prometheus.CounterVec // by route, status class
 	HTTPDuration     *prometheus.HistogramVec
 	LiveCouriers     prometheus.GaugeFunc
@@ -49,6 +52,12 @@ func New(liveCouriers func() float64) *Metrics {
 			Help: "Failed history flushes (retried)."}),
 		HistoryFlushSecs: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tawsil_history_flush_seconds",
 			Help: "Duration of one history InsertMany.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		StorageAcks: prometheus.NewCounter(prometheus.CounterOpts{Name: "tawsil_storage_acks_total",
+			Help: "Storage acknowledgements published to devices (ack topic)."}),
+		StorageAckBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "tawsil_storage_ack_bytes_total",
+			Help: "Bytes of storage acknowledgement PUBLISH packets (MQTT 3.1.1 framing, TCP excluded)."}),
+		StorageAckedFix: prometheus.NewCounter(prometheus.CounterOpts{Name: "tawsil_storage_acked_fixes_total",
+			Help: "Fixes covered by storage acknowledgements."}),
 		MQTTDenied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tawsil_mqtt_denied_total",
 			Help: "Broker refusals (embedded broker), by what was refused."}, []string{"what"}),
 		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tawsil_http_requests_total",
@@ -63,6 +72,6 @@ func New(liveCouriers func() float64) *Metrics {
 			Help: "Webhook delivery attempts by outcome."}, []string{"outcome"}),
 	}
 	r.MustRegister(m.IngestMessages, m.IngestFixes, m.IngestRejections, m.IngestIgnored, m.HistoryQueue, m.HistoryWritten, m.HistoryFlushErrs,
-		m.HistoryFlushSecs, m.MQTTDenied, m.HTTPRequests, m.HTTPDuration, m.LiveCouriers, m.Dispatch, m.Webhooks)
+		m.HistoryFlushSecs, m.StorageAcks, m.StorageAckBytes, m.StorageAckedFix, m.MQTTDenied, m.HTTPRequests, m.HTTPDuration, m.LiveCouriers, m.Dispatch, m.Webhooks)
 	return m
 }

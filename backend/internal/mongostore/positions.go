@@ -13,7 +13,10 @@ import (
 
 // Position is one stored fix.
 type Position struct {
-	CourierID  string    `bson:"courier_id" json:"-"`
+	CourierID string `bson:"courier_id" json:"-"`
+	// Epoch and Seq identify the fix (unique with CourierID). Documents
+	// stored before epochs have no "ep" (version-1 fixes now store 0).
+	Epoch      uint64    `bson:"ep" json:"epoch,omitempty"`
 	Seq        uint64    `bson:"seq" json:"seq"`
 	Lat        float64   `bson:"lat" json:"lat"`
 	Lng        float64   `bson:"lng" json:"lng"`
@@ -23,10 +26,16 @@ type Position struct {
 	Battery    int       `bson:"bat" json:"battery"`
 	T          time.Time `bson:"t" json:"t"`  // device time
 	ReceivedAt time.Time `bson:"rt" json:"-"` // server time
+	// Late: the fix did not pass the live plausibility check when it
+	// arrived: it was behind the live position (a re-send, a late message, a
+	// lower sequence number: such fixes skip the speed check), or it was
+	// accepted only when a run of fixes re-anchored the courier. It is
+	// history, never evidence (a failed delivery's GPS check ignores it).
+	Late bool `bson:"late,omitempty" json:"late,omitempty"`
 }
 
 // InsertPositions writes a batch with one unordered InsertMany. Fixes already
-// stored (same courier and seq: a redelivery) are skipped, not errors, so a
+// stored (same courier, epoch and seq: a redelivery) are skipped, not errors, so a
 // retried batch stores each fix exactly once.
 func (s *Store) InsertPositions(ctx context.Context, ps []Position) (inserted int, err error) {
 	if len(ps) == 0 {
@@ -90,6 +99,7 @@ func (s *Store) PurgePositions(ctx context.Context, cutoff time.Time) (int64, er
 // CourierState is the latest snapshot of a courier, to rebuild the live index.
 type CourierState struct {
 	CourierID string    `bson:"_id"`
+	Epoch     uint64    `bson:"ep,omitempty"`
 	Seq       uint64    `bson:"seq"`
 	Lat       float64   `bson:"lat"`
 	Lng       float64   `bson:"lng"`

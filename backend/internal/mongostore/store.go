@@ -86,7 +86,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		{"device_credentials", bson.D{{Key: "courier_id", Value: 1}}, nil},
 		{"refresh_tokens", bson.D{{Key: "user_id", Value: 1}}, nil},
 		{"refresh_tokens", bson.D{{Key: "family", Value: 1}}, nil},
-		{"positions", bson.D{{Key: "courier_id", Value: 1}, {Key: "seq", Value: 1}}, unique},
+		{"positions", bson.D{{Key: "courier_id", Value: 1}, {Key: "ep", Value: 1}, {Key: "seq", Value: 1}}, unique},
 		{"positions", bson.D{{Key: "courier_id", Value: 1}, {Key: "t", Value: 1}}, nil},
 		{"positions", bson.D{{Key: "t", Value: 1}}, nil},
 		{"orders", bson.D{{Key: "merchant_id", Value: 1}, {Key: "booked_at", Value: -1}}, nil},
@@ -103,6 +103,11 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		{"webhook_outbox", bson.D{{Key: "next_at", Value: 1}}, nil},
 		{"webhooks", bson.D{{Key: "merchant_id", Value: 1}}, nil},
 		{"audit_log", bson.D{{Key: "at", Value: -1}}, nil},
+	}
+	// Before sequence epochs, {courier_id, seq} was unique: it would refuse a
+	// restarted counter's fixes as duplicates.
+	if _, err := s.c("positions").Indexes().DropOne(ctx, "courier_id_1_seq_1"); err != nil && !indexNotFound(err) {
+		return fmt.Errorf("drop index positions courier_id_1_seq_1: %w", err)
 	}
 	for _, ix := range idx {
 		m := mongo.IndexModel{Keys: ix.keys, Options: ix.opt}
@@ -130,3 +135,12 @@ func newID() string { return primitive.NewObjectID().Hex() }
 func isDup(err error) bool { return mongo.IsDuplicateKeyError(err) }
 
 func notFound(err error) bool { return errors.Is(err, mongo.ErrNoDocuments) }
+
+// indexNotFound reports a dropIndexes of an index (or collection) that does not exist.
+func indexNotFound(err error) bool {
+	var ce mongo.CommandError
+	if errors.As(err, &ce) {
+		return ce.Code == 27 || ce.Code == 26 || ce.Name == "IndexNotFound" || ce.Name == "NamespaceNotFound"
+	}
+	return false
+}

@@ -199,7 +199,7 @@ func finish(f *wire.Fix) error {
 		return err
 	}
 	f.Time = f.Time.Truncate(time.Millisecond)
-	f.Seq = wire.DerivedSeq(*f)
+	f.Epoch, f.Seq = wire.EpochOsmAnd, wire.DerivedSeq(*f)
 	return nil
 }
 

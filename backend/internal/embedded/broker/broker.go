@@ -241,7 +241,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 }
 
 // OnACLCheck lets a device write only its own pos/state and OwnTracks
-// topics, and read only its own tasks/config (and OwnTracks cmd) topics. It
+// topics, and read only its own tasks/config/ack (and OwnTracks cmd) topics. It
 // is called with a filter at SUBSCRIBE and with the concrete topic of every
 // message delivered, so an OwnTracks app's wildcard subscription
 // (owntracks/+/+, which the apps make by default to see "friends") is granted
@@ -274,7 +274,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {
 		return ok && user == courier && sub == "cmd" // not counted: one check per friend's message
 	}
 	id, kind, ok := topic.Parse(h.opts.Prefix, t)
-	if ok && id == courier && (kind == topic.Tasks || kind == topic.Config) {
+	if ok && id == courier && (kind == topic.Tasks || kind == topic.Config || kind == topic.Ack) {
 		return true
 	}
 	h.deny("subscribe")

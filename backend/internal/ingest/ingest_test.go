@@ -1,0 +1,319 @@
+package ingest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/tawsil/tawsil/backend/internal/livemap"
+	"github.com/tawsil/tawsil/backend/internal/metrics"
+	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/shared/topic"
+	"github.com/tawsil/tawsil/shared/wire"
+)
+
+type posKey struct {
+	courier    string
+	epoch, seq uint64
+}
+
+// memStore is a HistoryStore that deduplicates on (courier, epoch, seq)
+// like the unique index of the real one.
+type memStore struct {
+	mu     sync.Mutex
+	stored map[posKey]mongostore.Position
+	dups   int
+}
+
+func (m *memStore) InsertPositions(_ context.Context, ps []mongostore.Position) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, p := range ps {
+		k := posKey{p.CourierID, p.Epoch, p.Seq}
+		if _, ok := m.stored[k]; ok {
+			m.dups++
+			continue
+		}
+		m.stored[k] = p
+		n++
+	}
+	return n, nil
+}
+
+func (m *memStore) get(courier string, epoch, seq uint64) (mongostore.Position, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.stored[posKey{courier, epoch, seq}]
+	return p, ok
+}
+
+func (m *memStore) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.stored)
+}
+
+type rig struct {
+	p     *Pipeline
+	index *livemap.Index
+	store *memStore
+	m     *metrics.Metrics
+	now   time.Time
+	logs  *strings.Builder
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	r := &rig{index: livemap.New(), store: &memStore{stored: map[posKey]mongostore.Position{}},
+		m: metrics.New(func() float64 { return 0 }), now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), logs: &strings.Builder{}}
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: r.logs}, nil))
+	h := NewHistory(r.store, time.Millisecond, 10000, slog.New(slog.NewTextHandler(io.Discard, nil)), r.m)
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	r.p = New(topic.DefaultPrefix, Policy{MaxAge: 48 * time.Hour, MaxFuture: 2 * time.Minute, MaxAccuracyM: 100, MaxSpeedMPS: 50},
+		r.index, h, nil, log, r.m)
+	r.p.now = func() time.Time { return r.now }
+	r.index.SetShift("c1", true)
+	return r
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func fixAt(epoch, seq uint64, t time.Time, lat, lng float64) wire.Fix {
+	return wire.Fix{Epoch: epoch, Seq: seq, Time: t, Lat: lat, Lng: lng, Accuracy: 5, Speed: wire.Unknown, Heading: wire.Unknown, Battery: wire.Unknown}
+}
+
+// send publishes fixes as one pos message (or an OwnTracks one) and waits
+// until it is durable.
+func (r *rig) send(t *testing.T, fixes ...wire.Fix) {
+	t.Helper()
+	payload, err := wire.EncodeBatch(nil, fixes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.p.HandleMQTT(t.Context(), topic.Courier(topic.DefaultPrefix, "c1", topic.Pos), payload, false); err != nil && err.Error() != "message dropped" {
+		t.Fatal(err)
+	}
+}
+
+func (r *rig) live(t *testing.T) wire.Fix {
+	t.Helper()
+	c, ok := r.index.Get("c1")
+	if !ok || !c.HasFix {
+		t.Fatal("no live fix")
+	}
+	return c.Fix
+}
+
+func (r *rig) rejected(reason string) float64 {
+	return testutil.ToFloat64(r.m.IngestRejections.WithLabelValues(reason))
+}
+
+const (
+	ep1 = wire.MinDeviceEpoch + 100
+	ep2 = wire.MinDeviceEpoch + 200
+	// Casablanca; 0.0001° of latitude is about 11 m.
+	lat0, lng0 = 33.5731, -7.5898
+)
+
+// A run of fixes walking north at ~5.5 m/s, one per second.
+func walk(epoch, seq0 uint64, t0 time.Time, lat float64, n int) []wire.Fix {
+	out := make([]wire.Fix, n)
+	for i := range out {
+		out[i] = fixAt(epoch, seq0+uint64(i), t0.Add(time.Duration(i)*time.Second), lat+float64(i)*0.00005, lng0)
+	}
+	return out
+}
+
+// TestOneRefusedOutlier: a 30 km outlier is refused and counted once; the
+// next true fix moves the courier on.
+func TestOneRefusedOutlier(t *testing.T) {
+	r := newRig(t)
+	t0 := r.now.Add(-time.Minute)
+	r.send(t, walk(ep1, 1, t0, lat0, 5)...)
+	r.send(t, fixAt(ep1, 6, t0.Add(5*time.Second), lat0+0.27, lng0)) // ~30 km north
+	r.send(t, walk(ep1, 7, t0.Add(6*time.Second), lat0+0.0003, 5)...)
+	if got := r.live(t); got.Seq != 11 {
+		t.Fatalf("live seq %d, want 11", got.Seq)
+	}
+	if n := r.rejected(RejectSpeed); n != 1 {
+		t.Fatalf("impossible_speed %v, want 1", n)
+	}
+	if n := r.store.count(); n != 10 {
+		t.Fatalf("stored %d, want the 10 true fixes", n)
+	}
+}
+
+// TestAcceptedOutlierDoesNotLockOut: the first fix after a long silence is
+// accepted whatever it says; when it was an outlier, the true fixes after
+// it re-anchor the courier after ReanchorFixes, and all of them are stored.
+// (Before: every true fix refused for distance/50 s.)
+func TestAcceptedOutlierDoesNotLockOut(t *testing.T) {
+	r := newRig(t)
+	t0 := r.now.Add(-time.Minute)
+	r.send(t, fixAt(ep1, 1, t0, lat0+0.27, lng0)) // the outlier comes first
+	for i, f := range walk(ep1, 2, t0.Add(time.Second), lat0, 6) {
+		r.send(t, f)
+		if i == 1 && r.live(t).Seq != 1 {
+			t.Fatalf("re-anchored after %d fixes", i+1)
+		}
+	}
+	if got := r.live(t); got.Seq != 7 {
+		t.Fatalf("live seq %d, want 7 (locked out)", got.Seq)
+	}
+	if n := r.store.count(); n != 7 {
+		t.Fatalf("stored %d, want 7", n)
+	}
+	if n, m := r.rejected(RejectSpeed), testutil.ToFloat64(r.m.IngestFixes.WithLabelValues("reanchored")); n != 3 || m != 3 {
+		t.Fatalf("impossible_speed %v, reanchored %v; want 3, 3", n, m)
+	}
+	for s := uint64(2); s <= 7; s++ {
+		p, _ := r.store.get("c1", ep1, s)
+		if want := s <= 4; p.Late != want {
+			t.Fatalf("seq %d late = %v, want %v (re-anchored fixes are never evidence)", s, p.Late, want)
+		}
+	}
+	if got := strings.Count(r.logs.String(), "re-anchored"); got != 1 {
+		t.Fatalf("re-anchoring logged %d times, want once:\n%s", got, r.logs.String())
+	}
+}
+
+// TestRestartElsewhere: the agent comes back 3 km away with a new epoch
+// (a fresh outbox counts from 1 again): its fixes are neither duplicates
+// nor refused for speed.
+func TestRestartElsewhere(t *testing.T) {
+	r := newRig(t)
+	t0 := r.now.Add(-time.Minute)
+	r.send(t, walk(ep1, 1, t0, lat0, 10)...)
+	r.send(t, walk(ep2, 1, t0.Add(15*time.Second), lat0+0.027, 10)...) // 3 km north, 5 s later
+	if got := r.live(t); got.Epoch != ep2 || got.Seq != 10 {
+		t.Fatalf("live %d/%d, want %d/10", got.Epoch, got.Seq, ep2)
+	}
+	if n := r.store.count(); n != 20 {
+		t.Fatalf("stored %d, want 20", n)
+	}
+	// A late re-send of the old epoch is a duplicate, and stays behind.
+	r.send(t, walk(ep1, 8, t0.Add(7*time.Second), lat0+0.00035, 3)...)
+	if n := r.store.count(); n != 20 || r.store.dups != 3 {
+		t.Fatalf("stored %d (dups %d), want 20 (3)", n, r.store.dups)
+	}
+	if got := r.live(t); got.Epoch != ep2 {
+		t.Fatal("old epoch moved the live position back")
+	}
+}
+
+// TestFutureBuysNoDistance: a fix dated two minutes ahead may not jump
+// 6 km from a fix of a second ago.
+func TestFutureBuysNoDistance(t *testing.T) {
+	r := newRig(t)
+	r.send(t, fixAt(ep1, 1, r.now.Add(-time.Second), lat0, lng0))
+	r.send(t, fixAt(ep1, 2, r.now.Add(2*time.Minute-time.Second), lat0+0.054, lng0)) // ~6 km
+	if got := r.live(t); got.Seq != 1 {
+		t.Fatalf("future-dated 6 km jump accepted (live seq %d)", got.Seq)
+	}
+}
+
+// TestOwnTracksDoesNotShadow: OwnTracks numbers fixes by timestamp
+// (~1.8e9); in its own epoch it no longer hides the agent's fixes.
+func TestOwnTracksDoesNotShadow(t *testing.T) {
+	r := newRig(t)
+	t0 := r.now.Add(-time.Minute)
+	ot := []byte(`{"_type":"location","lat":33.5731,"lon":-7.5898,"tst":` + strconv.FormatInt(t0.Unix(), 10) + `,"acc":5}`)
+	if err := r.p.HandleMQTT(t.Context(), topic.OwnTracksTopic("c1", "phone"), ot, false); err != nil {
+		t.Fatal(err)
+	}
+	r.send(t, walk(ep1, 1, t0.Add(time.Second), lat0, 5)...)
+	if got := r.live(t); got.Epoch != ep1 || got.Seq != 5 {
+		t.Fatalf("live %d/%d after the agent's fixes, want %d/5", got.Epoch, got.Seq, ep1)
+	}
+	if n := r.store.count(); n != 6 {
+		t.Fatalf("stored %d, want 6", n)
+	}
+}
+
+// TestLowSequenceIsLate (issue 14, item 3): fixes numbered below the live
+// one skip the speed check (they never move the live position) and so are
+// stored as late, which keeps them out of failed-delivery evidence.
+func TestLowSequenceIsLate(t *testing.T) {
+	r := newRig(t)
+	t0 := r.now.Add(-time.Minute)
+	r.send(t, walk(ep1, 100, t0, lat0, 5)...)
+	door := r.now.Add(-2 * time.Second)
+	var forged []wire.Fix
+	for i := 0; i < 5; i++ {
+		forged = append(forged, fixAt(ep1, uint64(10+i), door.Add(time.Duration(i)*time.Millisecond), lat0+0.018, lng0)) // 2 km away
+	}
+	r.send(t, forged...)
+	for _, f := range forged {
+		p, ok := r.store.get("c1", ep1, f.Seq)
+		if !ok || !p.Late {
+			t.Fatalf("forged fix seq %d stored=%v late=%v, want stored as late", f.Seq, ok, p.Late)
+		}
+	}
+	if p, _ := r.store.get("c1", ep1, 104); p.Late {
+		t.Fatal("an on-time fix was marked late")
+	}
+}
+
+// TestAcksCoverHandledFixes: every fix of a message, stored or refused, is
+// acknowledged once durable; one acknowledgement per interval per courier.
+func TestAcksCoverHandledFixes(t *testing.T) {
+	r := newRig(t)
+	var mu sync.Mutex
+	var sent []wire.Ack
+	acks := NewAcks(topic.DefaultPrefix, 5*time.Second, func(_ context.Context, tp string, p []byte) error {
+		if tp != topic.Courier(topic.DefaultPrefix, "c1", topic.Ack) {
+			t.Errorf("ack on %s", tp)
+		}
+		a, err := wire.DecodeAck(p)
+		if err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		sent = append(sent, a)
+		mu.Unlock()
+		return nil
+	}, slog.New(slog.DiscardHandler), r.m)
+	acks.now = func() time.Time { return r.now }
+	r.p.SetAcks(acks)
+	t0 := r.now.Add(-time.Minute)
+	r.send(t, walk(ep1, 1, t0, lat0, 5)...)
+	bad := fixAt(ep1, 6, t0.Add(5*time.Second), lat0, lng0)
+	bad.Accuracy = 500 // refused: still handled for good
+	r.send(t, bad)
+	r.send(t, walk(ep1, 8, t0.Add(7*time.Second), lat0, 3)...)
+	acks.flush(t.Context())
+	r.send(t, walk(ep1, 11, t0.Add(10*time.Second), lat0+0.0002, 2)...)
+	acks.flush(t.Context()) // within the interval: nothing
+	mu.Lock()
+	if len(sent) != 1 || len(sent[0].Ranges) != 2 || sent[0].Ranges[0] != (wire.SeqRange{From: 1, To: 6}) || sent[0].Ranges[1] != (wire.SeqRange{From: 8, To: 10}) {
+		t.Fatalf("acks %+v, want one with 1..6 and 8..10", sent)
+	}
+	mu.Unlock()
+	r.now = r.now.Add(5 * time.Second)
+	acks.flush(t.Context())
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 2 || sent[1].Epoch != ep1 || len(sent[1].Ranges) != 1 || sent[1].Ranges[0] != (wire.SeqRange{From: 11, To: 12}) {
+		t.Fatalf("acks %+v, want a second one with 11..12", sent)
+	}
+	if b := testutil.ToFloat64(r.m.StorageAckBytes); b <= 0 {
+		t.Fatal("ack bytes not counted")
+	}
+}
