@@ -11,8 +11,10 @@
 #   6. dispatch on Meal Delivery Routing Problem instances (go run ./backend/cmd/mdrp),
 #      when MDRP_DIR names a folder of grubhub/mdrplib instance folders (not shipped:
 #      the instances carry no licence)
+#   7. the dispatcher console in headless Chromium with 10,000 live couriers
+#      (frames per second while panning, draw time, update latency)
 #
-# Knobs (environment): SECTIONS="micro e2e wrk sim agent mdrp", BENCHTIME=1s, MDRP_DIR,
+# Knobs (environment): SECTIONS="micro e2e wrk sim agent mdrp web", BENCHTIME=1s, MDRP_DIR, BENCH_COURIERS=10000,
 # PUBLISHERS=50 BATCH=10 MESSAGES=1000 WINDOW=16 DURATION=60s PROBES=4,
 # WRK_COURIERS=1000 WRK_SECONDS=15 WRK_CONNECTIONS=16 WRK_THREADS=2,
 # AGENT_RUN_SECONDS=20 AGENT_FLEET_SECONDS=10.
@@ -23,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-SECTIONS=${SECTIONS:-micro e2e wrk sim agent mdrp}
+SECTIONS=${SECTIONS:-micro e2e wrk sim agent mdrp web}
 BENCHTIME=${BENCHTIME:-1s}
 PUBLISHERS=${PUBLISHERS:-50}
 BATCH=${BATCH:-10}
@@ -274,6 +276,18 @@ if has mdrp; then
   fi
   cmd "cd backend && go test -run '^$' -bench TawsilDecision -benchtime 3x ./internal/mdrp"
   (cd backend && go test -run '^$' -bench TawsilDecision -benchtime 3x ./internal/mdrp) | grep -E 'Benchmark|ok' | sed 's/^/   /'
+fi
+
+# ---------------------------------------------------------------------------
+if has web; then
+  section "7. dispatcher console, headless Chromium, ${BENCH_COURIERS:-10000} live couriers moving every second"
+  if command -v /usr/bin/chromium >/dev/null 2>&1 && [[ -d backend/web/node_modules ]]; then
+    cmd "cd backend && TAWSIL_BENCH_CONSOLE=1 BENCH_COURIERS=${BENCH_COURIERS:-10000} go test -run '^\$' -bench ConsoleLiveCouriers -benchtime 1x ./web"
+    (cd backend && TAWSIL_BENCH_CONSOLE=1 BENCH_COURIERS=${BENCH_COURIERS:-10000} go test -run '^$' -bench ConsoleLiveCouriers -benchtime 1x ./web) |
+      grep -E '^(Benchmark|ok|FAIL)' | sed 's/^/   /'
+  else
+    echo "   (needs /usr/bin/chromium and backend/web/node_modules: apt-get install chromium; make web-deps)"
+  fi
 fi
 
 echo

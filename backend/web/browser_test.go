@@ -68,33 +68,9 @@ func TestBrowser(t *testing.T) {
 	node := need(t, "node", "node")
 	needModules(t)
 
-	dir := t.TempDir()
-	env := map[string]string{
-		"TAWSIL_JWT_SECRET":     "browser-secret-0123456789abcdef0123456789",
-		"TAWSIL_ADMIN_EMAIL":    "admin@demo.tawsil.ma",
-		"TAWSIL_ADMIN_PASSWORD": "browser-admin-password",
-		"TAWSIL_DATA_DIR":       dir,
-		"TAWSIL_MQTT_LISTEN":    "127.0.0.1:0",
-		"TAWSIL_SEED":           "true",
-		"TAWSIL_LOG_LEVEL":      "warn",
-	}
-	cfg, err := config.Load(func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := app.New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	m.BcryptCost = 4
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, base, dir := startApp(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := m.Start(ctx, ln); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close(context.Background()) })
-
 	creds, err := demo.ReadCredentials(filepath.Join(dir, "fleet-credentials.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -105,9 +81,9 @@ func TestBrowser(t *testing.T) {
 	}
 	// The demo couriers stand around central Casablanca and drift a little,
 	// so the console sees live movement; the scenario moves them at will.
-	base := [][2]float64{{33.5731, -7.5898}, {33.5800, -7.6000}, {33.5650, -7.6100}, {33.5900, -7.6200}, {33.5600, -7.5800}}
+	spots := [][2]float64{{33.5731, -7.5898}, {33.5800, -7.6000}, {33.5650, -7.6100}, {33.5900, -7.6200}, {33.5600, -7.5800}}
 	for i, c := range creds {
-		pub.Set(c.CourierID, base[i%len(base)][0], base[i%len(base)][1], 0, 0)
+		pub.Set(c.CourierID, spots[i%len(spots)][0], spots[i%len(spots)][1], 0, 0)
 	}
 	go func() {
 		tk := time.NewTicker(time.Second)
@@ -119,7 +95,7 @@ func TestBrowser(t *testing.T) {
 			case <-tk.C:
 			}
 			for i, c := range creds[1:] {
-				b := base[(i+1)%len(base)]
+				b := spots[(i+1)%len(spots)]
 				a := float64(n) / 10
 				pub.Set(c.CourierID, b[0]+0.0004*math.Sin(a+float64(i)), b[1]+0.0004*math.Cos(a+float64(i)), 3, 0)
 			}
@@ -163,8 +139,9 @@ func TestBrowser(t *testing.T) {
 	if pw == "" {
 		pw = "tawsil-demo-2026"
 	}
-	cmd.Env = append(os.Environ(), "BASE_URL=http://"+ln.Addr().String(), "CONTROL_URL=http://"+ctl.Addr().String(),
+	cmd.Env = append(os.Environ(), "BASE_URL="+base, "CONTROL_URL=http://"+ctl.Addr().String(),
 		"CHROMIUM="+chromium, "ARTIFACTS="+artifacts, "DEMO_PASSWORD="+pw, "FIRST_COURIER="+creds[0].CourierID)
+
 	out, err := cmd.CombinedOutput()
 	t.Logf("browser scenario output:\n%s", out)
 	if err != nil {
@@ -175,9 +152,43 @@ func TestBrowser(t *testing.T) {
 	}
 }
 
-type testWriter struct{ t *testing.T }
+// startApp starts a backend with the demo accounts (embedded broker and
+// FerretDB, HTTP and MQTT on port 0) and returns it, its base URL and its
+// data directory.
+func startApp(tb testing.TB) (*app.Main, string, string) {
+	tb.Helper()
+	dir := tb.TempDir()
+	env := map[string]string{
+		"TAWSIL_JWT_SECRET":     "browser-secret-0123456789abcdef0123456789",
+		"TAWSIL_ADMIN_EMAIL":    "admin@demo.tawsil.ma",
+		"TAWSIL_ADMIN_PASSWORD": "browser-admin-password",
+		"TAWSIL_DATA_DIR":       dir,
+		"TAWSIL_MQTT_LISTEN":    "127.0.0.1:0",
+		"TAWSIL_SEED":           "true",
+		"TAWSIL_LOG_LEVEL":      "warn",
+	}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := app.New(cfg, slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelError})))
+	m.BcryptCost = 4
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.Start(ctx, ln); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = m.Close(context.Background()) })
+	return m, "http://" + ln.Addr().String(), dir
+}
+
+type testWriter struct{ tb testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+	w.tb.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }

@@ -112,6 +112,7 @@ async function startConsole(): Promise<void> {
   }
   outlineLayer.addTo(map);
   courierLayer = new CouriersLayer(couriers, ids => selectCourier(ids[0]));
+  (window as any).__tawsilStats = courierLayer.stats;
   if (isOps) { densityLayer.addTo(map); courierLayer.addTo(map); alertLayer.addTo(map); }
   routeLayer.addTo(map); orderLayer.addTo(map); replayLayer.addTo(map);
   relayout();
@@ -227,9 +228,12 @@ function onEvent(e: { type: string; data: any }): void {
       if (c) Object.assign(c, { lat, lng, status, load, online, capacity, updated: now });
       else { couriers.set(id, { id, lat, lng, status, load, online, capacity, updated: now }); void nameOf(id); }
     }
-    couriersChanged();
     const sent = Date.parse(e.data.at);
-    if (!Number.isNaN(sent)) (window as any).__tawsilLatency = now - sent;
+    if (!Number.isNaN(sent)) {
+      (window as any).__tawsilLatency = now - sent;
+      if (!courierLayer.pendingSince) courierLayer.pendingSince = sent;
+    }
+    couriersChanged();
     return;
   }
   if (e.type === 'route.planned') {

@@ -19,6 +19,9 @@ export class CouriersLayer extends L.Layer {
   /** lastDraw is the time (performance.now) the last frame finished; the bench reads it. */
   lastDraw = 0;
   draws = 0;
+  /** pendingSince is the server time of the oldest update not yet drawn (update latency, measured by the bench). */
+  pendingSince = 0;
+  readonly stats = { latencyMs: [] as number[], drawMs: [] as number[] };
 
   constructor(private data: Map<string, LiveCourier>, private onPick: (ids: string[], at: L.LatLng) => void) { super(); }
 
@@ -47,6 +50,7 @@ export class CouriersLayer extends L.Layer {
   }
 
   private draw(): void {
+    const t0 = performance.now();
     const map = this._map;
     const size = map.getSize();
     const dpr = window.devicePixelRatio || 1;
@@ -100,6 +104,11 @@ export class CouriersLayer extends L.Layer {
     }
     this.lastDraw = performance.now();
     this.draws++;
+    if (this.stats.drawMs.length < 10000) this.stats.drawMs.push(this.lastDraw - t0);
+    if (this.pendingSince) {
+      if (this.stats.latencyMs.length < 10000) this.stats.latencyMs.push(Date.now() - this.pendingSince);
+      this.pendingSince = 0;
+    }
     map.getContainer().dataset.drawnCouriers = String(singles.length + [...bins.values()].reduce((a, b) => a + (b.ids.length > 1 ? b.ids.length : 0), 0));
   }
 
