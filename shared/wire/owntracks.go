@@ -106,14 +106,14 @@ type ownTracksLocation struct {
 	Batt lenientNumber `json:"batt"` // percent
 }
 
-// maxTstSeconds keeps a timestamp's milliseconds (and DerivedSeq) in range.
-const maxTstSeconds = 1 << 40
+// maxTstSeconds keeps DerivedSeq below 2^53.
+const maxTstSeconds = 1 << 33
 
 // DecodeOwnTracks turns an OwnTracks location message into a Fix. Numbers
 // may come as JSON numbers of any form or as strings. OwnTracks carries no
 // sequence number: Seq is DerivedSeq of the fix, so a replayed message is a
 // duplicate while a second location within the same second is not. Its
-// epoch is the reserved EpochOwnTracks, so these numbers (~1.8e15) never
+// epoch is the reserved EpochOwnTracks, so these numbers (~1.9e15) never
 // shadow an agent's.
 func DecodeOwnTracks(p []byte) (Fix, error) {
 	if len(p) > MaxOwnTracksPayload {
@@ -157,11 +157,12 @@ func DecodeOwnTracks(p []byte) (Fix, error) {
 }
 
 // DerivedSeq gives a sequence number to a fix from a protocol that has none
-// (OwnTracks, Traccar Client): the device time in milliseconds, shifted left
-// 10 bits, with the low bits taken from a hash of the position. It grows with
-// time, is the same for a re-sent copy of the same fix (so dedupe works), and
-// differs for two positions reported within the same second (1 in 1024
-// collides).
+// (OwnTracks, Traccar Client): the device time's seconds shifted left 20
+// bits, its milliseconds in the next 10, and 10 bits of a hash of the
+// position. It grows with time, is the same for a re-sent copy of the same
+// fix (so dedupe works), differs for two positions reported within the same
+// second (1 in 1024 collides), and stays below 2^53 until the year 2242, so
+// JSON readers that hold numbers as doubles read it exactly.
 func DerivedSeq(f Fix) uint64 {
 	h := fnv.New32a()
 	var b [16]byte
@@ -172,5 +173,5 @@ func DerivedSeq(f Fix) uint64 {
 	if ms < 0 {
 		ms = 0
 	}
-	return uint64(ms)<<10 | uint64(h.Sum32()&0x3ff)
+	return uint64(ms/1000)<<20 | uint64(ms%1000)<<10 | uint64(h.Sum32()&0x3ff)
 }

@@ -129,6 +129,10 @@ func TestDerivedSeqSameSecond(t *testing.T) {
 	if c.Seq <= a.Seq || c.Seq <= b.Seq {
 		t.Fatalf("a later fix has a smaller seq: %d after %d, %d", c.Seq, a.Seq, b.Seq)
 	}
+	late := wire.Fix{Time: time.Date(2240, 1, 1, 0, 0, 0, 999e6, time.UTC), Lat: 90, Lng: 180}
+	if s := wire.DerivedSeq(late); s >= 1<<53 {
+		t.Fatalf("seq %d is not exact in a JSON double", s)
+	}
 }
 
 func FuzzDecodeOwnTracks(f *testing.F) {

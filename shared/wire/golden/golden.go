@@ -70,14 +70,14 @@ func Vectors() ([]Vector, error) {
 }
 
 // OwnTracksSample is a real-shaped OwnTracks location message and the fix it
-// must decode to (Seq: wire.DerivedSeq, the milliseconds shifted left 10
-// bits plus a 10-bit hash of the position).
+// must decode to (Seq: wire.DerivedSeq, the seconds shifted left 20 bits,
+// the milliseconds (0) left 10, plus a 10-bit hash of the position).
 func OwnTracksSample() ([]byte, wire.Fix, error) {
 	p, err := files.ReadFile("testdata/owntracks_location.json")
 	if err != nil {
 		return nil, wire.Fix{}, err
 	}
-	return p, wire.Fix{Epoch: wire.EpochOwnTracks, Seq: 1795000000000<<10 | 875, Time: time.Unix(1795000000, 0).UTC(), Lat: 33.589886, Lng: -7.603869,
+	return p, wire.Fix{Epoch: wire.EpochOwnTracks, Seq: 1795000000<<20 | 875, Time: time.Unix(1795000000, 0).UTC(), Lat: 33.589886, Lng: -7.603869,
 		Accuracy: 12, Speed: 18.0 / 3.6, Heading: 270, Battery: 83}, nil
 }
 
