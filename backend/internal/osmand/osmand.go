@@ -34,7 +34,7 @@ var (
 )
 
 // Report is one decoded request: the device identifier it names and its fixes
-// (Seq derived with wire.DerivedSeq).
+// (epoch wire.EpochOsmAnd, Seq derived with wire.DerivedSeq).
 type Report struct {
 	DeviceID string
 	Fixes    []wire.Fix

@@ -68,7 +68,7 @@ func TestDecodeQuery(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tt.want.Seq = wire.DerivedSeq(tt.want)
+			tt.want.Epoch, tt.want.Seq = wire.EpochOsmAnd, wire.DerivedSeq(tt.want)
 			if got.DeviceID != tt.wantID || len(got.Fixes) != 1 || !fixEqual(got.Fixes[0], tt.want) {
 				t.Fatalf("got %+v, want %s %+v", got, tt.wantID, tt.want)
 			}
@@ -118,7 +118,7 @@ func TestDecodeJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := wire.Fix{Time: now.Add(-1875 * time.Millisecond), Lat: 33.5731, Lng: -7.5898, Accuracy: 5.5, Speed: 4.2, Heading: 90, Battery: 85}
-	want.Seq = wire.DerivedSeq(want)
+	want.Epoch, want.Seq = wire.EpochOsmAnd, wire.DerivedSeq(want)
 	if got.DeviceID != "c42" || len(got.Fixes) != 1 || !fixEqual(got.Fixes[0], want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
@@ -167,7 +167,7 @@ func TestSameSecondNotDuplicate(t *testing.T) {
 
 func fixEqual(a, b wire.Fix) bool {
 	near := func(x, y float64) bool { return math.Abs(x-y) <= 1e-9 }
-	return a.Seq == b.Seq && a.Time.Equal(b.Time) && near(a.Lat, b.Lat) && near(a.Lng, b.Lng) && near(a.Accuracy, b.Accuracy) &&
+	return a.Epoch == b.Epoch && a.Seq == b.Seq && a.Time.Equal(b.Time) && near(a.Lat, b.Lat) && near(a.Lng, b.Lng) && near(a.Accuracy, b.Accuracy) &&
 		near(a.Speed, b.Speed) && near(a.Heading, b.Heading) && a.Battery == b.Battery
 }
 
