@@ -22,6 +22,7 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/eta"
 	"github.com/tawsil/tawsil/backend/internal/httpapi"
 	"github.com/tawsil/tawsil/backend/internal/ingest"
+	"github.com/tawsil/tawsil/backend/internal/ledger"
 	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/metrics"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
@@ -57,6 +58,7 @@ type Main struct {
 	Delivery *delivery.Service
 	Webhooks *delivery.Webhooks
 	Hub      *delivery.Hub
+	Cash     *ledger.Book
 
 	// MQTTListener, if set before Start, is the embedded broker's listener
 	// (tests open it on port 0); otherwise the broker listens on MQTTListen.

@@ -7,11 +7,14 @@ import (
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/area"
+	"github.com/tawsil/tawsil/backend/internal/cash"
 	"github.com/tawsil/tawsil/backend/internal/delivery"
 	"github.com/tawsil/tawsil/backend/internal/density"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/failure"
 	"github.com/tawsil/tawsil/backend/internal/httpapi"
+	"github.com/tawsil/tawsil/backend/internal/ledger"
+	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 	"github.com/tawsil/tawsil/backend/internal/pricing"
 	"github.com/tawsil/tawsil/backend/internal/routing"
@@ -83,10 +86,14 @@ func (m *Main) mountFeatures(ctx context.Context) error {
 	m.Webhooks = delivery.NewWebhooks(m.Store, cfg.WebhookAllowPrivate, m.Log, func(outcome string) {
 		m.Metrics.Webhooks.WithLabelValues(outcome).Inc()
 	})
+	book, err := m.cashBook(ctx)
+	if err != nil {
+		return err
+	}
 	dcfg := delivery.DefaultConfig()
 	dcfg.Prefix, dcfg.OfferTimeout, dcfg.Relays = cfg.TopicPrefix, cfg.OfferTimeout, relays
 	m.Delivery = delivery.New(dcfg, delivery.Deps{Store: m.Store, Index: m.Index, Density: densityBridge{m.Density}, ETA: etaModel,
-		Areas: areas, Pricer: pricer, Dispatch: disp, Rules: engine, Planner: planner, Bus: m.Bus, Log: m.Log,
+		Areas: areas, Pricer: pricer, Dispatch: disp, Rules: engine, Planner: planner, Bus: m.Bus, Log: m.Log, Cash: book,
 		Merchant: func(ctx context.Context, id string) (string, string, error) {
 			mer, err := m.Accounts.Merchant(ctx, id)
 			if err != nil {
@@ -108,7 +115,63 @@ func (m *Main) mountFeatures(ctx context.Context) error {
 	}
 	m.HTTP.MountOrders(httpapi.Orders{Svc: m.Delivery, Webhooks: m.Webhooks, Store: m.Store, Hub: m.Hub, ETA: etaModel,
 		Rules: engine, RulesFile: cfg.RulesFile, Costs: delivery.Costs{PerHourMAD: 25, PerKmMAD: 0.8}})
+	m.HTTP.MountCash(httpapi.Cash{Book: book, Loc: serviceZone})
+	m.HTTP.OnCourierErased = book.Erase
 	return nil
+}
+
+// serviceZone is where merchants' days begin and end.
+var serviceZone = mustZone("Africa/Casablanca")
+
+func mustZone(name string) *time.Location {
+	loc, err := time.LoadLocation(name) // tzdata is embedded (internal/eta imports time/tzdata)
+	if err != nil {
+		return time.FixedZone("+01", 3600)
+	}
+	return loc
+}
+
+// cashBook builds the courier cash ledger: caps for dispatch, alerts on the
+// staff stream, merchants' settlement webhooks, and the reconciliation of
+// delivered cash-on-delivery orders the ledger lacks.
+func (m *Main) cashBook(ctx context.Context) (*ledger.Book, error) {
+	capMAD, err := cash.FromMAD(m.Config.CashCapMAD)
+	if err != nil {
+		return nil, fmt.Errorf("TAWSIL_CASH_CAP_MAD: %w", err)
+	}
+	book := ledger.New(m.Store, ledger.Config{DefaultCap: capMAD, Loc: serviceZone}, m.Log)
+	book.OverCap = func(courierID string, inHand, limit cash.Centimes) {
+		m.Hub.Publish("courier.cash_over_cap", map[string]any{"courier_id": courierID, "in_hand_mad": inHand.MAD(), "cap_mad": limit.MAD()})
+		m.Log.Info("courier over its cash cap: no cash-on-delivery offers until cash is handed in", "courier_id", courierID)
+	}
+	book.SettlementClosed = func(ctx context.Context, d cash.MerchantDay, reference string) {
+		m.Webhooks.Enqueue(ctx, d.MerchantID, "cod.settlement_closed", map[string]any{"merchant_id": d.MerchantID, "day": d.Day,
+			"orders": d.Orders, "collected_mad": d.Collected.MAD(), "paid_out_mad": d.PaidOut.MAD(), "outstanding_mad": d.Outstanding.MAD(),
+			"reference": reference})
+	}
+	book.Delivered = func(ctx context.Context, since time.Time) ([]cash.Handover, error) {
+		os, err := m.Store.Orders(ctx, mongostore.OrderFilter{Statuses: []order.Status{order.StatusDelivered}, From: since.Add(-6 * time.Hour)})
+		if err != nil {
+			return nil, err
+		}
+		var out []cash.Handover
+		for _, o := range os {
+			if o.CODAmountMAD <= 0 || o.CourierID == "" || o.Milestones.DeliveredAt.Before(since) {
+				continue
+			}
+			due, err := cash.FromMAD(o.CODAmountMAD)
+			if err != nil {
+				continue
+			}
+			out = append(out, cash.Handover{CourierID: o.CourierID, OrderID: o.ID, MerchantID: o.MerchantID, Due: due, Paid: due, At: o.Milestones.DeliveredAt})
+		}
+		return out, nil
+	}
+	if err := book.Load(ctx); err != nil {
+		return nil, fmt.Errorf("cash ledger: %w", err)
+	}
+	m.Cash = book
+	return book, nil
 }
 
 // shiftLog records shift intervals for courier-hour KPIs.

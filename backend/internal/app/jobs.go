@@ -38,6 +38,13 @@ func (m *Main) jobs(ctx context.Context) {
 			m.streamCouriers(ctx)
 		}()
 	}
+	if m.Cash != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.Cash.Run(ctx)
+		}()
+	}
 	snap := time.NewTicker(snapshotEvery)
 	stale := time.NewTicker(15 * time.Second)
 	purge := time.NewTicker(time.Hour)

@@ -45,6 +45,7 @@ type Config struct {
 	LogLevel       string        `yaml:"log_level"`       // TAWSIL_LOG_LEVEL: debug|info|warn|error
 
 	PositionsRetentionDays int           `yaml:"positions_retention_days"` // TAWSIL_POSITIONS_RETENTION_DAYS
+	CashCapMAD             float64       `yaml:"cash_cap_mad"`             // TAWSIL_CASH_CAP_MAD: cash in hand over which a courier gets no cash-on-delivery offers (0: no cap)
 	CustomerDataDays       int           `yaml:"customer_data_days"`       // TAWSIL_CUSTOMER_DATA_DAYS: redact customer PII on finished orders after
 	HistoryFlushInterval   time.Duration `yaml:"history_flush_interval"`   // TAWSIL_HISTORY_FLUSH
 	HistoryQueueMax        int           `yaml:"history_queue_max"`        // TAWSIL_HISTORY_QUEUE_MAX fixes held in memory during a store outage
@@ -95,6 +96,7 @@ func Default() Config {
 		LogLevel:               "info",
 		PositionsRetentionDays: 30,
 		CustomerDataDays:       90,
+		CashCapMAD:             2000,
 		HistoryFlushInterval:   100 * time.Millisecond,
 		HistoryQueueMax:        200_000,
 		AckInterval:            5 * time.Second,
@@ -206,6 +208,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	dur("TAWSIL_ACK_INTERVAL", &c.AckInterval)
 	flt("TAWSIL_MAX_ACCURACY_M", &c.MaxAccuracyM)
 	flt("TAWSIL_MAX_SPEED_MPS", &c.MaxSpeedMPS)
+	flt("TAWSIL_CASH_CAP_MAD", &c.CashCapMAD)
 	if v := getenv("TAWSIL_SEED"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -323,6 +326,7 @@ func (c Config) Validate() error {
 		{c.MaxFixAge <= 0 || c.MaxFixFuture < 0, "TAWSIL_MAX_FIX_AGE: must be > 0 (and TAWSIL_MAX_FIX_FUTURE >= 0)"},
 		{c.MaxAccuracyM <= 0, "TAWSIL_MAX_ACCURACY_M: must be > 0"},
 		{c.MaxSpeedMPS <= 0, "TAWSIL_MAX_SPEED_MPS: must be > 0"},
+		{c.CashCapMAD < 0 || c.CashCapMAD > 1_000_000 || c.CashCapMAD != float64(int64(c.CashCapMAD*100))/100, "TAWSIL_CASH_CAP_MAD: must be between 0 and 1000000 MAD, at most two decimals"},
 		{c.OfferTimeout < time.Second, "TAWSIL_OFFER_TIMEOUT: must be at least 1s"},
 	}
 	for _, ch := range checks {

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tawsil/tawsil/backend/internal/cash"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
@@ -98,6 +99,22 @@ func (s *Service) candidates(lat, lng float64, exclude map[string]struct{}) []di
 	return out
 }
 
+// capCash marks the candidates a cash-on-delivery amount would take over
+// their cash-in-hand cap.
+func (s *Service) capCash(cands []dispatch.Candidate, codMAD float64) []dispatch.Candidate {
+	if s.d.Cash == nil || codMAD <= 0 {
+		return cands
+	}
+	due, err := cash.FromMAD(codMAD)
+	if err != nil {
+		return cands
+	}
+	for i := range cands {
+		cands[i].CashCapped = s.d.Cash.Blocks(cands[i].CourierID, due)
+	}
+	return cands
+}
+
 // queuedAt counts orders waiting for a courier (booked or offered) whose
 // pick-up is within 500 m of the point: the queue a new booking joins.
 func (s *Service) queuedAt(lat, lng float64) int {
@@ -133,7 +150,7 @@ func (s *Service) Quote(_ context.Context, r QuoteRequest) (Quote, error) {
 		return Quote{}, fmt.Errorf("%w: dropoff must be in %s's service area", ErrOutsideArea, city)
 	}
 	now := s.now()
-	cands := s.candidates(r.Pickup.Lat, r.Pickup.Lng, nil)
+	cands := s.capCash(s.candidates(r.Pickup.Lat, r.Pickup.Lng, nil), r.CODAmount)
 	f := s.d.Dispatch.Feasibility(dispatch.Point{Lat: r.Pickup.Lat, Lng: r.Pickup.Lng}, dispatch.Point{Lat: r.Dropoff.Lat, Lng: r.Dropoff.Lng},
 		cands, s.queuedAt(r.Pickup.Lat, r.Pickup.Lng), now, r.AllowLater)
 	under := s.d.Density.UnderSupplied(r.Pickup.Lat, r.Pickup.Lng, s.cfg.UnderSupplyRat, now)
@@ -279,7 +296,8 @@ func (s *Service) dispatchOrder(ctx context.Context, orderID string, exclude map
 	}
 	var fresh *dispatch.RoundState
 	if o.Round == nil || o.Round.Done {
-		ranked, _ := s.d.Dispatch.Score(dispatch.JobFor(o.Order), s.candidates(o.Pickup.Lat, o.Pickup.Lng, exclude), s.now())
+		cands := s.capCash(s.candidates(o.Pickup.Lat, o.Pickup.Lng, exclude), o.CODAmountMAD)
+		ranked, _ := s.d.Dispatch.Score(dispatch.JobFor(o.Order), cands, s.now())
 		st := dispatch.NewOfferRound(orderID, ranked, s.cfg.OfferTimeout).State()
 		fresh = &st
 	}

@@ -2,11 +2,13 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
 	"time"
 
+	"github.com/tawsil/tawsil/backend/internal/cash"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
@@ -157,8 +159,10 @@ func (s *Service) Pickup(ctx context.Context, courier order.Actor, id string) (*
 }
 
 // Deliver hands the parcel over, with the customer's code when the policy
-// asks for it, and the cash collected on delivery.
-func (s *Service) Deliver(ctx context.Context, courier order.Actor, id, code, proofRef string, cash float64) (*mongostore.StoredOrder, error) {
+// asks for it, and the cash collected on delivery: paid by the customer,
+// less the change given back, must be the amount due. The handover goes to
+// the courier's cash ledger.
+func (s *Service) Deliver(ctx context.Context, courier order.Actor, id, code, proofRef string, paid, change float64) (*mongostore.StoredOrder, error) {
 	cur, err := s.load(ctx, id, false)
 	if err != nil {
 		return nil, err
@@ -169,8 +173,16 @@ func (s *Service) Deliver(ctx context.Context, courier order.Actor, id, code, pr
 	if len(proofRef) > 200 {
 		return nil, fmt.Errorf("%w: proof_ref longer than 200 characters", ErrInput)
 	}
-	if math.IsNaN(cash) || math.Abs(cash-cur.CODAmountMAD) > 0.005 {
-		return nil, fmt.Errorf("%w: cash_collected_mad must be the cash-on-delivery amount, %.2f MAD", ErrInput, cur.CODAmountMAD)
+	if math.IsNaN(paid) || math.IsNaN(change) || change < 0 || math.Abs(paid-change-cur.CODAmountMAD) > 0.005 {
+		return nil, fmt.Errorf("%w: cash_collected_mad less change_given_mad must be the cash-on-delivery amount, %.2f MAD", ErrInput, cur.CODAmountMAD)
+	}
+	var handover *cash.Handover
+	if cur.CODAmountMAD > 0 {
+		h, err := s.handover(cur, courier.ID, paid, change)
+		if err != nil {
+			return nil, err
+		}
+		handover = &h
 	}
 	where, err := s.near(courier.ID, cur.Dropoff)
 	if err != nil {
@@ -180,12 +192,39 @@ func (s *Service) Deliver(ctx context.Context, courier order.Actor, id, code, pr
 	if cur.RelayID != "" {
 		kind = order.ActDeliverRelay
 	}
-	o, _, err := s.change(ctx, id, order.Action{Kind: kind, At: s.now().UTC(), Where: where, Code: code, CashMAD: cash, Note: proofNote(proofRef)}, courier, nil)
+	o, _, err := s.change(ctx, id, order.Action{Kind: kind, At: s.now().UTC(), Where: where, Code: code, CashMAD: paid - change, Note: proofNote(proofRef)}, courier, nil)
 	if err != nil {
 		return nil, err
 	}
+	if handover != nil && s.d.Cash != nil {
+		handover.At = s.now().UTC()
+		if where != nil {
+			handover.Place = &cash.Point{Lat: where.Lat, Lng: where.Lng}
+		}
+		// The delivery stands; a ledger write that fails here is made good
+		// by the ledger's reconciliation of delivered orders (same key).
+		if err := s.d.Cash.Collect(ctx, *handover); err != nil {
+			s.d.Log.Error("cash ledger: handover not recorded", "order_id", id, "courier_id", courier.ID, "err", err)
+		}
+	}
 	s.released(ctx, courier.ID, "", "")
 	return o, nil
+}
+
+// handover is the ledger record of a cash-on-delivery handover (checked
+// before the delivery is committed).
+func (s *Service) handover(o *mongostore.StoredOrder, courierID string, paid, change float64) (cash.Handover, error) {
+	due, err1 := cash.FromMAD(o.CODAmountMAD)
+	p, err2 := cash.FromMAD(paid)
+	c, err3 := cash.FromMAD(change)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return cash.Handover{}, fmt.Errorf("%w: %v", ErrInput, err)
+	}
+	h := cash.Handover{CourierID: courierID, OrderID: o.ID, MerchantID: o.MerchantID, Due: due, Paid: p, Change: c, At: s.now().UTC()}
+	if _, err := h.Entries(); err != nil {
+		return cash.Handover{}, fmt.Errorf("%w: %v", ErrInput, err)
+	}
+	return h, nil
 }
 
 func proofNote(ref string) string {

@@ -34,6 +34,8 @@ type KPI struct {
 	Cancelled            int      `json:"cancelled"`
 	OrdersPerCourierHour *float64 `json:"orders_per_courier_hour"` // whole fleet only
 	CostPerOrderMAD      *float64 `json:"cost_per_order_mad"`      // whole fleet only
+	CODCollectedMAD      float64  `json:"cod_collected_mad"`       // cash on delivery collected for the group's delivered orders
+	CODOutstandingMAD    float64  `json:"cod_outstanding_mad"`     // of which not yet handed over to the merchant (its day unsettled)
 	CourierHours         float64  `json:"courier_hours,omitempty"`
 	CourierKm            float64  `json:"courier_km,omitempty"`
 }
@@ -76,12 +78,16 @@ func (s *Service) KPIs(ctx context.Context, from, to time.Time, group, merchantI
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	settled, err := s.settledDays(ctx, all, from, to)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]KPI, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, figures(k, groups[k]))
+		out = append(out, figures(k, groups[k], settled))
 	}
 	if len(out) == 0 {
-		out = append(out, figures("all", nil))
+		out = append(out, figures("all", nil, settled))
 	}
 	if group == "" && merchantID == "" && len(out) == 1 {
 		hours, km, err := s.fleetUsage(ctx, from, to)
@@ -107,7 +113,32 @@ func pickupOf(o mongostore.StoredOrder) order.Place {
 	return o.Pickup
 }
 
-func figures(key string, os []*order.Order) KPI {
+// settledDays tells whether an order's cash on delivery was handed over to
+// its merchant (the merchant's day of the delivery is settled).
+func (s *Service) settledDays(ctx context.Context, os []mongostore.StoredOrder, from, to time.Time) (func(*order.Order) bool, error) {
+	none := func(*order.Order) bool { return false }
+	if s.d.Cash == nil {
+		return none, nil
+	}
+	cod := false
+	for _, o := range os {
+		cod = cod || o.CODAmountMAD > 0
+	}
+	if !cod {
+		return none, nil
+	}
+	// Deliveries of orders booked in [from, to) end within a few days of to.
+	days, err := s.d.Cash.SettledDays(ctx, from.AddDate(0, 0, -1), to.AddDate(0, 0, 3))
+	if err != nil {
+		return nil, err
+	}
+	loc := s.d.Cash.Zone()
+	return func(o *order.Order) bool {
+		return days[o.MerchantID+" "+o.Milestones.DeliveredAt.In(loc).Format(time.DateOnly)]
+	}, nil
+}
+
+func figures(key string, os []*order.Order, settled func(*order.Order) bool) KPI {
 	k := KPI{Group: key, Orders: len(os)}
 	var mins []float64
 	onTime, attempts := 0, 0
@@ -118,6 +149,12 @@ func figures(key string, os []*order.Order) KPI {
 		case order.StatusDelivered:
 			k.Delivered++
 			attempts++
+			if o.CODAmountMAD > 0 {
+				k.CODCollectedMAD += o.CashCollected
+				if !settled(o) {
+					k.CODOutstandingMAD += o.CashCollected
+				}
+			}
 			d := o.Milestones.DeliveredAt.Sub(o.BookedAt).Minutes()
 			mins = append(mins, d)
 			if !o.Milestones.DeliveredAt.After(o.PromiseBy) {

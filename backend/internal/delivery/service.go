@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/area"
+	"github.com/tawsil/tawsil/backend/internal/cash"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/eta"
 	"github.com/tawsil/tawsil/backend/internal/failure"
@@ -85,7 +86,22 @@ type Deps struct {
 	Planner  routing.Planner
 	Bus      Publisher
 	Merchant func(ctx context.Context, id string) (policy, deliver string, err error)
+	Cash     CashBook // nil: no cash ledger (no caps, nothing recorded)
 	Log      *slog.Logger
+}
+
+// CashBook is what the service needs of the courier cash ledger;
+// *ledger.Book satisfies it.
+type CashBook interface {
+	// Blocks reports whether the courier may not take a cash-on-delivery
+	// order of due centimes (its cash in hand would pass its cap).
+	Blocks(courierID string, due cash.Centimes) bool
+	// Collect records a cash-on-delivery handover, once per order.
+	Collect(ctx context.Context, h cash.Handover) error
+	// SettledDays returns the merchants' settled days (keys "merchant day")
+	// between two times; Zone is the time zone of those days.
+	SettledDays(ctx context.Context, from, to time.Time) (map[string]bool, error)
+	Zone() *time.Location
 }
 
 // Density is what the service tells the density map.

@@ -99,6 +99,10 @@ type Candidate struct {
 	Route         []Stop    // remaining stops, in order
 	AssignedToday int       // for fairness
 	IdleSince     time.Time // zero when busy
+	// CashCapped: the job is cash on delivery and collecting it would take
+	// the courier's cash in hand over its cap (set by the integrator from
+	// the cash ledger); the courier is excluded until it hands cash in.
+	CashCapped bool
 	// FreeAt is when the courier, at Lat/Lng, is done with what it is doing
 	// (a handover, a leg it cannot leave) and starts on Route; zero or
 	// before now means now.
@@ -284,6 +288,7 @@ const (
 	ReasonFull          = "capacity_full"
 	ReasonPromiseBreaks = "promise_breaks"
 	ReasonBadPosition   = "bad_position"
+	ReasonCashCap       = "cash_cap"
 )
 
 // Excluded is a candidate that cannot take the job, and why.
@@ -329,6 +334,9 @@ func (d *Dispatcher) score(job Job, jp jobPaces, c *Candidate, now time.Time) (R
 	}
 	if c.Load >= capacity {
 		return Ranked{}, ReasonFull
+	}
+	if c.CashCapped {
+		return Ranked{}, ReasonCashCap
 	}
 	batched := d.batchable(job, c)
 	ins, ok := d.insert(job, jp, c, now, batched, true)

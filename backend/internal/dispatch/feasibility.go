@@ -46,7 +46,7 @@ func (d *Dispatcher) Feasibility(pickup, dropoff Point, cands []Candidate, picku
 		if capacity <= 0 {
 			capacity = d.cfg.DefaultCapacity
 		}
-		if c.Load >= capacity || !validPoint(Point{Lat: c.Lat, Lng: c.Lng}) {
+		if c.Load >= capacity || c.CashCapped || !validPoint(Point{Lat: c.Lat, Lng: c.Lng}) {
 			continue
 		}
 		ins, ok := d.insert(job, jp, c, now, d.batchable(job, c), false)

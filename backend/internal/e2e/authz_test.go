@@ -142,6 +142,17 @@ func authzTable() map[string]authzRow {
 		"GET /v1/eta/model":                 {roles: ops},
 		"POST /v1/rules/dry-run":            {roles: ops, body: static(map[string]any{"reason": "CUSTOMER_UNAVAILABLE", "attempt": 1})},
 		"POST /v1/rules/reload":             {roles: []string{roleAdmin}},
+		// Cash ledger: the dummy courier or merchant id is 404 once past the role check.
+		"GET /v1/me/cash":                        {roles: []string{roleCourier}, owner: ownSelf},
+		"GET /v1/cash/balances":                  {roles: ops},
+		"GET /v1/couriers/:id/cash":              {roles: ops},
+		"POST /v1/couriers/:id/cash/hand-ins":    {roles: ops, body: static(map[string]any{"amount_mad": 0})},
+		"POST /v1/couriers/:id/cash/corrections": {roles: []string{roleAdmin}, body: static(map[string]any{"amount_mad": 0})},
+		"GET /v1/couriers/:id/cash/settlements":  {roles: ops},
+		"POST /v1/couriers/:id/cash/settlements": {roles: ops},
+		"PUT /v1/couriers/:id/cash/cap":          {roles: []string{roleAdmin}, body: static(map[string]any{"cap_mad": -1})},
+		"GET /v1/merchants/:id/cod":              {roles: orderReaders, owner: ownMerchant},
+		"POST /v1/merchants/:id/cod/settlements": {roles: ops, body: static(map[string]any{"day": "x"})},
 	}
 }
 

@@ -144,8 +144,17 @@ func (s *Server) eraseUser(c *fiber.Ctx) error {
 	if id == principal(c).UserID {
 		return conflict("an admin cannot erase itself")
 	}
+	u, err := s.accounts.User(c.UserContext(), id)
+	if err != nil {
+		return err
+	}
 	if err := s.accounts.Erase(c.UserContext(), id); err != nil {
 		return err
+	}
+	if u.CourierID != "" && s.OnCourierErased != nil {
+		if err := s.OnCourierErased(c.UserContext(), u.CourierID); err != nil {
+			return err
+		}
 	}
 	s.audit(c, "erase_user", "user:"+id, "")
 	return c.SendStatus(fiber.StatusNoContent)

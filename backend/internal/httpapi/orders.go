@@ -441,6 +441,7 @@ type deliverJSON struct {
 	HandoverCode string  `json:"handover_code"`
 	ProofRef     string  `json:"proof_ref"`
 	CashMAD      float64 `json:"cash_collected_mad"`
+	ChangeMAD    float64 `json:"change_given_mad"`
 }
 
 func (o Orders) courierAct(what string) fiber.Handler {
@@ -467,7 +468,7 @@ func (o Orders) courierAct(what string) fiber.Handler {
 			if err := optionalBody(c, &req); err != nil {
 				return err
 			}
-			so, err = o.Svc.Deliver(ctx, a, id, req.HandoverCode, req.ProofRef, req.CashMAD)
+			so, err = o.Svc.Deliver(ctx, a, id, req.HandoverCode, req.ProofRef, req.CashMAD, req.ChangeMAD)
 		case "returned":
 			so, err = o.Svc.Returned(ctx, a, id)
 		}

@@ -56,6 +56,9 @@ type Server struct {
 	PushProfile func(ctx context.Context, courierID string, raw []byte) error
 	// OnCourierCreated lets the live index learn of a new courier at once.
 	OnCourierCreated func(account.Courier)
+	// OnCourierErased pseudonymises what other parts keep of an erased
+	// courier (the cash ledger keeps amounts for accounting).
+	OnCourierErased func(ctx context.Context, courierID string) error
 }
 
 // New builds the Fiber app with the foundation routes. Feature modules add

@@ -115,7 +115,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 			return fmt.Errorf("index %s %v: %w", ix.coll, ix.keys, err)
 		}
 	}
-	return nil
+	return s.ensureCashIndexes(ctx)
 }
 
 // EnsureTTL adds a TTL index on positions.t where the server supports it; the
