@@ -9,15 +9,6 @@ import (
 
 var t0 = time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
 
-func mustMAD(tb testing.TB, mad float64) Centimes {
-	tb.Helper()
-	c, err := FromMAD(mad)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
-}
-
 func mustHandover(tb testing.TB, h Handover) []Entry {
 	tb.Helper()
 	es, err := h.Entries()
