@@ -6,8 +6,10 @@ import (
 	"runtime"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tawsil/tawsil/shared/wire"
 )
@@ -38,6 +40,17 @@ func benchIndex(tb testing.TB) (*Index, []string, [][2]float64) {
 	return x, ids, pos
 }
 
+// benchID writes the id benchIndex gave courier i ("courier-%06d") into
+// buf and returns it without allocating (the index copies ids it keeps).
+func benchID(buf *[14]byte, i int) string {
+	copy(buf[:], "courier-")
+	for p := 13; p >= 8; p-- {
+		buf[p] = byte('0' + i%10)
+		i /= 10
+	}
+	return unsafe.String(&buf[0], len(buf))
+}
+
 // moves precomputes realistic updates: a random courier steps 5-15 m (a
 // scooter at 10 m/s between 1 s fixes), with increasing seq.
 type moves struct {
@@ -62,45 +75,128 @@ func newMoves(n int, pos [][2]float64) moves {
 	return m
 }
 
+// BenchmarkUpdate applies position updates on one goroutine, to the live
+// index and to the naive reference (naiveIndex) with the same fleet and moves.
 func BenchmarkUpdate(b *testing.B) {
-	x, ids, pos := benchIndex(b)
-	m := newMoves(1<<20, pos)
-	recv := t0.Add(time.Hour)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		j := i & (1<<20 - 1)
-		if i > 0 && j == 0 {
-			b.StopTimer()
-			m = newMoves(1<<20, pos) // seqs must keep increasing
-			b.StartTimer()
+	run := func(b *testing.B, ids []string, pos [][2]float64, update func(id string, f wire.Fix) error) {
+		m := newMoves(1<<20, pos)
+		var idBuf [14]byte
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		b.ReportAllocs()
+		b.ResetTimer()
+		cpu0 := threadCPU(b)
+		for i := 0; b.Loop(); i++ {
+			j := i & (1<<20 - 1)
+			if i > 0 && j == 0 {
+				b.StopTimer()
+				m = newMoves(1<<20, pos) // seqs must keep increasing
+				b.StartTimer()
+			}
+			// The id as ingest has it: just parsed from a topic, in cache.
+			if err := update(benchID(&idBuf, int(m.idx[j])), m.fixes[j]); err != nil {
+				b.Fatal(err)
+			}
 		}
-		if _, err := x.Update(ids[m.idx[j]], m.fixes[j], recv); err != nil {
-			b.Fatal(err)
-		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
+		b.ReportMetric(float64(threadCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
+	recv := t0.Add(time.Hour)
+	b.Run("livemap", func(b *testing.B) {
+		x, ids, pos := benchIndex(b)
+		run(b, ids, pos, func(id string, f wire.Fix) error {
+			_, err := x.Update(id, f, recv)
+			return err
+		})
+	})
+	b.Run("naive", func(b *testing.B) {
+		x, ids, pos := benchIndex(b)
+		n := newNaive(x)
+		run(b, ids, pos, n.update)
+	})
 }
 
-// BenchmarkNearest5 records each call's duration and reports percentiles.
-func BenchmarkNearest5(b *testing.B) {
-	x, _, _ := benchIndex(b)
+// benchPoints are query points over the fleet's area.
+func benchPoints() [][2]float64 {
 	rng := newRand(9)
 	pts := make([][2]float64, 4096)
 	for i := range pts {
 		pts[i][0], pts[i][1] = randCasa(rng)
 	}
-	f := Filter{Statuses: []Status{StatusAvailable}, OnShift: true, Online: true, MinSpare: 1}
+	return pts
+}
+
+// dispatchFilter is what dispatch asks: available, on shift, connected,
+// room for one more order.
+var dispatchFilter = Filter{Statuses: []Status{StatusAvailable}, OnShift: true, Online: true, MinSpare: 1}
+
+// BenchmarkNearest5 asks for the 5 nearest available couriers of 50,000,
+// from the live index and from the naive reference, and reports each
+// call's p50 and p99.
+func BenchmarkNearest5(b *testing.B) {
+	x, _, _ := benchIndex(b)
+	pts := benchPoints()
+	b.Run("livemap", func(b *testing.B) {
+		benchNearest(b, pts, func(p [2]float64, _ int) int {
+			return len(x.Nearest(p[0], p[1], dispatchFilter, 5, 5000))
+		})
+	})
+	b.Run("naive", func(b *testing.B) {
+		n := newNaive(x)
+		benchNearest(b, pts, func(p [2]float64, _ int) int {
+			return len(n.nearest(p[0], p[1], dispatchFilter, 5, 5000))
+		})
+	})
+}
+
+// BenchmarkNearest5Filters is Nearest(k=5) over the same fleet with each
+// kind of filter: none, available (status, shift, connection), capacity
+// (room for two more orders: half the available ones) and excluded (the
+// five nearest available couriers declined: the next five are wanted).
+func BenchmarkNearest5Filters(b *testing.B) {
+	x, _, _ := benchIndex(b)
+	pts := benchPoints()
+	avail := Filter{Statuses: []Status{StatusAvailable}, OnShift: true, Online: true}
+	capacity := avail
+	capacity.MinSpare = 2
+	declined := make([]Filter, len(pts))
+	for i, p := range pts {
+		declined[i] = dispatchFilter
+		declined[i].Exclude = map[string]struct{}{}
+		for _, h := range x.Nearest(p[0], p[1], dispatchFilter, 5, 5000) {
+			declined[i].Exclude[h.ID] = struct{}{}
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		f    func(i int) Filter
+	}{
+		{"none", func(int) Filter { return Filter{} }},
+		{"available", func(int) Filter { return avail }},
+		{"capacity", func(int) Filter { return capacity }},
+		{"excluded", func(i int) Filter { return declined[i] }},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			benchNearest(b, pts, func(p [2]float64, i int) int {
+				return len(x.Nearest(p[0], p[1], tt.f(i), 5, 5000))
+			})
+		})
+	}
+}
+
+// benchNearest calls nearest on each point in turn, records each call's
+// duration and reports percentiles.
+func benchNearest(b *testing.B, pts [][2]float64, nearest func(p [2]float64, i int) int) {
 	durs := make([]time.Duration, 0, 1<<16)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		p := pts[i&4095]
+		j := i & (len(pts) - 1)
 		start := time.Now()
-		hits := x.Nearest(p[0], p[1], f, 5, 5000)
+		n := nearest(pts[j], j)
 		durs = append(durs, time.Since(start))
-		if len(hits) != 5 {
-			b.Fatalf("got %d hits", len(hits))
+		if n != 5 {
+			b.Fatalf("got %d hits", n)
 		}
 	}
 	reportPercentiles(b, durs)
@@ -171,4 +267,14 @@ func BenchmarkMemoryPerCourier(b *testing.B) {
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/benchFleet, "B/courier")
 		runtime.KeepAlive(x)
 	}
+}
+
+// threadCPU returns the CPU time the calling OS thread has used: on a
+// shared machine, a figure less disturbed by other processes than wall time.
+func threadCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -1,8 +1,10 @@
 package livemap
 
 import (
+	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 
 	"github.com/uber/h3-go/v4"
 
@@ -47,16 +49,18 @@ func DistanceM(lat1, lng1, lat2, lng2 float64) float64 {
 // exact slow path.
 const containMargin = 1e-8
 
-// cellGeom is what the index caches about one res-9 cell.
+// cellGeom is what the index caches about one res-9 cell: enough to follow
+// a courier from cell to cell without calling H3 (cgo) on every fix.
 type cellGeom struct {
-	center vec3
-	// radiusM bounds the distance from center to any point of the cell
-	// (largest centre-vertex distance, padded).
-	radiusM float64
+	cell           h3.Cell
+	parent8, city7 h3.Cell // parents at DensityRes and CityRes
+	center         vec3
 	// normals of the edge great circles, pointing inwards; valid only when
 	// convex is true (a plain hexagon inside one icosahedron face).
 	normals [6]vec3
 	convex  bool
+	// nbrs holds the geometry of the adjacent cells, filled on first need.
+	nbrs atomic.Pointer[[]*cellGeom]
 }
 
 // contains reports whether v is certainly inside the cell. False means "ask
@@ -82,17 +86,17 @@ func newCellGeom(c h3.Cell) (*cellGeom, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &cellGeom{center: vecOf(ll.Lat, ll.Lng)}
+	g := &cellGeom{cell: c, center: vecOf(ll.Lat, ll.Lng)}
+	if g.parent8, err = c.Parent(DensityRes); err != nil {
+		return nil, err
+	}
+	if g.city7, err = c.Parent(CityRes); err != nil {
+		return nil, err
+	}
 	verts := make([]vec3, len(b))
 	for i, p := range b {
 		verts[i] = vecOf(p.Lat, p.Lng)
-		if d := distM(g.center, verts[i]); d > g.radiusM {
-			g.radiusM = d
-		}
 	}
-	// Pad: edges are great-circle arcs, and a small convex spherical polygon
-	// lies within its farthest vertex distance; the padding covers rounding.
-	g.radiusM = g.radiusM*1.001 + 0.5
 	if len(verts) == 6 && !c.IsPentagon() {
 		g.convex = true
 		for i := range verts {
@@ -104,6 +108,56 @@ func newCellGeom(c h3.Cell) (*cellGeom, error) {
 			}
 			g.normals[i] = n
 		}
+	}
+	return g, nil
+}
+
+// neighbours returns the geometry of the cells adjacent to g (computed once).
+func (gc *geomCache) neighbours(g *cellGeom) []*cellGeom {
+	if n := g.nbrs.Load(); n != nil {
+		return *n
+	}
+	disk, err := h3.GridDisk(g.cell, 1)
+	out := make([]*cellGeom, 0, 6)
+	if err == nil {
+		for _, c := range disk {
+			if c == 0 || c == g.cell {
+				continue
+			}
+			if ng, err := gc.get(c); err == nil {
+				out = append(out, ng)
+			}
+		}
+	}
+	g.nbrs.Store(&out)
+	return out
+}
+
+// step returns the res-9 cell holding v, given cur, the cell of the previous
+// position (or nil): cur itself or one of its neighbours when the fast
+// containment test is sure, H3 otherwise. A courier a few metres from its
+// last fix costs a few dot products and no cgo call.
+func (gc *geomCache) step(cur *cellGeom, v vec3, lat, lng float64) (*cellGeom, error) {
+	if cur != nil {
+		if cur.contains(v) {
+			return cur, nil
+		}
+		for _, n := range gc.neighbours(cur) {
+			if n.contains(v) {
+				return n, nil
+			}
+		}
+	}
+	c9, err := h3.LatLngToCell(h3.LatLng{Lat: lat, Lng: lng}, DispatchRes)
+	if err != nil {
+		return nil, fmt.Errorf("cell of %v,%v: %w", lat, lng, err)
+	}
+	if cur != nil && cur.cell == c9 {
+		return cur, nil
+	}
+	g, err := gc.get(c9)
+	if err != nil {
+		return nil, fmt.Errorf("geometry of %v: %w", c9, err)
 	}
 	return g, nil
 }
@@ -138,21 +192,4 @@ func (gc *geomCache) get(c h3.Cell) (*cellGeom, error) {
 	gc.m[c] = g
 	gc.mu.Unlock()
 	return g, nil
-}
-
-// lowerBoundM is a distance in metres that no point of the cell is nearer
-// to p than. It takes the better of two bounds: centre distance minus the
-// circumradius, and (for plain hexagons) the distance to the farthest edge
-// great circle p is outside of, since the cell lies inside every edge's
-// hemisphere; that one uses the sine of the angle, never more than the angle.
-func (g *cellGeom) lowerBoundM(p vec3) float64 {
-	lb := distM(p, g.center) - g.radiusM
-	if g.convex {
-		out := 0.0
-		for i := range g.normals {
-			out = max(out, -g.normals[i].dot(p))
-		}
-		lb = max(lb, out*earthRadiusM*(1-1e-9)-0.01)
-	}
-	return lb
 }

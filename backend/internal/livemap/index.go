@@ -3,10 +3,12 @@ package livemap
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/uber/h3-go/v4"
 
@@ -14,78 +16,121 @@ import (
 )
 
 // Locking. Courier records are owned by an id shard (by hash of the id);
-// the spatial buckets by a cell shard (by hash of the res-9 cell). Every
-// mutation of a record holds its id shard's write lock and, while the record
-// sits in a bucket, that bucket's cell shard write lock. So a reader may read
-// a record under either lock: Get and Snapshot under the id shard, Nearest
-// under the cell shard. Lock order: id shard, then at most one cell shard at
-// a time.
+// their grid entries by the grid tile they sit in. Every mutation of a
+// record holds its id shard's write lock and, while the record sits in the
+// grid, its tile's write lock. So a reader may read a record under either
+// lock: Get and Snapshot under the id shard, Nearest under the tile. Lock
+// order: id shard, then at most one tile at a time.
 const (
 	numShards     = 64
 	geomCacheSize = 1 << 18
 )
 
-// courier is the record of one courier.
+// courier is the record of one courier. The fields every Update touches
+// come first, and a short id lives inside the record, so that the id map's
+// key comparison and the update touch the same few cache lines.
 type courier struct {
 	id       string
+	hash     uint64   // of id
+	sameHash *courier // next record whose id has the same hash
 	fix      wire.Fix
+	v        vec3 // unit vector of fix
 	lastSeen time.Time
-	cell9    h3.Cell
-	cell8    h3.Cell
-	cell7    h3.Cell
-	geom     *cellGeom // geometry of cell9
-	bkt      *bucket   // bucket of cell9 while hasFix
-	v        vec3      // unit vector of fix
-	vehicle  string
-	load     int32
-	capacity int32
-	pos      int32 // index in bkt.entries
+	geom     *cellGeom // res-9 cell of fix (nil without a fix)
+	t        *tile     // grid tile while hasFix
+	row, col int32     // grid cell while hasFix
+	pos      int32     // index in t.cells[slot][list], under t.mu
+	slot     uint16    // cell within t
+	list     uint8     // listOf(class), under t.mu
 	status   Status
 	hasFix   bool
 	online   bool
 	onShift  bool
+	load     int32
+	capacity int32
+	vehicle  string
+	idBuf    [32]byte // id's bytes when it fits
 }
 
-// entry is the hot part of a courier, inline in its bucket so that Nearest
-// filters and ranks without touching records.
-type entry struct {
-	v      vec3
-	c      *courier
-	spare  int32
-	status Status
-	flags  uint8
+// newCourier returns a fresh record for id: available, off shift, capacity 1.
+func newCourier(id string) *courier {
+	c := &courier{status: StatusAvailable, capacity: 1}
+	if len(id) <= len(c.idBuf) && len(id) > 0 {
+		n := copy(c.idBuf[:], id)
+		c.id = unsafe.String(&c.idBuf[0], n)
+	} else {
+		c.id = strings.Clone(id)
+	}
+	return c
 }
 
-const (
-	flagOnline uint8 = 1 << iota
-	flagOnShift
-)
-
-type bucket struct {
-	cell    h3.Cell
-	shard   *cellShard
-	geom    *cellGeom
-	entries []entry
+// cells returns the H3 cells of the live fix (zero without one).
+func (c *courier) cells() (c9, c8, c7 h3.Cell) {
+	if c.geom == nil {
+		return 0, 0, 0
+	}
+	return c.geom.cell, c.geom.parent8, c.geom.city7
 }
 
+// idShard maps the 64-bit hash of an id to its record; records whose ids
+// share a hash are chained through sameHash. A uint64-keyed map compares
+// keys inside its own groups, so a lookup touches the map and the record,
+// not a separate key string.
 type idShard struct {
-	mu   sync.RWMutex
-	byID map[string]*courier
+	mu     sync.Mutex
+	byHash map[uint64]*courier
 }
 
-type cellShard struct {
-	mu    sync.RWMutex
-	cells map[h3.Cell]*bucket
+func (s *idShard) get(h uint64, id string) *courier {
+	for c := s.byHash[h]; c != nil; c = c.sameHash {
+		if c.id == id {
+			return c
+		}
+	}
+	return nil
+}
+
+func (s *idShard) put(h uint64, c *courier) {
+	c.hash, c.sameHash = h, s.byHash[h]
+	s.byHash[h] = c
+}
+
+func (s *idShard) del(c *courier) {
+	p := s.byHash[c.hash]
+	if p == c {
+		if c.sameHash == nil {
+			delete(s.byHash, c.hash)
+		} else {
+			s.byHash[c.hash] = c.sameHash
+		}
+		return
+	}
+	for p.sameHash != c {
+		p = p.sameHash
+	}
+	p.sameHash = c.sameHash
+}
+
+// each calls fn on every record of the shard until fn returns false.
+func (s *idShard) each(fn func(*courier) bool) bool {
+	for _, c := range s.byHash {
+		for ; c != nil; c = c.sameHash {
+			if !fn(c) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Index is the live courier index. The zero value is not usable: call New.
 type Index struct {
-	ids      [numShards]idShard
-	cells    [numShards]cellShard
-	geoms    *geomCache
-	obs      Observer
-	occupied atomic.Int64 // non-empty res-9 cells
-	count    atomic.Int64 // couriers
+	ids   [numShards]idShard
+	seed  maphash.Seed
+	grid  grid
+	geoms *geomCache
+	obs   Observer
+	count atomic.Int64 // couriers
 	// ringCost is how many occupied cells a full scan may visit for the
 	// price of one ring cell before Nearest prefers the full scan.
 	ringCost int64
@@ -99,10 +144,10 @@ func WithObserver(o Observer) Option { return func(x *Index) { x.obs = o } }
 
 // New returns an empty index.
 func New(opts ...Option) *Index {
-	x := &Index{geoms: newGeomCache(geomCacheSize), ringCost: 10}
+	x := &Index{geoms: newGeomCache(geomCacheSize), ringCost: 1, seed: maphash.MakeSeed()}
+	x.grid.init()
 	for i := range x.ids {
-		x.ids[i].byID = make(map[string]*courier)
-		x.cells[i].cells = make(map[h3.Cell]*bucket)
+		x.ids[i].byHash = make(map[uint64]*courier)
 	}
 	for _, o := range opts {
 		o(x)
@@ -110,36 +155,21 @@ func New(opts ...Option) *Index {
 	return x
 }
 
-func (x *Index) idShard(id string) *idShard {
-	// FNV-1a, inline to stay allocation free.
-	h := uint32(2166136261)
-	for i := 0; i < len(id); i++ {
-		h ^= uint32(id[i])
-		h *= 16777619
-	}
-	return &x.ids[h%numShards]
-}
-
-func (x *Index) cellShard(c h3.Cell) *cellShard {
-	return &x.cells[(uint64(c)*0x9E3779B97F4A7C15)>>58]
+func (x *Index) idShard(id string) (*idShard, uint64) {
+	h := maphash.String(x.seed, id)
+	return &x.ids[h%numShards], h
 }
 
 func (c *courier) entry() entry {
-	e := entry{v: c.v, c: c, spare: c.capacity - c.load, status: c.status}
-	if c.online {
-		e.flags |= flagOnline
-	}
-	if c.onShift {
-		e.flags |= flagOnShift
-	}
-	return e
+	return entry{v: c.v, c: c, spare: c.capacity - c.load, class: classOf(c.status, c.online, c.onShift)}
 }
 
 func (c *courier) presence() Presence {
 	if !c.hasFix {
 		return Presence{}
 	}
-	p := Presence{Cell8: c.cell8, Cell7: c.cell7}
+	_, c8, c7 := c.cells()
+	p := Presence{Cell8: c8, Cell7: c7}
 	switch {
 	case c.online && c.onShift && c.status == StatusAvailable:
 		p.Supply = SupplyAvailable
@@ -150,95 +180,86 @@ func (c *courier) presence() Presence {
 }
 
 func (c *courier) snapshot() Courier {
+	c9, c8, c7 := c.cells()
 	return Courier{
 		ID: c.id, Fix: c.fix, HasFix: c.hasFix,
-		Cell9: c.cell9, Cell8: c.cell8, Cell7: c.cell7,
+		Cell9: c9, Cell8: c8, Cell7: c7,
 		Status: c.status, Load: int(c.load), Capacity: int(c.capacity),
 		Vehicle: c.vehicle, OnShift: c.onShift, Online: c.online, LastSeen: c.lastSeen,
 	}
 }
 
-// mutate runs fn on c with c's bucket locked (if any) and refreshes c's
-// bucket entry. The caller holds c's id shard write lock.
+// mutate runs fn on c with c's tile locked (if any) and refreshes c's
+// grid entry. The caller holds c's id shard write lock.
 func (c *courier) mutate(fn func(*courier)) {
-	b := c.bkt
-	if b == nil {
+	t := c.t
+	if t == nil {
 		fn(c)
 		return
 	}
-	b.shard.mu.Lock()
+	t.mu.Lock()
 	fn(c)
-	b.entries[c.pos] = c.entry()
-	b.shard.mu.Unlock()
-}
-
-// insert puts c into the bucket of c.cell9. The caller holds c's id shard
-// write lock and c is in no bucket.
-func (x *Index) insert(c *courier) {
-	s := x.cellShard(c.cell9)
-	s.mu.Lock()
-	b := s.cells[c.cell9]
-	if b == nil {
-		b = &bucket{cell: c.cell9, shard: s, geom: c.geom, entries: make([]entry, 0, 4)}
-		s.cells[c.cell9] = b
-		x.occupied.Add(1)
+	e := c.entry()
+	l := &t.cells[c.slot]
+	if listOf(e.class) == c.list {
+		l[c.list][c.pos] = e
+	} else {
+		l.remove(c.list, c.pos)
+		c.list, c.pos = l.add(e)
 	}
-	c.bkt = b
-	c.pos = int32(len(b.entries))
-	b.entries = append(b.entries, c.entry())
-	s.mu.Unlock()
+	t.mu.Unlock()
 }
 
-// detach takes c out of its bucket. The caller holds c's id shard write lock.
+// insert puts c into the grid cell of its fix. The caller holds c's id
+// shard write lock and c is in no cell.
+func (x *Index) insert(c *courier) {
+	c.row, c.col = gridCell(c.fix.Lat, c.fix.Lng)
+	t := x.grid.tileFor(c.row, c.col)
+	c.slot = cellSlot(c.row, c.col)
+	t.mu.Lock()
+	l := &t.cells[c.slot]
+	if l.empty() {
+		x.grid.occupied.Add(1)
+	}
+	c.t = t
+	c.list, c.pos = l.add(c.entry())
+	t.n.Add(1)
+	t.mu.Unlock()
+}
+
+// detach takes c out of the grid. The caller holds c's id shard write lock.
 func (x *Index) detach(c *courier) {
-	b := c.bkt
-	if b == nil {
+	t := c.t
+	if t == nil {
 		return
 	}
-	s := b.shard
-	s.mu.Lock()
-	last := len(b.entries) - 1
-	if int(c.pos) != last {
-		moved := b.entries[last]
-		b.entries[c.pos] = moved
-		moved.c.pos = c.pos
+	t.mu.Lock()
+	l := &t.cells[c.slot]
+	l.remove(c.list, c.pos)
+	if l.empty() {
+		x.grid.occupied.Add(-1)
 	}
-	b.entries[last] = entry{}
-	b.entries = b.entries[:last]
-	if last == 0 {
-		delete(s.cells, b.cell)
-		x.occupied.Add(-1)
-	}
-	c.bkt = nil
-	s.mu.Unlock()
+	t.n.Add(-1)
+	c.t = nil
+	t.mu.Unlock()
 }
 
 // locate computes the cells of a position.
 func (x *Index) locate(lat, lng float64) (c9, c8, c7 h3.Cell, g *cellGeom, err error) {
-	c9, err = h3.LatLngToCell(h3.LatLng{Lat: lat, Lng: lng}, DispatchRes)
-	if err != nil {
-		return 0, 0, 0, nil, fmt.Errorf("cell of %v,%v: %w", lat, lng, err)
+	if g, err = x.geoms.step(nil, vecOf(lat, lng), lat, lng); err != nil {
+		return 0, 0, 0, nil, err
 	}
-	if c8, err = c9.Parent(DensityRes); err != nil {
-		return 0, 0, 0, nil, fmt.Errorf("parent of %v: %w", c9, err)
-	}
-	if c7, err = c9.Parent(CityRes); err != nil {
-		return 0, 0, 0, nil, fmt.Errorf("parent of %v: %w", c9, err)
-	}
-	if g, err = x.geoms.get(c9); err != nil {
-		return 0, 0, 0, nil, fmt.Errorf("geometry of %v: %w", c9, err)
-	}
-	return c9, c8, c7, g, nil
+	return g.cell, g.parent8, g.city7, g, nil
 }
 
 // lookup returns the record of id, creating it (with no position, online,
 // status available, off shift) if absent. The caller holds s.mu for writing.
-func (x *Index) lookup(s *idShard, id string) (c *courier, created bool) {
-	if c = s.byID[id]; c != nil {
+func (x *Index) lookup(s *idShard, h uint64, id string) (c *courier, created bool) {
+	if c = s.get(h, id); c != nil {
 		return c, false
 	}
-	c = &courier{id: strings.Clone(id), status: StatusAvailable, capacity: 1}
-	s.byID[c.id] = c
+	c = newCourier(id)
+	s.put(h, c)
 	x.count.Add(1)
 	return c, true
 }
@@ -274,10 +295,10 @@ func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, err
 		return res, fmt.Errorf("%w: courier %s seq %d: %w", ErrInvalidFix, id, f.Seq, err)
 	}
 	v := vecOf(f.Lat, f.Lng)
-	s := x.idShard(id)
+	s, h := x.idShard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, created := x.lookup(s, id)
+	c, created := x.lookup(s, h, id)
 	res.Created = created
 	if c.hasFix && !Newer(f, c.fix) {
 		res.OutOfOrder = true
@@ -287,43 +308,41 @@ func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, err
 		return res, nil
 	}
 	prev := c.presence()
+	var cur *cellGeom
+	if c.hasFix {
+		cur = c.geom
+	}
+	g, err := x.geoms.step(cur, v, f.Lat, f.Lng)
+	if err != nil {
+		return res, fmt.Errorf("%w: courier %s seq %d: %w", ErrInvalidFix, id, f.Seq, err)
+	}
 	res.Applied = true
+	res.CellChanged = !c.hasFix || g.cell != c.geom.cell
 	apply := func(c *courier) {
 		c.fix, c.v, c.online = f, v, true
+		c.geom = g
 		if recv.After(c.lastSeen) {
 			c.lastSeen = recv
 		}
 	}
-	if c.hasFix && c.geom.contains(v) {
-		c.mutate(apply) // fast path: still in the same res-9 cell
-		x.notify(id, prev, c.presence())
-		return res, nil
+	if row, col := gridCell(f.Lat, f.Lng); c.hasFix && row == c.row && col == c.col {
+		c.mutate(apply) // fast path: still in the same grid cell
+	} else {
+		x.detach(c)
+		apply(c)
+		c.hasFix = true
+		x.insert(c)
 	}
-	c9, c8, c7, g, err := x.locate(f.Lat, f.Lng)
-	if err != nil {
-		res.Applied = false
-		return res, fmt.Errorf("%w: courier %s seq %d: %w", ErrInvalidFix, id, f.Seq, err)
-	}
-	if c.hasFix && c9 == c.cell9 {
-		c.mutate(apply) // inside the margin of the fast test
-		x.notify(id, prev, c.presence())
-		return res, nil
-	}
-	res.CellChanged = true
-	x.detach(c)
-	apply(c)
-	c.cell9, c.cell8, c.cell7, c.geom, c.hasFix = c9, c8, c7, g, true
-	x.insert(c)
 	x.notify(id, prev, c.presence())
 	return res, nil
 }
 
 // set upserts courier id and applies fn to it.
 func (x *Index) set(id string, fn func(*courier)) {
-	s := x.idShard(id)
+	s, h := x.idShard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, _ := x.lookup(s, id)
+	c, _ := x.lookup(s, h, id)
 	prev := c.presence()
 	c.mutate(fn)
 	x.notify(id, prev, c.presence())
@@ -368,10 +387,10 @@ func (x *Index) SetProfile(id, vehicle string, capacity int) error {
 
 // Get returns a snapshot of courier id.
 func (x *Index) Get(id string) (Courier, bool) {
-	s := x.idShard(id)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	c := s.byID[id]
+	s, h := x.idShard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.get(h, id)
 	if c == nil {
 		return Courier{}, false
 	}
@@ -380,16 +399,16 @@ func (x *Index) Get(id string) (Courier, bool) {
 
 // Remove forgets courier id and reports whether it was known.
 func (x *Index) Remove(id string) bool {
-	s := x.idShard(id)
+	s, h := x.idShard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.byID[id]
+	c := s.get(h, id)
 	if c == nil {
 		return false
 	}
 	prev := c.presence()
 	x.detach(c)
-	delete(s.byID, id)
+	s.del(c)
 	x.count.Add(-1)
 	x.notify(id, prev, Presence{})
 	return true
@@ -406,15 +425,16 @@ func (x *Index) Expire(now time.Time, staleAfter time.Duration) []string {
 	for i := range x.ids {
 		s := &x.ids[i]
 		s.mu.Lock()
-		for id, c := range s.byID {
+		s.each(func(c *courier) bool {
 			if !c.online || !c.lastSeen.Before(cutoff) {
-				continue
+				return true
 			}
 			prev := c.presence()
 			c.mutate(func(c *courier) { c.online = false })
-			x.notify(id, prev, c.presence())
-			out = append(out, id)
-		}
+			x.notify(c.id, prev, c.presence())
+			out = append(out, c.id)
+			return true
+		})
 		s.mu.Unlock()
 	}
 	return out
@@ -425,14 +445,12 @@ func (x *Index) Expire(now time.Time, staleAfter time.Duration) []string {
 func (x *Index) Each(fn func(Courier) bool) {
 	for i := range x.ids {
 		s := &x.ids[i]
-		s.mu.RLock()
-		for _, c := range s.byID {
-			if !fn(c.snapshot()) {
-				s.mu.RUnlock()
-				return
-			}
+		s.mu.Lock()
+		more := s.each(func(c *courier) bool { return fn(c.snapshot()) })
+		s.mu.Unlock()
+		if !more {
+			return
 		}
-		s.mu.RUnlock()
 	}
 }
 
@@ -463,27 +481,24 @@ func (x *Index) restore(in Courier) error {
 	if in.ID == "" || in.Status >= numStatuses || in.Load < 0 || in.Capacity < 0 {
 		return fmt.Errorf("%w: restore courier %q", ErrInvalid, in.ID)
 	}
-	var (
-		c9, c8, c7 h3.Cell
-		g          *cellGeom
-	)
+	var g *cellGeom
 	if in.HasFix {
 		if err := wire.CheckFix(in.Fix); err != nil {
 			return fmt.Errorf("%w: restore courier %s: %w", ErrInvalidFix, in.ID, err)
 		}
 		var err error
-		if c9, c8, c7, g, err = x.locate(in.Fix.Lat, in.Fix.Lng); err != nil {
+		if _, _, _, g, err = x.locate(in.Fix.Lat, in.Fix.Lng); err != nil {
 			return fmt.Errorf("%w: restore courier %s: %w", ErrInvalidFix, in.ID, err)
 		}
 	}
-	s := x.idShard(in.ID)
+	s, h := x.idShard(in.ID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, _ := x.lookup(s, in.ID)
+	c, _ := x.lookup(s, h, in.ID)
 	prev := c.presence()
 	x.detach(c)
 	c.fix, c.hasFix, c.v = in.Fix, in.HasFix, vecOf(in.Fix.Lat, in.Fix.Lng)
-	c.cell9, c.cell8, c.cell7, c.geom = c9, c8, c7, g
+	c.geom = g
 	c.status, c.load, c.capacity = in.Status, int32(in.Load), int32(in.Capacity)
 	c.vehicle, c.onShift, c.online, c.lastSeen = strings.Clone(in.Vehicle), in.OnShift, in.Online, in.LastSeen
 	if c.hasFix {

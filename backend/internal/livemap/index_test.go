@@ -320,11 +320,12 @@ func TestObserverNetMatchesState(t *testing.T) {
 	wg.Wait()
 	want := map[Presence]int{}
 	for i := range x.ids {
-		for _, c := range x.ids[i].byID {
+		x.ids[i].each(func(c *courier) bool {
 			if p := c.presence(); p != (Presence{}) {
 				want[p]++
 			}
-		}
+			return true
+		})
 	}
 	if len(want) < 10 {
 		t.Fatalf("only %d distinct presences: the test exercises too little", len(want))
@@ -338,5 +339,33 @@ func TestObserverNetMatchesState(t *testing.T) {
 		if r.supply[p] != n {
 			t.Fatalf("presence %+v: observed net %d, state %d", p, r.supply[p], n)
 		}
+	}
+}
+
+// TestIDHashCollisions drives the id table with ids forced onto one hash.
+func TestIDHashCollisions(t *testing.T) {
+	s := idShard{byHash: map[uint64]*courier{}}
+	a, b, c := newCourier("a"), newCourier("b"), newCourier("c")
+	for _, r := range []*courier{a, b, c} {
+		s.put(7, r)
+	}
+	for _, r := range []*courier{a, b, c} {
+		if got := s.get(7, r.id); got != r {
+			t.Fatalf("get %s: %v", r.id, got)
+		}
+	}
+	s.del(b) // middle of the chain
+	s.del(c) // head
+	if s.get(7, "b") != nil || s.get(7, "c") != nil || s.get(7, "a") != a {
+		t.Fatal("chain broken after deletes")
+	}
+	n := 0
+	s.each(func(*courier) bool { n++; return true })
+	if n != 1 {
+		t.Fatalf("each saw %d records, want 1", n)
+	}
+	s.del(a)
+	if len(s.byHash) != 0 {
+		t.Fatal("empty chain left in the map")
 	}
 }

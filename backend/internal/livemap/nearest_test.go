@@ -2,6 +2,7 @@ package livemap
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -52,6 +53,9 @@ func TestNearestMatchesBruteForce(t *testing.T) {
 						f := randFilter(qrng, kd.n)
 						k := []int{1, 5, 20, 10000}[qrng.IntN(4)]
 						radius := []float64{0, 150, 800, 3000, 50000}[qrng.IntN(5)]
+						if st.ringCost == 0 && radius > 3000 {
+							radius = 3000 // rings alone to 50 km: ~60,000 cells a query, slow and no more telling
+						}
 						got := x.Nearest(lat, lng, f, k, radius)
 						want := bruteNearest(x, lat, lng, f, k, radius)
 						if !hitsEqual(got, want) {
@@ -139,30 +143,6 @@ func TestContainsAgreesWithH3(t *testing.T) {
 	}
 }
 
-// TestCircumradiusBoundsCell checks the bound Nearest prunes with: no point
-// of a cell is farther from its centre than radiusM.
-func TestCircumradiusBoundsCell(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 3))
-	gc := newGeomCache(1 << 12)
-	for range 20000 {
-		lat, lng := randCasa(rng)
-		if rng.IntN(2) == 0 {
-			lat, lng = borderPoint(t, rng, lat, lng)
-		}
-		c, err := h3.LatLngToCell(h3.LatLng{Lat: lat, Lng: lng}, DispatchRes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		g, err := gc.get(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := distM(g.center, vecOf(lat, lng)); d > g.radiusM {
-			t.Fatalf("%v,%v is %.3f m from the centre of %v, bound %.3f m", lat, lng, d, c, g.radiusM)
-		}
-	}
-}
-
 func TestDistanceM(t *testing.T) {
 	tests := []struct {
 		name                   string
@@ -184,27 +164,153 @@ func TestDistanceM(t *testing.T) {
 	}
 }
 
-// TestLowerBoundHolds checks the bound Nearest prunes with: no point of a
-// cell is nearer to a query point than the cell's lowerBoundM.
-func TestLowerBoundHolds(t *testing.T) {
+// TestGridBoundsHold checks the bounds Nearest prunes with: no point of a
+// block of grid cells is nearer to a query point than cellLB says, for
+// blocks near and far, across the antimeridian and near the poles.
+func TestGridBoundsHold(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
+	type area struct{ minLat, maxLat, minLng, maxLng float64 }
+	areas := []area{
+		{casaMinLat, casaMaxLat, casaMinLng, casaMaxLng},
+		{-10, 10, 175, 185}, // across the antimeridian (lng wrapped below)
+		{80, 90, -180, 180},
+		{-90, -80, -180, 180},
+	}
+	tight := 0
+	for i := range 200000 {
+		a := areas[i%len(areas)]
+		lat := a.minLat + rng.Float64()*(a.maxLat-a.minLat)
+		lng := a.minLng + rng.Float64()*(a.maxLng-a.minLng)
+		if lng > 180 {
+			lng -= 360
+		}
+		row, col := gridCell(lat, lng)
+		// A block of cells around a nearby or far row and column.
+		spread := []int32{1, 8, 200, 20000}[rng.IntN(4)]
+		r0 := row + int32(rng.IntN(int(2*spread+1))) - spread
+		c0 := col + int32(rng.IntN(int(2*spread+1))) - spread
+		r1, c1 := r0+int32(rng.IntN(3)), c0+int32(rng.IntN(3))
+		r0, r1 = max(r0, 0), min(r1, gridRows-1)
+		if r0 > r1 {
+			continue
+		}
+		// A point of the block: corners and edges as often as insides.
+		pick := func(lo, hi int32) float64 {
+			switch rng.IntN(3) {
+			case 0:
+				return float64(lo)
+			case 1:
+				return float64(hi + 1)
+			}
+			return float64(lo) + rng.Float64()*float64(hi+1-lo)
+		}
+		plat := pick(r0, r1)*degPerCell - 90
+		plng := math.Mod(pick(c0, c1)*degPerCell-180+540, 360) - 180
+		qlat := a.minLat + rng.Float64()*(a.maxLat-a.minLat)
+		qlng := math.Mod(a.minLng+rng.Float64()*(a.maxLng-a.minLng)+540, 360) - 180
+		b := newBounds(qlat, qlng)
+		lb := b.cellLB(r0, r1, c0, c1)
+		d := DistanceM(qlat, qlng, plat, plng)
+		if d < lb {
+			t.Fatalf("query %v,%v: point %v,%v of rows %d-%d cols %d-%d at %.4f m, bound %.4f m",
+				qlat, qlng, plat, plng, r0, r1, c0, c1, d, lb)
+		}
+		if lb > 0.9*d {
+			tight++
+		}
+	}
+	if tight < 10000 {
+		t.Fatalf("bounds within 10%% of a block point's distance only %d times: too weak to prune", tight)
+	}
+}
+
+// TestStepAgreesWithH3 follows couriers moving a few metres to a few
+// hundred metres at a time and checks that the cell found through the
+// neighbour geometry is H3's.
+func TestStepAgreesWithH3(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 8))
 	gc := newGeomCache(1 << 12)
-	for range 20000 {
+	fast := 0
+	for range 200 {
 		lat, lng := randCasa(rng)
-		if rng.IntN(2) == 0 {
-			lat, lng = borderPoint(t, rng, lat, lng)
+		var cur *cellGeom
+		for range 100 {
+			step := []float64{2e-5, 2e-4, 2e-3}[rng.IntN(3)]
+			lat += (rng.Float64() - 0.5) * step
+			lng += (rng.Float64() - 0.5) * step
+			if rng.IntN(10) == 0 {
+				lat, lng = borderPoint(t, rng, lat, lng)
+			}
+			g, err := gc.step(cur, vecOf(lat, lng), lat, lng)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := h3.LatLngToCell(h3.LatLng{Lat: lat, Lng: lng}, DispatchRes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p8, _ := want.Parent(DensityRes)
+			p7, _ := want.Parent(CityRes)
+			if g.cell != want || g.parent8 != p8 || g.city7 != p7 {
+				t.Fatalf("%v,%v: step says %v (%v %v), H3 %v (%v %v)", lat, lng, g.cell, g.parent8, g.city7, want, p8, p7)
+			}
+			if cur != nil && g != cur && cur.contains(vecOf(lat, lng)) {
+				t.Fatal("left a cell that contains the point")
+			}
+			if cur != nil {
+				fast++
+			}
+			cur = g
 		}
-		c, err := h3.LatLngToCell(h3.LatLng{Lat: lat, Lng: lng}, DispatchRes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		g, err := gc.get(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := vecOf(lat+(rng.Float64()-0.5)*0.02, lng+(rng.Float64()-0.5)*0.02)
-		if d, lb := distM(q, vecOf(lat, lng)), g.lowerBoundM(q); d < lb {
-			t.Fatalf("point of %v at %.3f m from the query, bound %.3f m", c, d, lb)
+	}
+	if fast == 0 {
+		t.Fatal("never stepped from a known cell")
+	}
+}
+
+// TestNearestEdgesOfTheGrid is the brute-force comparison where the grid
+// wraps or degenerates: across the antimeridian and around the poles.
+func TestNearestEdgesOfTheGrid(t *testing.T) {
+	areas := []struct {
+		name             string
+		lat0, lng0, span float64
+	}{
+		{"antimeridian", -17, 180, 0.05},
+		{"north pole", 89.97, 0, 0.05},
+		{"south pole", -89.97, 0, 0.05},
+	}
+	for _, a := range areas {
+		for _, ringCost := range []int64{0, 1, 1 << 40} {
+			if ringCost == 0 && a.lat0*a.lat0 > 80*80 {
+				// Rings alone near a pole, where a column is centimetres
+				// wide, would visit millions of cells: the default falls
+				// back to the scan long before.
+				continue
+			}
+			t.Run(fmt.Sprintf("%s/%d", a.name, ringCost), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(1, uint64(ringCost)))
+				x := New()
+				x.ringCost = ringCost
+				at := func() (float64, float64) {
+					lat := min(max(a.lat0+(rng.Float64()-0.5)*a.span, -90), 90)
+					lng := a.lng0 + (rng.Float64()-0.5)*a.span*40
+					return lat, math.Mod(lng+540, 360) - 180
+				}
+				for i := range 300 {
+					lat, lng := at()
+					mustUpdate(t, x, fmt.Sprintf("c%05d", i), fixAt(1, lat, lng))
+				}
+				for i := range 200 {
+					lat, lng := at()
+					k := []int{1, 5, 50}[i%3]
+					radius := []float64{300, 3000, 30000}[i%3]
+					got := x.Nearest(lat, lng, Filter{}, k, radius)
+					want := bruteNearest(x, lat, lng, Filter{}, k, radius)
+					if !hitsEqual(got, want) {
+						t.Fatalf("query %d at %v,%v k=%d r=%v:\n got %s\nwant %s", i, lat, lng, k, radius, formatHits(got), formatHits(want))
+					}
+				}
+			})
 		}
 	}
 }
