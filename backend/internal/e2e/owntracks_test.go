@@ -26,14 +26,15 @@ import (
 // (pubRetain=true) at QoS 1, the friends' wildcard subscriptions, its cmd
 // topic, and the auxiliary topics it publishes on.
 type stockApp struct {
-	name     string
-	device   string
-	clientID func(user, device string) string
-	willQoS  byte
-	willRet  bool
-	subs     func(user, device string) []string
-	subQoS   byte
-	aux      []stockPub // published after the locations
+	name      string
+	device    string
+	keepalive time.Duration
+	clientID  func(user, device string) string
+	willQoS   byte
+	willRet   bool
+	subs      func(user, device string) []string
+	subQoS    byte
+	aux       []stockPub // published after the locations
 }
 
 type stockPub struct {
@@ -43,7 +44,9 @@ type stockPub struct {
 
 var stockApps = []stockApp{
 	{
-		name: "android", device: "phone",
+		// keepalive: the Android app's default (60 min; it ignores values
+		// under 15 min, Android's shortest scheduler interval).
+		name: "android", device: "phone", keepalive: time.Hour,
 		clientID: func(u, d string) string { return strings.ToLower(u + d) },
 		willQoS:  1, willRet: false, subQoS: 2,
 		subs: func(u, d string) []string {
@@ -54,7 +57,7 @@ var stockApps = []stockApp{
 			{"status", "status"}, {"dump", "configuration"}, {"", "encrypted"}},
 	},
 	{
-		name: "ios", device: "iPhone",
+		name: "ios", device: "iPhone", keepalive: time.Minute,
 		clientID: func(u, d string) string { return u + d },
 		willQoS:  1, willRet: true, subQoS: 1,
 		subs: func(u, d string) []string {
@@ -88,7 +91,7 @@ func connectStock(tb testing.TB, brokerURL, user, pass string, app stockApp, now
 	s := &stockSession{got: &inbox{}}
 	will := fmt.Sprintf(`{"_type":"lwt","tst":%d}`, now.Unix())
 	o := paho.NewClientOptions().AddBroker(brokerURL).SetClientID(app.clientID(user, app.device)).
-		SetUsername(user).SetPassword(pass).SetCleanSession(false).SetKeepAlive(60*time.Second).
+		SetUsername(user).SetPassword(pass).SetCleanSession(false).SetKeepAlive(app.keepalive).
 		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5*time.Second).SetOrderMatters(false).
 		SetBinaryWill(topic.OwnTracksTopic(user, app.device), []byte(will), app.willQoS, app.willRet).
 		SetDefaultPublishHandler(s.got.handle)
