@@ -20,8 +20,8 @@ import (
 )
 
 // stockApp is the MQTT behaviour of an OwnTracks app left at its default
-// settings (booklet: features/mqtt, tech/json; app sources): MQTT 3.1.1,
-// persistent session, a client id derived from user and device, a Last Will
+// settings (booklet: features/mqtt, tech/json; app sources): MQTT 3.1 or
+// 3.1.1, a long keepalive, persistent session, a client id derived from user and device, a Last Will
 // {"_type":"lwt"} on its own location topic, locations published retained
 // (pubRetain=true) at QoS 1, the friends' wildcard subscriptions, its cmd
 // topic, and the auxiliary topics it publishes on.
@@ -29,6 +29,7 @@ type stockApp struct {
 	name      string
 	device    string
 	keepalive time.Duration
+	protocol  uint // 3: MQTT 3.1, 4: MQTT 3.1.1
 	clientID  func(user, device string) string
 	willQoS   byte
 	willRet   bool
@@ -46,7 +47,8 @@ var stockApps = []stockApp{
 	{
 		// keepalive: the Android app's default (60 min; it ignores values
 		// under 15 min, Android's shortest scheduler interval).
-		name: "android", device: "phone", keepalive: time.Hour,
+		// protocol: MQTT 3.1, the Android app's long-time default (owntracks/android#809).
+		name: "android", device: "phone", keepalive: time.Hour, protocol: 3,
 		clientID: func(u, d string) string { return strings.ToLower(u + d) },
 		willQoS:  1, willRet: false, subQoS: 2,
 		subs: func(u, d string) []string {
@@ -57,7 +59,7 @@ var stockApps = []stockApp{
 			{"status", "status"}, {"dump", "configuration"}, {"", "encrypted"}},
 	},
 	{
-		name: "ios", device: "iPhone", keepalive: time.Minute,
+		name: "ios", device: "iPhone", keepalive: time.Minute, protocol: 4,
 		clientID: func(u, d string) string { return u + d },
 		willQoS:  1, willRet: true, subQoS: 1,
 		subs: func(u, d string) []string {
@@ -92,7 +94,7 @@ func connectStock(tb testing.TB, brokerURL, user, pass string, app stockApp, now
 	will := fmt.Sprintf(`{"_type":"lwt","tst":%d}`, now.Unix())
 	o := paho.NewClientOptions().AddBroker(brokerURL).SetClientID(app.clientID(user, app.device)).
 		SetUsername(user).SetPassword(pass).SetCleanSession(false).SetKeepAlive(app.keepalive).
-		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5*time.Second).SetOrderMatters(false).
+		SetProtocolVersion(app.protocol).SetAutoReconnect(false).SetConnectTimeout(5*time.Second).SetOrderMatters(false).
 		SetBinaryWill(topic.OwnTracksTopic(user, app.device), []byte(will), app.willQoS, app.willRet).
 		SetDefaultPublishHandler(s.got.handle)
 	o.SetCustomOpenConnectionFn(func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
