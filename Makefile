@@ -14,7 +14,7 @@ export TAWSIL_ADMIN_EMAIL ?= admin@demo.tawsil.ma
 export TAWSIL_ADMIN_PASSWORD ?= tawsil-admin-2026
 export TAWSIL_DATA_DIR ?= $(DATA)
 
-.PHONY: all build build-prod run test test-short fuzz bench lint sim clean tools web web-deps
+.PHONY: all build build-prod run cluster test test-short fuzz bench lint sim clean tools web web-deps
 
 all: build
 
@@ -22,6 +22,7 @@ build:
 	@mkdir -p $(BIN)
 	cd backend && $(GO) build -o ../$(BIN)/backend ./cmd/backend
 	cd backend && $(GO) build -o ../$(BIN)/demo ./cmd/demo
+	cd backend && $(GO) build -o ../$(BIN)/docstore ./cmd/docstore
 	cd agent && CGO_ENABLED=0 $(GO) build -o ../$(BIN)/agent ./cmd/agent
 	cd agent && CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -o ../$(BIN)/agent-linux-arm64 ./cmd/agent
 
@@ -34,6 +35,11 @@ build-prod:
 # small simulated fleet publishing over MQTT.
 run: build
 	@deploy/local/run.sh
+
+# Several replicas locally: REPLICAS (3) backends on :8080.., Mosquitto, one
+# document store process (bin/docstore). See deploy/README.md.
+cluster: build
+	@deploy/local/cluster.sh
 
 # Every module with -race (backend/web's tests drive the web faces in
 # headless Chromium), then each fuzz target for $(FUZZTIME).

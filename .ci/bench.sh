@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-SECTIONS=${SECTIONS:-micro e2e wrk sim agent mdrp web}
+SECTIONS=${SECTIONS:-micro e2e wrk sim agent mdrp web cluster}
 BENCHTIME=${BENCHTIME:-1s}
 PUBLISHERS=${PUBLISHERS:-50}
 BATCH=${BATCH:-10}
@@ -253,6 +253,15 @@ if has sim; then
   section "4. dispatch simulation: a Casablanca day, Tawsil dispatch vs nearest-idle"
   cmd "go run ./backend/cmd/sim"
   go run ./backend/cmd/sim | sed 's/^/   /'
+fi
+
+# ---------------------------------------------------------------------------
+if has cluster; then
+  section "6. transitions through the shared store, 3 replicas on FerretDB/PostgreSQL (real processes)"
+  pg_url=${TAWSIL_TEST_PG_URL:-postgres://tawsil_test:tawsil_test@127.0.0.1:5432/tawsil_test}
+  cmd "cd backend && TAWSIL_TEST_PG_URL=$pg_url go test -run '^\$' -bench ClusterTransitions -benchtime 200x ./internal/cluster"
+  (cd backend && TAWSIL_TEST_PG_URL=$pg_url go test -run '^$' -bench ClusterTransitions -benchtime 200x ./internal/cluster 2>&1 |
+    grep -E '^(Benchmark|ok|FAIL|---)' | sed 's/^/   /') || echo "   (cluster benchmark failed)"
 fi
 
 # ---------------------------------------------------------------------------

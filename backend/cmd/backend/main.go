@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -58,8 +60,12 @@ func run(args []string, stdout io.Writer, getenv func(string) string) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ln, err := inheritedListener()
+	if err != nil {
+		return err
+	}
 	m := app.New(cfg, log)
-	if err := m.Start(ctx, nil); err != nil {
+	if err := m.Start(ctx, ln); err != nil {
 		return err
 	}
 	<-ctx.Done()
@@ -67,4 +73,23 @@ func run(args []string, stdout io.Writer, getenv func(string) string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return m.Close(sctx)
+}
+
+// inheritedListener is the HTTP listener handed over by the parent process
+// (TAWSIL_HTTP_LISTEN_FD=n: socket activation, the cluster tests), or nil
+// to listen on TAWSIL_HTTP_ADDR.
+func inheritedListener() (net.Listener, error) {
+	fd := os.Getenv("TAWSIL_HTTP_LISTEN_FD")
+	if fd == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(fd)
+	if err != nil || n < 3 {
+		return nil, fmt.Errorf("TAWSIL_HTTP_LISTEN_FD: %q is not an inherited descriptor", fd)
+	}
+	ln, err := net.FileListener(os.NewFile(uintptr(n), "http"))
+	if err != nil {
+		return nil, fmt.Errorf("TAWSIL_HTTP_LISTEN_FD: %w", err)
+	}
+	return ln, nil
 }

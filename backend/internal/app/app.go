@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/metrics"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/backend/internal/mqttack"
 	"github.com/tawsil/tawsil/backend/internal/mqttbus"
 	"github.com/tawsil/tawsil/backend/internal/tlsconf"
 	"github.com/tawsil/tawsil/shared/topic"
@@ -74,6 +76,7 @@ type Main struct {
 	// purgeHook runs with the hourly retention job (customer data redaction).
 	purgeHook func(ctx context.Context)
 
+	notes     notes // newest courier note applied per courier (cluster.go)
 	closeDocs func()
 	closeOnce sync.Once
 	httpLn    net.Listener
@@ -185,8 +188,16 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 		m.Accounts.OnDeviceRevoked = m.Broker.Disconnect
 		m.Log.Info("embedded MQTT broker listening", "addr", m.Broker.Addr())
 	} else {
+		// With a share group: the shared subscription stores (and acknowledges)
+		// this replica's share of positions, a plain one feeds its full live index.
+		notesPrefix := strings.TrimSuffix(notesFilter(cfg.TopicPrefix), "+")
+		var h, live mqttack.Handler = noteMux{m, notesPrefix, m.Ingest}, nil
+		if cfg.MQTTGroup != "" {
+			h, live = m.Ingest, noteMux{m, notesPrefix, m.Ingest.LiveOnly()}
+		}
 		m.Bus, err = mqttbus.Connect(ctx, mqttbus.Options{URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
-			ClientID: cfg.MQTTClientID, Group: cfg.MQTTGroup, Prefix: cfg.TopicPrefix, CAFile: cfg.MQTTCAFile, Handler: m.Ingest, Logger: m.Log.With("component", "mqtt")})
+			ClientID: cfg.MQTTClientID, Group: cfg.MQTTGroup, Prefix: cfg.TopicPrefix, CAFile: cfg.MQTTCAFile, Handler: h,
+			Live: live, LiveFilters: []string{notesFilter(cfg.TopicPrefix)}, Logger: m.Log.With("component", "mqtt")})
 		if err != nil {
 			return err
 		}
@@ -198,7 +209,10 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 		return m.Store.AppendAudit(ctx, mongostore.AuditEntry{At: time.Now().UTC(), ActorID: actorID, ActorRole: actorRole,
 			Action: action, Subject: subject, Detail: detail})
 	}
-	m.HTTP.OnCourierCreated = func(c account.Courier) { m.learnCourier(c) }
+	m.HTTP.OnCourierCreated = func(c account.Courier) {
+		m.learnCourier(c)
+		m.announceCourier(context.Background(), c, time.Now().UTC())
+	}
 	m.HTTP.PushProfile = m.pushProfile
 	m.HTTP.Idem = m.Store
 	if err := m.republishProfiles(ctx); err != nil {
@@ -319,15 +333,15 @@ func (m *Main) SetShift(ctx context.Context, courierID string, on bool) error {
 	if err := m.shiftLog(ctx, courierID, on); err != nil {
 		return err
 	}
-	m.Index.SetShift(courierID, on)
-	lc, _ := m.Index.Get(courierID)
-	switch {
-	case !on:
-		_ = m.Index.SetStatus(courierID, livemap.StatusOffline, lc.Load)
-	case lc.Load > 0:
-		_ = m.Index.SetStatus(courierID, livemap.StatusBusy, lc.Load)
-	default:
-		_ = m.Index.SetStatus(courierID, livemap.StatusAvailable, 0)
+	at := time.Now().UTC()
+	m.setShiftIndex(courierID, on)
+	if m.clustered() {
+		c, err := m.Accounts.Courier(ctx, courierID)
+		if err != nil {
+			return err
+		}
+		c.OnShift = on
+		m.announceCourier(ctx, c, at)
 	}
 	return nil
 }

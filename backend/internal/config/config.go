@@ -293,11 +293,11 @@ func (c Config) Validate() error {
 	}
 	if c.MQTTURL != "" {
 		u, err := url.Parse(c.MQTTURL)
-		if err != nil || u.Host == "" {
-			bad("MQTT_URL: must be a URL such as tcp://host:1883 or tls://host:8883")
+		if err != nil || u.Host == "" && (u.Scheme != "unix" || u.Path == "") {
+			bad("MQTT_URL: must be a URL such as tcp://host:1883, tls://host:8883 or unix:///run/mosquitto.sock")
 		} else {
 			switch u.Scheme {
-			case "tcp", "mqtt", "tls", "ssl", "mqtts", "ws", "wss":
+			case "tcp", "mqtt", "tls", "ssl", "mqtts", "ws", "wss", "unix":
 			default:
 				bad("MQTT_URL: scheme %q not supported", u.Scheme)
 			}

@@ -131,6 +131,37 @@ func done(context.Context) error { return nil }
 // Stage validates a message, updates the live index and queues its history
 // write; wait blocks until that write is durable.
 func (p *Pipeline) Stage(ctx context.Context, t string, payload []byte, retained bool) (func(context.Context) error, error) {
+	return p.stage(ctx, t, payload, retained, false)
+}
+
+// Live is the pipeline without history: it validates and updates the live
+// index only, and a message is safe once applied. With several replicas each
+// one receives every position on a plain subscription for its own full live
+// index (Live) and its share on the shared subscription (the Pipeline
+// itself), which stores and acknowledges; the live index takes a fix it
+// already has as a duplicate.
+type Live struct{ p *Pipeline }
+
+// LiveOnly returns the live-index-only view of p.
+func (p *Pipeline) LiveOnly() Live { return Live{p} }
+
+var _ mqttack.StagedHandler = Live{}
+
+// HandleMQTT applies a message to the live index.
+func (l Live) HandleMQTT(ctx context.Context, t string, payload []byte, retained bool) error {
+	wait, err := l.Stage(ctx, t, payload, retained)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// Stage applies a message to the live index; wait returns at once.
+func (l Live) Stage(ctx context.Context, t string, payload []byte, retained bool) (func(context.Context) error, error) {
+	return l.p.stage(ctx, t, payload, retained, true)
+}
+
+func (p *Pipeline) stage(ctx context.Context, t string, payload []byte, retained, live bool) (func(context.Context) error, error) {
 	courier, kind, ok := topic.Parse(p.prefix, t)
 	if !ok {
 		p.reject(RejectTopic, 1)
@@ -148,8 +179,8 @@ func (p *Pipeline) Stage(ctx context.Context, t string, payload []byte, retained
 			p.reject(decodeReason(err), 1)
 			return nil, mqttack.ErrDrop
 		}
-		wait, err := p.fixes(ctx, courier, fixes)
-		if fixes[0].Epoch == wire.EpochNone || p.acks == nil {
+		wait, err := p.fixes(ctx, courier, fixes, live)
+		if live || fixes[0].Epoch == wire.EpochNone || p.acks == nil {
 			return wait, err // version-1 agents do not listen for storage acknowledgements
 		}
 		if err != nil {
@@ -179,7 +210,7 @@ func (p *Pipeline) Stage(ctx context.Context, t string, payload []byte, retained
 			p.reject(decodeReason(err), 1)
 			return nil, mqttack.ErrDrop
 		}
-		return p.fixes(ctx, courier, []wire.Fix{fix})
+		return p.fixes(ctx, courier, []wire.Fix{fix}, live)
 	case topic.State:
 		s, err := wire.DecodeState(payload)
 		if err != nil {
@@ -220,7 +251,7 @@ func (p *Pipeline) ownTracksOther(courier string, payload []byte) {
 // rule, dedupe and history as a pos message. Its errors mean what
 // HandleMQTT's do. courier must come from the device's credentials.
 func (p *Pipeline) HandleFixes(ctx context.Context, courier string, fixes []wire.Fix) error {
-	wait, err := p.fixes(ctx, courier, fixes)
+	wait, err := p.fixes(ctx, courier, fixes, false)
 	if err != nil {
 		return err
 	}
@@ -278,7 +309,7 @@ func (p *Pipeline) stripe(courier string) *sync.Mutex {
 // A fix that is not newer than the live one (a re-send, a late message, a
 // lower sequence number) skips the speed check; it is stored as Late, as
 // are re-anchored fixes: history, never evidence.
-func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix) (func(context.Context) error, error) {
+func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, live bool) (func(context.Context) error, error) {
 	now := p.now()
 	mu := p.stripe(courier)
 	mu.Lock()
@@ -335,6 +366,9 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix) 
 		}
 	}
 	mu.Unlock()
+	if live {
+		return done, nil
+	}
 	if len(keep) == 0 {
 		return nil, mqttack.ErrDrop
 	}

@@ -123,6 +123,11 @@ func (s *Store) SaveCourierStates(ctx context.Context, states []CourierState) er
 		models[i] = mongo.NewReplaceOneModel().SetFilter(bson.M{"_id": st.CourierID}).SetReplacement(st).SetUpsert(true)
 	}
 	_, err := s.c("courier_state").BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	if isDup(err) {
+		// Another replica inserted the same courier's snapshot first (FerretDB's
+		// upsert is not atomic): the document exists now, so this replaces it.
+		_, err = s.c("courier_state").BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	}
 	if err != nil {
 		return fmt.Errorf("save courier states: %w", err)
 	}
@@ -205,8 +210,11 @@ func (s *Store) DeviceProfiles(ctx context.Context) ([]DeviceProfile, error) {
 
 // PutModel stores a learned model (JSON) under a name, replacing the last one.
 func (s *Store) PutModel(ctx context.Context, name string, raw []byte) error {
-	_, err := s.c("models").ReplaceOne(ctx, bson.M{"_id": name}, bson.M{"_id": name, "json": raw, "at": time.Now().UTC()},
-		options.Replace().SetUpsert(true))
+	doc := bson.M{"_id": name, "json": raw, "at": time.Now().UTC()}
+	_, err := s.c("models").ReplaceOne(ctx, bson.M{"_id": name}, doc, options.Replace().SetUpsert(true))
+	if isDup(err) { // a concurrent upsert by another replica won the insert: replace it
+		_, err = s.c("models").ReplaceOne(ctx, bson.M{"_id": name}, doc, options.Replace().SetUpsert(true))
+	}
 	return err
 }
 

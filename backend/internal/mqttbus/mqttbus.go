@@ -2,6 +2,16 @@
 // EMQX, HiveMQ) with paho: a shared subscription for ingest, manual
 // acknowledgement after the handler made the message safe, and publishing of
 // tasks and configs.
+//
+// With a share group (several replicas) a replica holds two connections: its
+// own client id with a persistent session and the shared subscriptions, which
+// give it its share of positions to store (Handler), and "<client id>-live"
+// with a clean session and plain subscriptions, which give it every position
+// and state for its own full live index (Live). A shared subscription alone
+// would give each replica only its share of couriers to dispatch from. Two
+// connections, because one client holding both subscriptions receives each
+// message twice with nothing (in MQTT 3.1.1) to tell which subscription it
+// came through.
 package mqttbus
 
 import (
@@ -13,6 +23,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -31,17 +42,29 @@ type Options struct {
 	Prefix   string
 	CAFile   string
 	Handler  mqttack.Handler
-	Workers  int // concurrent handlers (default 256); one courier's messages always go to the same one
-	Logger   *slog.Logger
+	// Live, with a Group, receives every position and state message on a
+	// second connection with plain subscriptions (see the package comment),
+	// plus LiveFilters. Without a Group, Handler receives everything.
+	Live        mqttack.Handler
+	LiveFilters []string
+	Workers     int // concurrent handlers (default 256); one courier's messages always go to the same one
+	Logger      *slog.Logger
 }
 
-// Bus is a connected client.
+// Bus is a connected client: the main link, and the live link with a Group.
 type Bus struct {
-	c    paho.Client
-	o    Options
-	work []chan paho.Message // by hash of the topic: one courier's messages stay in order
-	stop chan struct{}
-	done chan struct{}
+	*link
+	live *link
+}
+
+// link is one MQTT connection with its subscriptions and workers.
+type link struct {
+	c       paho.Client
+	o       Options
+	filters map[string]byte
+	handler mqttack.Handler
+	work    []chan paho.Message // by hash of the topic: one courier's messages stay in order
+	stop    chan struct{}
 }
 
 // Connect connects (retrying in the background) and subscribes on every
@@ -50,30 +73,52 @@ func Connect(ctx context.Context, o Options) (*Bus, error) {
 	if o.Workers == 0 {
 		o.Workers = 256
 	}
-	b := &Bus{o: o, work: make([]chan paho.Message, o.Workers), stop: make(chan struct{}), done: make(chan struct{})}
+	main, err := connect(ctx, o, o.ClientID, false, mainFilters(o), o.Handler)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bus{link: main}
+	if o.Group != "" && o.Live != nil {
+		f := liveFilters(o)
+		// A clean session: a live index wants what happens now; what it missed
+		// while away is restored from the store (courier_state).
+		if b.live, err = connect(ctx, o, o.ClientID+"-live", true, f, o.Live); err != nil {
+			_ = main.Close()
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func connect(ctx context.Context, o Options, clientID string, clean bool, filters map[string]byte, h mqttack.Handler) (*link, error) {
+	b := &link{o: o, filters: filters, handler: h, work: make([]chan paho.Message, o.Workers), stop: make(chan struct{})}
 	for i := range b.work {
 		// Deeper than the broker's in-flight window (deploy/mosquitto: 1000):
 		// we ack only after the write, so the broker never has more
 		// unacknowledged messages out than this and enqueue never blocks.
 		b.work[i] = make(chan paho.Message, workerQueue)
 	}
-	opts := paho.NewClientOptions().AddBroker(o.URL).SetClientID(o.ClientID).
+	opts := paho.NewClientOptions().AddBroker(o.URL).SetClientID(clientID).
 		SetUsername(o.Username).SetPassword(o.Password).
-		SetCleanSession(false). // the broker queues our share while we restart
+		SetCleanSession(clean). // persistent: the broker queues our share while we restart
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(2 * time.Second).
 		SetMaxReconnectInterval(30 * time.Second).SetKeepAlive(30 * time.Second).
 		SetOrderMatters(true).               // keep arrival order; the handler only enqueues (see enqueue)
 		SetAutoAckDisabled(true).            // ack only after the message is safe
 		SetDefaultPublishHandler(b.enqueue). // persistent sessions may deliver before Subscribe returns
 		SetOnConnectHandler(func(c paho.Client) { go b.subscribe(c) }).
-		SetConnectionLostHandler(func(_ paho.Client, err error) { o.Logger.Warn("mqtt connection lost", "err", err) })
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			o.Logger.Warn("mqtt connection lost", "client_id", clientID, "err", err)
+		})
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {
+			close(b.stop)
 			return nil, fmt.Errorf("mqtt ca file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
+			close(b.stop)
 			return nil, errors.New("mqtt ca file: no certificate")
 		}
 		opts.SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
@@ -86,9 +131,11 @@ func Connect(ctx context.Context, o Options) (*Bus, error) {
 	select {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {
+			_ = b.Close()
 			return nil, fmt.Errorf("mqtt connect %s: %w", o.URL, err)
 		}
 	case <-ctx.Done():
+		_ = b.Close()
 		return nil, ctx.Err()
 	case <-time.After(10 * time.Second):
 		o.Logger.Warn("mqtt broker not reachable yet; retrying in the background", "url", o.URL)
@@ -96,22 +143,45 @@ func Connect(ctx context.Context, o Options) (*Bus, error) {
 	return b, nil
 }
 
-func (b *Bus) filters() map[string]byte {
+// mainFilters: with a Group, the shared subscriptions to what is stored
+// (positions); states only change the live index, so they go to the live
+// link. Without one, plain subscriptions to everything.
+func mainFilters(o Options) map[string]byte {
+	f := map[string]byte{}
+	if o.Group == "" || o.Live == nil {
+		for _, k := range []topic.Kind{topic.Pos, topic.State, topic.OwnTracks} {
+			flt := topic.Filter(o.Prefix, k)
+			if o.Group != "" {
+				flt = topic.Shared(o.Group, flt)
+			}
+			f[flt] = 1
+		}
+		for _, flt := range o.LiveFilters {
+			f[flt] = 1
+		}
+		return f
+	}
+	for _, k := range []topic.Kind{topic.Pos, topic.OwnTracks} {
+		f[topic.Shared(o.Group, topic.Filter(o.Prefix, k))] = 1
+	}
+	return f
+}
+
+func liveFilters(o Options) map[string]byte {
 	f := map[string]byte{}
 	for _, k := range []topic.Kind{topic.Pos, topic.State, topic.OwnTracks} {
-		flt := topic.Filter(b.o.Prefix, k)
-		if b.o.Group != "" {
-			flt = topic.Shared(b.o.Group, flt)
-		}
+		f[topic.Filter(o.Prefix, k)] = 1
+	}
+	for _, flt := range o.LiveFilters {
 		f[flt] = 1
 	}
 	return f
 }
 
-func (b *Bus) subscribe(c paho.Client) {
-	tok := c.SubscribeMultiple(b.filters(), b.enqueue)
+func (b *link) subscribe(c paho.Client) {
+	tok := c.SubscribeMultiple(b.filters, b.enqueue)
 	if tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
-		b.o.Logger.Info("mqtt subscribed", "url", b.o.URL, "group", b.o.Group)
+		b.o.Logger.Info("mqtt subscribed", "url", b.o.URL, "group", b.o.Group, "filters", len(b.filters))
 		return
 	}
 	b.o.Logger.Error("mqtt subscribe failed", "err", tok.Error())
@@ -121,18 +191,34 @@ func (b *Bus) subscribe(c paho.Client) {
 const workerQueue = 1024
 
 // enqueue runs on paho's goroutine: it only hands the message over, to the
-// worker of its topic, so one courier's batches are handled in order (the
-// live position never has to skip a batch that overtook another).
-func (b *Bus) enqueue(_ paho.Client, m paho.Message) {
+// worker of its courier, so one courier's messages are handled in arrival
+// order (the live position never has to skip a batch that overtook another,
+// and a replica's note putting a courier on shift is applied before the
+// positions that follow it).
+func (b *link) enqueue(_ paho.Client, m paho.Message) {
 	h := fnv.New32a()
-	h.Write([]byte(m.Topic()))
+	h.Write([]byte(courierKey(m.Topic())))
 	select {
 	case b.work[h.Sum32()%uint32(len(b.work))] <- m:
 	case <-b.stop:
 	}
 }
 
-func (b *Bus) worker(work <-chan paho.Message) {
+// courierKey is the courier segment of a topic (…/couriers/{id}/…,
+// owntracks/{id}/…), or the whole topic.
+func courierKey(t string) string {
+	if rest, ok := strings.CutPrefix(t, topic.OwnTracksRoot+"/"); ok {
+		id, _, _ := strings.Cut(rest, "/")
+		return id
+	}
+	if i := strings.Index(t, "/couriers/"); i >= 0 {
+		id, _, _ := strings.Cut(t[i+len("/couriers/"):], "/")
+		return id
+	}
+	return t
+}
+
+func (b *link) worker(work <-chan paho.Message) {
 	for {
 		select {
 		case m := <-work:
@@ -146,12 +232,12 @@ func (b *Bus) worker(work <-chan paho.Message) {
 // handle runs on the topic's worker. A staged handler does its ordered part
 // here and the wait for durability in its own goroutine, so one courier's
 // messages are applied in order while many of them share a group commit.
-func (b *Bus) handle(m paho.Message) {
+func (b *link) handle(m paho.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	staged, ok := b.o.Handler.(mqttack.StagedHandler)
+	staged, ok := b.handler.(mqttack.StagedHandler)
 	if !ok {
 		defer cancel()
-		b.finish(m, b.o.Handler.HandleMQTT(ctx, m.Topic(), m.Payload(), m.Retained()))
+		b.finish(m, b.handler.HandleMQTT(ctx, m.Topic(), m.Payload(), m.Retained()))
 		return
 	}
 	wait, err := staged.Stage(ctx, m.Topic(), m.Payload(), m.Retained())
@@ -166,7 +252,7 @@ func (b *Bus) handle(m paho.Message) {
 	}()
 }
 
-func (b *Bus) finish(m paho.Message, err error) {
+func (b *link) finish(m paho.Message, err error) {
 	if err == nil || errors.Is(err, mqttack.ErrDrop) {
 		m.Ack()
 		return
@@ -175,8 +261,9 @@ func (b *Bus) finish(m paho.Message, err error) {
 	b.o.Logger.Warn("mqtt message not acknowledged", "topic", m.Topic(), "err", err)
 }
 
-// Publish sends a message and waits for the broker's acknowledgement (QoS1).
-func (b *Bus) Publish(ctx context.Context, t string, payload []byte, qos byte, retained bool) error {
+// Publish sends a message on the main link and waits for the broker's
+// acknowledgement (QoS1).
+func (b *link) Publish(ctx context.Context, t string, payload []byte, qos byte, retained bool) error {
 	tok := b.c.Publish(t, qos, retained, payload)
 	select {
 	case <-tok.Done():
@@ -186,11 +273,20 @@ func (b *Bus) Publish(ctx context.Context, t string, payload []byte, qos byte, r
 	}
 }
 
-// Connected reports whether the connection is up.
-func (b *Bus) Connected() bool { return b.c.IsConnectionOpen() }
+// Connected reports whether the connections are up.
+func (b *Bus) Connected() bool {
+	return b.link.c.IsConnectionOpen() && (b.live == nil || b.live.c.IsConnectionOpen())
+}
 
 // Close disconnects cleanly, giving in-flight work a moment.
 func (b *Bus) Close() error {
+	if b.live != nil {
+		_ = b.live.Close()
+	}
+	return b.link.Close()
+}
+
+func (b *link) Close() error {
 	b.c.Disconnect(1000)
 	close(b.stop)
 	return nil

@@ -1,0 +1,309 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tawsil/tawsil/shared/wire"
+)
+
+// A dark store in Maarif, Casablanca, and a customer ~1.4 km away.
+var (
+	darkStore = [2]float64{33.5850, -7.6330}
+	customer  = [2]float64{33.5780, -7.6200}
+)
+
+func bookBody(name string) map[string]any {
+	return map[string]any{
+		"pickup":   map[string]any{"lat": darkStore[0], "lng": darkStore[1], "address": "Dark store Maarif"},
+		"dropoff":  map[string]any{"lat": customer[0], "lng": customer[1], "address": "Appartement " + name},
+		"parcel":   map[string]any{"size": "S"},
+		"customer": map[string]any{"name": name + " Alaoui", "phone": "+212612345678"},
+	}
+}
+
+// TestCluster runs the multi-replica scenarios on one cluster (3 replicas,
+// Mosquitto, one document store on FerretDB/PostgreSQL): starting it is the
+// expensive part.
+func TestCluster(t *testing.T) {
+	c := NewCluster(t, replicasWant)
+	c.StartAll()
+	r := c.Replicas
+	admin := r[0].Login(t, adminEmail, adminPass)
+	dispatcher := r[1].NewUser(t, admin, "dispatcher")
+	merchant := r[2].NewUser(t, admin, "merchant")
+
+	// Couriers created, put on shift and positioned through different
+	// replicas; each device publishes once.
+	const nCouriers = 6
+	couriers := make([]User, nCouriers)
+	devices := make([]*Device, nCouriers)
+	now := time.Now()
+	for i := range couriers {
+		couriers[i] = r[i%3].NewUser(t, admin, "courier")
+		devices[i] = c.Connect(r[(i+1)%3], admin, couriers[i].CourierID)
+		r[(i+2)%3].Must(t, 200, "POST", "/v1/me/shift", couriers[i].Token, map[string]any{"on_duty": true})
+		devices[i].At(t, darkStore[0]+0.001*float64(i+1), darkStore[1], now)
+	}
+
+	t.Run("near", func(t *testing.T) {
+		// Every replica's live index holds every courier, though each
+		// replica stores only its share of the positions.
+		for _, rep := range r {
+			var last []byte
+			defer func() {
+				if t.Failed() {
+					t.Logf("replica %d answered %s", rep.N, last)
+				}
+			}()
+			eventually(t, fmt.Sprintf("replica %d sees every courier", rep.N), 15*time.Second, func() bool {
+				var out struct {
+					Couriers []struct {
+						ID string `json:"id"`
+					} `json:"couriers"`
+				}
+				res := rep.Must(t, 200, "GET", fmt.Sprintf("/v1/couriers?near=%f,%f&limit=50", darkStore[0], darkStore[1]), dispatcher.Token, nil)
+				last = res.Body
+				res.JSON(t, &out)
+				seen := map[string]bool{}
+				for _, c := range out.Couriers {
+					seen[c.ID] = true
+				}
+				for _, u := range couriers {
+					if !seen[u.CourierID] {
+						return false
+					}
+				}
+				return true
+			})
+		}
+		// Off shift on one replica: gone from every replica's index.
+		r[0].Must(t, 200, "POST", "/v1/me/shift", couriers[5].Token, map[string]any{"on_duty": false})
+		for _, rep := range r {
+			eventually(t, fmt.Sprintf("replica %d drops the off-shift courier", rep.N), 15*time.Second, func() bool {
+				var out struct {
+					Couriers []struct {
+						ID string `json:"id"`
+					} `json:"couriers"`
+				}
+				rep.Must(t, 200, "GET", fmt.Sprintf("/v1/couriers?near=%f,%f&limit=50&status=available", darkStore[0], darkStore[1]), dispatcher.Token, nil).JSON(t, &out)
+				for _, c := range out.Couriers {
+					if c.ID == couriers[5].CourierID {
+						return false
+					}
+				}
+				return true
+			})
+		}
+	})
+
+	t.Run("assign", func(t *testing.T) {
+		pendingClaims(t)
+		// 20 dispatcher assigns of one order, spread over the 3 replicas: exactly one wins.
+		o := book(t, r[0], merchant, "assign-race")
+		codes := make([]int, 20)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range codes {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				<-start
+				codes[i] = r[i%3].Do(t, "POST", "/v1/orders/"+o+"/assign", dispatcher.Token,
+					map[string]any{"courier_id": couriers[i%4].CourierID}).Status
+			}(i)
+		}
+		close(start)
+		wg.Wait()
+		won := 0
+		for _, code := range codes {
+			switch code {
+			case 200:
+				won++
+			case 409:
+			default:
+				t.Errorf("assign answered %d", code)
+			}
+		}
+		var evs struct {
+			Events []struct {
+				Action string `json:"action"`
+			} `json:"events"`
+		}
+		r[1].Must(t, 200, "GET", "/v1/orders/"+o+"/events", dispatcher.Token, nil).JSON(t, &evs)
+		assigns := 0
+		for _, e := range evs.Events {
+			if e.Action == "assign" {
+				assigns++
+			}
+		}
+		if won != 1 || assigns != 1 {
+			t.Fatalf("20 racing assigns over 3 replicas: %d won (codes %v), %d assign events; want exactly 1", won, codes, assigns)
+		}
+	})
+
+	t.Run("webhooks", func(t *testing.T) {
+		pendingClaims(t)
+		// A day of orders booked and cancelled through every replica: the
+		// receiver sees every event id of the outbox, each delivered once,
+		// except the retries it asked for by failing a first attempt.
+		sink := newSink()
+		defer sink.srv.Close()
+		r[0].Must(t, 201, "POST", "/v1/webhooks", merchant.Token, map[string]any{"url": sink.srv.URL,
+			"events": []string{"order.booked", "order.cancelled"}}, "Idempotency-Key", "cluster-webhook")
+		const nOrders = 24
+		for i := 0; i < nOrders; i++ {
+			id := book(t, r[i%3], merchant, fmt.Sprintf("day-%d", i))
+			r[(i+1)%3].Must(t, 200, "POST", "/v1/orders/"+id+"/cancel", merchant.Token, map[string]any{"reason": "customer changed mind"})
+		}
+		want := outboxIDs(t, c, merchant.MerchantID)
+		if len(want) < 2*nOrders {
+			t.Fatalf("outbox holds %d deliveries for %d booked+cancelled orders", len(want), nOrders)
+		}
+		eventually(t, "every event delivered", 60*time.Second, func() bool { return sink.delivered(want) })
+		time.Sleep(2 * time.Second) // the senders' next rounds: a duplicate would show now
+		got, failed := sink.counts()
+		var dups []string
+		for _, id := range want {
+			if got[id] != 1+failed[id] {
+				dups = append(dups, fmt.Sprintf("%s: %d deliveries, %d failed on purpose", id, got[id], failed[id]))
+			}
+		}
+		retried := 0
+		for _, n := range failed {
+			retried += n
+		}
+		t.Logf("%d events, %d retried after a failed first attempt", len(want), retried)
+		if len(dups) > 0 {
+			sort.Strings(dups)
+			t.Fatalf("%d of %d events not delivered exactly once (plus asked retries): %v", len(dups), len(want), dups)
+		}
+	})
+
+	t.Run("tasks", func(t *testing.T) {
+		// The agent applies a task only if its number is above the last one
+		// applied (agent/internal/tasks): tasks published by different
+		// replicas must keep increasing per device, or newer offers and
+		// plans would be dropped as stale; none may come twice.
+		for i, d := range devices {
+			var last, lastPlan uint64
+			for _, tk := range d.Tasks() {
+				if tk.Seq <= last {
+					t.Errorf("courier %d: task %s seq %d after %d: the agent drops it as stale", i, tk.Type, tk.Seq, last)
+				}
+				last = tk.Seq
+				if tk.Type == wire.TaskRoutePlan && tk.Route != nil {
+					if tk.Route.Version < lastPlan {
+						t.Errorf("courier %d: route plan version %d after %d", i, tk.Route.Version, lastPlan)
+					}
+					lastPlan = tk.Route.Version
+				}
+			}
+		}
+	})
+}
+
+// pendingClaims skips a scenario that needs transitions and webhook
+// deliveries claimed by insert under a unique index (issue 10, the durable
+// core): measured on the code before it, 2 of 20 racing assigns won and 14
+// of 48 webhook events were delivered twice. TAWSIL_CLUSTER_PENDING=1 runs them.
+func pendingClaims(t *testing.T) {
+	t.Helper()
+	if os.Getenv("TAWSIL_CLUSTER_PENDING") == "" {
+		t.Skip("needs claim-by-insert transitions and webhook claims (issue 10 core); TAWSIL_CLUSTER_PENDING=1 runs it")
+	}
+}
+
+func book(tb testing.TB, r *Replica, merchant User, key string) string {
+	tb.Helper()
+	var o struct {
+		ID string `json:"id"`
+	}
+	r.Must(tb, 201, "POST", "/v1/orders", merchant.Token, bookBody("Brahim"), "Idempotency-Key", key).JSON(tb, &o)
+	return o.ID
+}
+
+// outboxIDs reads the merchant's webhook deliveries from the shared store.
+func outboxIDs(tb testing.TB, c *Cluster, merchantID string) []string {
+	tb.Helper()
+	ctx := context.Background()
+	cl, err := mongo.Connect(ctx, options.Client().ApplyURI(c.StoreURI))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Disconnect(ctx)
+	cur, err := cl.Database(c.DB).Collection("webhook_outbox").Find(ctx, bson.M{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var docs []bson.M
+	if err := cur.All(ctx, &docs); err != nil {
+		tb.Fatal(err)
+	}
+	var ids []string
+	for _, d := range docs {
+		ids = append(ids, fmt.Sprint(d["_id"]))
+	}
+	return ids
+}
+
+// sink is a webhook receiver that fails the first attempt of every third
+// event id it sees (so retries happen) and counts deliveries per id.
+type sink struct {
+	mu     sync.Mutex
+	got    map[string]int
+	failed map[string]int
+	srv    *httptest.Server
+}
+
+func newSink() *sink {
+	s := &sink{got: map[string]int{}, failed: map[string]int{}}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("Tawsil-Event-Id")
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.got[id]++
+		if s.got[id] == 1 && len(s.got)%3 == 0 {
+			s.failed[id]++
+			w.WriteHeader(503)
+			return
+		}
+		w.WriteHeader(204)
+	}))
+	return s
+}
+
+func (s *sink) delivered(ids []string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if s.got[id] <= s.failed[id] {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *sink) counts() (got, failed map[string]int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got, failed = map[string]int{}, map[string]int{}
+	for k, v := range s.got {
+		got[k] = v
+	}
+	for k, v := range s.failed {
+		failed[k] = v
+	}
+	return got, failed
+}
