@@ -35,7 +35,7 @@ pw=${TAWSIL_DEMO_PASSWORD:-tawsil-demo-2026}
 cat <<MSG
 
 Tawsil is running.
-  Console  $api/console/     dispatcher@demo.tawsil.ma / $pw   (deliveries appear within a minute)
+  Console  $api/console/     dispatcher@demo.tawsil.ma / $pw   (orders and moving couriers within a minute)
   Courier  $api/courier/     courier1@demo.tawsil.ma .. courier12@demo.tawsil.ma / $pw
   Tracking $api/t/<tracking_token>   (the merchant gets the token when booking)
   API      $api          (logs: $log)

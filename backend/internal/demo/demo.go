@@ -97,7 +97,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		// Start near a shop: couriers wait where orders come from.
 		s := shops[i%len(shops)]
-		lat, lng := jitter(rng, s.lat, s.lng, 900)
+		lat, lng := jitter(rng, s.lat, s.lng, 400)
 		pub.Set(cr.CourierID, lat, lng, 0, 0)
 		b := o.Behaviour
 		if i%5 == 2 {
@@ -129,7 +129,7 @@ func busyness(h int) float64 {
 func book(ctx context.Context, m *client, codes *Codes, o Options, rng *mrand.Rand) {
 	wait := 3 * time.Second // the first order comes at once: a fresh demo shows a delivery within a minute
 	casa := time.FixedZone("Africa/Casablanca", 3600)
-	for {
+	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
 			return
@@ -139,7 +139,11 @@ func book(ctx context.Context, m *client, codes *Codes, o Options, rng *mrand.Ra
 		wait = time.Duration(rng.ExpFloat64() * mean)
 		wait = min(max(wait, 5*time.Second), 10*time.Minute)
 		s := shops[rng.IntN(len(shops))]
-		lat, lng := jitter(rng, s.lat, s.lng, 3500)
+		radius := 3500.0
+		if n < 3 {
+			radius = 1200 // the first deliveries are short: a fresh demo shows one done in a few minutes
+		}
+		lat, lng := jitter(rng, s.lat, s.lng, radius)
 		cod := 0.0
 		if rng.Float64() < 0.4 {
 			cod = float64(50 + rng.IntN(400))

@@ -164,6 +164,12 @@ func (c *Catalog) T(lang, key string) string {
 	return key
 }
 
+// Has reports whether a locale has a UI text for key.
+func (c *Catalog) Has(lang, key string) bool {
+	_, ok := c.loc(lang).f.UI[key]
+	return ok
+}
+
 func (c *Catalog) loc(lang string) *locale {
 	if l, ok := c.locs[lang]; ok {
 		return l

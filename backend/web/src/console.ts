@@ -287,6 +287,7 @@ function renderLists(): void {
   const parts = [section('list-needs', 'list.needs_dispatcher', needs.map(orderRow)), section('list-risk', 'list.at_risk', risky.map(orderRow)),
     section('list-unassigned', 'list.unassigned', unassigned.map(orderRow))];
   if (!isOps) parts.push(section('list-active', 'list.active', all.map(orderRow)));
+  else parts.push(section('list-progress', 'list.in_progress', all.filter(o => !['booked', 'offered'].includes(o.status)).map(orderRow)));
   if (isOps) {
     const on = [...couriers.values()].filter(c => c.online && c.status !== 'offline').sort((a, b) => (a.name || a.id).localeCompare(b.name || b.id));
     const shown = on.slice(0, 200); // a long list shows its first 200; the map shows everyone
