@@ -130,7 +130,8 @@ func TestEveryAPIDetailIsTranslated(t *testing.T) {
 			if !ok {
 				if b, ok := arg.(*ast.BinaryExpr); ok { // "prefix: " + err
 					if l, ok := b.X.(*ast.BasicLit); ok {
-						lit, text = l, func(s string) string { return s + "x" }
+						outer := text
+						lit, text = l, func(s string) string { return outer(s + "x") }
 					}
 				}
 			}
