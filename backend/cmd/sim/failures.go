@@ -42,6 +42,10 @@ type FailureProfile struct {
 	CODShare float64
 	// RetrySuccess is the chance that an attempt after a failed one succeeds.
 	RetrySuccess float64
+	// ReplyRate is the chance that a contact_customer window reaches the
+	// customer (the merchant relays "reachable"); otherwise the rule's then
+	// applies when the window ends.
+	ReplyRate float64
 	// MaxFailures bounds the failed attempts one order can have (the rules'
 	// attempt limits end the attempts before that).
 	MaxFailures int
@@ -69,7 +73,7 @@ func DefaultFailureProfile() FailureProfile {
 		},
 		Policies: []Weighted[string]{{"standard", 0.60}, {"relay_ok", 0.25}, {"strict_return", 0.15}},
 		Sizes:    []Weighted[string]{{"S", 0.55}, {"M", 0.35}, {"L", 0.10}},
-		CODShare: 0.40, RetrySuccess: 0.70, MaxFailures: 4,
+		CODShare: 0.40, RetrySuccess: 0.70, ReplyRate: 0.50, MaxFailures: 4,
 	}
 }
 
@@ -80,6 +84,8 @@ func (p FailureProfile) Validate() error {
 		return fmt.Errorf("%w: cod share %v not in 0..1", errConfig, p.CODShare)
 	case !(p.RetrySuccess >= 0 && p.RetrySuccess <= 1):
 		return fmt.Errorf("%w: retry success %v not in 0..1", errConfig, p.RetrySuccess)
+	case !(p.ReplyRate >= 0 && p.ReplyRate <= 1):
+		return fmt.Errorf("%w: reply rate %v not in 0..1", errConfig, p.ReplyRate)
 	case p.MaxFailures < 1:
 		return fmt.Errorf("%w: max failures %d < 1", errConfig, p.MaxFailures)
 	case totalWeight(p.Reasons, nil) <= 0 || totalWeight(p.Policies, nil) <= 0 || totalWeight(p.Sizes, nil) <= 0:
@@ -224,7 +230,7 @@ func (g *rig) plan(ctx context.Context, start dispatch.Point, t time.Time, route
 	}
 	stops := g.routingStops(route, byID)
 	sol, err := g.planner.Plan(ctx, routing.Problem{
-		Start: routing.Point{Lat: start.Lat, Lng: start.Lng}, StartTime: t, Stops: stops, Travel: modelTravel{g.model},
+		Start: start, StartTime: t, Stops: stops, Travel: modelTravel{g.model},
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -251,7 +257,7 @@ func (g *rig) plan(ctx context.Context, start dispatch.Point, t time.Time, route
 // departures returns when a courier leaving start at t leaves each stop of
 // route, by the planner's own evaluation.
 func (g *rig) departures(start dispatch.Point, t time.Time, route []dispatch.Stop, byID map[string]*simOrder) ([]time.Time, error) {
-	p := routing.Problem{Start: routing.Point{Lat: start.Lat, Lng: start.Lng}, StartTime: t,
+	p := routing.Problem{Start: start, StartTime: t,
 		Stops: g.routingStops(route, byID), Travel: modelTravel{g.model}}
 	sol, err := routing.Evaluate(p, p.Stops)
 	if err != nil {
@@ -262,27 +268,4 @@ func (g *rig) departures(start dispatch.Point, t time.Time, route []dispatch.Sto
 		out[i] = v.Depart
 	}
 	return out, nil
-}
-
-// notBefore is when a retry decided at t may be attempted, as the backend's
-// fail.go computes it: after a wait (retry_after_minutes, or the reply
-// window of contact_customer), or once the courier has left the n-th of its
-// next other stops (after_next_stops; after the last one when fewer remain).
-// A zero time means "at once".
-func notBefore(dec failure.Decision, t time.Time, departs []time.Time) time.Time {
-	var nb time.Time
-	wait := time.Duration(dec.Params.RetryAfterMinutes) * time.Minute
-	if dec.Action == failure.ContactCustomer {
-		wait = time.Duration(dec.Params.ReplyWindowMinutes) * time.Minute
-	}
-	if wait > 0 {
-		nb = t.Add(wait)
-	}
-	if n := dec.Params.AfterNextStops; n > 0 && dec.Action == failure.RetryLater && len(departs) > 0 {
-		d := departs[min(n, len(departs))-1]
-		if d.After(nb) {
-			nb = d
-		}
-	}
-	return nb
 }

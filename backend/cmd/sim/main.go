@@ -9,9 +9,11 @@
 // (see FailureProfile: reason mix, merchant policies, cash on delivery,
 // parcel sizes, retry success). Each failed attempt is decided by the real
 // failed-delivery rules (failure.Engine, the built-in rules unless -rules
-// names a file) and executed as the backend does: a retry with a "not
-// before", a relay point (the backend's list, embedded), a return, a
-// reassignment or a cancellation; routes holding such stops are ordered by
+// names a file) and its effect is the backend's own (internal/core): a
+// retry with a "not before", a contact window whose end applies the rule's
+// then unless the customer is reached (-reply-rate), a relay point (the
+// backend's list, embedded), a return, a reassignment or a cancellation;
+// routes holding such stops are ordered by
 // the real route planner (routing.Plan). Only dispatch differs between the
 // two runs.
 //
@@ -59,6 +61,7 @@ func run(ctx context.Context, args []string, out io.Writer, log *slog.Logger) er
 	fs.IntVar(&cfg.Stores, "stores", cfg.Stores, "pick-up points (dark stores, restaurants)")
 	fs.Float64Var(&cfg.FailRate, "fail", cfg.FailRate, "share of first drop-off attempts that fail")
 	fs.Float64Var(&cfg.Failures.RetrySuccess, "retry-ok", cfg.Failures.RetrySuccess, "chance that an attempt after a failed one succeeds")
+	fs.Float64Var(&cfg.Failures.ReplyRate, "reply-rate", cfg.Failures.ReplyRate, "chance that a contact_customer window reaches the customer (else the rule's then applies)")
 	fs.Float64Var(&cfg.Failures.CODShare, "cod", cfg.Failures.CODShare, "share of orders paid cash on delivery")
 	fs.StringVar(&rulesPath, "rules", "", "failed-delivery rules YAML (default: the built-in rules)")
 	fs.StringVar(&relaysPath, "relays", "", "relay points YAML (default: the backend's list, embedded)")

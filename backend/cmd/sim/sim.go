@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/area"
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/eta"
 	"github.com/tawsil/tawsil/backend/internal/failure"
@@ -40,7 +41,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Seed: 1, Orders: 4000, Couriers: 220, Stores: 35, FailRate: 0.07,
-		CostPerHour: 25, CostPerKm: 0.6, Step: 30 * time.Second, Noise: 0.2,
+		CostPerHour: core.DefaultCosts().PerHourMAD, CostPerKm: core.DefaultCosts().PerKmMAD, Step: 30 * time.Second, Noise: 0.2,
 		Radius: 8000, K: 50, Capacity: 3, Failures: DefaultFailureProfile(),
 	}
 }
@@ -75,6 +76,8 @@ type simOrder struct {
 	pickup     dispatch.Point // the store, or the hand-over point after a reassignment
 	terminal   routing.Kind   // Dropoff, or Relay / Return after a decision
 	notBefore  time.Time      // a retry's earliest attempt
+	window     *core.Window   // an open contact_customer reply window
+	replied    bool           // the customer is reached in that window (drawn at the failure)
 	exclude    string         // the courier that handed the order back (reassign)
 	attempts   int            // drop-off attempts made
 	rules      []string       // the rule of each failed attempt's decision
@@ -260,6 +263,7 @@ type Result struct {
 	FailedAttempts  int                    // every failed attempt
 	FailedOrders    int                    // orders with at least one failed attempt
 	Decisions       map[failure.Action]int // the rules' decisions, by action
+	ContactClosed   map[failure.Action]int // how contact windows ended (retry_later includes a reached customer)
 	FailedDelivered int                    // failed orders delivered after all (relay included)
 	FailedOnTime    int                    // of those, within the promise
 	Replans         int                    // routes re-planned by the routing planner
@@ -275,6 +279,7 @@ type pass struct {
 	byID    map[string]*simOrder
 	cs      []*simCourier
 	pending []*simOrder
+	windows []simWindow // open contact windows
 	res     Result
 }
 
@@ -288,7 +293,7 @@ func simulate(ctx context.Context, g *rig, w world, st Strategy) (Result, error)
 	rn := &pass{
 		g: g, st: st, r: rand.New(rand.NewPCG(cfg.Seed, 0xc0ffee)),
 		orders: slices.Clone(w.orders),
-		res:    Result{Strategy: st.Name(), Orders: len(w.orders), Decisions: map[failure.Action]int{}},
+		res:    Result{Strategy: st.Name(), Orders: len(w.orders), Decisions: map[failure.Action]int{}, ContactClosed: map[failure.Action]int{}},
 	}
 	rn.byID = make(map[string]*simOrder, len(rn.orders))
 	for i := range rn.orders {
@@ -309,6 +314,9 @@ func simulate(ctx context.Context, g *rig, w world, st Strategy) (Result, error)
 			return Result{}, err
 		}
 		last = now
+		if err := rn.closeDueWindows(ctx, now); err != nil {
+			return Result{}, err
+		}
 		for next < len(rn.orders) && !rn.orders[next].bookedAt.After(now) {
 			rn.pending = append(rn.pending, &rn.orders[next])
 			next++
@@ -439,6 +447,13 @@ func (rn *pass) advance(ctx context.Context, c *simCourier, now time.Time) error
 				}
 			}
 			c.waitUntil = time.Time{}
+			if o := rn.byID[c.route[0].OrderID]; o.window != nil {
+				// waited at the door for the window's end: it decides now
+				if err := rn.closeWindow(ctx, c, o, clock()); err != nil {
+					return err
+				}
+				continue
+			}
 			rn.arrive(c)
 		default:
 			need := c.legTotal - c.legDone
@@ -526,21 +541,25 @@ func (rn *pass) fail(ctx context.Context, c *simCourier, o *simOrder, s dispatch
 		action = failure.ReturnToMerchant
 	}
 	stop := dispatch.Stop{OrderID: o.id, Kind: dispatch.StopDropoff, At: o.dropoff, PromiseBy: o.promiseBy, Origin: o.pickup}
-	switch action {
-	case failure.RetryLater, failure.ContactCustomer:
-		departs, err := rn.g.departures(s.At, t, c.route, rn.byID)
-		if err != nil {
-			return err
-		}
-		o.notBefore = notBefore(dec, t, departs)
+	departs, err := rn.g.departures(s.At, t, c.route, rn.byID)
+	if err != nil {
+		return err
+	}
+	// The effect of the decision is the server's (package core).
+	eff := core.AfterFailure(failure.Decision{Action: action, Rule: dec.Rule, Params: dec.Params}, core.Situation{Now: t.In(rn.g.loc),
+		Dropoff: o.dropoff, AllowRelay: o.policy == "relay_ok", Relays: rn.g.relays, Departs: departs})
+	switch eff.Action {
+	case failure.RetryLater:
+		o.notBefore = eff.NotBefore
+	case failure.ContactCustomer:
+		// The parcel stays on board for the reply window (the drop-off is
+		// not due before its end); the window's end decides (closeWindow).
+		o.notBefore, o.window = eff.NotBefore, eff.Window
+		o.replied = rn.r.Float64() < rn.g.cfg.Failures.ReplyRate
+		rn.windows = append(rn.windows, simWindow{o: o, c: c})
 	case failure.RelayPoint:
-		relay, _, err := failure.NearestRelay(rn.g.relays, o.dropoff.Lat, o.dropoff.Lng, t.In(rn.g.loc))
-		if err == nil && o.policy == "relay_ok" {
-			o.terminal = routing.Relay
-			stop.At = dispatch.Point{Lat: relay.Lat, Lng: relay.Lng}
-			break
-		}
-		o.terminal, stop.At, stop.PromiseBy = routing.Return, o.store, time.Time{} // no open relay, or not allowed
+		o.terminal = routing.Relay
+		stop.At = dispatch.Point{Lat: eff.Relay.Lat, Lng: eff.Relay.Lng}
 	case failure.ReturnToMerchant:
 		o.terminal, stop.At, stop.PromiseBy = routing.Return, o.store, time.Time{}
 	case failure.Reassign:
@@ -553,7 +572,7 @@ func (rn *pass) fail(ctx context.Context, c *simCourier, o *simOrder, s dispatch
 		o.status, o.doneAt = Cancelled, t
 		return nil
 	default:
-		return fmt.Errorf("order %s: unknown rule action %q", o.id, dec.Action)
+		return fmt.Errorf("order %s: unknown rule action %q", o.id, eff.Action)
 	}
 	// The failed stop was first: it stays first in the planner's input.
 	route, err := rn.g.plan(ctx, s.At, t, append([]dispatch.Stop{stop}, c.route...), rn.byID)
@@ -563,6 +582,72 @@ func (rn *pass) fail(ctx context.Context, c *simCourier, o *simOrder, s dispatch
 	rn.res.Replans++
 	c.route = route
 	return nil
+}
+
+// simWindow is an open contact window: the order and the courier holding it.
+type simWindow struct {
+	o *simOrder
+	c *simCourier
+}
+
+// closeDueWindows closes the contact windows ended by now.
+func (rn *pass) closeDueWindows(ctx context.Context, now time.Time) error {
+	open := rn.windows[:0]
+	for _, w := range rn.windows {
+		if w.o.window == nil {
+			continue
+		}
+		if w.o.window.Until.After(now) {
+			open = append(open, w)
+			continue
+		}
+		if err := rn.closeWindow(ctx, w.c, w.o, now); err != nil {
+			return err
+		}
+	}
+	rn.windows = open
+	return nil
+}
+
+// closeWindow ends o's contact window at t as the server does
+// (core.CloseContact): a reached customer makes the retry due at once;
+// otherwise the rule's then applies. The courier's route is re-planned.
+func (rn *pass) closeWindow(ctx context.Context, c *simCourier, o *simOrder, t time.Time) error {
+	w := *o.window
+	o.window = nil
+	how := core.NoReply
+	if o.replied {
+		how = core.Reachable
+	}
+	i := slices.IndexFunc(c.route, func(s dispatch.Stop) bool { return s.OrderID == o.id && s.Kind == dispatch.StopDropoff })
+	if i < 0 || o.status != Unfinished || (i == 0 && c.inService) {
+		return nil // attempted meanwhile
+	}
+	var others []dispatch.Stop
+	for j, s := range c.route {
+		if j != i {
+			others = append(others, s)
+		}
+	}
+	departs, err := rn.g.departures(c.at(), t, others, rn.byID)
+	if err != nil {
+		return err
+	}
+	eff := core.CloseContact(w, how, t, departs)
+	rn.res.ContactClosed[eff.Action]++
+	route := slices.Clone(c.route)
+	switch eff.Action {
+	case failure.RetryLater:
+		o.notBefore = eff.NotBefore
+	case failure.Cancel:
+		route = slices.Delete(route, i, i+1)
+		c.load--
+		o.status, o.doneAt, o.notBefore = Cancelled, t, time.Time{}
+	default: // return_to_merchant, or a dispatcher's decision: the sim's dispatcher brings it back
+		o.terminal, o.notBefore = routing.Return, time.Time{}
+		route[i].At, route[i].PromiseBy = o.store, time.Time{}
+	}
+	return rn.setRoute(ctx, c, route, t)
 }
 
 // tally fills the result from the orders and couriers.

@@ -186,10 +186,12 @@ func TestFailedAttemptsFollowTheRules(t *testing.T) {
 			[]string{"unsafe-location-relay"}, Relayed, true, failure.RelayPoint},
 		{"unsafe, relays closed", lateNight, simOrder{failures: 1, reason: failure.UnsafeLocation, policy: "relay_ok"},
 			[]string{"unsafe-location-relay"}, Returned, false, failure.RelayPoint},
+		// No reply in the window: the rule's then (return_to_merchant), as the server does.
 		{"unsafe, large parcel", noon, simOrder{failures: 1, reason: failure.UnsafeLocation, policy: "relay_ok", size: "L"},
-			[]string{"unsafe-location"}, Delivered, true, failure.ContactCustomer},
+			[]string{"unsafe-location"}, Returned, false, failure.ContactCustomer},
 	}
 	cfg := DefaultConfig()
+	cfg.Failures.ReplyRate = 0 // nobody answers a contact window
 	f := newFixture(t, cfg, nil)
 	for _, tt := range tests {
 		for _, st := range f.strategies() {
@@ -239,31 +241,20 @@ rules:
 	}
 }
 
-func TestNotBefore(t *testing.T) {
-	t0 := time.Date(2026, 5, 6, 12, 0, 0, 0, time.UTC)
-	departs := []time.Time{t0.Add(7 * time.Minute), t0.Add(15 * time.Minute), t0.Add(30 * time.Minute)}
-	dec := func(a failure.Action, p failure.Params) failure.Decision {
-		return failure.Decision{Action: a, Params: p}
-	}
-	tests := []struct {
-		name    string
-		give    failure.Decision
-		departs []time.Time
-		want    time.Time
-	}{
-		{"after minutes", dec(failure.RetryLater, failure.Params{RetryAfterMinutes: 20}), departs, t0.Add(20 * time.Minute)},
-		{"after two stops", dec(failure.RetryLater, failure.Params{AfterNextStops: 2}), departs, t0.Add(15 * time.Minute)},
-		{"after more stops than left", dec(failure.RetryLater, failure.Params{AfterNextStops: 5}), departs, t0.Add(30 * time.Minute)},
-		{"no other stop: at once", dec(failure.RetryLater, failure.Params{AfterNextStops: 2}), nil, time.Time{}},
-		{"reply window", dec(failure.ContactCustomer, failure.Params{ReplyWindowMinutes: 15, Then: failure.RetryLater, RetryAfterMinutes: 60}), departs, t0.Add(15 * time.Minute)},
-		{"contact ignores stops", dec(failure.ContactCustomer, failure.Params{ReplyWindowMinutes: 10, Then: failure.RetryLater, AfterNextStops: 3}), departs, t0.Add(10 * time.Minute)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := notBefore(tt.give, t0, tt.departs); !got.Equal(tt.want) {
-				t.Errorf("got %v, want %v", got, tt.want)
-			}
-		})
+func TestContactWindowReached(t *testing.T) {
+	// The customer is reached in the window: the retry is due at once and succeeds.
+	cfg := DefaultConfig()
+	cfg.Failures.ReplyRate = 1
+	f := newFixture(t, cfg, nil)
+	noon := time.Date(2026, 5, 6, 12, 0, 0, 0, eta.Casablanca())
+	for _, st := range f.strategies() {
+		r := mustSimulate(t, f, oneOrderDay(noon, simOrder{failures: 1, reason: failure.UnsafeLocation, policy: "relay_ok", size: "L"}), st)
+		if got := outcome(t, r, "o1"); got.Status != Delivered || got.Attempts != 2 {
+			t.Errorf("%s: %s after %d attempts, want delivered after 2", st.Name(), got.Status, got.Attempts)
+		}
+		if r.ContactClosed[failure.RetryLater] != 1 {
+			t.Errorf("%s: windows closed %v", st.Name(), r.ContactClosed)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/area"
@@ -114,7 +115,7 @@ func (m *Main) mountFeatures(ctx context.Context) error {
 		}
 	}
 	m.HTTP.MountOrders(httpapi.Orders{Svc: m.Delivery, Webhooks: m.Webhooks, Store: m.Store, Hub: m.Hub, ETA: etaModel,
-		Rules: engine, RulesFile: cfg.RulesFile, Costs: delivery.Costs{PerHourMAD: 25, PerKmMAD: 0.8}})
+		Rules: engine, RulesFile: cfg.RulesFile, Costs: core.DefaultCosts()})
 	m.HTTP.MountCash(httpapi.Cash{Book: book, Loc: serviceZone})
 	m.HTTP.OnCourierErased = book.Erase
 	return nil

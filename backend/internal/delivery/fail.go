@@ -8,7 +8,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/failure"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 	"github.com/tawsil/tawsil/shared/wire"
@@ -112,53 +114,26 @@ func (s *Service) Fail(ctx context.Context, courier order.Actor, id string, req 
 
 var rulesActor = order.Actor{Role: order.RoleSystem, ID: "failure-rules"}
 
-// execute carries out a rules decision on an order in failed_attempt.
+// execute carries out a rules decision on an order in failed_attempt: the
+// decision's effect comes from the core (the simulator uses the same), the
+// shell commits it, arms its timer and re-plans.
 func (s *Service) execute(ctx context.Context, o *mongostore.StoredOrder, dec failure.Decision, courier string) (*mongostore.StoredOrder, error) {
 	now := s.now().UTC()
-	why := fmt.Sprintf("rule %s: %s", dec.Rule, dec.Action)
-	switch dec.Action {
+	eff := core.AfterFailure(dec, core.Situation{Now: now, Dropoff: geo.Point{Lat: o.Dropoff.Lat, Lng: o.Dropoff.Lng},
+		AllowRelay: o.Policy.AllowRelay, Relays: s.cfg.Relays, Departs: s.departsExcept(courier, o.ID)})
+	why := fmt.Sprintf("rule %s: %s", eff.Rule, eff.Action)
+	switch eff.Action {
 	case failure.RetryLater, failure.ContactCustomer:
-		wait := time.Duration(dec.Params.RetryAfterMinutes) * time.Minute
-		var contact *mongostore.Contact
-		if dec.Action == failure.ContactCustomer {
-			// Hold the parcel with the courier for the reply window; the
-			// merchant relays the customer's answer (customer-reply), or the
-			// rule's "then" applies when the window closes. The window's end
-			// is a timer in the store, armed before the change that opens
-			// it (a stale timer finds nothing to do).
-			wait = time.Duration(dec.Params.ReplyWindowMinutes) * time.Minute
-			contact = &mongostore.Contact{Courier: courier, Until: now.Add(wait), Then: dec.Params}
-		}
-		notBefore := time.Time{}
-		if wait > 0 {
-			notBefore = now.Add(wait)
-		}
-		if n := dec.Params.AfterNextStops; n > 0 && dec.Action == failure.RetryLater {
-			// After the next n other stops: not before the courier leaves the n-th.
-			s.mu.Lock()
-			if r := s.routes[courier]; r != nil {
-				k := 0
-				for _, v := range r.Visits {
-					if v.OrderID == o.ID {
-						continue
-					}
-					if k++; k == n {
-						notBefore = maxTime(notBefore, v.Depart)
-						break
-					}
-				}
-				if k < n && len(r.Visits) > 0 { // fewer stops left: after all of them
-					notBefore = maxTime(notBefore, r.Visits[len(r.Visits)-1].Depart)
-				}
-			}
-			s.mu.Unlock()
-		}
+		// A contact window holds the parcel with the courier; the merchant
+		// relays the customer's answer (customer-reply), or the rule's then
+		// applies when the window closes. Its end is a timer in the store,
+		// armed with the change that opens it (a stale timer finds nothing
+		// to do).
 		next, _, err := s.change(ctx, o.ID, order.Action{Kind: order.ActReattempt, At: now, Reason: why}, rulesActor,
 			func(n *mongostore.StoredOrder) error {
-				n.NotBefore, n.Contact = notBefore, nil
-				if contact != nil {
-					c := *contact
-					c.ID = n.Version // the window is named by the version that opens it
+				n.NotBefore, n.Contact = eff.NotBefore, nil
+				if w := eff.Window; w != nil {
+					c := mongostore.Contact{ID: n.Version, Courier: courier, Until: w.Until, Then: w.Then} // named by the version that opens it
 					if err := s.d.Store.ArmTimer(ctx, mongostore.Timer{ID: contactTimerID(n.ID, c.ID), Kind: timerContact, OrderID: n.ID,
 						Courier: courier, Ref: c.ID, Due: c.Until}); err != nil {
 						return err
@@ -170,19 +145,15 @@ func (s *Service) execute(ctx context.Context, o *mongostore.StoredOrder, dec fa
 		if err != nil {
 			return nil, err
 		}
-		if contact != nil && s.webhooks != nil {
+		if w := eff.Window; w != nil && s.webhooks != nil {
 			s.webhooks.Enqueue(ctx, o.MerchantID, "order.contact_customer", map[string]any{"order_id": o.ID,
 				"reason": o.Attempts[len(o.Attempts)-1].Reason, "reply_window_minutes": dec.Params.ReplyWindowMinutes,
-				"reply_by": contact.Until, "at": now})
+				"reply_by": w.Until, "at": now})
 		}
 		s.replan(ctx, courier, why)
 		return next, nil
 	case failure.RelayPoint:
-		relay, _, err := failure.NearestRelay(s.cfg.Relays, o.Dropoff.Lat, o.Dropoff.Lng, now)
-		if err != nil || !o.Policy.AllowRelay {
-			// No open relay point (or not allowed): bring it back instead.
-			return s.execute(ctx, o, failure.Decision{Action: failure.ReturnToMerchant, Rule: dec.Rule + "/no-relay"}, courier)
-		}
+		relay := eff.Relay
 		next, _, err := s.change(ctx, o.ID, order.Action{Kind: order.ActReattempt, At: now, Reason: why + " " + relay.ID}, rulesActor,
 			func(n *mongostore.StoredOrder) error {
 				n.RelayID = relay.ID
@@ -267,10 +238,29 @@ func (s *Service) DryRun(sit failure.Situation) failure.Decision { return s.d.Ru
 // ReasonError reports whether err is an unknown failure reason.
 func ReasonError(err error) bool { return errors.Is(err, failure.ErrUnknownReason) }
 
-// applyThen carries out the "then" of the contact_customer window contact
-// (an order version) of an order, once: the window's end and a "not
-// reachable" reply race through the same claimed change.
-func (s *Service) applyThen(ctx context.Context, orderID string, contact int, why string) error {
+// departsExcept lists the planned departures from a courier's stops other
+// than those of one order, in route order.
+func (s *Service) departsExcept(courier, orderID string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.routes[courier]
+	if r == nil {
+		return nil
+	}
+	var out []time.Time
+	for _, v := range r.Visits {
+		if v.OrderID != orderID {
+			out = append(out, v.Depart)
+		}
+	}
+	return out
+}
+
+// applyThen closes the contact_customer window contact (an order version)
+// of an order without a "reachable" reply, once: the window's end and a "not
+// reachable" reply race through the same claimed change. What it does is the
+// core's decision (core.CloseContact).
+func (s *Service) applyThen(ctx context.Context, orderID string, contact int, how core.Closing, why string) error {
 	o, err := s.load(ctx, orderID, true)
 	if err != nil {
 		return err
@@ -280,6 +270,7 @@ func (s *Service) applyThen(ctx context.Context, orderID string, contact int, wh
 		return nil // answered, superseded, delivered, failed again or changed by a dispatcher
 	}
 	now := s.now().UTC()
+	eff := core.CloseContact(core.Window{Until: pc.Until, Then: pc.Then}, how, now, s.departsExcept(pc.Courier, orderID))
 	reason := "contact_customer then " + string(pc.Then.Then) + ": " + why
 	mine := func(n *mongostore.StoredOrder) error {
 		if n.Contact == nil || n.Contact.ID != contact {
@@ -288,7 +279,7 @@ func (s *Service) applyThen(ctx context.Context, orderID string, contact int, wh
 		n.Contact = nil
 		return nil
 	}
-	switch pc.Then.Then {
+	switch eff.Action {
 	case failure.ReturnToMerchant:
 		if _, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActReturn, At: now, Reason: reason}, rulesActor, mine); err != nil {
 			return err
@@ -299,15 +290,12 @@ func (s *Service) applyThen(ctx context.Context, orderID string, contact int, wh
 		}
 		s.released(ctx, pc.Courier, "", "")
 		return nil
-	case failure.RetryLater, "":
+	case failure.RetryLater:
 		if _, err := s.update(ctx, orderID, "contact_closed", rulesActor, reason, func(n *mongostore.StoredOrder) error {
 			if err := mine(n); err != nil {
 				return err
 			}
-			n.NotBefore = time.Time{}
-			if m := pc.Then.RetryAfterMinutes; m > 0 {
-				n.NotBefore = now.Add(time.Duration(m) * time.Minute)
-			}
+			n.NotBefore = eff.NotBefore
 			return nil
 		}); err != nil {
 			return err
@@ -343,7 +331,7 @@ func (s *Service) CustomerReply(ctx context.Context, orderID string, reachable b
 		return nil, fmt.Errorf("%w: no customer contact is pending for this order", order.ErrInvalidTransition)
 	}
 	if !reachable {
-		if err := s.applyThen(ctx, orderID, pc.ID, "customer not reachable"); err != nil {
+		if err := s.applyThen(ctx, orderID, pc.ID, core.NotReachable, "customer not reachable"); err != nil {
 			return nil, err
 		}
 		s.cancelTimer(ctx, contactTimerID(orderID, pc.ID))
@@ -354,7 +342,8 @@ func (s *Service) CustomerReply(ctx context.Context, orderID string, reachable b
 			if n.Contact == nil || n.Contact.ID != pc.ID {
 				return fmt.Errorf("%w: the reply window has closed", order.ErrInvalidTransition)
 			}
-			n.Contact, n.NotBefore = nil, time.Time{}
+			n.Contact = nil
+			n.NotBefore = core.CloseContact(core.Window{Until: pc.Until, Then: pc.Then}, core.Reachable, s.now(), nil).NotBefore
 			return nil
 		})
 	if err != nil {

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"math"
 	"slices"
 	"time"
@@ -14,10 +15,7 @@ import (
 )
 
 // Costs price courier time and distance for the cost-per-order figure.
-type Costs struct {
-	PerHourMAD float64 `json:"per_hour_mad"`
-	PerKmMAD   float64 `json:"per_km_mad"`
-}
+type Costs = core.Costs
 
 // KPI is one group's figures over a period.
 type KPI struct {

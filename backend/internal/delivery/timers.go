@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 	"github.com/tawsil/tawsil/shared/wire"
@@ -81,7 +82,7 @@ func (s *Service) fire(ctx context.Context, t mongostore.Timer) error {
 	case timerOffer:
 		return s.expireOffer(ctx, t.OrderID, t.Courier, t.Ref)
 	case timerContact:
-		return s.applyThen(ctx, t.OrderID, t.Ref, "no reply within the window")
+		return s.applyThen(ctx, t.OrderID, t.Ref, core.NoReply, "no reply within the window")
 	}
 	return fmt.Errorf("unknown timer kind %q", t.Kind)
 }

@@ -1,0 +1,131 @@
+// Package core holds the order side's decisions after a failed delivery
+// attempt as pure functions of the decision, the state and the clock: no
+// store, no broker, no goroutines. The server's delivery shell and the
+// simulator (cmd/sim) both call them, so a simulated day follows the rules
+// the server runs.
+package core
+
+import (
+	"time"
+
+	"github.com/tawsil/tawsil/backend/internal/failure"
+	"github.com/tawsil/tawsil/backend/internal/geo"
+)
+
+// Effect is what a failure decision does to an order still on board.
+type Effect struct {
+	// Action is the action carried out: the rules' action, except that a
+	// relay point with no open relay, or not allowed by the merchant,
+	// becomes a return to the merchant (Rule says so).
+	Action failure.Action
+	Rule   string
+	// NotBefore: the retry's drop-off may not be attempted before this
+	// (zero: at once). Set for retry_later and contact_customer.
+	NotBefore time.Time
+	// Window is the contact_customer reply window: until Until, a reply is
+	// awaited; then Then applies (CloseContact).
+	Window *Window
+	// Relay is the relay point the parcel goes to (Action == relay_point).
+	Relay *failure.Relay
+}
+
+// Window is an open contact_customer reply window.
+type Window struct {
+	Until time.Time
+	Then  failure.Params
+}
+
+// Situation is what AfterFailure needs beside the decision.
+type Situation struct {
+	Now        time.Time
+	Dropoff    geo.Point
+	AllowRelay bool            // the merchant's policy allows relay points
+	Relays     []failure.Relay // the city's relay points
+	// Departs are the planned departures from the courier's next other
+	// stops, in route order (for after_next_stops).
+	Departs []time.Time
+}
+
+// AfterFailure turns a rules decision into its effect.
+func AfterFailure(dec failure.Decision, s Situation) Effect {
+	e := Effect{Action: dec.Action, Rule: dec.Rule}
+	switch dec.Action {
+	case failure.RetryLater:
+		e.NotBefore = notBefore(s.Now, dec.Params.RetryAfterMinutes, dec.Params.AfterNextStops, s.Departs)
+	case failure.ContactCustomer:
+		// The parcel stays with the courier for the reply window.
+		until := s.Now.Add(time.Duration(dec.Params.ReplyWindowMinutes) * time.Minute)
+		e.NotBefore = until
+		if !until.After(s.Now) {
+			e.NotBefore = time.Time{}
+		}
+		e.Window = &Window{Until: until, Then: dec.Params}
+	case failure.RelayPoint:
+		relay, _, err := failure.NearestRelay(s.Relays, s.Dropoff.Lat, s.Dropoff.Lng, s.Now)
+		if err != nil || !s.AllowRelay {
+			return Effect{Action: failure.ReturnToMerchant, Rule: dec.Rule + "/no-relay"}
+		}
+		e.Relay = &relay
+	}
+	return e
+}
+
+// notBefore is when a retry decided at now may be attempted: after a wait
+// of minutes, and once the courier has left the n-th of its next other
+// stops (after the last one when fewer remain). Zero means at once.
+func notBefore(now time.Time, minutes, n int, departs []time.Time) time.Time {
+	var nb time.Time
+	if minutes > 0 {
+		nb = now.Add(time.Duration(minutes) * time.Minute)
+	}
+	if n > 0 && len(departs) > 0 {
+		if d := departs[min(n, len(departs))-1]; d.After(nb) {
+			nb = d
+		}
+	}
+	return nb
+}
+
+// Closing is what ends a contact window.
+type Closing int
+
+// How a contact window ends.
+const (
+	NoReply      Closing = iota // the window ran out
+	NotReachable                // the merchant relayed: the customer cannot be reached
+	Reachable                   // the merchant relayed: the customer is there
+)
+
+// ContactEffect is what closing a contact window does.
+type ContactEffect struct {
+	// Action: retry_later (NotBefore says when; zero is at once),
+	// return_to_merchant, cancel, or dispatcher_review (relay or reassign
+	// need a human with the parcel in hand).
+	Action    failure.Action
+	NotBefore time.Time
+}
+
+// CloseContact decides the end of a contact window: a reachable customer
+// makes the retry due at once; otherwise the rule's then applies.
+func CloseContact(w Window, how Closing, now time.Time, departs []time.Time) ContactEffect {
+	if how == Reachable {
+		return ContactEffect{Action: failure.RetryLater}
+	}
+	switch w.Then.Then {
+	case failure.ReturnToMerchant, failure.Cancel:
+		return ContactEffect{Action: w.Then.Then}
+	case failure.RetryLater, "":
+		return ContactEffect{Action: failure.RetryLater, NotBefore: notBefore(now, w.Then.RetryAfterMinutes, w.Then.AfterNextStops, departs)}
+	}
+	return ContactEffect{Action: failure.DispatcherReview}
+}
+
+// Costs price a courier fleet for the cost-per-order figures: the KPIs the
+// server reports and the simulator's day use the same ones.
+type Costs struct {
+	PerHourMAD float64 `json:"per_hour_mad"`
+	PerKmMAD   float64 `json:"per_km_mad"`
+}
+
+// DefaultCosts is a Casablanca courier: 25 MAD per shift hour, 0.8 MAD per km.
+func DefaultCosts() Costs { return Costs{PerHourMAD: 25, PerKmMAD: 0.8} }
