@@ -127,8 +127,8 @@ func TestEWMATracksChange(t *testing.T) {
 func TestTravel(t *testing.T) {
 	m := mustModel(t, nil)
 	// Twin Center to Casa Port station: about 2.85 km great-circle.
-	from := Point{33.5892, -7.6325}
-	to := Point{33.5978, -7.6040}
+	from := Point{Lat: 33.5892, Lng: -7.6325}
+	to := Point{Lat: 33.5978, Lng: -7.6040}
 	d := HaversineM(from.Lat, from.Lng, to.Lat, to.Lng)
 	if d < 2800 || d > 2900 {
 		t.Fatalf("haversine = %v m, want about 2.85 km", d)
@@ -161,7 +161,7 @@ func TestSnapshotRestore(t *testing.T) {
 	if err := r.Restore(snap); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
-	for _, p := range []Point{{33.5892, -7.6325}, {34.0240, -6.8225}} {
+	for _, p := range []Point{{Lat: 33.5892, Lng: -7.6325}, {Lat: 34.0240, Lng: -6.8225}} {
 		for _, at := range []time.Time{morning, morning.Add(3 * time.Hour)} {
 			if a, b := m.SpeedAt(p.Lat, p.Lng, at), r.SpeedAt(p.Lat, p.Lng, at); a != b {
 				t.Errorf("restored speed at %v %v = %v, want %v", p, at, b, a)
