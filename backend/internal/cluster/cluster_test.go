@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -109,7 +108,6 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("assign", func(t *testing.T) {
-		pendingClaims(t)
 		// 20 dispatcher assigns of one order, spread over the 3 replicas: exactly one wins.
 		o := book(t, r[0], merchant, "assign-race")
 		codes := make([]int, 20)
@@ -154,7 +152,6 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("webhooks", func(t *testing.T) {
-		pendingClaims(t)
 		// A day of orders booked and cancelled through every replica: the
 		// receiver sees every event id of the outbox, each delivered once,
 		// except the retries it asked for by failing a first attempt.
@@ -195,7 +192,22 @@ func TestCluster(t *testing.T) {
 		// The agent applies a task only if its number is above the last one
 		// applied (agent/internal/tasks): tasks published by different
 		// replicas must keep increasing per device, or newer offers and
-		// plans would be dropped as stale; none may come twice.
+		// plans would be dropped as stale; none may come twice. Orders booked,
+		// assigned and cancelled through different replicas make them.
+		count := func() int {
+			n := 0
+			for _, d := range devices {
+				n += len(d.Tasks())
+			}
+			return n
+		}
+		before := count()
+		for i := 0; i < 3; i++ {
+			id := book(t, r[i], merchant, fmt.Sprintf("tasks-%d", i))
+			r[(i+1)%3].Must(t, 200, "POST", "/v1/orders/"+id+"/assign", dispatcher.Token, map[string]any{"courier_id": couriers[0].CourierID})
+			r[(i+2)%3].Must(t, 200, "POST", "/v1/orders/"+id+"/cancel", merchant.Token, map[string]any{"reason": "test"})
+		}
+		eventually(t, "tasks from every replica", 15*time.Second, func() bool { return count() >= before+6 })
 		for i, d := range devices {
 			var last, lastPlan uint64
 			for _, tk := range d.Tasks() {
@@ -212,17 +224,6 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	})
-}
-
-// pendingClaims skips a scenario that needs transitions and webhook
-// deliveries claimed by insert under a unique index (issue 10, the durable
-// core): measured on the code before it, 2 of 20 racing assigns won and 14
-// of 48 webhook events were delivered twice. TAWSIL_CLUSTER_PENDING=1 runs them.
-func pendingClaims(t *testing.T) {
-	t.Helper()
-	if os.Getenv("TAWSIL_CLUSTER_PENDING") == "" {
-		t.Skip("needs claim-by-insert transitions and webhook claims (issue 10 core); TAWSIL_CLUSTER_PENDING=1 runs it")
-	}
 }
 
 func book(tb testing.TB, r *Replica, merchant User, key string) string {
