@@ -10,6 +10,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -76,6 +78,53 @@ type Tokens struct {
 	leeway   time.Duration
 	now      func() time.Time
 	parser   *jwt.Parser
+	cache    tokenCache
+}
+
+// tokenCache remembers tokens whose signature, issuer, audience and claims
+// were verified, so that a client presenting the same token again costs a
+// map lookup instead of an HMAC and a JSON decode. Only what is fixed by the
+// signed bytes is cached: the times (exp, nbf, iat) are checked again on
+// every use, against the same leeway as the parser. Revocation stays with
+// the caller (account.Service checks the token version per use).
+type tokenCache struct {
+	mu sync.RWMutex
+	m  map[string]verifiedToken
+}
+
+// tokenCacheMax bounds the cache; past it the cache starts afresh.
+const tokenCacheMax = 50_000
+
+type verifiedToken struct {
+	p             Principal
+	exp, nbf, iat time.Time // nbf and iat zero when absent
+}
+
+// timely reports whether the token's times allow it at now.
+func (v *verifiedToken) timely(now time.Time, leeway time.Duration) (ok, expired bool) {
+	if !now.Before(v.exp.Add(leeway)) {
+		return false, true
+	}
+	if !v.nbf.IsZero() && now.Before(v.nbf.Add(-leeway)) || !v.iat.IsZero() && now.Before(v.iat.Add(-leeway)) {
+		return false, false
+	}
+	return true, false
+}
+
+func (c *tokenCache) get(s string) (verifiedToken, bool) {
+	c.mu.RLock()
+	v, ok := c.m[s]
+	c.mu.RUnlock()
+	return v, ok
+}
+
+func (c *tokenCache) put(s string, v verifiedToken) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= tokenCacheMax {
+		c.m = make(map[string]verifiedToken)
+	}
+	c.m[strings.Clone(s)] = v // s may be a view of a request buffer
+	c.mu.Unlock()
 }
 
 // NewTokens builds a token service. active must name one of keys.
@@ -138,6 +187,16 @@ func (t *Tokens) Verify(s string) (Principal, error) {
 	if len(s) > 4096 {
 		return Principal{}, ErrInvalidToken
 	}
+	if v, ok := t.cache.get(s); ok {
+		ok, expired := v.timely(t.now(), t.leeway)
+		if ok {
+			return v.p, nil
+		}
+		if expired {
+			return Principal{}, ErrExpiredToken
+		}
+		// Not yet valid: the parser says so in its own words.
+	}
 	var c Claims
 	_, err := t.parser.ParseWithClaims(s, &c, func(tok *jwt.Token) (any, error) {
 		kid, _ := tok.Header["kid"].(string)
@@ -156,7 +215,16 @@ func (t *Tokens) Verify(s string) (Principal, error) {
 	if c.Subject == "" || !c.Role.Valid() {
 		return Principal{}, fmt.Errorf("%w: missing subject or role", ErrInvalidToken)
 	}
-	return Principal{UserID: c.Subject, Role: c.Role, CourierID: c.CourierID, MerchantID: c.MerchantID, TokenVersion: c.TV}, nil
+	p := Principal{UserID: c.Subject, Role: c.Role, CourierID: c.CourierID, MerchantID: c.MerchantID, TokenVersion: c.TV}
+	v := verifiedToken{p: p, exp: c.ExpiresAt.Time}
+	if c.NotBefore != nil {
+		v.nbf = c.NotBefore.Time
+	}
+	if c.IssuedAt != nil {
+		v.iat = c.IssuedAt.Time
+	}
+	t.cache.put(s, v)
+	return p, nil
 }
 
 // HashPassword hashes with bcrypt at the given cost (bcrypt.DefaultCost if 0).

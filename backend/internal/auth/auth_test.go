@@ -154,3 +154,51 @@ func TestThrottle(t *testing.T) {
 		t.Fatalf("success did not clear: %v", w)
 	}
 }
+
+// TestVerifyCacheKeepsChecking: a token verified once is answered from the
+// cache, but its expiry is still enforced on every use, and a token that
+// differs by one byte is verified from scratch (and refused).
+func TestVerifyCacheKeepsChecking(t *testing.T) {
+	tk := mustTokens(t, []Key{keyA}, "a")
+	now := time.Now()
+	tk.now = func() time.Time { return now }
+	p := Principal{UserID: "u1", Role: RoleDispatcher, TokenVersion: 1}
+	s, exp, err := tk.Sign(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second time from the cache
+		if got, err := tk.Verify(s); err != nil || got != p {
+			t.Fatalf("Verify = %+v, %v", got, err)
+		}
+	}
+	if _, ok := tk.cache.get(s); !ok {
+		t.Fatal("verified token not cached")
+	}
+	tampered := s[:len(s)-2] + map[bool]string{true: "A", false: "B"}[s[len(s)-2] != 'A'] + s[len(s)-1:]
+	if _, err := tk.Verify(tampered); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("tampered token: %v", err)
+	}
+	now = exp.Add(tk.leeway - time.Second)
+	if _, err := tk.Verify(s); err != nil {
+		t.Fatalf("within the leeway: %v", err)
+	}
+	now = exp.Add(tk.leeway)
+	if _, err := tk.Verify(s); !errors.Is(err, ErrExpiredToken) {
+		t.Fatalf("expired token from the cache: %v", err)
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	tk := mustTokens(b, []Key{keyA}, "a")
+	s, _, err := tk.Sign(Principal{UserID: "u1", Role: RoleDispatcher})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tk.Verify(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

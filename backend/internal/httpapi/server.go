@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -157,10 +156,17 @@ func (s *Server) observe(c *fiber.Ctx) error {
 		}
 	}
 	route := c.Route().Path
-	s.m.HTTPRequests.WithLabelValues(route, strconv.Itoa(status/100)+"xx").Inc()
+	class := "5xx"
+	if status >= 100 && status < 600 {
+		class = statusClasses[status/100-1]
+	}
+	s.m.HTTPRequests.WithLabelValues(route, class).Inc()
 	s.m.HTTPDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	return err
 }
+
+// statusClasses are the status labels of HTTPRequests, made once.
+var statusClasses = [5]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // limit is a per-client-address rate limit (requests per minute).
 func (s *Server) limit(perMinute int) fiber.Handler {

@@ -166,17 +166,28 @@ func (t Tracking) listCouriers(c *fiber.Ctx) error {
 			f.Online, f.OnShift = true, true
 		}
 	}
-	out := []courierJSON{}
 	if near := c.Query("near"); near != "" {
 		lat, lng, ok := parseLatLng(near)
 		if !ok {
 			return badRequest("near must be LAT,LNG in degrees")
 		}
-		for _, h := range t.Index.Nearest(lat, lng, f, limit, float64(radius)) {
-			out = append(out, t.named(courierOut(h.Courier, h.DistanceM, true)))
+		hp := hitBufs.Get().(*[]livemap.Hit)
+		hits := t.Index.NearestAppend((*hp)[:0], lat, lng, f, limit, float64(radius))
+		bp := nearBufs.Get().(*[]byte)
+		buf := appendCouriersJSON((*bp)[:0], hits, t.Name)
+		c.Response().SetBody(buf) // copies
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		clear(hits) // drop references to courier strings before pooling
+		*hp, *bp = hits[:0], buf[:0]
+		if cap(hits) <= 1024 {
+			hitBufs.Put(hp)
 		}
-		return c.JSON(fiber.Map{"couriers": out})
+		if cap(buf) <= 1<<20 {
+			nearBufs.Put(bp)
+		}
+		return nil
 	}
+	out := []courierJSON{}
 	after := c.Query("after")
 	var all []livemap.Courier
 	t.Index.Each(func(lc livemap.Courier) bool {

@@ -20,12 +20,21 @@ import (
 // tile by tile, with the same bounds. Either way the answer equals a
 // brute-force scan. No H3 (cgo) call is made.
 func (x *Index) Nearest(lat, lng float64, f Filter, k int, radiusM float64) []Hit {
+	return x.NearestAppend(nil, lat, lng, f, k, radiusM)
+}
+
+// NearestAppend is Nearest writing its answer into dst's storage (dst's
+// contents are discarded), for callers that reuse a buffer.
+func (x *Index) NearestAppend(dst []Hit, lat, lng float64, f Filter, k int, radiusM float64) []Hit {
 	if k < 1 || radiusM < 0 || math.IsNaN(radiusM) || math.IsNaN(lat) || math.IsNaN(lng) ||
 		lat < -90 || lat > 90 || lng < -180 || lng > 180 {
 		return nil
 	}
 	q := query{p: vecOf(lat, lng), f: compile(f), k: k, radius: radiusM, b: newBounds(lat, lng)}
-	q.top = make([]Hit, 0, min(k, 64))
+	q.top = dst[:0]
+	if q.top == nil {
+		q.top = make([]Hit, 0, min(k, 64))
+	}
 	q.setLimit()
 	if q.f.accept == 0 {
 		return q.top

@@ -1,0 +1,267 @@
+// Command nearbench measures the dispatcher's hot query,
+// GET /v1/couriers?near=, over HTTP with a large live fleet.
+//
+//	nearbench fleet -mongo URI -n 50000        # couriers on shift + their last positions, written to the store
+//	nearbench http  -api URL -conns 8 -duration 15s   # token from $NEARBENCH_TOKEN
+//
+// fleet writes what a running backend would have saved (the couriers
+// collection and courier_state) so that a backend started on that store
+// restores the whole fleet into its live index at start, without 50,000
+// logins. http is a closed-loop load generator: each connection sends the
+// next request when the answer is in, over a kept-alive HTTP/1.1
+// connection, so its latencies are the server's answer times; query points
+// vary over Casablanca in the same deterministic order as the wrk script of
+// .ci/bench.sh.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tawsil/tawsil/backend/internal/mongostore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nearbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: nearbench fleet|http [flags]")
+	}
+	fs := flag.NewFlagSet("nearbench "+args[0], flag.ContinueOnError)
+	switch args[0] {
+	case "fleet":
+		uri := fs.String("mongo", "", "MongoDB URI of the backend's store")
+		db := fs.String("db", "tawsil", "database")
+		n := fs.Int("n", 50_000, "couriers")
+		seed := fs.Uint64("seed", 42, "random seed of the positions")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return fleet(ctx, *uri, *db, *n, *seed)
+	case "http":
+		api := fs.String("api", "http://127.0.0.1:8080", "backend base URL")
+		conns := fs.Int("conns", 8, "connections")
+		d := fs.Duration("duration", 15*time.Second, "measured time")
+		warm := fs.Duration("warmup", 2*time.Second, "unmeasured time first")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		token := os.Getenv("NEARBENCH_TOKEN")
+		if token == "" {
+			return errors.New("NEARBENCH_TOKEN is empty")
+		}
+		r, err := load(ctx, *api, token, *conns, *warm, *d)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("near= over HTTP, %d connections, %v: %.0f req/s, p50 %v, p90 %v, p99 %v, max %v, %d requests, %d errors\n",
+			*conns, *d, r.qps, r.p(0.50), r.p(0.90), r.p(0.99), r.p(1), len(r.durs), r.errors)
+		return nil
+	}
+	return fmt.Errorf("unknown mode %q", args[0])
+}
+
+// Casablanca, as the live index benchmarks bound it.
+const (
+	minLat, maxLat = 33.45, 33.65
+	minLng, maxLng = -7.75, -7.45
+)
+
+// fleet inserts n couriers, on shift, each with a fresh last position.
+func fleet(ctx context.Context, uri, dbName string, n int, seed uint64) error {
+	if uri == "" {
+		return errors.New("-mongo is required")
+	}
+	client, err := mongo.Connect(ctx, options.Client().ApplyURI(uri).SetRetryWrites(false))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = client.Disconnect(context.Background()) }()
+	db := client.Database(dbName)
+	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
+	now := time.Now().UTC()
+	start := time.Now()
+	const chunk = 1000
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		couriers := make([]any, 0, hi-lo)
+		states := make([]any, 0, hi-lo)
+		for i := lo; i < hi; i++ {
+			id := fmt.Sprintf("bench-courier-%06d", i)
+			// The fields of mongostore's courier document.
+			couriers = append(couriers, bson.M{"_id": id, "user_id": "bench-user-" + strconv.Itoa(i), "name": "Bench " + strconv.Itoa(i),
+				"vehicle": "scooter", "capacity": 2, "on_shift": true, "shift_from": now.Add(-time.Hour), "created_at": now.Add(-time.Hour)})
+			states = append(states, mongostore.CourierState{CourierID: id, Seq: 1,
+				Lat: minLat + rng.Float64()*(maxLat-minLat), Lng: minLng + rng.Float64()*(maxLng-minLng),
+				AccuracyM: 5, SpeedMPS: 3, Heading: 90, Battery: 80, T: now.Add(-time.Second), SeenAt: now, Online: true})
+		}
+		ordered := options.InsertMany().SetOrdered(false)
+		if _, err := db.Collection("couriers").InsertMany(ctx, couriers, ordered); err != nil {
+			return fmt.Errorf("insert couriers: %w", err)
+		}
+		if _, err := db.Collection("courier_state").InsertMany(ctx, states, ordered); err != nil {
+			return fmt.Errorf("insert courier states: %w", err)
+		}
+	}
+	fmt.Printf("fleet: %d couriers on shift with a position, written in %v\n", n, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+type result struct {
+	durs   []time.Duration
+	errors int
+	qps    float64
+}
+
+func (r *result) p(q float64) time.Duration {
+	if len(r.durs) == 0 {
+		return 0
+	}
+	return r.durs[int(q*float64(len(r.durs)-1))].Round(time.Microsecond)
+}
+
+// load runs conns closed-loop clients for warm+d and measures the last d.
+func load(ctx context.Context, api, token string, conns int, warm, d time.Duration) (result, error) {
+	u, err := url.Parse(api)
+	if err != nil || u.Host == "" {
+		return result{}, fmt.Errorf("bad -api %q", api)
+	}
+	var (
+		mu    sync.Mutex
+		all   result
+		wg    sync.WaitGroup
+		first error
+	)
+	begin := time.Now()
+	measureFrom, end := begin.Add(warm), begin.Add(warm+d)
+	for c := range conns {
+		wg.Go(func() {
+			durs, errs, err := client(ctx, u.Host, token, c, conns, measureFrom, end)
+			mu.Lock()
+			defer mu.Unlock()
+			all.durs = append(all.durs, durs...)
+			all.errors += errs
+			if err != nil && first == nil {
+				first = err
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		return result{}, first
+	}
+	slices.Sort(all.durs)
+	all.qps = float64(len(all.durs)) / d.Seconds()
+	return all, nil
+}
+
+// client sends requests i = c, c+conns, ... over one connection.
+func client(ctx context.Context, host, token string, c, conns int, from, end time.Time) ([]time.Duration, int, error) {
+	conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer func() { _ = conn.Close() }()
+	br := bufio.NewReaderSize(conn, 64<<10)
+	req := make([]byte, 0, 1024)
+	durs := make([]time.Duration, 0, 1<<16)
+	errs := 0
+	for i := c + 1; ctx.Err() == nil; i += conns {
+		now := time.Now()
+		if now.After(end) {
+			break
+		}
+		lat := 33.52 + float64((i*7919)%1000)/1000*0.10
+		lng := -7.68 + float64((i*104729)%1000)/1000*0.18
+		req = append(req[:0], "GET /v1/couriers?near="...)
+		req = strconv.AppendFloat(req, lat, 'f', 6, 64)
+		req = append(req, ',')
+		req = strconv.AppendFloat(req, lng, 'f', 6, 64)
+		req = append(req, "&status=available&limit=5 HTTP/1.1\r\nHost: "...)
+		req = append(req, host...)
+		req = append(req, "\r\nAuthorization: Bearer "...)
+		req = append(req, token...)
+		req = append(req, "\r\n\r\n"...)
+		if _, err := conn.Write(req); err != nil {
+			return durs, errs, err
+		}
+		status, err := readResponse(br)
+		if err != nil {
+			return durs, errs, err
+		}
+		if now.Before(from) {
+			continue
+		}
+		durs = append(durs, time.Since(now))
+		if status != 200 {
+			errs++
+		}
+	}
+	return durs, errs, nil
+}
+
+// readResponse reads one HTTP/1.1 response with a Content-Length body and
+// returns its status.
+func readResponse(br *bufio.Reader) (int, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return 0, err
+	}
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	status, err := strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	length := -1
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
+			if length, err = strconv.Atoi(string(bytes.TrimSpace(v))); err != nil {
+				return 0, fmt.Errorf("bad Content-Length %q", v)
+			}
+		}
+	}
+	if length < 0 {
+		return 0, errors.New("response without Content-Length")
+	}
+	_, err = br.Discard(length)
+	if err == nil && status == 200 && length < 20 {
+		return status, io.ErrUnexpectedEOF // an empty answer means the fleet is not there
+	}
+	return status, err
+}

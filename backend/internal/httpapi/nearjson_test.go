@@ -1,0 +1,68 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/uber/h3-go/v4"
+
+	"github.com/tawsil/tawsil/backend/internal/livemap"
+	"github.com/tawsil/tawsil/shared/wire"
+)
+
+// TestNearJSONMatchesEncodingJSON: the hand-written near= answer is byte
+// for byte what encoding/json makes of the same couriers.
+func TestNearJSONMatchesEncodingJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	odd := []string{"", "scooter", `a"b\c`, "<b>&", "tab\there\nnl\x01", "درّاجة", "vélo", "\xff\xfe"}
+	for i := range 2000 {
+		var hits []livemap.Hit
+		for j := range rng.IntN(6) {
+			c := livemap.Courier{ID: fmt.Sprintf("c-%d_%d", i, j), Status: livemap.Status(rng.IntN(4)),
+				Load: rng.IntN(3), Capacity: rng.IntN(4), Vehicle: odd[rng.IntN(len(odd))],
+				OnShift: rng.IntN(2) == 0, Online: rng.IntN(2) == 0}
+			if rng.IntN(5) != 0 {
+				lat := []float64{33.5 + rng.Float64()/10, -1e-7, 0, 89.999999, 1e-6}[rng.IntN(5)]
+				lng := -7.6 + rng.Float64()/10
+				c.HasFix = true
+				c.Fix = wire.Fix{Seq: 1, Time: time.Unix(1.7e9+rng.Int64N(1e6), rng.Int64N(1e9)), Lat: lat, Lng: lng,
+					Battery: rng.IntN(102) - 1}
+				c.Cell9, _ = h3.LatLngToCell(h3.LatLng{Lat: lat, Lng: lng}, 9)
+			}
+			hits = append(hits, livemap.Hit{Courier: c, DistanceM: []float64{0, rng.Float64() * 5000, 1e-9, 123456.789}[rng.IntN(4)]})
+		}
+		names := map[string]string{}
+		for _, h := range hits {
+			names[h.ID] = odd[rng.IntN(len(odd))]
+		}
+		tr := Tracking{Name: func(id string) string { return names[id] }}
+		out := []courierJSON{}
+		for _, h := range hits {
+			out = append(out, tr.named(courierOut(h.Courier, h.DistanceM, true)))
+		}
+		want, err := json.Marshal(map[string]any{"couriers": out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendCouriersJSON(nil, hits, tr.Name); string(got) != string(want) {
+			t.Fatalf("case %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+}
+
+func BenchmarkNearJSON(b *testing.B) {
+	hits := make([]livemap.Hit, 5)
+	for i := range hits {
+		hits[i] = livemap.Hit{Courier: livemap.Courier{ID: fmt.Sprintf("courier-%06d", i), HasFix: true, Online: true, OnShift: true,
+			Status: livemap.StatusAvailable, Capacity: 2, Vehicle: "scooter",
+			Fix: wire.Fix{Seq: 9, Time: time.Now(), Lat: 33.57, Lng: -7.59, Battery: 80}, Cell9: 0x891f1d48927ffff}, DistanceM: 123.4}
+	}
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendCouriersJSON(buf[:0], hits, nil)
+	}
+}
