@@ -6,6 +6,8 @@
 #      backend -> FerretDB on PostgreSQL; the same traffic's broker-only
 #      ceiling; the ratio; zero loss (acknowledged vs stored); publish->queryable
 #   3. GET /v1/couriers?near= throughput and latency with wrk, thousands of live couriers
+#   3b. the same query with NEAR_COURIERS (50,000) live couriers, restored from
+#      the store at start (backend/cmd/nearbench), 1 and 8 connections
 #   4. the dispatch simulation (go run ./backend/cmd/sim)
 #   5. the agent's own figures (agent/bench.sh)
 #   6. dispatch on Meal Delivery Routing Problem instances (go run ./backend/cmd/mdrp),
@@ -17,7 +19,7 @@
 # Knobs (environment): SECTIONS="micro e2e wrk sim agent mdrp web", BENCHTIME=1s, MDRP_DIR, BENCH_COURIERS=10000,
 # PUBLISHERS=50 BATCH=10 MESSAGES=1000 WINDOW=16 DURATION=60s PROBES=4,
 # WRK_COURIERS=1000 WRK_SECONDS=15 WRK_CONNECTIONS=16 WRK_THREADS=2,
-# AGENT_RUN_SECONDS=20 AGENT_FLEET_SECONDS=10.
+# AGENT_RUN_SECONDS=20 AGENT_FLEET_SECONDS=10, NEAR_COURIERS=50000 NEAR_SECONDS=15.
 # Everything listens on 127.0.0.1 only, and everything started here (Mosquitto,
 # backend, PostgreSQL if it was down, its bench database, temp dirs) is
 # stopped or removed on exit.
@@ -25,7 +27,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-SECTIONS=${SECTIONS:-micro e2e wrk sim agent mdrp web cluster}
+SECTIONS=${SECTIONS:-micro e2e wrk near sim agent mdrp web cluster}
+NEAR_COURIERS=${NEAR_COURIERS:-50000}
+NEAR_SECONDS=${NEAR_SECONDS:-15}
 BENCHTIME=${BENCHTIME:-1s}
 PUBLISHERS=${PUBLISHERS:-50}
 BATCH=${BATCH:-10}
@@ -46,14 +50,15 @@ work=$(mktemp -d /tmp/tawsil-bench.XXXXXX)
 pids=()
 pg_started=""
 pg_db=""
+near_db=""
 cleanup() {
   set +e
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
     kill -TERM "${pids[i]}" 2>/dev/null && wait "${pids[i]}" 2>/dev/null
   done
-  if [[ -n "$pg_db" ]]; then
-    su postgres -c "psql -q -c 'DROP DATABASE IF EXISTS $pg_db' -c 'DROP ROLE IF EXISTS $pg_db'" >/dev/null 2>&1
-  fi
+  for db in $pg_db $near_db; do
+    su postgres -c "psql -q -c 'DROP DATABASE IF EXISTS $db' -c 'DROP ROLE IF EXISTS $db'" >/dev/null 2>&1
+  done
   [[ -n "$pg_started" ]] && pg_ctlcluster 15 main stop
   if [[ -n "${KEEP_LOGS:-}" ]]; then # KEEP_LOGS=dir: keep the logs (backend, broker, loadgen) there
     mkdir -p "$KEEP_LOGS" && cp "$work"/*.log "$KEEP_LOGS"/ 2>/dev/null
@@ -246,6 +251,68 @@ end
 EOF
   cmd "wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${WRK_SECONDS}s --latency -s near.lua $api   # near=random Casablanca point, status=available, limit=5"
   wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${WRK_SECONDS}s" --latency -s "$work/near.lua" "$api" | sed 's/^/   /'
+fi
+
+# ---------------------------------------------------------------------------
+if has near; then
+  section "3b. GET /v1/couriers?near= with $NEAR_COURIERS live couriers (docstore on FerretDB/PostgreSQL, restored at start)"
+  if command -v pg_ctlcluster >/dev/null && [[ $(id -u) == 0 ]]; then
+    if ! pg_lsclusters -h 2>/dev/null | grep -q ' online'; then
+      cmd "pg_ctlcluster 15 main start"
+      pg_ctlcluster 15 main start && pg_started=1
+    fi
+    near_db="tawsil_near_$$"
+    npw="near-$RANDOM$RANDOM"
+    su postgres -c "psql -q -c \"CREATE ROLE $near_db LOGIN PASSWORD '$npw'\" -c 'CREATE DATABASE $near_db OWNER $near_db'" >/dev/null
+    go build -o "$work/docstore" ./backend/cmd/docstore
+    go build -o "$work/nearbench" ./backend/cmd/nearbench
+    dport=$(low_port)
+    dpw="near-store-$(head -c 12 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')"
+    cmd "docstore   # FerretDB/PostgreSQL on 127.0.0.1:$dport"
+    env TAWSIL_DOCSTORE_LISTEN="127.0.0.1:$dport" TAWSIL_DOCSTORE_PASSWORD="$dpw" TAWSIL_FERRET_HANDLER=postgresql \
+      TAWSIL_FERRET_PG_URL="postgres://$near_db:$npw@127.0.0.1:5432/$near_db?sslmode=disable" TAWSIL_LOG_LEVEL=warn \
+      "$work/docstore" >"$work/docstore.log" 2>&1 &
+    pids+=($!)
+    near_uri="mongodb://tawsil:$dpw@127.0.0.1:$dport/?authMechanism=PLAIN"
+    for ((i = 0; i < 100; i++)); do
+      "$work/nearbench" fleet -mongo "$near_uri" -n 0 >/dev/null 2>&1 && break
+      sleep 0.2
+    done
+    cmd "nearbench fleet -n $NEAR_COURIERS   # couriers on shift + courier_state, as a running backend saves them"
+    "$work/nearbench" fleet -mongo "$near_uri" -n "$NEAR_COURIERS" | sed 's/^/   /'
+    mkdir -p "$work/near-data"
+    cmd "MONGODB_URI=docstore TAWSIL_HTTP_ADDR=127.0.0.1:0 backend   # embedded broker"
+    env MONGODB_URI="$near_uri" TAWSIL_MQTT_LISTEN="127.0.0.1:$(low_port)" TAWSIL_HTTP_ADDR=127.0.0.1:0 \
+      TAWSIL_DATA_DIR="$work/near-data" TAWSIL_ACCESS_TTL=2h TAWSIL_LOG_LEVEL=info \
+      TAWSIL_JWT_SECRET="bench-$(head -c 24 /dev/urandom | base64)" \
+      "$work/backend" >"$work/near-backend.log" 2>&1 &
+    pids+=($!)
+    naddr=""
+    for ((i = 0; i < 1200; i++)); do
+      naddr=$(grep -m1 'HTTP API listening' "$work/near-backend.log" 2>/dev/null | grep -o '"addr":"[^"]*"' | cut -d'"' -f4 || true)
+      [[ -n "$naddr" ]] && break
+      kill -0 "${pids[-1]}" 2>/dev/null || { echo "backend exited:"; tail -20 "$work/near-backend.log"; break; }
+      sleep 0.1
+    done
+    if [[ -n "$naddr" ]] && wait_http "http://$naddr/readyz" 120; then
+      echo "   live index: $(curl -fsS "http://$naddr/metrics" | grep -E '^tawsil_live_couriers ' | cut -d' ' -f2) couriers (tawsil_live_couriers)"
+      NEARBENCH_TOKEN=$(curl -fsS "http://$naddr/v1/auth/login" -H 'Content-Type: application/json' \
+        -d "{\"email\":\"$TAWSIL_ADMIN_EMAIL\",\"password\":\"$TAWSIL_ADMIN_PASSWORD\"}" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+      export NEARBENCH_TOKEN
+      for c in 1 8; do
+        cmd "nearbench http -conns $c -duration ${NEAR_SECONDS}s   # near=random Casablanca point, status=available, limit=5"
+        "$work/nearbench" http -api "http://$naddr" -conns "$c" -duration "${NEAR_SECONDS}s" | sed 's/^/   /' || echo "   (failed)"
+      done
+      unset NEARBENCH_TOKEN
+      echo "   Tile38 reference: not measured here: the module proxy serves no version of github.com/tidwall/tile38"
+      echo "   (its tags lack the v prefix Go modules need); the figure recorded in issue 17 was 16.7k qps, p99 4.3 ms at 8 clients"
+    else
+      echo "   (backend not ready)"; tail -5 "$work/near-backend.log"
+    fi
+  else
+    echo "   (needs root and PostgreSQL 15 for the docstore)"
+  fi
 fi
 
 # ---------------------------------------------------------------------------

@@ -104,6 +104,9 @@ func fleet(ctx context.Context, uri, dbName string, n int, seed uint64) error {
 		return err
 	}
 	defer func() { _ = client.Disconnect(context.Background()) }()
+	if err := client.Ping(ctx, nil); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
 	db := client.Database(dbName)
 	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
 	now := time.Now().UTC()
