@@ -140,7 +140,8 @@ func TestBrowser(t *testing.T) {
 		pw = "tawsil-demo-2026"
 	}
 	cmd.Env = append(os.Environ(), "BASE_URL="+base, "CONTROL_URL=http://"+ctl.Addr().String(),
-		"CHROMIUM="+chromium, "ARTIFACTS="+artifacts, "DEMO_PASSWORD="+pw, "FIRST_COURIER="+creds[0].CourierID)
+		"CHROMIUM="+chromium, "ARTIFACTS="+artifacts, "DEMO_PASSWORD="+pw, "FIRST_COURIER="+creds[0].CourierID,
+		"ADMIN_EMAIL="+m.Config.AdminEmail, "ADMIN_PASSWORD="+m.Config.AdminPassword)
 
 	out, err := cmd.CombinedOutput()
 	t.Logf("browser scenario output:\n%s", out)

@@ -339,14 +339,20 @@ function renderOrders(): void {
 // ---- detail panel and actions -------------------------------------------------------------------
 function selectOrder(id: string): void {
   selectedOrder = id; selectedCourier = '';
+  dropFinished();
   courierLayer && (courierLayer.selected = '');
   const o = orders.get(id);
   if (o) map.panTo([o.dropoff.lat, o.dropoff.lng]);
   renderLists(); renderOrders(); renderDetail();
 }
 
+function dropFinished(): void {
+  for (const [id, o] of orders) if (!ACTIVE.includes(o.status) && id !== selectedOrder) orders.delete(id);
+}
+
 function selectCourier(id: string): void {
   selectedCourier = id; selectedOrder = '';
+  dropFinished();
   courierLayer.selected = id; courierLayer.redraw();
   void nameOf(id);
   renderLists(); renderOrders(); renderDetail();

@@ -171,6 +171,16 @@ try {
   await app.screenshot({ path: join(ART, 'courier-delivered.png') });
   log('courier app: delivered with the handover code, cash collected');
 
+  step = 'track replay in the console';
+  await con.click(`#lists [data-courier="${courierId}"]`);
+  await con.click('[data-action="replay"]');
+  await con.waitForFunction(() => Number(document.getElementById('replay-info')?.dataset.points) > 5, null, { timeout: 15000 });
+  await con.screenshot({ path: join(ART, 'console-replay.png') });
+  const audit = await api('GET', `/v1/audit?subject=${encodeURIComponent('courier:' + courierId)}`, await api('POST', '/v1/auth/login', null,
+    { email: process.env.ADMIN_EMAIL, password: process.env.ADMIN_PASSWORD }).then(r => r.body.access_token));
+  ok(audit.status === 200 && audit.body.entries.some(e => e.action === 'read_track'), 'the replay is audited: ' + JSON.stringify(audit.body).slice(0, 300));
+  log('console: courier track replayed, and the read audited');
+
   step = 'tracking page after delivery, in Arabic';
   await trk.reload();
   await trk.waitForSelector('#track-status[data-status="delivered"]', { timeout: 15000 });
