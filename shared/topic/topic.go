@@ -6,6 +6,7 @@ package topic
 
 import (
 	"strings"
+	"unicode/utf8"
 )
 
 // DefaultPrefix is the topic prefix used unless configured otherwise.
@@ -49,6 +50,23 @@ func ValidID(id string) bool {
 	return true
 }
 
+// ValidDevice reports whether name can stand as the device level of an
+// OwnTracks topic: 1..64 bytes of UTF-8 without wildcards, separators or
+// control characters. It is wider than ValidID because the apps default to
+// the phone's name ("Ali's iPhone"); the courier still comes from the user
+// level, which must pass ValidID.
+func ValidDevice(name string) bool {
+	if len(name) == 0 || len(name) > MaxIDLen || !utf8.ValidString(name) {
+		return false
+	}
+	for _, r := range name {
+		if r == '+' || r == '#' || r == '/' || r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return false
+		}
+	}
+	return true
+}
+
 // Courier returns the topic of the given kind for one courier, for example
 // "tawsil/v1/couriers/c42/pos". It does not validate the id.
 func Courier(prefix, courier string, kind Kind) string {
@@ -86,7 +104,7 @@ func ParseOwnTracksSub(t string) (user, device, sub string, ok bool) {
 		return "", "", "", false
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || !ValidID(parts[0]) || !ValidID(parts[1]) || !ValidID(parts[2]) {
+	if len(parts) != 3 || !ValidID(parts[0]) || !ValidDevice(parts[1]) || !ValidID(parts[2]) {
 		return "", "", "", false
 	}
 	return parts[0], parts[1], parts[2], true
@@ -97,7 +115,7 @@ func ParseOwnTracksSub(t string) (user, device, sub string, ok bool) {
 func Parse(prefix, t string) (courier string, kind Kind, ok bool) {
 	if rest, found := strings.CutPrefix(t, OwnTracksRoot+"/"); found {
 		user, device, found := strings.Cut(rest, "/")
-		if !found || !ValidID(user) || !ValidID(device) {
+		if !found || !ValidID(user) || !ValidDevice(device) {
 			return "", "", false
 		}
 		return user, OwnTracks, true

@@ -59,7 +59,8 @@ var stockApps = []stockApp{
 			{"status", "status"}, {"dump", "configuration"}, {"", "encrypted"}},
 	},
 	{
-		name: "ios", device: "iPhone", keepalive: time.Minute, protocol: 4,
+		// device: the phone's name, which the app takes as its device id.
+		name: "ios", device: "Ali's iPhone", keepalive: time.Minute, protocol: 4,
 		clientID: func(u, d string) string { return u + d },
 		willQoS:  1, willRet: true, subQoS: 1,
 		subs: func(u, d string) []string {

@@ -110,7 +110,7 @@ func (s *Server) ownTracksHTTP(c *fiber.Ctx, d Devices) error {
 		return badRequest("body is not an OwnTracks JSON object")
 	}
 	device := c.Get("X-Limit-D")
-	if !topic.ValidID(device) {
+	if !topic.ValidDevice(device) {
 		device = payloadDevice(body)
 	}
 	if _, err := wire.DecodeOwnTracks(body); err != nil && !errors.Is(err, wire.ErrNotLocation) {
@@ -130,7 +130,7 @@ func payloadDevice(body []byte) string {
 		Topic string `json:"topic"`
 	}
 	if json.Unmarshal(body, &m) == nil {
-		if _, dev, ok := strings.Cut(strings.TrimPrefix(m.Topic, topic.OwnTracksRoot+"/"), "/"); ok && topic.ValidID(dev) {
+		if _, dev, ok := strings.Cut(strings.TrimPrefix(m.Topic, topic.OwnTracksRoot+"/"), "/"); ok && topic.ValidDevice(dev) {
 			return dev
 		}
 	}

@@ -260,7 +260,7 @@ func (p *Pipeline) HandleFixes(ctx context.Context, courier string, fixes []wire
 
 // HandleOwnTracks processes an OwnTracks message that came over HTTP (the
 // apps' HTTP mode) exactly as if it had been published on
-// owntracks/{courier}/{device}. device must pass topic.ValidID.
+// owntracks/{courier}/{device}. device must pass topic.ValidDevice.
 func (p *Pipeline) HandleOwnTracks(ctx context.Context, courier, device string, payload []byte) error {
 	return p.HandleMQTT(ctx, topic.OwnTracksTopic(courier, device), payload, false)
 }
