@@ -90,9 +90,10 @@ type TaskOrder struct {
 
 // Place is a point with an address text.
 type Place struct {
-	Lat     float64 `json:"lat"`
-	Lng     float64 `json:"lng"`
-	Address string  `json:"address,omitempty"`
+	Lat      float64 `json:"lat"`
+	Lng      float64 `json:"lng"`
+	Address  string  `json:"address,omitempty"`
+	Landmark string  `json:"landmark,omitempty"` // informal addresses: how to find the door
 }
 
 // Route is a courier's ordered remaining stops.

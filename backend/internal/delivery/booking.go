@@ -169,6 +169,14 @@ type BookRequest struct {
 	CustomerName  string
 	CustomerPhone string
 	Notes         string
+	// Pin: the drop-off is an informal address the customer confirms
+	// through the tracking link before dispatch. Located tells whether
+	// Dropoff has (approximate) coordinates; without, the pick-up stands in
+	// for quoting until the pin. ConfirmWithin is how long the customer has
+	// before a dispatcher takes over (default 20 min).
+	Pin           bool
+	Located       bool
+	ConfirmWithin time.Duration
 }
 
 // Book creates an order for merchant under an idempotency key. The same key
@@ -206,6 +214,9 @@ func (s *Service) Book(ctx context.Context, merchantID, key string, body []byte,
 		}
 		// The first request claimed the key but did not finish: finish it now.
 	}
+	if r.Pin && !r.Located {
+		r.Dropoff.Lat, r.Dropoff.Lng = r.Pickup.Lat, r.Pickup.Lng // provisional, until the customer's pin
+	}
 	q, err := s.Quote(ctx, r.QuoteRequest)
 	if err != nil {
 		return nil, false, err
@@ -226,6 +237,16 @@ func (s *Service) Book(ctx context.Context, merchantID, key string, body []byte,
 	}
 	if q.Later && !q.PromiseBy.IsZero() {
 		booked.PromiseBy = q.PromiseBy.UTC()
+	}
+	if r.Pin {
+		within := r.ConfirmWithin
+		if within <= 0 {
+			within = 20 * time.Minute
+		}
+		booked.Pin = &order.Pin{Status: order.PinUnconfirmed, Approximate: r.Located, ConfirmBy: now.Add(within)}
+		if err := s.d.Store.ArmTimer(ctx, mongostore.Timer{ID: pinTimerID(booked.ID), Kind: timerPin, OrderID: booked.ID, Due: booked.Pin.ConfirmBy}); err != nil {
+			return nil, false, err
+		}
 	}
 	so := &mongostore.StoredOrder{Order: booked}
 	if err := s.d.Store.InsertOrder(ctx, *so); errors.Is(err, order.ErrConflict) {
@@ -249,7 +270,9 @@ func (s *Service) Book(ctx context.Context, merchantID, key string, body []byte,
 		payload["tracking_token"] = so.TrackingToken
 		s.webhooks.Enqueue(ctx, merchantID, "order.booked", payload)
 	}
-	s.goDispatch(so.ID, nil)
+	if !so.PinPending() {
+		s.goDispatch(so.ID, nil)
+	}
 	return so, true, nil
 }
 

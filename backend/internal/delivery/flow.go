@@ -86,6 +86,9 @@ func (s *Service) Assign(ctx context.Context, actor order.Actor, id, courierID s
 	if err != nil {
 		return nil, err
 	}
+	if prev.PinPending() {
+		return nil, fmt.Errorf("%w: the drop-off point is not confirmed yet (set it with POST /v1/orders/%s/pin)", ErrPinClosed, id)
+	}
 	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActAssign, At: s.now().UTC(), CourierID: courierID}, actor,
 		func(o *mongostore.StoredOrder) error {
 			o.Flags.NeedsDispatcher = false

@@ -188,7 +188,7 @@ func (s *Service) restore(ctx context.Context) (orderCount, courierCount int, er
 		return 0, 0, err
 	}
 	for _, o := range orders {
-		if o.Status == order.StatusBooked && !o.Flags.NeedsDispatcher {
+		if o.Status == order.StatusBooked && !o.Flags.NeedsDispatcher && !o.PinPending() {
 			s.goDispatch(o.ID, nil) // continues its round, if it had one
 		}
 	}

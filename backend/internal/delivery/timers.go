@@ -16,6 +16,7 @@ import (
 const (
 	timerOffer   = "offer"   // an offer's deadline
 	timerContact = "contact" // a contact_customer reply window's end
+	timerPin     = "pin"     // the customer's time to confirm a drop-off pin
 )
 
 // timerLease is how long a claimed timer may run before another replica
@@ -83,6 +84,8 @@ func (s *Service) fire(ctx context.Context, t mongostore.Timer) error {
 		return s.expireOffer(ctx, t.OrderID, t.Courier, t.Ref)
 	case timerContact:
 		return s.applyThen(ctx, t.OrderID, t.Ref, core.NoReply, "no reply within the window")
+	case timerPin:
+		return s.pinOverdue(ctx, t.OrderID)
 	}
 	return fmt.Errorf("unknown timer kind %q", t.Kind)
 }

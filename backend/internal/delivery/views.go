@@ -248,6 +248,33 @@ type PublicTrack struct {
 		Lng float64 `json:"lng"`
 	} `json:"courier_position,omitempty"` // coarse (~100 m) while out for delivery
 	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
+	// Pin asks the customer to drop or confirm the drop-off point (informal
+	// addresses), until it is set.
+	Pin *TrackPin `json:"pin,omitempty"`
+}
+
+// TrackPin is what the tracking page needs to ask for a drop-off pin: no
+// address text, and a starting point rounded to about 100 m.
+type TrackPin struct {
+	Status    string    `json:"status"`
+	ConfirmBy time.Time `json:"confirm_by"`
+	Near      *struct {
+		Lat float64 `json:"lat"`
+		Lng float64 `json:"lng"`
+	} `json:"near,omitempty"` // the approximate point booked, or the store's area
+}
+
+// TrackPin sets the drop-off pin of the order behind a public tracking
+// token (the customer) and answers the new tracking view.
+func (s *Service) TrackPin(ctx context.Context, token string, lat, lng float64) (PublicTrack, error) {
+	o, err := s.d.Store.OrderByToken(ctx, token)
+	if err != nil {
+		return PublicTrack{}, err
+	}
+	if _, err := s.ConfirmPin(ctx, order.Actor{Role: order.RoleCustomer}, o.ID, lat, lng); err != nil {
+		return PublicTrack{}, err
+	}
+	return s.Track(ctx, token)
 }
 
 // Track answers a public tracking token.
@@ -273,6 +300,15 @@ func (s *Service) Track(ctx context.Context, token string) (PublicTrack, error) 
 	if !o.Flags.PredictedAt.IsZero() && !o.Status.Terminal() {
 		e := o.Flags.PredictedAt.UTC()
 		pt.ETA = &e
+	}
+	if o.Pin != nil {
+		pt.Pin = &TrackPin{Status: o.Pin.Status, ConfirmBy: o.Pin.ConfirmBy}
+		if o.PinPending() {
+			pt.Pin.Near = &struct {
+				Lat float64 `json:"lat"`
+				Lng float64 `json:"lng"`
+			}{math.Round(o.Dropoff.Lat*1000) / 1000, math.Round(o.Dropoff.Lng*1000) / 1000}
+		}
 	}
 	if o.Status == order.StatusPickedUp || o.Status == order.StatusReattemptScheduled {
 		if lc, ok := s.d.Index.Get(o.CourierID); ok && lc.HasFix {

@@ -142,6 +142,9 @@ func authzTable() map[string]authzRow {
 		"GET /v1/eta/model":                 {roles: ops},
 		"POST /v1/rules/dry-run":            {roles: ops, body: static(map[string]any{"reason": "CUSTOMER_UNAVAILABLE", "attempt": 1})},
 		"POST /v1/rules/reload":             {roles: []string{roleAdmin}},
+		// Informal addresses: the customer's pin (public, the token is the key) and the staff's.
+		"POST /v1/track/:token/pin": {public: true, body: static(map[string]any{"lat": custA[0], "lng": custA[1]})},
+		"POST /v1/orders/:id/pin":   {roles: orderReaders, owner: ownMerchant, body: static(map[string]any{"lat": custA[0], "lng": custA[1]})},
 		// Cash ledger: the dummy courier or merchant id is 404 once past the role check.
 		"GET /v1/me/cash":                        {roles: []string{roleCourier}, owner: ownSelf},
 		"GET /v1/cash/balances":                  {roles: ops},

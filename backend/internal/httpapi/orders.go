@@ -46,6 +46,7 @@ func (s *Server) MountOrders(o Orders) {
 	s.addMapping(delivery.ErrNoPosition, 409, "no-position")
 	s.addMapping(delivery.ErrNoCourier, 409, "courier-unavailable")
 	s.addMapping(delivery.ErrInput, 400, "invalid")
+	s.addMapping(delivery.ErrPinClosed, 409, "pin-closed")
 	s.addMapping(delivery.ErrWebhook, 400, "invalid-webhook")
 	s.addMapping(failure.ErrUnknownReason, 400, "unknown-reason")
 
@@ -74,6 +75,8 @@ func (s *Server) MountOrders(o Orders) {
 	v1.Get("/me/tasks", s.authn, courier, o.tasks)
 	v1.Get("/me/data", s.authn, s.need(auth.RoleCourier, auth.RoleMerchant), func(c *fiber.Ctx) error { return s.myData(c, o) })
 	v1.Get("/track/:token", s.limit(s.opts.PublicRate), o.track)
+	v1.Post("/track/:token/pin", s.limit(s.opts.PublicRate), o.trackPin)
+	v1.Post("/orders/:id/pin", s.authn, s.need(auth.RoleMerchant, auth.RoleDispatcher, auth.RoleAdmin), func(c *fiber.Ctx) error { return s.orderPin(c, o) })
 	v1.Get("/dispatch/at-risk", s.authn, ops, func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"orders": o.Svc.AtRisk()}) })
 	v1.Get("/stream", s.authn, ops, o.stream)
 	v1.Post("/webhooks", s.authn, merchant, s.idempotent, o.addWebhook)
@@ -98,16 +101,42 @@ func actor(c *fiber.Ctx) order.Actor {
 }
 
 type placeJSON struct {
-	Lat     *float64 `json:"lat"`
-	Lng     *float64 `json:"lng"`
-	Address string   `json:"address"`
+	Lat         *float64 `json:"lat"`
+	Lng         *float64 `json:"lng"`
+	Address     string   `json:"address"`
+	Landmark    string   `json:"landmark"`
+	Approximate bool     `json:"approximate"`
 }
 
 func (p placeJSON) place(name string) (order.Place, error) {
 	if p.Lat == nil || p.Lng == nil {
 		return order.Place{}, badRequest(name + ".lat and " + name + ".lng are required")
 	}
+	if p.Approximate || p.Landmark != "" {
+		return order.Place{}, badRequest(name + ".approximate and " + name + ".landmark are for a booking's drop-off only")
+	}
 	return order.Place{Lat: *p.Lat, Lng: *p.Lng, Address: strings.TrimSpace(p.Address)}, nil
+}
+
+// informal reads a booking's drop-off that may be an informal address: a
+// description (address, landmark) without coordinates, or approximate ones.
+// pin tells whether the customer must confirm the point.
+func (p placeJSON) informal() (pl order.Place, pin, located bool, err error) {
+	pl = order.Place{Address: strings.TrimSpace(p.Address), Landmark: strings.TrimSpace(p.Landmark)}
+	if utf8.RuneCountInString(pl.Landmark) > 300 {
+		return order.Place{}, false, false, badRequest("dropoff.landmark longer than 300 characters")
+	}
+	if (p.Lat == nil) != (p.Lng == nil) {
+		return order.Place{}, false, false, badRequest("dropoff.lat and dropoff.lng go together")
+	}
+	if p.Lat == nil {
+		if pl.Address == "" && pl.Landmark == "" {
+			return order.Place{}, false, false, badRequest("dropoff needs lat and lng, or an address or landmark the customer's pin will locate")
+		}
+		return pl, true, false, nil
+	}
+	pl.Lat, pl.Lng = *p.Lat, *p.Lng
+	return pl, p.Approximate, true, nil
 }
 
 type quoteJSON struct {
@@ -154,7 +183,8 @@ type bookJSON struct {
 		Name  string `json:"name"`
 		Phone string `json:"phone"`
 	} `json:"customer"`
-	Notes string `json:"notes"`
+	Notes            string `json:"notes"`
+	ConfirmWithinMin int    `json:"confirm_within_min"`
 }
 
 func (o Orders) book(c *fiber.Ctx) error {
@@ -166,13 +196,23 @@ func (o Orders) book(c *fiber.Ctx) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	qr, err := req.request()
+	pu, err := req.Pickup.place("pickup")
 	if err != nil {
 		return err
 	}
+	do, pin, located, err := req.Dropoff.informal()
+	if err != nil {
+		return err
+	}
+	within, err := delivery.PinWindow(req.ConfirmWithinMin)
+	if err != nil {
+		return err
+	}
+	qr := delivery.QuoteRequest{Pickup: pu, Dropoff: do, Size: order.Size(req.Parcel.Size), CODAmount: req.CODAmountMAD, AllowLater: req.AllowLater}
 	p := principal(c)
 	so, created, err := o.Svc.Book(c.UserContext(), p.MerchantID, key, c.Body(), delivery.BookRequest{QuoteRequest: qr,
-		CustomerName: req.Customer.Name, CustomerPhone: req.Customer.Phone, Notes: req.Notes})
+		CustomerName: req.Customer.Name, CustomerPhone: req.Customer.Phone, Notes: req.Notes,
+		Pin: pin, Located: located, ConfirmWithin: within})
 	if err != nil {
 		return err
 	}
@@ -523,6 +563,73 @@ func (o Orders) track(c *fiber.Ctx) error {
 	}
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.JSON(t)
+}
+
+type pinJSON struct {
+	Lat *float64 `json:"lat"`
+	Lng *float64 `json:"lng"`
+}
+
+func (p pinJSON) point() (float64, float64, error) {
+	if p.Lat == nil || p.Lng == nil {
+		return 0, 0, badRequest("lat and lng are required")
+	}
+	return *p.Lat, *p.Lng, nil
+}
+
+// trackPin: the customer drops or confirms the drop-off point from the
+// tracking page.
+func (o Orders) trackPin(c *fiber.Ctx) error {
+	tok := c.Params("token")
+	if len(tok) < 16 || len(tok) > 64 || !validID(tok) {
+		return notFound("tracking link")
+	}
+	var req pinJSON
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	lat, lng, err := req.point()
+	if err != nil {
+		return err
+	}
+	t, err := o.Svc.TrackPin(c.UserContext(), tok, lat, lng)
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.JSON(t)
+}
+
+// orderPin: the merchant or a dispatcher sets the pin (after calling the
+// customer); audited.
+func (s *Server) orderPin(c *fiber.Ctx, o Orders) error {
+	so, err := o.owned(c)
+	if err != nil {
+		return err
+	}
+	var req pinJSON
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	lat, lng, err := req.point()
+	if err != nil {
+		return err
+	}
+	p := principal(c)
+	actor := order.Actor{Role: order.Role(p.Role), ID: p.UserID}
+	if p.Role == auth.RoleMerchant {
+		actor.ID = p.MerchantID
+	}
+	next, err := o.Svc.ConfirmPin(c.UserContext(), actor, so.ID, lat, lng)
+	if err != nil {
+		return err
+	}
+	s.audit(c, "set_dropoff_pin", "order:"+so.ID, "")
+	v := viewOps
+	if p.Role == auth.RoleMerchant {
+		v = viewOwner
+	}
+	return c.JSON(orderView(next, v))
 }
 
 // stream is the dispatcher event stream (Server-Sent Events). It ends after

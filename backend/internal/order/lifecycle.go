@@ -21,6 +21,9 @@ const (
 	RoleCourier    Role = "courier"
 	RoleAdmin      Role = "admin"
 	RoleSystem     Role = "system"
+	// RoleCustomer is the end customer acting through the tracking link
+	// (confirming a drop-off pin); it has no token and no account.
+	RoleCustomer Role = "customer"
 )
 
 // Actor is the role and id of whoever takes an action.

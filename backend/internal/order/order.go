@@ -104,7 +104,32 @@ type Place struct {
 	Lat     float64 `json:"lat"`
 	Lng     float64 `json:"lng"`
 	Address string  `json:"address,omitempty"`
+	// Landmark is how to find an informal address ("near the mosque,
+	// third floor, green door"): couriers see it on their task.
+	Landmark string `json:"landmark,omitempty"`
 }
+
+// Pin statuses.
+const (
+	PinUnconfirmed = "unconfirmed" // the drop-off point is provisional: no dispatch yet
+	PinConfirmed   = "confirmed"
+)
+
+// Pin is the state of a drop-off point the customer is asked to drop or
+// confirm (informal addresses): booked without coordinates, or with
+// approximate ones, the order waits for the customer's pin (through the
+// tracking link) before it is dispatched; past ConfirmBy it goes to a
+// dispatcher.
+type Pin struct {
+	Status      string    `json:"status"`
+	Approximate bool      `json:"approximate"` // booked with approximate coordinates (else none: the pick-up stood in)
+	ConfirmBy   time.Time `json:"confirm_by"`
+	ConfirmedAt time.Time `json:"confirmed_at,omitzero"`
+	ConfirmedBy string    `json:"confirmed_by,omitempty"` // customer, merchant, dispatcher, admin
+}
+
+// PinPending reports whether the order waits for its drop-off pin.
+func (o *Order) PinPending() bool { return o.Pin != nil && o.Pin.Status == PinUnconfirmed }
 
 func (p Place) check(name string) error {
 	switch {
@@ -182,6 +207,7 @@ type Order struct {
 	Flags         Flags      `json:"flags"`
 	Policy        Policy     `json:"policy"`
 	Redacted      bool       `json:"redacted,omitempty"`
+	Pin           *Pin       `json:"pin,omitempty"` // informal address: the customer's pin
 }
 
 // Booking is what a merchant gives to create an order.
@@ -252,6 +278,10 @@ func (b Booking) check() error {
 func (o *Order) Clone() *Order {
 	c := *o
 	c.Attempts = append([]Attempt(nil), o.Attempts...)
+	if o.Pin != nil {
+		p := *o.Pin
+		c.Pin = &p
+	}
 	return &c
 }
 
@@ -264,6 +294,7 @@ func (o *Order) Redact() {
 	o.CustomerPhone = ""
 	o.Notes = ""
 	o.Dropoff.Address = ""
+	o.Dropoff.Landmark = ""
 	o.Dropoff.Lat = math.Round(o.Dropoff.Lat*1000) / 1000
 	o.Dropoff.Lng = math.Round(o.Dropoff.Lng*1000) / 1000
 	o.TrackingToken = ""
