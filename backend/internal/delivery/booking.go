@@ -76,7 +76,11 @@ func (s *Service) candidates(lat, lng float64, exclude map[string]struct{}) []di
 		c := dispatch.Candidate{CourierID: h.ID, Lat: h.Fix.Lat, Lng: h.Fix.Lng, DistanceM: h.DistanceM, Load: h.Load,
 			Capacity: h.Capacity, Vehicle: h.Vehicle, AssignedToday: s.today[h.ID]}
 		if h.Load == 0 {
-			c.IdleSince = h.LastSeen.Add(-time.Duration(0))
+			// Idle since its last order ended or its shift began; the
+			// last fix only when neither is known (idle ≈ 0).
+			if c.IdleSince = s.idleSince(h.ID); c.IdleSince.IsZero() {
+				c.IdleSince = h.LastSeen
+			}
 		}
 		if r := s.routes[h.ID]; r != nil {
 			for _, v := range r.Visits {

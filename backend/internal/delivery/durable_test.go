@@ -356,3 +356,35 @@ func TestRestartKeepsRetryAndContact(t *testing.T) {
 		t.Fatalf("the answered order was touched by its window: %s", o.Status)
 	}
 }
+
+// The fairness figures a dispatch decision weighs come from the store: the
+// orders a courier was given today and how long an idle courier has been
+// waiting (since its shift began) survive a restart.
+func TestRestartKeepsFairness(t *testing.T) {
+	w := mustWorld(t)
+	ctx := context.Background()
+	if err := w.st.OpenShift(ctx, "c2", day.Add(-30*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	at := map[string]order.Place{"c1": shop, "c2": shop}
+	p1 := w.process(t, at)
+	for _, id := range []string{"f1", "f2"} {
+		w.book(t, p1, id)
+		if _, err := p1.Assign(ctx, order.Actor{Role: order.RoleDispatcher, ID: "d1"}, id, "c1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p1.Close()
+	w.clock.Add(10 * time.Minute)
+	p2 := w.process(t, at)
+	byID := map[string]dispatch.Candidate{}
+	for _, c := range p2.candidates(shop.Lat, shop.Lng, nil) {
+		byID[c.CourierID] = c
+	}
+	if got := byID["c1"].AssignedToday; got != 2 {
+		t.Errorf("c1 assigned today after the restart: %d, want 2", got)
+	}
+	if got := byID["c2"].IdleSince; !got.Equal(day.Add(-30 * time.Minute)) {
+		t.Errorf("c2 idle since %v, want its shift start %v", got, day.Add(-30*time.Minute))
+	}
+}

@@ -124,6 +124,8 @@ type Service struct {
 	seq      map[string]uint64                  // last task seq seen by courier (a hint; the store issues them)
 	today    map[string]int                     // orders assigned today by courier (fairness), recounted from the store
 	todayDay int
+	idleAt   map[string]time.Time // when a courier's last order left its hands (fairness: idle time)
+	onShift  map[string]time.Time // open shift starts, from the store (idle since, when idleAt is unknown)
 
 	hub       *Hub
 	webhooks  *Webhooks
@@ -145,7 +147,8 @@ func New(cfg Config, d Deps, hub *Hub, wh *Webhooks) *Service {
 		cfg.TimerPoll = 250 * time.Millisecond
 	}
 	return &Service{cfg: cfg, d: d, now: time.Now, active: map[string]*mongostore.StoredOrder{},
-		routes: map[string]*courierRoute{}, seq: map[string]uint64{}, today: map[string]int{}, hub: hub, webhooks: wh, stop: make(chan struct{})}
+		routes: map[string]*courierRoute{}, seq: map[string]uint64{}, today: map[string]int{}, idleAt: map[string]time.Time{},
+		onShift: map[string]time.Time{}, hub: hub, webhooks: wh, stop: make(chan struct{})}
 }
 
 // Start loads the active orders, the couriers' route plans and the fairness
@@ -210,11 +213,32 @@ func (s *Service) recountToday(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	shifts, err := s.d.Store.Shifts(ctx, now.Add(-24*time.Hour), now.Add(time.Minute))
+	if err != nil {
+		return err
+	}
+	open := map[string]time.Time{}
+	for _, sh := range shifts {
+		if sh.To.IsZero() {
+			open[sh.CourierID] = sh.From
+		}
+	}
 	s.mu.Lock()
 	s.todayDay = now.YearDay()
 	s.today = counts
+	s.onShift = open
 	s.mu.Unlock()
 	return nil
+}
+
+// idleSince is when an idle courier became idle: its last order's end, or
+// its shift's start (zero when neither is known). Call with s.mu held.
+func (s *Service) idleSince(courier string) time.Time {
+	a, b := s.idleAt[courier], s.onShift[courier]
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // nextSeq returns the next task sequence number of a courier, issued by the
@@ -278,6 +302,11 @@ func (s *Service) syncLoad(courier string) {
 		if o.CourierID == courier {
 			load++
 		}
+	}
+	if load > 0 {
+		delete(s.idleAt, courier)
+	} else if _, ok := s.idleAt[courier]; !ok {
+		s.idleAt[courier] = s.now()
 	}
 	s.mu.Unlock()
 	lc, ok := s.d.Index.Get(courier)

@@ -1,0 +1,67 @@
+package mongostore_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/tawsil/tawsil/backend/internal/embedded/docstore"
+	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/backend/internal/order"
+)
+
+// BenchmarkCommit measures order changes claimed through the store
+// (mongostore.Commit: the event insert under the unique index, then the
+// order document), from 8 concurrent writers on distinct orders. Embedded
+// FerretDB on SQLite; set TAWSIL_BENCH_PG_URL for the PostgreSQL handler.
+func BenchmarkCommit(b *testing.B) {
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
+	opts := docstore.Options{DataDir: b.TempDir(), Logger: quiet}
+	if pg := os.Getenv("TAWSIL_BENCH_PG_URL"); pg != "" {
+		opts = docstore.Options{Handler: "postgresql", PGURL: pg, Logger: quiet}
+	}
+	srv, err := docstore.Start(ctx, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	st, err := mongostore.Open(ctx, srv.URI(), fmt.Sprintf("bench_%d", b.N), quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = st.Close(ctx) }()
+	const writers = 8
+	orders := make([]mongostore.StoredOrder, writers)
+	for i := range orders {
+		orders[i] = mustBooked(b, st, fmt.Sprintf("bench-%d-%d", b.N, i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cur := orders[w]
+			for i := w; i < b.N; i += writers {
+				next := cur.Clone()
+				next.Version++
+				next.Flags.AtRisk = !next.Flags.AtRisk
+				ev := order.Event{OrderID: next.ID, From: next.Status, To: next.Status, Action: "at_risk", At: t0, Version: next.Version}
+				if err := st.Commit(ctx, next, ev); err != nil {
+					b.Error(err)
+					return
+				}
+				cur = next
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "transitions/s")
+}
