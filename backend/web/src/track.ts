@@ -5,9 +5,11 @@
 import './track.css';
 import { applyTexts, el, fmtCountdown, fmtTime, initI18n, langSwitch, onLangChange, t } from './common/i18n';
 
+interface Point { lat: number; lng: number }
 interface Track {
   status: string; booked_at: string; assigned_at?: string; picked_up_at?: string; promise_by: string; eta?: string;
-  courier_position?: { lat: number; lng: number }; delivered_at?: string;
+  courier_position?: Point; delivered_at?: string;
+  pin?: { status: string; confirm_by: string; near?: Point };
 }
 
 const token = location.pathname.split('/').filter(Boolean).pop() || '';
@@ -15,6 +17,10 @@ const root = document.getElementById('app')!;
 let data: Track | null = null;
 let failed = '';
 let outline: number[][] | null = null;
+// Informal addresses: the point the customer is about to confirm, and how it went.
+let pinAt: Point | null = null;
+let pinMsg = '';
+let pinBusy = false;
 
 async function poll(): Promise<void> {
   try {
@@ -46,6 +52,8 @@ function render(): void {
       ol.append(el('li', { class: state, 'data-step': step }, el('span', { class: 'dot' }), el('span', { class: 'what' }, t('track.step.' + step)),
         at ? el('span', { class: 'when' }, fmtTime(at)) : null));
     });
+    if (d.pin?.status === 'unconfirmed' && d.status === 'booked') body.push(pinCard(d));
+    else if (d.pin?.status === 'confirmed' && (d.status === 'booked' || d.status === 'offered')) body.push(el('p', { class: 'card', id: 'pin-done' }, t('track.pin.confirmed')));
     body.push(el('section', { class: 'card' }, ol));
     if (d.courier_position) body.push(el('section', { class: 'card' }, el('h2', {}, t('track.courier_near')), miniMap(d.courier_position),
       el('p', { class: 'hint' }, t('track.coarse'))));
@@ -55,8 +63,66 @@ function render(): void {
   applyTexts(root);
 }
 
-/** miniMap draws the city outline and the courier's coarse position (~100 m) in SVG. */
-function miniMap(p: { lat: number; lng: number }): SVGElement {
+/**
+ * pinCard asks for the drop-off point of an informal address: the phone's
+ * location, or a tap on the map; then the customer confirms it.
+ */
+function pinCard(d: Track): HTMLElement {
+  const p = pinAt || d.pin!.near!;
+  const map = miniMap(p, 'pin');
+  map.setAttribute('id', 'pin-map');
+  map.addEventListener('click', ev => {
+    const r = map.getBoundingClientRect();
+    const inv = (map as unknown as { invert?: (x: number, y: number) => Point }).invert;
+    if (!inv || !r.width) return;
+    pinAt = inv((ev.clientX - r.left) * 300 / r.width, (ev.clientY - r.top) * 200 / r.height);
+    pinMsg = '';
+    render();
+  });
+  const locate = el('button', { type: 'button', id: 'pin-locate', class: 'secondary' }, t('track.pin.use_location'));
+  locate.addEventListener('click', () => {
+    if (!navigator.geolocation) { pinMsg = 'track.pin.no_location'; render(); return; }
+    pinMsg = 'track.pin.locating';
+    render();
+    navigator.geolocation.getCurrentPosition(pos => {
+      pinAt = { lat: pos.coords.latitude, lng: pos.coords.longitude };
+      pinMsg = '';
+      render();
+    }, () => { pinMsg = 'track.pin.no_location'; render(); }, { enableHighAccuracy: true, timeout: 15000 });
+  });
+  const confirm = el('button', { type: 'button', id: 'pin-confirm', disabled: pinBusy || !pinAt }, t('track.pin.confirm'));
+  confirm.addEventListener('click', () => void sendPin());
+  return el('section', { class: 'card pin', id: 'pin-card' },
+    el('h2', {}, t('track.pin.title')),
+    el('p', {}, t('track.pin.hint', { time: fmtTime(d.pin!.confirm_by) })),
+    map,
+    el('p', { class: 'hint' }, pinAt ? t('track.pin.chosen') : t('track.pin.choose')),
+    el('div', { class: 'pin-actions' }, locate, confirm),
+    pinMsg ? el('p', { class: pinMsg === 'track.pin.locating' ? 'hint' : 'notice', id: 'pin-message' }, t(pinMsg)) : null);
+}
+
+async function sendPin(): Promise<void> {
+  if (!pinAt || pinBusy) return;
+  pinBusy = true;
+  render();
+  try {
+    const res = await fetch(`/v1/track/${encodeURIComponent(token)}/pin`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json', 'Accept-Language': document.documentElement.lang },
+      body: JSON.stringify({ lat: pinAt.lat, lng: pinAt.lng }),
+    });
+    if (res.ok) { data = await res.json(); pinMsg = ''; } else if (res.status === 422) pinMsg = 'track.pin.outside';
+    else if (res.status === 409) { pinMsg = ''; await poll(); } else pinMsg = 'track.unavailable';
+  } catch { pinMsg = 'track.unavailable'; }
+  pinBusy = false;
+  render();
+}
+
+/**
+ * miniMap draws the city outline and a coarse point (the courier's, ~100 m;
+ * or the customer's pin) in SVG. The element carries invert(x, y) to turn a
+ * tap back into a point.
+ */
+function miniMap(p: Point, kind: 'courier' | 'pin' = 'courier'): SVGElement {
   const NS = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(NS, 'svg');
   svg.setAttribute('viewBox', '0 0 300 200');
@@ -76,8 +142,10 @@ function miniMap(p: { lat: number; lng: number }): SVGElement {
   }
   const [cx, cy] = px(p.lng, p.lat).split(',');
   const c = document.createElementNS(NS, 'circle');
-  c.setAttribute('cx', cx); c.setAttribute('cy', cy); c.setAttribute('r', '7'); c.setAttribute('class', 'courier');
+  c.setAttribute('cx', cx); c.setAttribute('cy', cy); c.setAttribute('r', '7'); c.setAttribute('class', kind);
   svg.append(c);
+  (svg as unknown as { invert: (x: number, y: number) => Point }).invert = (x, y) =>
+    ({ lng: x0 + (x - 10) / k, lat: y0 + (190 - y) / (1.2 * k) });
   return svg;
 }
 
@@ -86,10 +154,11 @@ async function main(): Promise<void> {
   onLangChange(render);
   render();
   await poll();
-  if (data?.courier_position) {
+  const where = data?.courier_position || data?.pin?.near;
+  if (where) {
     try {
       const cfg = await (await fetch('/ui/config')).json();
-      const p = data.courier_position;
+      const p = where;
       for (const city of cfg.cities) {
         const r: number[][] = city.outline[0];
         const xs = r.map(v => v[0]), ys = r.map(v => v[1]);
