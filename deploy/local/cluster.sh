@@ -17,6 +17,10 @@ mosq=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 : "${TAWSIL_MQTT_PASSWORD:=backend-local-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 : "${TAWSIL_DOCSTORE_PASSWORD:=store-local-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 export TAWSIL_MQTT_PASSWORD TAWSIL_DOCSTORE_PASSWORD
+# Development defaults, as `make run` has them (the Makefile exports the same).
+: "${TAWSIL_JWT_SECRET:=dev-only-secret-change-me-0123456789abcdef}"
+: "${TAWSIL_ADMIN_EMAIL:=admin@demo.tawsil.ma}" "${TAWSIL_ADMIN_PASSWORD:=tawsil-admin-2026}"
+export TAWSIL_JWT_SECRET TAWSIL_ADMIN_EMAIL TAWSIL_ADMIN_PASSWORD
 
 mosquitto_passwd -b -c "$dir/backend.passwd" tawsil-backend "$TAWSIL_MQTT_PASSWORD"
 touch "$dir/devices.passwd"
@@ -54,6 +58,8 @@ pids+=($!)
 TAWSIL_DATA_DIR="$dir/store" TAWSIL_DOCSTORE_LISTEN=127.0.0.1:27017 bin/docstore 2>"$dir/docstore.log" &
 pids+=($!)
 sleep 1
+kill -0 "${pids[0]}" 2>/dev/null || { echo "mosquitto exited; see $dir/mosquitto.log"; exit 1; }
+kill -0 "${pids[1]}" 2>/dev/null || { echo "docstore exited:"; cat "$dir/docstore.log"; exit 1; }
 
 export MONGODB_URI="mongodb://tawsil:$TAWSIL_DOCSTORE_PASSWORD@127.0.0.1:27017/?authMechanism=PLAIN"
 export MQTT_URL=tcp://127.0.0.1:1884 TAWSIL_MQTT_USERNAME=tawsil-backend TAWSIL_MQTT_SHARE_GROUP=tawsil-backend
@@ -73,7 +79,7 @@ cat <<MSG
 Tawsil cluster running: $REPLICAS replicas, Mosquitto, one document store.
   replicas  $(for i in $(seq 1 "$REPLICAS"); do printf 'http://127.0.0.1:%d ' $((8080 + i - 1)); done)
   MQTT      devices tcp://127.0.0.1:1883 (logins in $dir/devices.passwd), replicas tcp://127.0.0.1:1884
-  store     $MONGODB_URI
+  store     ${MONGODB_URI/$TAWSIL_DOCSTORE_PASSWORD/\$TAWSIL_DOCSTORE_PASSWORD}
   logs      $dir/*.log
   admin     $TAWSIL_ADMIN_EMAIL / $TAWSIL_ADMIN_PASSWORD
 

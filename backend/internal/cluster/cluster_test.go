@@ -188,6 +188,27 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("killed", func(t *testing.T) {
+		// A replica killed with SIGKILL and started again (same port, same
+		// client id) serves a full live index again once devices publish.
+		c.Kill(3)
+		for i, d := range devices[:5] {
+			d.At(t, darkStore[0]+0.001*float64(i+1), darkStore[1]+0.0005, time.Now())
+		}
+		for _, rep := range r[:2] {
+			eventually(t, fmt.Sprintf("replica %d serves while 3 is down", rep.N), 15*time.Second, func() bool {
+				return seesAll(t, rep, dispatcher.Token, onShift(couriers[:5]))
+			})
+		}
+		c.Start(3)
+		for i, d := range devices[:5] {
+			d.At(t, darkStore[0]+0.001*float64(i+1), darkStore[1]+0.001, time.Now())
+		}
+		eventually(t, "restarted replica sees every courier", 15*time.Second, func() bool {
+			return seesAll(t, r[2], dispatcher.Token, onShift(couriers[:5]))
+		})
+	})
+
 	t.Run("tasks", func(t *testing.T) {
 		// The agent applies a task only if its number is above the last one
 		// applied (agent/internal/tasks): tasks published by different
@@ -224,6 +245,35 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	})
+}
+
+func onShift(us []User) []string {
+	var ids []string
+	for _, u := range us {
+		ids = append(ids, u.CourierID)
+	}
+	return ids
+}
+
+// seesAll reports whether rep's GET /v1/couriers?near= lists every one of ids.
+func seesAll(t *testing.T, rep *Replica, token string, ids []string) bool {
+	t.Helper()
+	var out struct {
+		Couriers []struct {
+			ID string `json:"id"`
+		} `json:"couriers"`
+	}
+	rep.Must(t, 200, "GET", fmt.Sprintf("/v1/couriers?near=%f,%f&limit=50", darkStore[0], darkStore[1]), token, nil).JSON(t, &out)
+	seen := map[string]bool{}
+	for _, c := range out.Couriers {
+		seen[c.ID] = true
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			return false
+		}
+	}
+	return true
 }
 
 func book(tb testing.TB, r *Replica, merchant User, key string) string {
