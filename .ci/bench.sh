@@ -91,6 +91,24 @@ cmd "go build -o $work/backend ./backend/cmd/backend && go build -o $work/loadge
 go build -o "$work/backend" ./backend/cmd/backend
 go build -o "$work/loadgen" ./backend/cmd/loadgen
 
+# livemap_vs_naive FILE: the live index beside its naive reference (a map
+# of H3 cells under one RWMutex, ring search through cgo), same run, with ratios.
+livemap_vs_naive() {
+  awk '
+    function metric(name,   i) { for (i = 3; i < NF; i++) if ($(i+1) == name) return $i; return "" }
+    /^BenchmarkUpdate\/livemap/   { u = metric("updates/s") }
+    /^BenchmarkUpdate\/naive/     { nu = metric("updates/s") }
+    /^BenchmarkNearest5\/livemap/ { p50 = metric("p50-ns"); p99 = metric("p99-ns") }
+    /^BenchmarkNearest5\/naive/   { np50 = metric("p50-ns"); np99 = metric("p99-ns") }
+    END {
+      if (u == "" || nu == "" || p50 == "" || np50 == "") { print "   (livemap vs naive: figures missing)"; exit }
+      print "   -- live index vs the naive reference, same run (50,000 couriers)"
+      printf "   updates/s, one goroutine   %12.0f  naive %12.0f  ratio %.1fx\n", u, nu, u / nu
+      printf "   Nearest(k=5) p50           %10.2f µs  naive %10.2f µs  ratio %.1fx\n", p50 / 1000, np50 / 1000, np50 / p50
+      printf "   Nearest(k=5) p99           %10.2f µs  naive %10.2f µs  ratio %.1fx\n", p99 / 1000, np99 / 1000, np99 / p99
+    }' "$1"
+}
+
 # ---------------------------------------------------------------------------
 if has micro; then
   section "1. Go micro-benchmarks (-benchtime=$BENCHTIME, -count=1)"
@@ -109,7 +127,8 @@ if has micro; then
       [[ "$pkg" == */agent/internal/outbox ]] && bt=${OUTBOX_BENCHTIME:-2000x}
       cmd "(cd $mod && go test -run '^\$' -bench . -benchmem -benchtime=$bt -count=1 $pkg)"
       (cd "$mod" && go test -run '^$' -bench . -benchmem -benchtime="$bt" -count=1 "$pkg") |
-        grep -E '^(Benchmark|ok|FAIL|---)' || echo "   (failed: see above)"
+        grep -E '^(Benchmark|ok|FAIL|---)' | tee "$work/micro.out" || echo "   (failed: see above)"
+      [[ "$pkg" == */internal/livemap ]] && livemap_vs_naive "$work/micro.out"
     done
   done
 fi
