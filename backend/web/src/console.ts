@@ -143,7 +143,7 @@ function relayout(): void {
 // ---- data ----------------------------------------------------------------------------------------
 async function refreshAll(): Promise<void> {
   const jobs: Promise<unknown>[] = [refreshOrders()];
-  if (isOps) jobs.push(refreshCouriers(), refreshDensity(), refreshAtRisk());
+  if (isOps) jobs.push(refreshCouriers(), refreshDensity(), refreshAtRisk(), refreshCash());
   await Promise.allSettled(jobs);
   renderLists(); renderOrders();
 }
@@ -219,6 +219,14 @@ async function refreshDensity(): Promise<void> {
   renderLists();
 }
 let alerts: any[] = [];
+// Cash on delivery: who holds how much, and who is over the cap (no COD offers until a hand-in).
+const cash = new Map<string, { in_hand_mad: number; cap_mad: number | null; over_cap: boolean }>();
+
+async function refreshCash(): Promise<void> {
+  const r = await api.call<{ balances: Array<{ courier_id: string; in_hand_mad: number; cap_mad: number | null; over_cap: boolean }> }>('GET', '/v1/cash/balances');
+  cash.clear();
+  for (const b of r.balances) cash.set(b.courier_id, b);
+}
 
 function onEvent(e: { type: string; data: any }): void {
   if (e.type === 'couriers.updated') {
@@ -239,6 +247,11 @@ function onEvent(e: { type: string; data: any }): void {
   if (e.type === 'route.planned') {
     routes.set(e.data.courier_id, e.data.stops || []);
     renderOrders();
+    return;
+  }
+  if (e.type === 'courier.cash_over_cap') {
+    cash.set(e.data.courier_id, { in_hand_mad: e.data.in_hand_mad, cap_mad: e.data.cap_mad, over_cap: true });
+    renderLists();
     return;
   }
   if (e.type === 'order.at_risk') { const o = orders.get(e.data.order_id); if (o) o.flags.at_risk = true; }
@@ -301,6 +314,15 @@ function renderLists(): void {
     });
     if (on.length > shown.length) rows.push(el('p', { class: 'more' }, t('list.more', { n: fmtNum(on.length - shown.length) })));
     parts.push(section('list-couriers', 'list.couriers_on_shift', rows, on.length));
+    const holding = [...cash.entries()].filter(([, b]) => b.in_hand_mad > 0).sort((a, b) => Number(b[1].over_cap) - Number(a[1].over_cap) || b[1].in_hand_mad - a[1].in_hand_mad);
+    if (holding.length) parts.push(section('list-cash', 'list.cash', holding.slice(0, 200).map(([id, b]) => {
+      const row = el('button', { type: 'button', class: 'row' + (id === selectedCourier ? ' selected' : ''), 'data-courier': id },
+        b.over_cap ? el('span', { class: 'badge alert', title: t('cash.over_cap') }, '!') : null,
+        el('span', { class: 'name' }, couriers.get(id)?.name || id.slice(-6)),
+        el('span', { class: 'load' }, b.cap_mad ? t('cash.of_cap', { amount: fmtMAD(b.in_hand_mad), cap: fmtMAD(b.cap_mad) }) : fmtMAD(b.in_hand_mad)));
+      row.addEventListener('click', () => selectCourier(id));
+      return row;
+    }), holding.length));
     if (alerts.length) parts.push(section('list-alerts', 'list.alerts', alerts.map(a => {
       const b = el('button', { type: 'button', class: 'row' }, el('span', { class: 'badge alert' }, '!'),
         el('span', {}, a.no_supply ? t('alert.no_supply', { demand: fmtNum(a.demand) }) : t('alert.ratio', { demand: fmtNum(a.demand), supply: fmtNum(a.available_couriers) })));
@@ -488,10 +510,30 @@ function courierDetail(c: LiveCourier): void {
     c.battery !== undefined ? field(t('courier.battery'), fmtNum(c.battery) + ' %') : null,
     c.updated ? field(t('courier.updated'), fmtTime(c.updated)) : null,
     field(t('courier.orders'), mine.length ? mine.map(o => o.id.slice(-6)).join(', ') : '—'),
+    cashFields(c.id),
     el('h3', {}, t('replay.title')),
     el('div', { class: 'replay' }, el('label', { for: 'replay-from' }, t('replay.from')), from, el('label', { for: 'replay-to' }, t('replay.to')), to,
       actionButton('replay', () => replay(c.id, new Date(from.value), new Date(to.value), info)), info),
   );
+}
+
+// cashFields shows the courier's cash in hand and takes a hand-in.
+function cashFields(id: string): HTMLElement {
+  const b = cash.get(id);
+  const box = el('div', { class: 'cash', id: 'courier-cash' },
+    field(t('cash.in_hand'), b ? (b.cap_mad ? t('cash.of_cap', { amount: fmtMAD(b.in_hand_mad), cap: fmtMAD(b.cap_mad) }) : fmtMAD(b.in_hand_mad)) : fmtMAD(0)),
+    b?.over_cap ? el('p', { class: 'error' }, t('cash.over_cap')) : null);
+  const amount = el('input', { type: 'number', min: '0.01', step: '0.01', id: 'handin-amount', 'aria-label': t('cash.amount') });
+  const hub = el('input', { type: 'text', maxlength: '100', id: 'handin-hub', placeholder: t('cash.hub') });
+  box.append(el('div', { class: 'handin' }, amount, hub, actionButton('hand_in', async () => {
+    const v = Number(amount.value);
+    if (!(v > 0)) throw new Error('amount');
+    await api.call('POST', `/v1/couriers/${id}/cash/hand-ins`, { amount_mad: Math.round(v * 100) / 100, hub: hub.value.trim() },
+      { 'Idempotency-Key': 'handin-' + id + '-' + Date.now() });
+    await refreshCash();
+    renderLists(); renderDetail();
+  })));
+  return box;
 }
 
 let replayTimer = 0;
