@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tawsil/tawsil/backend/internal/auth"
+	"github.com/tawsil/tawsil/backend/internal/textsafe"
 )
 
 // TokenPair is what login and refresh return.
@@ -84,7 +85,7 @@ func (s *Service) Throttle() *auth.Throttle { return s.throttle }
 // record, a merchant a merchant record.
 func (s *Service) CreateUser(ctx context.Context, in NewUser) (User, error) {
 	email := strings.ToLower(strings.TrimSpace(in.Email))
-	if a, err := mail.ParseAddress(email); err != nil || a.Address != email || len(email) > 254 {
+	if a, err := mail.ParseAddress(email); err != nil || a.Address != email || len(email) > 254 || textsafe.Identifier(email) != nil {
 		return User{}, fmt.Errorf("%w: email", ErrInvalid)
 	}
 	if n := utf8.RuneCountInString(in.Password); n < 10 || len(in.Password) > 72 {
@@ -93,7 +94,7 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (User, error) {
 	if !in.Role.Valid() {
 		return User{}, fmt.Errorf("%w: role must be admin, merchant, dispatcher or courier", ErrInvalid)
 	}
-	name := strings.TrimSpace(in.Name)
+	name := textsafe.Name(in.Name)
 	if name == "" || utf8.RuneCountInString(name) > 120 || !utf8.ValidString(name) {
 		return User{}, fmt.Errorf("%w: name must be 1 to 120 characters", ErrInvalid)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
+	"github.com/tawsil/tawsil/backend/internal/textsafe"
 	"github.com/tawsil/tawsil/shared/wire"
 )
 
@@ -189,7 +190,8 @@ func (s *Service) Book(ctx context.Context, merchantID, key string, body []byte,
 	if err := r.check(); err != nil {
 		return nil, false, err
 	}
-	name, phone := strings.TrimSpace(r.CustomerName), strings.TrimSpace(r.CustomerPhone)
+	name, phone := textsafe.Name(r.CustomerName), strings.TrimSpace(r.CustomerPhone)
+	r.Notes = textsafe.Name(r.Notes)
 	if name == "" || utf8.RuneCountInString(name) > 120 {
 		return nil, false, fmt.Errorf("%w: customer.name is required (at most 120 characters)", ErrInput)
 	}

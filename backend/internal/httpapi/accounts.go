@@ -209,8 +209,11 @@ func (s *Server) pushProfile(c *fiber.Ctx) error {
 	if _, err := s.accounts.Courier(c.UserContext(), id); err != nil {
 		return err
 	}
-	if !strings.HasPrefix(string(c.Request().Header.ContentType()), fiber.MIMEApplicationJSON) {
-		return problem(fiber.StatusUnsupportedMediaType, "unsupported-media-type", "send application/json")
+	if err := jsonMediaType(c); err != nil {
+		return err
+	}
+	if err := strictJSON(c.Body()); err != nil {
+		return badRequest("invalid JSON body: " + err.Error())
 	}
 	p, err := profile.DecodeJSON(c.Body())
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -142,6 +143,12 @@ func FuzzDecode(f *testing.F) {
 		{`{"email":"a@b.ma","lat":33.5,"count":2,"on_duty":true,"events":["x"],"place":{"address":"Maarif"}}`, "application/json"},
 		{`{}`, "application/json; charset=utf-8"},
 		{`{"email":"a"} {"email":"b"}`, "application/json"},
+		{`{"email":"a"}}`, "application/json"},
+		{`{"email":"a","email":"b"}`, "application/json"},
+		{`{"email":"a","Email":"b"}`, "application/json"},
+		{`{}`, "application/jsonp-evil"},
+		{`{}`, "application/merge-patch+json"},
+		{`{}`, "application/json; charset=latin1"},
 		{`{"is_admin":true}`, "application/json"},
 		{`{"EMAIL":"case"}`, "application/json"},
 		{`{"lat":1e999}`, "application/json"},
@@ -186,7 +193,7 @@ func FuzzDecode(f *testing.F) {
 		case 200:
 		case 400, 415:
 			mustProblem(t, res, out)
-			if res.StatusCode == 415 && strings.HasPrefix(ct, "application/json") {
+			if res.StatusCode == 415 && jsonMedia(ct) {
 				t.Fatalf("JSON content type %q refused as unsupported", ct)
 			}
 			return
@@ -195,12 +202,12 @@ func FuzzDecode(f *testing.F) {
 		}
 		// Accepted: the content type was JSON, the body held exactly one
 		// value, and only known fields (json matches names case-insensitively).
-		if !strings.HasPrefix(ct, "application/json") {
+		if !jsonMedia(ct) {
 			t.Fatalf("content type %q accepted", ct)
 		}
 		dec := json.NewDecoder(bytes.NewReader(body))
 		var first json.RawMessage
-		if err := dec.Decode(&first); err != nil || dec.More() {
+		if err := dec.Decode(&first); err != nil || len(bytes.TrimSpace(body[dec.InputOffset():])) != 0 {
 			t.Fatalf("accepted %q: not exactly one JSON value", body)
 		}
 		var obj map[string]json.RawMessage
@@ -209,6 +216,28 @@ func FuzzDecode(f *testing.F) {
 				if !knownField(k) {
 					t.Fatalf("accepted unknown field %q in %q", k, body)
 				}
+			}
+			// No key twice: as many keys as members (a duplicate collapses in the map).
+			var keys int
+			kd := json.NewDecoder(bytes.NewReader(first))
+			if _, err := kd.Token(); err == nil {
+				for kd.More() {
+					if _, err := kd.Token(); err != nil {
+						break
+					}
+					var skip json.RawMessage
+					if kd.Decode(&skip) != nil {
+						break
+					}
+					keys++
+				}
+			}
+			folded := map[string]bool{}
+			for k := range obj {
+				folded[strings.ToLower(k)] = true
+			}
+			if keys != len(folded) {
+				t.Fatalf("accepted %q with a key given twice", body)
 			}
 		}
 		// What was decoded encodes and decodes to itself.
@@ -224,6 +253,21 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("non-finite lat accepted from %q", body)
 		}
 	})
+}
+
+// jsonMedia is the oracle for accepted media types: application/json or
+// application/<x>+json, with at most charset=utf-8.
+func jsonMedia(ct string) bool {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || !(mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json") && mt != "application/+json")) {
+		return false
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return false
+		}
+	}
+	return true
 }
 
 func knownField(k string) bool {

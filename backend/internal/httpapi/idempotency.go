@@ -20,6 +20,12 @@ type IdemStore interface {
 	ReleaseIdemKey(ctx context.Context, scope, key string) error
 }
 
+// idemReplayBody is the Locals key under which a handler whose answer
+// carries a secret leaves the body a replay gets instead: a secret is shown
+// once, never again from the idempotency store (which would also keep it
+// in the clear).
+const idemReplayBody = "idem-replay-body"
+
 // idempotent honours an Idempotency-Key header on a creating POST: the same
 // key and body replay the first answer (Idempotent-Replayed: true), another
 // body under the key is 422, a key whose first request is still running is
@@ -67,6 +73,10 @@ func (s *Server) idempotent(c *fiber.Ctx) error {
 	if res.StatusCode() >= 500 {
 		return s.Idem.ReleaseIdemKey(context.WithoutCancel(ctx), scope, key)
 	}
+	body := append([]byte(nil), res.Body()...)
+	if b, ok := c.Locals(idemReplayBody).([]byte); ok {
+		body = b // the answer carried a secret: a replay gets it without
+	}
 	return s.Idem.SaveIdemResponse(context.WithoutCancel(ctx), scope, key, mongostore.StoredResponse{Status: res.StatusCode(),
-		ContentType: string(res.Header.ContentType()), Body: append([]byte(nil), res.Body()...)})
+		ContentType: string(res.Header.ContentType()), Body: body})
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/failure"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
+	"github.com/tawsil/tawsil/backend/internal/textsafe"
 )
 
 // Orders is what the order routes need.
@@ -115,14 +117,14 @@ func (p placeJSON) place(name string) (order.Place, error) {
 	if p.Approximate || p.Landmark != "" {
 		return order.Place{}, badRequest(name + ".approximate and " + name + ".landmark are for a booking's drop-off only")
 	}
-	return order.Place{Lat: *p.Lat, Lng: *p.Lng, Address: strings.TrimSpace(p.Address)}, nil
+	return order.Place{Lat: *p.Lat, Lng: *p.Lng, Address: textsafe.Name(p.Address)}, nil
 }
 
 // informal reads a booking's drop-off that may be an informal address: a
 // description (address, landmark) without coordinates, or approximate ones.
 // pin tells whether the customer must confirm the point.
 func (p placeJSON) informal() (pl order.Place, pin, located bool, err error) {
-	pl = order.Place{Address: strings.TrimSpace(p.Address), Landmark: strings.TrimSpace(p.Landmark)}
+	pl = order.Place{Address: textsafe.Name(p.Address), Landmark: textsafe.Name(p.Landmark)}
 	if utf8.RuneCountInString(pl.Landmark) > 300 {
 		return order.Place{}, false, false, badRequest("dropoff.landmark longer than 300 characters")
 	}
@@ -636,7 +638,7 @@ func (s *Server) orderPin(c *fiber.Ctx, o Orders) error {
 // a minute; EventSource clients reconnect by themselves.
 func (o Orders) stream(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderContentType, "text/event-stream")
-	c.Set(fiber.HeaderCacheControl, "no-cache")
+	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Set("X-Accel-Buffering", "no")
 	sub := o.Hub.Subscribe()
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
@@ -679,9 +681,15 @@ func (o Orders) addWebhook(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	c.Set(fiber.HeaderCacheControl, "no-store")
-	return c.Status(fiber.StatusCreated).JSON(fiber.Map{"id": h.ID, "url": h.URL, "events": h.Events, "secret": h.Secret,
-		"created_at": h.CreatedAt, "signature": "Tawsil-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, t + \".\" + body)>"})
+	out := fiber.Map{"id": h.ID, "url": h.URL, "events": h.Events, "created_at": h.CreatedAt,
+		"signature": "Tawsil-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, t + \".\" + body)>"}
+	replay, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	c.Locals(idemReplayBody, replay) // a replay under the Idempotency-Key does not show the secret again
+	out["secret"] = h.Secret
+	return c.Status(fiber.StatusCreated).JSON(out)
 }
 
 func (o Orders) listWebhooks(c *fiber.Ctx) error {

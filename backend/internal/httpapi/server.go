@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"strings"
 	"time"
 
@@ -110,7 +111,7 @@ func New(o Options, accounts *account.Service, ready func(context.Context) error
 	metricsHandler := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	s.app.Get("/metrics", func(c *fiber.Ctx) error { metricsHandler(c.Context()); return nil })
 
-	v1 := s.app.Group("/v1")
+	v1 := s.app.Group("/v1", noStore)
 	authLimit := s.limit(o.AuthRate)
 	v1.Post("/auth/login", authLimit, s.login)
 	v1.Post("/auth/refresh", authLimit, s.refresh)
@@ -131,7 +132,7 @@ func New(o Options, accounts *account.Service, ready func(context.Context) error
 func (s *Server) App() *fiber.App { return s.app }
 
 // V1 returns the /v1 router for feature modules.
-func (s *Server) V1() fiber.Router { return s.app.Group("/v1") }
+func (s *Server) V1() fiber.Router { return s.app.Group("/v1", noStore) }
 
 // Listen serves on addr until Shutdown.
 func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
@@ -141,20 +142,15 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWith
 
 func (s *Server) observe(c *fiber.Ctx) error {
 	start := time.Now()
-	err := c.Next()
-	status := c.Response().StatusCode()
-	if err != nil {
-		var fe *fiber.Error
-		var ae *apiError
-		switch {
-		case errors.As(err, &ae):
-			status = ae.status
-		case errors.As(err, &fe):
-			status = fe.Code
-		default:
-			status = 500
+	if err := c.Next(); err != nil {
+		// Answer here, so that the status counted is the one sent (a
+		// mapped domain error is a 4xx, not a 5xx).
+		if herr := s.errorHandler(c, err); herr != nil {
+			s.log.Error("error response not written", "err", herr)
+			c.Status(fiber.StatusInternalServerError)
 		}
 	}
+	status := c.Response().StatusCode()
 	route := c.Route().Path
 	class := "5xx"
 	if status >= 100 && status < 600 {
@@ -162,7 +158,14 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	}
 	s.m.HTTPRequests.WithLabelValues(route, class).Inc()
 	s.m.HTTPDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
-	return err
+	return nil
+}
+
+// noStore keeps API answers out of every cache: many carry a token, a
+// secret, a handover code or personal data.
+func noStore(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Next()
 }
 
 // statusClasses are the status labels of HTTPRequests, made once.
@@ -232,20 +235,40 @@ func principal(c *fiber.Ctx) auth.Principal {
 	return p
 }
 
-// decode reads a JSON body strictly: right content type, known fields only,
-// one value.
+// decode reads a JSON body strictly: a JSON media type, exactly one value
+// and nothing after it, no duplicate keys, known fields only.
 func decode(c *fiber.Ctx, dst any) error {
-	ct := string(c.Request().Header.ContentType())
-	if !strings.HasPrefix(ct, fiber.MIMEApplicationJSON) {
-		return problem(fiber.StatusUnsupportedMediaType, "unsupported-media-type", "send application/json")
+	if err := jsonMediaType(c); err != nil {
+		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(c.Body()))
+	body := c.Body()
+	if err := strictJSON(body); err != nil {
+		return badRequest("invalid JSON body: " + err.Error())
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return badRequest("invalid JSON body: " + jsonErr(err))
 	}
-	if dec.More() {
-		return badRequest("invalid JSON body: more than one value")
+	return nil
+}
+
+// jsonMediaType accepts application/json and application/<x>+json, with
+// at most a charset parameter that names UTF-8.
+func jsonMediaType(c *fiber.Ctx) error {
+	bad := problem(fiber.StatusUnsupportedMediaType, "unsupported-media-type", "send application/json")
+	mt, params, err := mime.ParseMediaType(string(c.Request().Header.ContentType()))
+	if err != nil {
+		return bad
+	}
+	sub, ok := strings.CutPrefix(mt, "application/")
+	if !ok || (sub != "json" && (!strings.HasSuffix(sub, "+json") || len(sub) == len("+json"))) {
+		return bad
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return bad
+		}
 	}
 	return nil
 }
