@@ -43,12 +43,13 @@ type Webhooks struct {
 	log          *slog.Logger
 	allowPrivate bool // deliver to loopback/private addresses (tests, on-prem)
 	onResult     func(outcome string)
+	lookup       func(ctx context.Context, host string) ([]net.IPAddr, error) // name → addresses (hosts file, DNS)
 }
 
 // NewWebhooks returns the webhook service. allowPrivate permits http:// and
 // private addresses (never on the open internet: SSRF).
 func NewWebhooks(store *mongostore.Store, allowPrivate bool, log *slog.Logger, onResult func(string)) *Webhooks {
-	w := &Webhooks{store: store, log: log, allowPrivate: allowPrivate, onResult: onResult}
+	w := &Webhooks{store: store, log: log, allowPrivate: allowPrivate, onResult: onResult, lookup: net.DefaultResolver.LookupIPAddr}
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -56,21 +57,16 @@ func NewWebhooks(store *mongostore.Store, allowPrivate bool, log *slog.Logger, o
 			if err != nil {
 				return nil, err
 			}
-			ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+			if w.allowPrivate {
+				return dialer.DialContext(ctx, network, addr)
+			}
+			addrs, err := resolveWebhook(ctx, w.lookup, host)
 			if err != nil {
 				return nil, err
 			}
-			if len(ips) == 0 {
-				return nil, fmt.Errorf("webhook host %s has no address", host)
-			}
-			for _, ip := range ips {
-				if !w.allowPrivate && !publicIP(ip.IP) {
-					return nil, fmt.Errorf("webhook address %s is not public", ip.IP)
-				}
-			}
 			// Dial the address just checked: resolving the name again
 			// would let DNS rebinding swap in a private one.
-			return dialer.DialContext(ctx, network, net.JoinHostPort(ips[0].IP.String(), port))
+			return dialer.DialContext(ctx, network, net.JoinHostPort(addrs[0].String(), port))
 		},
 		MaxIdleConnsPerHost: 4,
 	}
@@ -85,8 +81,10 @@ func (w *Webhooks) Register(ctx context.Context, merchantID, rawURL string, even
 	if err != nil || u.Host == "" || len(rawURL) > 500 || (u.Scheme != "https" && !(w.allowPrivate && u.Scheme == "http")) {
 		return mongostore.Webhook{}, fmt.Errorf("%w: url must be an absolute https URL", ErrWebhook)
 	}
-	if ip := net.ParseIP(u.Hostname()); !w.allowPrivate && (u.Hostname() == "localhost" || (ip != nil && !publicIP(ip))) {
-		return mongostore.Webhook{}, fmt.Errorf("%w: url must name a public host", ErrWebhook)
+	if !w.allowPrivate {
+		if err := w.checkTarget(ctx, u.Hostname()); err != nil {
+			return mongostore.Webhook{}, fmt.Errorf("%w: url must name a public host", ErrWebhook)
+		}
 	}
 	if len(events) == 0 || len(events) > len(WebhookEvents) {
 		return mongostore.Webhook{}, fmt.Errorf("%w: events must list at least one of %v", ErrWebhook, WebhookEvents)
@@ -218,9 +216,19 @@ func (w *Webhooks) send(ctx context.Context, h mongostore.Webhook, d mongostore.
 	return nil
 }
 
-// publicIP reports whether ip may receive webhooks on the open internet: not
-// loopback, private, link-local (cloud metadata), multicast or unspecified.
-func publicIP(ip net.IP) bool {
-	return !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified())
+// checkTarget applies the delivery policy at registration: literals and
+// names that resolve (hosts file, DNS) must be public. A name that does not
+// resolve now is accepted; every delivery checks it again.
+func (w *Webhooks) checkTarget(ctx context.Context, host string) error {
+	if _, _, err := webhookHost(host); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err := resolveWebhook(ctx, w.lookup, host)
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return nil
+	}
+	return err
 }
