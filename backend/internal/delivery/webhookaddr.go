@@ -26,23 +26,23 @@ var errWebhookAddr = errors.New("not a public internet address")
 var nonPublic = func() []netip.Prefix {
 	var out []netip.Prefix
 	for _, s := range []string{
-		"0.0.0.0/8",          // "this network"; 0.0.0.0 reaches the local host
-		"100.64.0.0/10",      // carrier-grade NAT
-		"192.0.0.0/24",       // IETF protocol assignments
-		"192.0.2.0/24",       // documentation
-		"198.18.0.0/15",      // benchmarking
-		"198.51.100.0/24",    // documentation
-		"203.0.113.0/24",     // documentation
-		"240.0.0.0/4",        // reserved, and 255.255.255.255
-		"::/96",              // IPv4-compatible (::a.b.c.d), deprecated
-		"64:ff9b::/96",       // NAT64 well-known prefix
-		"64:ff9b:1::/48",     // NAT64 local-use
-		"100::/64",           // discard
-		"2001::/32",          // Teredo
-		"2001:db8::/32",      // documentation
-		"2002::/16",          // 6to4
-		"fec0::/10",          // site-local (deprecated)
-		"5f00::/16",          // SRv6 SIDs
+		"0.0.0.0/8",       // "this network"; 0.0.0.0 reaches the local host
+		"100.64.0.0/10",   // carrier-grade NAT
+		"192.0.0.0/24",    // IETF protocol assignments
+		"192.0.2.0/24",    // documentation
+		"198.18.0.0/15",   // benchmarking
+		"198.51.100.0/24", // documentation
+		"203.0.113.0/24",  // documentation
+		"240.0.0.0/4",     // reserved, and 255.255.255.255
+		"::/96",           // IPv4-compatible (::a.b.c.d), deprecated
+		"64:ff9b::/96",    // NAT64 well-known prefix
+		"64:ff9b:1::/48",  // NAT64 local-use
+		"100::/64",        // discard
+		"2001::/32",       // Teredo
+		"2001:db8::/32",   // documentation
+		"2002::/16",       // 6to4
+		"fec0::/10",       // site-local (deprecated)
+		"5f00::/16",       // SRv6 SIDs
 	} {
 		out = append(out, netip.MustParsePrefix(s))
 	}
