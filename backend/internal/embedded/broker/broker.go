@@ -63,8 +63,12 @@ type Broker struct {
 	opts Options
 }
 
+// refusalLogEvery is how often one client's refusals of one kind are logged.
+const refusalLogEvery = 10 * time.Second
+
 // Start starts the broker and its listener.
 func Start(o Options) (*Broker, error) {
+	o.Logger = slog.New(newQuietLog(o.Logger.Handler(), newLimiter(refusalLogEvery, time.Now)))
 	srv := mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Logger:       o.Logger,
@@ -153,10 +157,13 @@ func (h *hook) ignore(reason string) {
 
 const service = "*"
 
-func (h *hook) deny(what string) {
+// deny counts a refusal and logs it: one line with the reason and the
+// client id (rate-limited by the broker's log handler), never the packet.
+func (h *hook) deny(what string, cl *mqtt.Client) {
 	if h.opts.Metrics != nil {
 		h.opts.Metrics.MQTTDenied.WithLabelValues(what).Inc()
 	}
+	h.opts.Logger.Warn("mqtt refused", "reason", what, "client", cl.ID)
 }
 
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
@@ -167,14 +174,14 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		return true
 	}
 	if h.opts.Auth == nil || !topic.ValidID(user) {
-		h.deny("connect")
+		h.deny("connect", cl)
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	courier, issued, err := h.opts.Auth.DeviceLogin(ctx, user, pass)
 	if err != nil {
-		h.deny("connect")
+		h.deny("connect", cl)
 		return false
 	}
 	cl.ID = sessionID(issued, cl.ID)
@@ -211,7 +218,7 @@ func (h *hook) checkWill(cl *mqtt.Client, courier string) {
 		return
 	}
 	cl.Properties.Will = mqtt.Will{}
-	h.deny("will")
+	h.deny("will", cl)
 	h.ignore(IgnoreWillForeign)
 }
 
@@ -252,7 +259,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {
 		return true
 	}
 	if courier == "" {
-		h.deny("acl")
+		h.deny("acl", cl)
 		return false
 	}
 	if write {
@@ -263,7 +270,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {
 		if ok && id == courier && (kind == topic.Pos || kind == topic.State || kind == topic.OwnTracks) {
 			return true
 		}
-		h.deny("publish")
+		h.deny("publish", cl)
 		return false
 	}
 	if strings.HasPrefix(t, topic.OwnTracksRoot+"/") {
@@ -277,7 +284,7 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, t string, write bool) bool {
 	if ok && id == courier && (kind == topic.Tasks || kind == topic.Config || kind == topic.Ack) {
 		return true
 	}
-	h.deny("subscribe")
+	h.deny("subscribe", cl)
 	return false
 }
 
@@ -323,7 +330,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	case errors.Is(err, mqttack.ErrDrop):
 		return pk, packets.CodeSuccessIgnore
 	default:
-		h.opts.Logger.Warn("mqtt message not acknowledged", "topic", pk.TopicName, "err", err)
+		h.opts.Logger.Warn("mqtt message not acknowledged", "client", cl.ID, "error", err)
 		return pk, packets.ErrRejectPacket
 	}
 }
@@ -345,6 +352,6 @@ func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := h.opts.Handler.HandleMQTT(ctx, pk.TopicName, pk.Payload, pk.FixedHeader.Retain); err != nil && !errors.Is(err, mqttack.ErrDrop) {
-		h.opts.Logger.Warn("last will not processed", "topic", pk.TopicName, "err", err)
+		h.opts.Logger.Warn("last will not processed", "client", cl.ID, "error", err)
 	}
 }
