@@ -20,6 +20,8 @@ var (
 	ErrThrottled    = errors.New("too many attempts")
 	ErrTokenRevoked = errors.New("token revoked or unknown")
 	ErrDisabled     = errors.New("account disabled")
+	// ErrInactive: the operation needs an account that is neither disabled nor erased.
+	ErrInactive = errors.New("account disabled or erased")
 )
 
 // User is a person who logs in.

@@ -55,6 +55,13 @@ type Service struct {
 	// OnDeviceRevoked is called with the MQTT client ids of revoked devices so
 	// the broker can disconnect them.
 	OnDeviceRevoked func(clientIDs []string)
+	// OnUserRevoked is called once every token of a user was revoked (logout,
+	// password change, disabling, erasure), with the user as it is now, so
+	// that open streams end and a disabled or erased courier leaves the live
+	// state at once.
+	OnUserRevoked func(u User)
+	// OnUserRestored is called when a disabled user is enabled again.
+	OnUserRestored func(u User)
 
 	mu    sync.Mutex
 	cache map[string]tokenState
@@ -244,7 +251,20 @@ func (s *Service) Logout(ctx context.Context, userID string) error {
 		return err
 	}
 	s.forget(userID)
+	s.revoked(ctx, userID)
 	return nil
+}
+
+// revoked tells OnUserRevoked about a user whose tokens were revoked.
+func (s *Service) revoked(ctx context.Context, userID string) {
+	if s.OnUserRevoked == nil {
+		return
+	}
+	u, err := s.store.UserByID(ctx, userID)
+	if err != nil {
+		u = User{ID: userID}
+	}
+	s.OnUserRevoked(u)
 }
 
 // ChangePassword sets a new password after checking the old one; all tokens die.
@@ -270,6 +290,7 @@ func (s *Service) ChangePassword(ctx context.Context, userID, oldPW, newPW strin
 		return err
 	}
 	s.forget(userID)
+	s.revoked(ctx, userID)
 	return nil
 }
 
@@ -321,9 +342,22 @@ func (s *Service) forget(userID string) {
 
 // IssueDeviceCredential creates a new broker login for a courier's device,
 // replacing (and disconnecting) any earlier one.
+//
+// ErrInactive when the courier's user is disabled or erased: a device of an
+// erased courier must never log in (nor its positions be stored) again.
 func (s *Service) IssueDeviceCredential(ctx context.Context, courierID string) (DeviceSecret, error) {
-	if _, err := s.store.CourierByID(ctx, courierID); err != nil {
+	c, err := s.store.CourierByID(ctx, courierID)
+	if err != nil {
 		return DeviceSecret{}, err
+	}
+	if c.UserID != "" {
+		u, err := s.store.UserByID(ctx, c.UserID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return DeviceSecret{}, err
+		}
+		if err != nil || u.Erased || u.Disabled {
+			return DeviceSecret{}, fmt.Errorf("%w: courier %s", ErrInactive, courierID)
+		}
 	}
 	revoked, err := s.store.RevokeDeviceCredentials(ctx, courierID, s.now().UTC())
 	if err != nil {
@@ -396,6 +430,7 @@ func (s *Service) Erase(ctx context.Context, userID string) error {
 		}
 	}
 	s.forget(userID)
+	s.revoked(ctx, userID)
 	return nil
 }
 
@@ -447,5 +482,12 @@ func (s *Service) SetDisabled(ctx context.Context, userID string, disabled bool)
 		}
 	}
 	s.forget(userID)
+	if disabled {
+		s.revoked(ctx, userID)
+	} else if s.OnUserRestored != nil {
+		if u, err := s.store.UserByID(ctx, userID); err == nil {
+			s.OnUserRestored(u)
+		}
+	}
 	return nil
 }

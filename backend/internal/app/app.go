@@ -227,6 +227,7 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 	if err := m.mountWeb(); err != nil {
 		return err
 	}
+	m.wireRevocation()
 
 	if cfg.Seed {
 		if err := m.seed(ctx); err != nil {
@@ -287,6 +288,11 @@ func (m *Main) restore(ctx context.Context) error {
 		return fmt.Errorf("restore couriers: %w", err)
 	}
 	for _, c := range cs {
+		if ok, err := m.activeCourier(ctx, c); err != nil {
+			return fmt.Errorf("restore couriers: %w", err)
+		} else if !ok {
+			continue // disabled or erased: not live
+		}
 		m.learnCourier(c)
 	}
 	states, err := m.Store.CourierStates(ctx)

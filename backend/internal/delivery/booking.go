@@ -356,6 +356,10 @@ func (s *Service) offerNext(ctx context.Context, orderID string, fresh *dispatch
 		}
 		r := dispatch.RestoreOfferRound(*base)
 		off, err := r.Next(s.now())
+		for err == nil && !s.reachable(off.CourierID) { // left (disabled, erased) since the round was ranked
+			_ = r.Decline(off.CourierID, s.now())
+			off, err = r.Next(s.now())
+		}
 		if errors.Is(err, dispatch.ErrNoCandidate) {
 			return s.flagForDispatchers(ctx, orderID, "no courier accepted or none available")
 		}

@@ -191,11 +191,23 @@ func (s *Service) Deliver(ctx context.Context, courier order.Actor, id, code, pr
 	if err != nil {
 		return nil, err
 	}
+	attempt, n := "", 0
+	if cur.Policy.RequireHandoverCode {
+		if attempt, n, err = s.claimHandover(ctx, id, courier.ID); err != nil {
+			return nil, err
+		}
+	}
 	kind := order.ActDeliver
 	if cur.RelayID != "" {
 		kind = order.ActDeliverRelay
 	}
 	o, _, err := s.change(ctx, id, order.Action{Kind: kind, At: s.now().UTC(), Where: where, Code: code, CashMAD: paid - change, Note: proofNote(proofRef)}, courier, nil)
+	if errors.Is(err, order.ErrHandoverCode) {
+		return nil, s.handoverFailed(ctx, cur, courier, n)
+	}
+	if attempt != "" {
+		s.dropHandover(ctx, attempt) // delivered, or refused for another reason: not a wrong code
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -126,6 +126,7 @@ type Service struct {
 	todayDay int
 	idleAt   map[string]time.Time // when a courier's last order left its hands (fairness: idle time)
 	onShift  map[string]time.Time // open shift starts, from the store (idle since, when idleAt is unknown)
+	codes    codeThrottle         // wrong handover codes per courier (per replica)
 
 	hub       *Hub
 	webhooks  *Webhooks

@@ -24,7 +24,7 @@ import (
 // Webhook events a merchant can subscribe to.
 var WebhookEvents = []string{"order.booked", "order.offered", "order.assigned", "order.picked_up", "order.delivered",
 	"order.failed_attempt", "order.reattempt_scheduled", "order.returning", "order.returned", "order.cancelled",
-	"order.contact_customer", "order.booked.redelivery", "cod.settlement_closed"}
+	"order.contact_customer", "order.booked.redelivery", "cod.settlement_closed", "order.handover_locked"}
 
 // ErrWebhook reports an invalid webhook registration.
 var ErrWebhook = errors.New("invalid webhook")

@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/tawsil/tawsil/backend/internal/account"
 	"github.com/tawsil/tawsil/backend/internal/auth"
 	"github.com/tawsil/tawsil/backend/internal/delivery"
 	"github.com/tawsil/tawsil/backend/internal/eta"
@@ -41,6 +44,7 @@ func (s *Server) MountOrders(o Orders) {
 	s.addMapping(order.ErrInvalidAction, 400, "invalid-action")
 	s.addMapping(order.ErrInvalidOrder, 400, "invalid-order")
 	s.addMapping(order.ErrHandoverCode, 422, "handover-code")
+	s.addMapping(delivery.ErrHandoverLocked, 423, "handover-locked")
 	s.addMapping(delivery.ErrOutsideArea, 422, "outside-service-area")
 	s.addMapping(delivery.ErrInfeasible, 409, "infeasible")
 	s.addMapping(delivery.ErrIdemReuse, 422, "idempotency-key-reused")
@@ -67,6 +71,7 @@ func (s *Server) MountOrders(o Orders) {
 	v1.Post("/orders/:id/assign", s.authn, ops, o.assign)
 	v1.Post("/orders/:id/unassign", s.authn, ops, o.unassign)
 	v1.Post("/orders/:id/resolve", s.authn, ops, o.resolve)
+	v1.Post("/orders/:id/handover-unlock", s.authn, ops, func(c *fiber.Ctx) error { return s.unlockHandover(c, o) })
 	v1.Post("/orders/:id/customer-reply", s.authn, s.need(auth.RoleMerchant, auth.RoleDispatcher, auth.RoleAdmin), o.customerReply)
 	v1.Post("/orders/:id/accept", s.authn, courier, s.idempotent, o.courierAct("accept"))
 	v1.Post("/orders/:id/decline", s.authn, courier, s.idempotent, o.courierAct("decline"))
@@ -80,7 +85,7 @@ func (s *Server) MountOrders(o Orders) {
 	v1.Post("/track/:token/pin", s.limit(s.opts.PublicRate), o.trackPin)
 	v1.Post("/orders/:id/pin", s.authn, s.need(auth.RoleMerchant, auth.RoleDispatcher, auth.RoleAdmin), func(c *fiber.Ctx) error { return s.orderPin(c, o) })
 	v1.Get("/dispatch/at-risk", s.authn, ops, func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"orders": o.Svc.AtRisk()}) })
-	v1.Get("/stream", s.authn, ops, o.stream)
+	v1.Get("/stream", s.authn, ops, s.stream(o))
 	v1.Post("/webhooks", s.authn, merchant, s.idempotent, o.addWebhook)
 	v1.Get("/webhooks", s.authn, merchant, o.listWebhooks)
 	v1.Delete("/webhooks/:id", s.authn, merchant, o.deleteWebhook)
@@ -459,6 +464,20 @@ func (o Orders) resolve(c *fiber.Ctx) error {
 	return c.JSON(orderView(so, viewOps))
 }
 
+// unlockHandover lets couriers locked out of an order by wrong handover
+// codes try again (dispatchers, admins); audited.
+func (s *Server) unlockHandover(c *fiber.Ctx, o Orders) error {
+	if _, err := o.owned(c); err != nil {
+		return err
+	}
+	so, n, err := o.Svc.UnlockHandover(c.UserContext(), actor(c), c.Params("id"))
+	if err != nil {
+		return err
+	}
+	s.audit(c, string(delivery.KindHandoverUnlocked), "order:"+so.ID, "")
+	return c.JSON(fiber.Map{"order_id": so.ID, "status": so.Status, "unlocked_couriers": n})
+}
+
 func (o Orders) customerReply(c *fiber.Ctx) error {
 	var req struct {
 		Reachable *bool `json:"reachable"`
@@ -511,6 +530,11 @@ func (o Orders) courierAct(what string) fiber.Handler {
 				return err
 			}
 			so, err = o.Svc.Deliver(ctx, a, id, req.HandoverCode, req.ProofRef, req.CashMAD, req.ChangeMAD)
+			var te *delivery.ThrottledError
+			if errors.As(err, &te) {
+				return &apiError{status: 429, slug: "rate-limited", detail: "too many wrong handover codes; try again later",
+					retryAfter: max(1, int(te.Wait.Seconds()+0.999))}
+			}
 		case "returned":
 			so, err = o.Svc.Returned(ctx, a, id)
 		}
@@ -635,39 +659,69 @@ func (s *Server) orderPin(c *fiber.Ctx, o Orders) error {
 }
 
 // stream is the dispatcher event stream (Server-Sent Events). It ends after
-// a minute; EventSource clients reconnect by themselves.
-func (o Orders) stream(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderContentType, "text/event-stream")
-	c.Set(fiber.HeaderCacheControl, "no-store")
-	c.Set("X-Accel-Buffering", "no")
-	sub := o.Hub.Subscribe()
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer o.Hub.Unsubscribe(sub)
-		end := time.After(60 * time.Second)
-		ping := time.NewTicker(15 * time.Second)
-		defer ping.Stop()
-		fmt.Fprintf(w, "retry: 2000\n: connected\n\n")
-		if w.Flush() != nil {
-			return
+// a minute (EventSource clients reconnect by themselves), at once when its
+// user logs out, changes password or is disabled or erased on this replica,
+// and within streamRecheck when that happened on another one. A user may
+// hold MaxStreamsPerUser streams at once.
+func (s *Server) stream(o Orders) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		p := principal(c)
+		token, _ := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")
+		sub, err := o.Hub.Subscribe(p.UserID)
+		if errors.Is(err, delivery.ErrTooManyStreams) {
+			return &apiError{status: 429, slug: "rate-limited", retryAfter: 60,
+				detail: fmt.Sprintf("at most %d event streams per user are open at once", delivery.MaxStreamsPerUser)}
 		}
-		for {
-			select {
-			case ev := <-sub.C:
-				fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.ID, ev.Type, ev.Data)
-			case <-ping.C:
-				fmt.Fprintf(w, ": ping\n\n")
-			case <-end:
-				return
-			case <-o.Hub.Closed():
-				return
-			}
+		if err != nil {
+			return err
+		}
+		c.Set(fiber.HeaderContentType, "text/event-stream")
+		c.Set(fiber.HeaderCacheControl, "no-store")
+		c.Set("X-Accel-Buffering", "no")
+		c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+			defer o.Hub.Unsubscribe(sub)
+			end := time.After(60 * time.Second)
+			ping := time.NewTicker(15 * time.Second)
+			defer ping.Stop()
+			recheck := time.NewTicker(streamRecheck)
+			defer recheck.Stop()
+			fmt.Fprintf(w, "retry: 2000\n: connected\n\n")
 			if w.Flush() != nil {
 				return
 			}
-		}
-	})
-	return nil
+			for {
+				select {
+				case ev := <-sub.C:
+					fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.ID, ev.Type, ev.Data)
+				case <-ping.C:
+					fmt.Fprintf(w, ": ping\n\n")
+				case <-recheck.C:
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+					_, err := s.accounts.Authenticate(ctx, token)
+					cancel()
+					if errors.Is(err, account.ErrTokenRevoked) || errors.Is(err, auth.ErrExpiredToken) || errors.Is(err, auth.ErrInvalidToken) {
+						return
+					}
+					continue
+				case <-sub.Ended():
+					return
+				case <-end:
+					return
+				case <-o.Hub.Closed():
+					return
+				}
+				if w.Flush() != nil {
+					return
+				}
+			}
+		})
+		return nil
+	}
 }
+
+// streamRecheck is how often an open stream checks that its token is still
+// valid (revocations made on another replica).
+const streamRecheck = 5 * time.Second
 
 func (o Orders) addWebhook(c *fiber.Ctx) error {
 	var req struct {

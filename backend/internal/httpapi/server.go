@@ -105,6 +105,7 @@ func New(o Options, accounts *account.Service, ready func(context.Context) error
 	s.addMapping(account.ErrBadLogin, 401, "bad-login")
 	s.addMapping(account.ErrTokenRevoked, 401, "token-revoked")
 	s.addMapping(account.ErrDisabled, 401, "disabled")
+	s.addMapping(account.ErrInactive, 409, "account-inactive")
 
 	s.app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	s.app.Get("/readyz", s.readyz)

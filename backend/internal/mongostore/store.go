@@ -103,6 +103,7 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		{"webhook_outbox", bson.D{{Key: "next_at", Value: 1}}, nil},
 		{"webhooks", bson.D{{Key: "merchant_id", Value: 1}}, nil},
 		{"audit_log", bson.D{{Key: "at", Value: -1}}, nil},
+		{"handover_attempts", bson.D{{Key: "order_id", Value: 1}, {Key: "courier_id", Value: 1}}, nil},
 	}
 	// Before sequence epochs, {courier_id, seq} was unique: it would refuse a
 	// restarted counter's fixes as duplicates.
