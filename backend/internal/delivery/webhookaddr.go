@@ -134,7 +134,9 @@ func resolveWebhook(ctx context.Context, lookup func(ctx context.Context, host s
 	if literal {
 		return []netip.Addr{a}, nil
 	}
-	ips, err := lookup(ctx, host)
+	// Look the name up without its trailing dot: the hosts file spells
+	// names without it ("runsc." must find "runsc").
+	ips, err := lookup(ctx, strings.ToLower(strings.TrimSuffix(host, ".")))
 	if err != nil {
 		return nil, err
 	}
