@@ -71,7 +71,8 @@ func TestWebhookAddressPolicy(t *testing.T) {
 	}
 	// The URL forms go through Register to the same check.
 	for _, u := range []string{"https://LOCALHOST/h", "https://localhost./h", "https://2130706433/h", "https://0x7f.0.0.1/h",
-		"https://[fe80::1%25lo]/h", "https://[::127.0.0.1]/h", "https://[64:ff9b::7f00:1]/h", "https://0.0.0.1/h", "https://runsc/h"} {
+		"https://[fe80::1%25lo]/h", "https://[::127.0.0.1]/h", "https://[64:ff9b::7f00:1]/h", "https://0.0.0.1/h", "https://runsc/h",
+		"https://hooks.example.ma/\u202eh", "https://hooks.example.ma/\u200bh"} {
 		if _, err := w.Register(context.Background(), "m1", u, []string{"order.delivered"}); !errors.Is(err, ErrWebhook) {
 			t.Errorf("Register(%s) = %v, want ErrWebhook", u, err)
 		}

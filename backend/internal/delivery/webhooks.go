@@ -19,6 +19,7 @@ import (
 
 	"github.com/tawsil/tawsil/backend/internal/auth"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/backend/internal/textsafe"
 )
 
 // Webhook events a merchant can subscribe to.
@@ -78,7 +79,7 @@ func NewWebhooks(store *mongostore.Store, allowPrivate bool, log *slog.Logger, o
 // Register validates and stores a webhook; the secret is returned once.
 func (w *Webhooks) Register(ctx context.Context, merchantID, rawURL string, events []string) (mongostore.Webhook, error) {
 	u, err := url.Parse(rawURL)
-	if err != nil || u.Host == "" || len(rawURL) > 500 || (u.Scheme != "https" && !(w.allowPrivate && u.Scheme == "http")) {
+	if err != nil || u.Host == "" || len(rawURL) > 500 || textsafe.Identifier(rawURL) != nil || (u.Scheme != "https" && !(w.allowPrivate && u.Scheme == "http")) {
 		return mongostore.Webhook{}, fmt.Errorf("%w: url must be an absolute https URL", ErrWebhook)
 	}
 	if !w.allowPrivate {

@@ -10,6 +10,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/backend/internal/textsafe"
 )
 
 // IdemStore keeps idempotency keys and the answers given under them.
@@ -36,7 +37,7 @@ func (s *Server) idempotent(c *fiber.Ctx) error {
 	if key == "" || s.Idem == nil {
 		return c.Next()
 	}
-	if len(key) > 128 || !utf8.ValidString(key) {
+	if len(key) > 128 || !utf8.ValidString(key) || textsafe.Identifier(key) != nil {
 		return badRequest("Idempotency-Key must be 1 to 128 characters")
 	}
 	scope := principal(c).UserID + " " + c.Method() + " " + c.Path() // the path names the order acted on

@@ -196,7 +196,7 @@ type bookJSON struct {
 
 func (o Orders) book(c *fiber.Ctx) error {
 	key := c.Get("Idempotency-Key")
-	if key == "" || len(key) > 128 || !utf8.ValidString(key) {
+	if key == "" || len(key) > 128 || !utf8.ValidString(key) || textsafe.Identifier(key) != nil {
 		return badRequest("the Idempotency-Key header is required (1 to 128 characters)")
 	}
 	var req bookJSON
