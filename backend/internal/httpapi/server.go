@@ -133,7 +133,8 @@ func New(o Options, accounts *account.Service, ready func(context.Context) error
 func (s *Server) App() *fiber.App { return s.app }
 
 // V1 returns the /v1 router for feature modules.
-func (s *Server) V1() fiber.Router { return s.app.Group("/v1", noStore) }
+// (New registered the /v1 middleware, no-store, once.)
+func (s *Server) V1() fiber.Router { return s.app.Group("/v1") }
 
 // Listen serves on addr until Shutdown.
 func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }

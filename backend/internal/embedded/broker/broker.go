@@ -68,6 +68,9 @@ const refusalLogEvery = 10 * time.Second
 
 // Start starts the broker and its listener.
 func Start(o Options) (*Broker, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 	o.Logger = slog.New(newQuietLog(o.Logger.Handler(), newLimiter(refusalLogEvery, time.Now)))
 	srv := mqtt.New(&mqtt.Options{
 		InlineClient: true,
