@@ -14,7 +14,7 @@ export TAWSIL_ADMIN_EMAIL ?= admin@demo.tawsil.ma
 export TAWSIL_ADMIN_PASSWORD ?= tawsil-admin-2026
 export TAWSIL_DATA_DIR ?= $(DATA)
 
-.PHONY: all build build-prod run cluster test test-short fuzz bench lint sim clean tools web web-deps
+.PHONY: all build build-prod run cluster test test-short fuzz bench lint spec-lint sim clean tools web web-deps
 
 all: build
 
@@ -79,6 +79,12 @@ lint:
 	@sc=$$(command -v staticcheck || echo "$$($(GO) env GOPATH)/bin/staticcheck"); \
 	  if [ ! -x "$$sc" ]; then echo "staticcheck not installed: make tools"; exit 1; fi; \
 	  for m in $(MODULES); do echo "== staticcheck $$m"; (cd $$m && $$sc ./...) || exit 1; done
+	@$(MAKE) --no-print-directory spec-lint
+
+# api/openapi.yaml (Redocly CLI, 0 errors 0 warnings) and api/asyncapi.yaml
+# (@asyncapi/parser), both pinned in .ci/node/package-lock.json.
+spec-lint:
+	@.ci/spec-lint.sh
 
 # staticcheck's release names (2025.1.1) are refused by the module proxy here; its semver tag is served.
 tools:

@@ -186,7 +186,7 @@ EOF
   cmd "MQTT_URL=$broker TAWSIL_FERRET_HANDLER=$handler TAWSIL_HTTP_ADDR=127.0.0.1:0 backend"
   env MQTT_URL="$broker" TAWSIL_MQTT_USERNAME=backend TAWSIL_MQTT_PASSWORD=unused-open-broker \
     TAWSIL_MQTT_CLIENT_ID="tawsil-bench-$$" TAWSIL_HTTP_ADDR="127.0.0.1:0" TAWSIL_DATA_DIR="$work/data" \
-    TAWSIL_FERRET_HANDLER="$handler" TAWSIL_FERRET_PG_URL="$pg_url" TAWSIL_ACCESS_TTL=2h TAWSIL_LOG_LEVEL=info \
+    TAWSIL_FERRET_HANDLER="$handler" TAWSIL_FERRET_PG_URL="$pg_url" TAWSIL_ACCESS_TTL=2h TAWSIL_LOG_LEVEL=info TAWSIL_ACCESS_LOG=false \
     TAWSIL_JWT_SECRET="bench-$(head -c 24 /dev/urandom | base64)" \
     "$work/backend" >"$work/backend.log" 2>&1 &
   pids+=($!)

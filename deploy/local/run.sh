@@ -12,7 +12,8 @@ cd "$(dirname "$0")/../.."
 export TAWSIL_HTTP_ADDR TAWSIL_MQTT_LISTEN TAWSIL_DATA_DIR TAWSIL_SEED=true
 mkdir -p "$TAWSIL_DATA_DIR"
 log="$TAWSIL_DATA_DIR/backend.log"
-bin/backend 2>"$log" &
+echo "== $(date -u +%FT%TZ) make run" >>"$log"
+bin/backend 2>>"$log" &   # appended: earlier runs stay readable
 backend=$!
 fleet=""
 cleanup() {

@@ -44,6 +44,7 @@ type Courier struct {
 	ID        string
 	UserID    string
 	Name      string
+	Phone     string // E.164, optional; shown masked to dispatchers
 	Vehicle   string // scooter, bike, car, foot
 	Capacity  int    // orders carried at once
 	OnShift   bool
@@ -91,6 +92,7 @@ type Store interface {
 	SetDisabled(ctx context.Context, userID string, disabled bool) error // ErrNotFound; bumps token version
 	CountUsers(ctx context.Context) (int64, error)
 	CreateCourier(ctx context.Context, c *Courier) error
+	DeleteCourier(ctx context.Context, id string) error          // undoes CreateCourier when the user insert fails
 	CourierByID(ctx context.Context, id string) (Courier, error) // ErrNotFound
 	Couriers(ctx context.Context) ([]Courier, error)
 	SetShift(ctx context.Context, courierID string, on bool, at time.Time) error

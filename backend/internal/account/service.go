@@ -32,6 +32,7 @@ type NewUser struct {
 	Name     string
 	Vehicle  string // couriers; default scooter
 	Capacity int    // couriers; default 3
+	Phone    string // couriers; optional, E.164 (+212...)
 	Policy   string // merchants; default standard
 }
 
@@ -129,11 +130,29 @@ func (s *Service) CreateUser(ctx context.Context, in NewUser) (User, error) {
 		if capacity < 1 || capacity > 20 {
 			return User{}, fmt.Errorf("%w: capacity must be 1 to 20", ErrInvalid)
 		}
-		c := Courier{Name: name, Vehicle: vehicle, Capacity: capacity, CreatedAt: now}
+		if in.Phone != "" && !validPhone(in.Phone) {
+			return User{}, fmt.Errorf("%w: phone must be +<country><number>, 8 to 15 digits", ErrInvalid)
+		}
+		// No transactions: refuse a taken e-mail before writing anything, and
+		// undo the courier if the user insert fails after all (a race, an
+		// outage), so no courier is left without a user.
+		if _, err := s.store.UserByEmail(ctx, email); err == nil {
+			return User{}, fmt.Errorf("%w: email already registered", ErrConflict)
+		} else if !errors.Is(err, ErrNotFound) {
+			return User{}, err
+		}
+		c := Courier{Name: name, Phone: in.Phone, Vehicle: vehicle, Capacity: capacity, CreatedAt: now}
 		if err := s.store.CreateCourier(ctx, &c); err != nil {
 			return User{}, fmt.Errorf("create courier: %w", err)
 		}
 		u.CourierID = c.ID
+		if err := s.store.CreateUser(ctx, &u); err != nil {
+			if derr := s.store.DeleteCourier(context.WithoutCancel(ctx), c.ID); derr != nil {
+				s.log.Error("courier left without a user", "courier_id", c.ID, "err", derr)
+			}
+			return User{}, fmt.Errorf("create user: %w", err)
+		}
+		return u, nil
 	case auth.RoleMerchant:
 		policy := in.Policy
 		if policy == "" {
@@ -490,4 +509,17 @@ func (s *Service) SetDisabled(ctx context.Context, userID string, disabled bool)
 		}
 	}
 	return nil
+}
+
+// validPhone accepts E.164: a plus and 8 to 15 digits.
+func validPhone(p string) bool {
+	if len(p) < 9 || len(p) > 16 || p[0] != '+' {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		if p[i] < '0' || p[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -77,6 +77,9 @@ type Main struct {
 	purgeHook func(ctx context.Context)
 
 	notes     notes // newest courier note applied per courier (cluster.go)
+	// phones holds each courier's phone for the dispatcher lists.
+	phones sync.Map // courier id → phone
+
 	closeDocs func()
 	closeOnce sync.Once
 	httpLn    net.Listener
@@ -180,7 +183,7 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 				return fmt.Errorf("TAWSIL_MQTT_TLS_CERT: %w", err)
 			}
 		}
-		m.Broker, err = startBroker(cfg, m.MQTTListener, mqttTLS, m.Accounts, m.Ingest, m.Log.With("component", "mqtt"), m.Metrics)
+		m.Broker, err = startBroker(cfg, m.MQTTListener, mqttTLS, m.Accounts, m.Ingest, slog.New(oneLine{m.Log.With("component", "mqtt").Handler()}), m.Metrics)
 		if err != nil {
 			return err
 		}
@@ -204,7 +207,7 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 		m.Log.Info("connected to external MQTT broker", "url", cfg.MQTTURL)
 	}
 
-	m.HTTP = httpapi.New(httpapi.Options{BodyLimit: cfg.BodyLimit, TrustedProxies: cfg.TrustedProxies}, m.Accounts, m.ready, m.Metrics, m.Log)
+	m.HTTP = httpapi.New(httpapi.Options{BodyLimit: cfg.BodyLimit, TrustedProxies: cfg.TrustedProxies, NoAccessLog: cfg.NoAccessLog}, m.Accounts, m.ready, m.Metrics, m.Log)
 	m.HTTP.Audit = func(ctx context.Context, actorID, actorRole, action, subject, detail string) error {
 		return m.Store.AppendAudit(ctx, mongostore.AuditEntry{At: time.Now().UTC(), ActorID: actorID, ActorRole: actorRole,
 			Action: action, Subject: subject, Detail: detail})
@@ -219,7 +222,7 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 		return err
 	}
 	m.HTTP.MountTracking(httpapi.Tracking{Index: m.Index, Density: m.Density, Store: m.Store, SetShift: m.setShiftHTTP,
-		Name: m.names.get})
+		Name: m.names.get, Phone: m.courierPhone})
 	m.HTTP.MountDevices(httpapi.Devices{Ingest: m.Ingest})
 	if err := m.mountFeatures(ctx); err != nil {
 		return err
@@ -317,6 +320,11 @@ func (m *Main) restore(ctx context.Context) error {
 
 func (m *Main) learnCourier(c account.Courier) {
 	m.names.set(c.ID, c.Name)
+	if c.Phone != "" {
+		m.phones.Store(c.ID, c.Phone)
+	} else {
+		m.phones.Delete(c.ID)
+	}
 	if err := m.Index.SetProfile(c.ID, c.Vehicle, c.Capacity); err != nil {
 		m.Log.Warn("courier profile refused", "courier_id", c.ID, "err", err)
 	}
@@ -408,7 +416,11 @@ func (w messageOnly) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (w messageOnly) Handle(ctx context.Context, r slog.Record) error {
-	return w.h.Handle(ctx, slog.NewRecord(r.Time, r.Level, r.Message, r.PC))
+	msg, ok := ferretLine(r.Message)
+	if !ok {
+		return nil
+	}
+	return w.h.Handle(ctx, slog.NewRecord(r.Time, r.Level, msg, r.PC))
 }
 
 func (w messageOnly) WithAttrs([]slog.Attr) slog.Handler { return w }
@@ -475,4 +487,11 @@ func (m *Main) saveETA(ctx context.Context) error {
 		return err
 	}
 	return m.Store.PutModel(ctx, etaModelName, raw)
+}
+
+// courierPhone is a courier's phone for the dispatcher lists (masked there).
+func (m *Main) courierPhone(id string) string {
+	v, _ := m.phones.Load(id)
+	p, _ := v.(string)
+	return p
 }

@@ -117,7 +117,11 @@ func (m *Main) mountFeatures(ctx context.Context) error {
 	m.HTTP.MountOrders(httpapi.Orders{Svc: m.Delivery, Webhooks: m.Webhooks, Store: m.Store, Hub: m.Hub, ETA: etaModel,
 		Rules: engine, RulesFile: cfg.RulesFile, Costs: core.DefaultCosts()})
 	m.HTTP.MountCash(httpapi.Cash{Book: book, Loc: serviceZone})
-	m.HTTP.OnCourierErased = book.Erase
+	m.HTTP.OnCourierErased = func(ctx context.Context, courierID string) error {
+		m.phones.Delete(courierID) // the dispatcher lists forget the erased courier's phone and name
+		m.names.set(courierID, "")
+		return book.Erase(ctx, courierID)
+	}
 	return nil
 }
 

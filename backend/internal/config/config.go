@@ -43,6 +43,7 @@ type Config struct {
 	TrustedProxies []string      `yaml:"trusted_proxies"` // TAWSIL_TRUSTED_PROXIES: CIDRs/IPs allowed to set X-Forwarded-For
 	BodyLimit      int           `yaml:"body_limit"`      // TAWSIL_BODY_LIMIT bytes
 	LogLevel       string        `yaml:"log_level"`       // TAWSIL_LOG_LEVEL: debug|info|warn|error
+	NoAccessLog    bool          `yaml:"no_access_log"`   // TAWSIL_ACCESS_LOG=false: no per-request log line (load benchmarks)
 
 	PositionsRetentionDays int           `yaml:"positions_retention_days"` // TAWSIL_POSITIONS_RETENTION_DAYS
 	CashCapMAD             float64       `yaml:"cash_cap_mad"`             // TAWSIL_CASH_CAP_MAD: cash in hand over which a courier gets no cash-on-delivery offers (0: no cap)
@@ -215,6 +216,13 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			errs = append(errs, fmt.Errorf("TAWSIL_SEED: %q is not a boolean", v))
 		}
 		c.Seed = b
+	}
+	if v := getenv("TAWSIL_ACCESS_LOG"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("TAWSIL_ACCESS_LOG: %q is not a boolean", v))
+		}
+		c.NoAccessLog = err == nil && !b
 	}
 	if v := getenv("TAWSIL_WEBHOOK_ALLOW_PRIVATE"); v != "" {
 		b, err := strconv.ParseBool(v)

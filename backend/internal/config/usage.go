@@ -47,6 +47,7 @@ Data and rules:
   TAWSIL_VROOM_URL               optional VROOM route optimiser
   TAWSIL_WEBHOOK_ALLOW_PRIVATE   let webhooks reach private addresses (default false)
   TAWSIL_LOG_LEVEL               debug, info (default), warn, error
+  TAWSIL_ACCESS_LOG              one log line per HTTP request (default true)
   TAWSIL_SEED                    create demo accounts and fleet credentials (default false)
 
 See README.md (Configuration) for the full description.

@@ -269,6 +269,8 @@ func (s *Service) Book(ctx context.Context, merchantID, key string, body []byte,
 		return nil, false, fmt.Errorf("book order %s: %w", so.ID, err)
 	}
 	s.remember(so)
+	s.d.Log.Info("order event", "event", "order.booked", "order_id", so.ID, "action", ev.Action, "to", ev.To,
+		"actor_role", ev.Actor.Role, "version", ev.Version)
 	s.hub.Publish("order.booked", map[string]any{"order_id": so.ID, "promise_by": so.PromiseBy, "merchant_id": merchantID})
 	if s.webhooks != nil {
 		payload := webhookOrder(so, ev)

@@ -225,7 +225,18 @@ func (s *Service) Resolve(ctx context.Context, actor order.Actor, id, action str
 	default:
 		return nil, fmt.Errorf("%w: action must be retry_later, reassign, relay_point, return_to_merchant or cancel", ErrInput)
 	}
-	next, err := s.execute(ctx, o, failure.Decision{Action: a, Rule: "dispatcher:" + actor.ID}, o.CourierID)
+	if a == failure.RelayPoint {
+		// The rules fall back to a return when a relay is not possible; a
+		// dispatcher who asks for one is told why not instead.
+		if !o.Policy.AllowRelay {
+			return nil, fmt.Errorf("%w: relay_point refused: the merchant's policy does not allow relay points", order.ErrInvalidTransition)
+		}
+		if _, _, err := failure.NearestRelay(s.cfg.Relays, o.Dropoff.Lat, o.Dropoff.Lng, s.now()); err != nil {
+			return nil, fmt.Errorf("%w: relay_point refused: no open relay point near the drop-off", order.ErrInvalidTransition)
+		}
+	}
+	s.d.Log.Info("dispatcher resolves", "order_id", id, "action", action, "dispatcher_id", actor.ID)
+	next, err := s.execute(ctx, o, failure.Decision{Action: a, Rule: "dispatcher"}, o.CourierID)
 	if err != nil {
 		return nil, err
 	}

@@ -76,8 +76,11 @@ func (s *Service) Decline(ctx context.Context, courier order.Actor, id, reason s
 // Assign gives an order to a courier directly (overrides an offer).
 func (s *Service) Assign(ctx context.Context, actor order.Actor, id, courierID string) (*mongostore.StoredOrder, error) {
 	lc, ok := s.d.Index.Get(courierID)
-	if !ok || !lc.OnShift {
-		return nil, fmt.Errorf("%w: %s is unknown or off shift", ErrNoCourier, courierID)
+	if !ok {
+		return nil, fmt.Errorf("%w: no courier %s; couriers have their own ids (a courier user's courier_id, or the id in GET /v1/couriers), not user ids", ErrNoCourier, courierID)
+	}
+	if !lc.OnShift {
+		return nil, fmt.Errorf("%w: %s is off shift", ErrNoCourier, courierID)
 	}
 	if lc.Capacity > 0 && lc.Load >= lc.Capacity {
 		return nil, fmt.Errorf("%w: %s carries %d of %d orders", ErrNoCourier, courierID, lc.Load, lc.Capacity)

@@ -129,18 +129,66 @@ func (s *Service) remember(o *mongostore.StoredOrder) {
 
 // emit tells dispatchers (event stream) and the merchant (webhook).
 func (s *Service) emit(o *mongostore.StoredOrder, ev order.Event) {
-	s.hub.Publish("order."+string(ev.To), map[string]any{"order_id": o.ID, "from": ev.From, "to": ev.To, "action": ev.Action,
-		"actor": ev.Actor, "courier_id": o.CourierID, "at": ev.At, "reason": ev.Reason})
+	name := EventName(ev)
+	courier := o.CourierID
+	if ev.Action == order.ActOffer || (courier == "" && o.Status == order.StatusOffered) {
+		courier = o.OfferedTo // the courier holding the offer
+	}
+	// One line per business event: ids and the transition, no personal data
+	// and no free text (notes and reasons may carry anything).
+	s.d.Log.Info("order event", "event", name, "order_id", o.ID, "action", ev.Action, "from", ev.From, "to", ev.To,
+		"actor_role", ev.Actor.Role, "courier_id", courier, "version", ev.Version)
+	s.hub.Publish(name, map[string]any{"order_id": o.ID, "from": ev.From, "to": ev.To, "action": ev.Action,
+		"actor": ev.Actor, "courier_id": courier, "at": ev.At, "reason": ev.Reason})
 	if s.webhooks != nil {
-		s.webhooks.Enqueue(context.Background(), o.MerchantID, "order."+string(ev.To), webhookOrder(o, ev))
+		s.webhooks.Enqueue(context.Background(), o.MerchantID, name, webhookOrder(o, ev))
 	}
 }
 
+// EventName is the stream and webhook name of a transition: one name per
+// kind of happening (an expired offer or an unassign is not a booking).
+func EventName(ev order.Event) string {
+	switch ev.Action {
+	case "book":
+		return "order.booked"
+	case order.ActOffer:
+		return "order.offered"
+	case order.ActDecline:
+		return "order.offer_declined"
+	case order.ActExpire:
+		return "order.offer_expired"
+	case order.ActAccept, order.ActAssign:
+		return "order.assigned"
+	case order.ActUnassign:
+		return "order.unassigned"
+	case order.ActReassign:
+		return "order.reassigned"
+	case order.ActDeliver, order.ActDeliverRelay:
+		return "order.delivered"
+	case order.ActReattempt:
+		return "order.reattempt_scheduled"
+	case order.ActReturn:
+		return "order.returning"
+	}
+	return "order." + string(ev.To)
+}
+
+// webhookOrder is a merchant's view of a transition: the reason only as a
+// failed attempt's code (other reasons are free text: a dispatcher's note,
+// a rule or staff name), failed attempts without their notes.
 func webhookOrder(o *mongostore.StoredOrder, ev order.Event) map[string]any {
 	m := map[string]any{"order_id": o.ID, "status": o.Status, "previous_status": ev.From, "action": ev.Action,
-		"at": ev.At, "promise_by": o.PromiseBy, "courier_id": o.CourierID, "reason": ev.Reason}
+		"at": ev.At, "promise_by": o.PromiseBy, "courier_id": o.CourierID}
+	if ev.Action == order.ActFail && ev.Reason != "" {
+		m["reason"] = ev.Reason // a failure reason code; other reasons are internal text (notes, rule names)
+	}
 	if n := len(o.Attempts); n > 0 {
-		m["attempts"] = o.Attempts
+		attempts := make([]order.Attempt, n)
+		for i, a := range o.Attempts {
+			a.Note = ""
+			attempts[i] = a
+		}
+		m["attempts"] = attempts
 	}
 	return m
 }

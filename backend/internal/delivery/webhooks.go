@@ -23,7 +23,8 @@ import (
 )
 
 // Webhook events a merchant can subscribe to.
-var WebhookEvents = []string{"order.booked", "order.offered", "order.assigned", "order.picked_up", "order.delivered",
+var WebhookEvents = []string{"order.booked", "order.offered", "order.offer_declined", "order.offer_expired", "order.assigned",
+	"order.unassigned", "order.reassigned", "order.picked_up", "order.delivered",
 	"order.failed_attempt", "order.reattempt_scheduled", "order.returning", "order.returned", "order.cancelled",
 	"order.contact_customer", "order.booked.redelivery", "cod.settlement_closed", "order.handover_locked"}
 

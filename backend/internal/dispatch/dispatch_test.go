@@ -273,8 +273,8 @@ func TestFeasibility(t *testing.T) {
 			case !f.Feasible && !f.Later && !f.PromiseBy.IsZero():
 				t.Errorf("refusal carries a promise %v", f.PromiseBy)
 			}
-			if f.Reason == "" {
-				t.Error("no reason")
+			if f.Feasible != (f.Reason == "") {
+				t.Errorf("reason %q: a refusal (or later promise) says why, a plain yes says nothing (api/openapi.yaml Quote.reason)", f.Reason)
 			}
 		})
 	}

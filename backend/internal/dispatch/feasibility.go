@@ -14,7 +14,7 @@ type Feasibility struct {
 	PromiseBy  time.Time `json:"promise_by"`  // the promise we can make (zero when none)
 	Later      bool      `json:"later"`       // PromiseBy is later than the standard promise
 	CourierID  string    `json:"courier_id,omitempty"`
-	Reason     string    `json:"reason"`
+	Reason     string    `json:"reason,omitempty"` // why not feasible (or why later); empty when feasible
 }
 
 // Feasibility says whether pickup→dropoff booked now can be handed over
@@ -84,7 +84,6 @@ func (d *Dispatcher) Feasibility(pickup, dropoff Point, cands []Candidate, picku
 	if !deliver.After(now.Add(d.cfg.Promise)) {
 		f.Feasible = true
 		f.PromiseBy = now.Add(d.cfg.Promise)
-		f.Reason = "ok"
 		return f
 	}
 	f.Reason = fmt.Sprintf("earliest handover in %.0f min exceeds the %.0f min promise", deliver.Sub(now).Minutes(), d.cfg.Promise.Minutes())

@@ -72,6 +72,17 @@ func listenLocal(tb testing.TB) net.Listener {
 // mustBackend starts a backend with a fresh data dir; mod may adjust config.
 func mustBackend(tb testing.TB, mod func(*config.Config)) *backend {
 	tb.Helper()
+	cfg := mustConfig(tb)
+	if mod != nil {
+		mod(&cfg)
+	}
+	b, _ := startBackend(tb, cfg)
+	return b
+}
+
+// mustConfig is the embedded-mode e2e configuration with a fresh data dir.
+func mustConfig(tb testing.TB) config.Config {
+	tb.Helper()
 	env := map[string]string{
 		"TAWSIL_JWT_SECRET":     "e2e-secret-0123456789abcdef0123456789",
 		"TAWSIL_ADMIN_EMAIL":    adminEmail,
@@ -86,11 +97,7 @@ func mustBackend(tb testing.TB, mod func(*config.Config)) *backend {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	b, _ := startBackend(tb, cfg)
-	return b
+	return cfg
 }
 
 // startBackend starts a backend for cfg on a free port; the caller may stop
@@ -181,6 +188,7 @@ func (b *backend) do(tb testing.TB, method, path, token string, body any, header
 			tb.Fatal(err)
 		}
 	}
+	checkResponse(tb, res.Request, out.status, out.header, out.body) // the request answered, after any redirect
 	return out
 }
 

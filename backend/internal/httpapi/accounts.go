@@ -85,6 +85,7 @@ type createUserReq struct {
 	Vehicle  string `json:"vehicle,omitempty"`
 	Capacity int    `json:"capacity,omitempty"`
 	Policy   string `json:"policy,omitempty"`
+	Phone    string `json:"phone,omitempty"`
 }
 
 type userResp struct {
@@ -109,7 +110,7 @@ func (s *Server) createUser(c *fiber.Ctx) error {
 		return err
 	}
 	u, err := s.accounts.CreateUser(c.UserContext(), account.NewUser{Email: req.Email, Password: req.Password,
-		Role: auth.Role(req.Role), Name: req.Name, Vehicle: req.Vehicle, Capacity: req.Capacity, Policy: req.Policy})
+		Role: auth.Role(req.Role), Name: req.Name, Vehicle: req.Vehicle, Capacity: req.Capacity, Policy: req.Policy, Phone: req.Phone})
 	if err != nil {
 		return err
 	}

@@ -779,7 +779,7 @@ func (o Orders) kpis(c *fiber.Ctx) error {
 		from = now.Add(-24 * time.Hour)
 	}
 	if to.IsZero() {
-		to = now.Add(time.Minute)
+		to = now // the window ends now, not in the future
 	}
 	if !to.After(from) || to.Sub(from) > 92*24*time.Hour {
 		return badRequest("from must be before to, at most 92 days apart")

@@ -79,13 +79,16 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		}
 	}
 	if ae == nil {
-		s.log.Error("request failed", "method", c.Method(), "route", c.Route().Path, "err", err)
+		s.log.Error("request failed", "method", c.Method(), "route", c.Route().Path, "request_id", requestID(c), "err", err)
 		ae = &apiError{status: fiber.StatusInternalServerError, slug: "internal", detail: "internal error; the incident was logged"}
 	}
 	p := fiber.Map{"type": "https://tawsil.ma/problems/" + ae.slug, "status": ae.status, "instance": c.Path()}
 	s.localize(c, p, ae)
 	for k, v := range ae.extra {
 		p[k] = v
+	}
+	if id := requestID(c); id != "" {
+		p["request_id"] = id
 	}
 	if ae.retryAfter > 0 {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(ae.retryAfter))

@@ -35,6 +35,8 @@ type Options struct {
 	// public and auth routes.
 	PublicRate int
 	AuthRate   int
+	// NoAccessLog turns off the per-request log line (load benchmarks).
+	NoAccessLog bool
 }
 
 // Server holds the API's dependencies.
@@ -96,6 +98,7 @@ func New(o Options, accounts *account.Service, ready func(context.Context) error
 		cfg.TrustedProxies = o.TrustedProxies
 	}
 	s.app = fiber.New(cfg)
+	s.app.Use(s.accessLog)
 	s.app.Use(recover.New())
 	s.app.Use(s.observe)
 

@@ -14,6 +14,7 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/density"
 	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/backend/internal/order"
 )
 
 // Tracking is what the tracking routes need.
@@ -26,6 +27,8 @@ type Tracking struct {
 	SetShift func(c *fiber.Ctx, courierID string, on bool) error
 	// Name is a courier's display name ("" if unknown).
 	Name func(courierID string) string
+	// Phone is a courier's phone ("" if none); lists show it masked.
+	Phone func(courierID string) string
 }
 
 // MountTracking registers couriers, tracks, shifts, density and audit routes.
@@ -59,6 +62,7 @@ func (s *Server) withAudit(action string, h fiber.Handler) fiber.Handler {
 type courierJSON struct {
 	ID        string   `json:"id"`
 	Name      string   `json:"name,omitempty"`
+	Phone     string   `json:"phone,omitempty"` // masked
 	Lat       *float64 `json:"lat,omitempty"`
 	Lng       *float64 `json:"lng,omitempty"`
 	DistanceM *float64 `json:"distance_m,omitempty"`
@@ -142,6 +146,11 @@ func queryInt(c *fiber.Ctx, name string, def, lo, hi int) (int, error) {
 func (t Tracking) named(cj courierJSON) courierJSON {
 	if t.Name != nil {
 		cj.Name = t.Name(cj.ID)
+	}
+	if t.Phone != nil {
+		if p := t.Phone(cj.ID); p != "" {
+			cj.Phone = order.MaskPhone(p)
+		}
 	}
 	return cj
 }
@@ -328,7 +337,7 @@ func (t Tracking) alerts(c *fiber.Ctx) error {
 			if h.Cell8.String() == a.Cell || h.Cell7.String() == a.Cell {
 				continue // already counted as the cell's supply
 			}
-			aj.NearestIdle = append(aj.NearestIdle, courierOut(h.Courier, h.DistanceM, true))
+			aj.NearestIdle = append(aj.NearestIdle, t.named(courierOut(h.Courier, h.DistanceM, true)))
 		}
 		out = append(out, aj)
 	}

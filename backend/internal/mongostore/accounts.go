@@ -101,7 +101,7 @@ func (s *Store) EraseUser(ctx context.Context, userID, pseudonym string) error {
 		return err
 	}
 	if u.CourierID != "" {
-		if _, err := s.c("couriers").UpdateByID(ctx, u.CourierID, bson.M{"$set": bson.M{"name": pseudonym, "on_shift": false}}); err != nil {
+		if _, err := s.c("couriers").UpdateByID(ctx, u.CourierID, bson.M{"$set": bson.M{"name": pseudonym, "on_shift": false}, "$unset": bson.M{"phone": ""}}); err != nil {
 			return fmt.Errorf("erase courier: %w", err)
 		}
 		if _, err := s.c("positions").DeleteMany(ctx, bson.M{"courier_id": u.CourierID}); err != nil {
@@ -128,6 +128,7 @@ type courierDoc struct {
 	ID        string    `bson:"_id"`
 	UserID    string    `bson:"user_id"`
 	Name      string    `bson:"name"`
+	Phone     string    `bson:"phone,omitempty"`
 	Vehicle   string    `bson:"vehicle"`
 	Capacity  int       `bson:"capacity"`
 	OnShift   bool      `bson:"on_shift"`
@@ -136,14 +137,22 @@ type courierDoc struct {
 }
 
 func (d courierDoc) courier() account.Courier {
-	return account.Courier{ID: d.ID, UserID: d.UserID, Name: d.Name, Vehicle: d.Vehicle, Capacity: d.Capacity, OnShift: d.OnShift, ShiftFrom: d.ShiftFrom, CreatedAt: d.CreatedAt}
+	return account.Courier{ID: d.ID, UserID: d.UserID, Name: d.Name, Phone: d.Phone, Vehicle: d.Vehicle, Capacity: d.Capacity, OnShift: d.OnShift, ShiftFrom: d.ShiftFrom, CreatedAt: d.CreatedAt}
 }
 
 // CreateCourier inserts a courier record.
 func (s *Store) CreateCourier(ctx context.Context, c *account.Courier) error {
 	c.ID = newID()
-	_, err := s.c("couriers").InsertOne(ctx, courierDoc{ID: c.ID, UserID: c.UserID, Name: c.Name, Vehicle: c.Vehicle, Capacity: c.Capacity, CreatedAt: c.CreatedAt})
+	_, err := s.c("couriers").InsertOne(ctx, courierDoc{ID: c.ID, UserID: c.UserID, Name: c.Name, Phone: c.Phone, Vehicle: c.Vehicle, Capacity: c.Capacity, CreatedAt: c.CreatedAt})
 	return err
+}
+
+// DeleteCourier removes a courier record (the undo of CreateCourier).
+func (s *Store) DeleteCourier(ctx context.Context, id string) error {
+	if _, err := s.c("couriers").DeleteOne(ctx, bson.M{"_id": id}); err != nil {
+		return fmt.Errorf("delete courier: %w", err)
+	}
+	return nil
 }
 
 // CourierByID finds a courier.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -63,11 +64,12 @@ func (s *Store) InsertPositions(ctx context.Context, ps []Position) (inserted in
 	return 0, fmt.Errorf("insert positions: %w", err)
 }
 
-// Track returns a courier's positions between from and to, oldest first.
+// Track returns the latest limit positions of a courier between from and to,
+// oldest first.
 func (s *Store) Track(ctx context.Context, courierID string, from, to time.Time, limit int) ([]Position, error) {
 	cur, err := s.c("positions").Find(ctx,
 		bson.M{"courier_id": courierID, "t": bson.M{"$gte": from, "$lte": to}},
-		options.Find().SetSort(bson.D{{Key: "t", Value: 1}, {Key: "seq", Value: 1}}).SetLimit(int64(limit)))
+		options.Find().SetSort(bson.D{{Key: "t", Value: -1}, {Key: "seq", Value: -1}}).SetLimit(int64(limit)))
 	if err != nil {
 		return nil, fmt.Errorf("track: %w", err)
 	}
@@ -75,6 +77,7 @@ func (s *Store) Track(ctx context.Context, courierID string, from, to time.Time,
 	if err := cur.All(ctx, &out); err != nil {
 		return nil, fmt.Errorf("track: %w", err)
 	}
+	slices.Reverse(out) // the latest limit fixes, oldest first
 	return out, nil
 }
 

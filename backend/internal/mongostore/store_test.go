@@ -57,6 +57,11 @@ func TestPositionsExactlyOnce(t *testing.T) {
 	if err != nil || len(track) != 4 || track[0].Seq != 3 {
 		t.Fatalf("track = %+v, %v", track, err)
 	}
+	// A limit keeps the latest fixes of the window, still oldest first.
+	latest, err := st.Track(ctx, "c1", t0, t0.Add(time.Minute), 3)
+	if err != nil || len(latest) != 3 || latest[0].Seq != 13 || latest[2].Seq != 15 {
+		t.Fatalf("track limit 3 = %+v, %v; want seqs 13..15", latest, err)
+	}
 	purged, err := st.PurgePositions(ctx, t0.Add(11*time.Second))
 	if err != nil || purged != 10 {
 		t.Fatalf("purge = %d, %v", purged, err)

@@ -208,6 +208,10 @@ func Apply(o *Order, a Action, actor Actor) (Event, error) {
 
 	from := o.Status
 	effect(o, a)
+	// A transition changes what a dispatcher was asked about (resolved,
+	// delivered, returned, cancelled, re-dispatched): the flag goes, and
+	// whoever still needs a human after it raises it again.
+	o.Flags.NeedsDispatcher = false
 	o.Status = t.To
 	o.Version++
 

@@ -71,6 +71,7 @@ func TestApplyEveryTransition(t *testing.T) {
 		for _, r := range tr.Roles {
 			t.Run(string(tr.From)+"/"+string(tr.Action)+"/"+string(r), func(t *testing.T) {
 				o := orderIn(t, tr.From)
+				o.Flags.NeedsDispatcher = true
 				ver := o.Version
 				a := actionFor(tr.Action)
 				actor := actorFor(r)
@@ -91,6 +92,9 @@ func TestApplyEveryTransition(t *testing.T) {
 				}
 				if o.Status != tr.To || o.Version != ver+1 {
 					t.Errorf("order status,version = %s,%d, want %s,%d", o.Status, o.Version, tr.To, ver+1)
+				}
+				if o.Flags.NeedsDispatcher {
+					t.Error("needs_dispatcher survives the transition (resolved, delivered, returned, cancelled...)")
 				}
 			})
 		}
