@@ -76,7 +76,7 @@ type Main struct {
 	// purgeHook runs with the hourly retention job (customer data redaction).
 	purgeHook func(ctx context.Context)
 
-	notes     notes // newest courier note applied per courier (cluster.go)
+	notes notes // newest courier note applied per courier (cluster.go)
 	// phones holds each courier's phone for the dispatcher lists.
 	phones sync.Map // courier id → phone
 
@@ -432,6 +432,7 @@ type EmbeddedBroker interface {
 	Bus
 	Addr() string
 	Disconnect(clientIDs []string)
+	Sessions() int
 }
 
 // pushProfile stores a device profile and publishes it retained on the

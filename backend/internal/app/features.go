@@ -15,6 +15,7 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/failure"
 	"github.com/tawsil/tawsil/backend/internal/httpapi"
 	"github.com/tawsil/tawsil/backend/internal/ledger"
+	"github.com/tawsil/tawsil/backend/internal/metrics"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 	"github.com/tawsil/tawsil/backend/internal/pricing"
@@ -94,7 +95,7 @@ func (m *Main) mountFeatures(ctx context.Context) error {
 	dcfg := delivery.DefaultConfig()
 	dcfg.Prefix, dcfg.OfferTimeout, dcfg.Relays = cfg.TopicPrefix, cfg.OfferTimeout, relays
 	m.Delivery = delivery.New(dcfg, delivery.Deps{Store: m.Store, Index: m.Index, Density: densityBridge{m.Density}, ETA: etaModel,
-		Areas: areas, Pricer: pricer, Dispatch: disp, Rules: engine, Planner: planner, Bus: m.Bus, Log: m.Log, Cash: book,
+		Areas: areas, Pricer: pricer, Dispatch: disp, Rules: engine, Planner: planner, Bus: m.Bus, Log: m.Log, Cash: book, Observe: m.observeEvent,
 		Merchant: func(ctx context.Context, id string) (string, string, error) {
 			mer, err := m.Accounts.Merchant(ctx, id)
 			if err != nil {
@@ -114,6 +115,22 @@ func (m *Main) mountFeatures(ctx context.Context) error {
 			m.Log.Info("customer data redacted on finished orders", "orders", n, "older_than", cutoff)
 		}
 	}
+	gauges := metrics.Gauges{
+		OrdersByStatus: func() map[string]int {
+			by, _ := m.Delivery.ActiveCounts()
+			out := make(map[string]int, len(by))
+			for st, n := range by {
+				out[string(st)] = n
+			}
+			return out
+		},
+		NeedsDispatcher: func() int { _, n := m.Delivery.ActiveCounts(); return n },
+		StreamClients:   m.Hub.Subscribers,
+	}
+	if m.Broker != nil {
+		gauges.MQTTSessions = m.Broker.Sessions
+	}
+	m.Metrics.RegisterGauges(gauges)
 	m.HTTP.MountOrders(httpapi.Orders{Svc: m.Delivery, Webhooks: m.Webhooks, Store: m.Store, Hub: m.Hub, ETA: etaModel,
 		Rules: engine, RulesFile: cfg.RulesFile, Costs: core.DefaultCosts()})
 	m.HTTP.MountCash(httpapi.Cash{Book: book, Loc: serviceZone})
@@ -185,4 +202,25 @@ func (m *Main) shiftLog(ctx context.Context, courierID string, on bool) error {
 		return m.Store.OpenShift(ctx, courierID, time.Now().UTC())
 	}
 	return m.Store.CloseShift(ctx, courierID, time.Now().UTC())
+}
+
+// observeEvent counts business events: every event by name, offers by
+// outcome, dispatch decisions.
+func (m *Main) observeEvent(event string, action order.Kind) {
+	m.Metrics.OrderEvents.WithLabelValues(event).Inc()
+	switch action {
+	case order.ActOffer:
+		m.Metrics.Offers.WithLabelValues("made").Inc()
+		m.Metrics.Dispatch.WithLabelValues("offered").Inc()
+	case order.ActAccept:
+		m.Metrics.Offers.WithLabelValues("accepted").Inc()
+	case order.ActDecline:
+		m.Metrics.Offers.WithLabelValues("declined").Inc()
+	case order.ActExpire:
+		m.Metrics.Offers.WithLabelValues("expired").Inc()
+	case order.ActAssign:
+		m.Metrics.Dispatch.WithLabelValues("assigned").Inc()
+	case "needs_dispatcher":
+		m.Metrics.Dispatch.WithLabelValues("needs_dispatcher").Inc()
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -120,19 +121,29 @@ func (s *Service) capCash(cands []dispatch.Candidate, codMAD float64) []dispatch
 	return cands
 }
 
-// queuedAt counts orders waiting for a courier (booked or offered) whose
-// pick-up is within 500 m of the point: the queue a new booking joins.
-func (s *Service) queuedAt(lat, lng float64) int {
+// queuedAt lists the orders waiting for a courier (booked or offered)
+// whose pick-up is within 500 m of the point, oldest first: the queue a new
+// booking joins.
+func (s *Service) queuedAt(lat, lng float64) []dispatch.Job {
+	type waiting struct {
+		at  time.Time
+		job dispatch.Job
+	}
+	var ws []waiting
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
 	for _, o := range s.active {
 		if o.CourierID == "" && (o.Status == order.StatusBooked || o.Status == order.StatusOffered) &&
 			livemap.DistanceM(lat, lng, o.Pickup.Lat, o.Pickup.Lng) <= 500 {
-			n++
+			ws = append(ws, waiting{o.BookedAt, dispatch.JobFor(o.Order)})
 		}
 	}
-	return n
+	s.mu.Unlock()
+	slices.SortFunc(ws, func(a, b waiting) int { return a.at.Compare(b.at) })
+	jobs := make([]dispatch.Job, len(ws))
+	for i, w := range ws {
+		jobs[i] = w.job
+	}
+	return jobs
 }
 
 func (s *Service) rollDay() {
@@ -271,6 +282,7 @@ func (s *Service) Book(ctx context.Context, merchantID, key string, body []byte,
 	s.remember(so)
 	s.d.Log.Info("order event", "event", "order.booked", "order_id", so.ID, "action", ev.Action, "to", ev.To,
 		"actor_role", ev.Actor.Role, "version", ev.Version)
+	s.observe("order.booked", ev.Action)
 	s.hub.Publish("order.booked", map[string]any{"order_id": so.ID, "promise_by": so.PromiseBy, "merchant_id": merchantID})
 	if s.webhooks != nil {
 		payload := webhookOrder(so, ev)
@@ -423,5 +435,6 @@ func (s *Service) flagForDispatchers(ctx context.Context, orderID, why string) e
 	}
 	s.hub.Publish("order.needs_dispatcher", map[string]any{"order_id": orderID, "reason": why})
 	s.d.Log.Info("order needs a dispatcher", "order_id", orderID, "reason", why)
+	s.observe("order.needs_dispatcher", "needs_dispatcher")
 	return nil
 }

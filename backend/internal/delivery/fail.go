@@ -323,6 +323,7 @@ func (s *Service) applyThen(ctx context.Context, orderID string, contact int, ho
 			return err
 		}
 		s.hub.Publish("order.needs_dispatcher", map[string]any{"order_id": orderID, "reason": reason})
+		s.observe("order.needs_dispatcher", "needs_dispatcher")
 	}
 	s.replan(ctx, pc.Courier, reason)
 	return nil

@@ -88,6 +88,9 @@ type Deps struct {
 	Merchant func(ctx context.Context, id string) (policy, deliver string, err error)
 	Cash     CashBook // nil: no cash ledger (no caps, nothing recorded)
 	Log      *slog.Logger
+	// Observe, if set, learns of every business event: its stream/webhook
+	// name and the action (metrics).
+	Observe func(event string, action order.Kind)
 }
 
 // CashBook is what the service needs of the courier cash ledger;

@@ -138,6 +138,7 @@ func (s *Service) emit(o *mongostore.StoredOrder, ev order.Event) {
 	// and no free text (notes and reasons may carry anything).
 	s.d.Log.Info("order event", "event", name, "order_id", o.ID, "action", ev.Action, "from", ev.From, "to", ev.To,
 		"actor_role", ev.Actor.Role, "courier_id", courier, "version", ev.Version)
+	s.observe(name, ev.Action)
 	s.hub.Publish(name, map[string]any{"order_id": o.ID, "from": ev.From, "to": ev.To, "action": ev.Action,
 		"actor": ev.Actor, "courier_id": courier, "at": ev.At, "reason": ev.Reason})
 	if s.webhooks != nil {
@@ -191,4 +192,25 @@ func webhookOrder(o *mongostore.StoredOrder, ev order.Event) map[string]any {
 		m["attempts"] = attempts
 	}
 	return m
+}
+
+func (s *Service) observe(event string, action order.Kind) {
+	if s.d.Observe != nil {
+		s.d.Observe(event, action)
+	}
+}
+
+// ActiveCounts reports the orders not yet finished by status, and how many
+// of them wait for a dispatcher (gauges).
+func (s *Service) ActiveCounts() (byStatus map[order.Status]int, needsDispatcher int) {
+	byStatus = map[order.Status]int{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range s.active {
+		byStatus[o.Status]++
+		if o.Flags.NeedsDispatcher {
+			needsDispatcher++
+		}
+	}
+	return byStatus, needsDispatcher
 }

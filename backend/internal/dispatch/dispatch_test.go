@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -235,6 +236,26 @@ func TestScoreAlreadyLateOrderGetsNoLater(t *testing.T) {
 	}
 }
 
+// TestFeasibilityBatchesFromOnePickup is issue 15's case: one courier at a
+// store with one order queued; a second order from the same store to the
+// same neighbourhood fits the hour because one ride carries both (counting
+// the queued order as a full round before it said 66 min).
+func TestFeasibilityBatchesFromOnePickup(t *testing.T) {
+	d := mustDispatcher(t, nil)
+	ride := func(minutes float64) Point { return move(store, minutes*60/float64(testPace), 0) }
+	queued := []Job{{OrderID: "q1", Pickup: store, Dropoff: move(ride(18), 0, 200), PromiseBy: now.Add(55 * time.Minute)}}
+	f := d.Feasibility(store, ride(18), []Candidate{idle("c1", store, 0)}, queued, now, false)
+	if !f.Feasible || f.ETAMinutes > 40 {
+		t.Fatalf("Feasibility = %+v, want feasible in one batched ride (about 6 + 18 + 3 + 3 min)", f)
+	}
+	// Full courier: the same order waits for a round and misses the hour.
+	full := idle("c1", store, 0)
+	full.Capacity = 1
+	if f := d.Feasibility(store, ride(18), []Candidate{full}, queued, now, false); f.Feasible {
+		t.Fatalf("a one-order courier carries both: %+v", f)
+	}
+}
+
 func TestFeasibility(t *testing.T) {
 	d := mustDispatcher(t, nil)
 	// Courier waits at the pick-up: handover = 3 min + ride + 3 min.
@@ -242,22 +263,31 @@ func TestFeasibility(t *testing.T) {
 		return move(store, minutes*60/float64(testPace), 0)
 	}
 	at := []Candidate{idle("c1", store, 0)}
+	solo := idle("c1", store, 0)
+	solo.Capacity = 1 // carries one order at a time: nothing to batch
+	queue := func(n int, ride float64) []Job {
+		out := make([]Job, n)
+		for i := range out {
+			out[i] = Job{OrderID: fmt.Sprintf("q%d", i), Pickup: store, Dropoff: move(rideFor(ride), 0, 300), PromiseBy: now.Add(55 * time.Minute)}
+		}
+		return out
+	}
 	tests := []struct {
 		name       string
 		ride       float64
 		cands      []Candidate
-		queue      int
+		queue      []Job
 		allowLater bool
 		want       bool
 		wantLater  bool
 		wantETA    float64
 	}{
-		{"59 min", 53, at, 0, false, true, false, 59},
-		{"61 min", 55, at, 0, false, false, false, 61},
-		{"61 min later", 55, at, 0, true, false, true, 61},
-		{"queue pushes past the hour", 20, at, 1, true, false, true, 26 + 3 + 20 + 3 + 20},
-		{"queue absorbed by two couriers", 20, []Candidate{idle("c1", store, 0), idle("c2", store, 0)}, 1, false, true, false, 26},
-		{"nobody", 10, nil, 0, true, false, false, 0},
+		{"59 min", 53, at, nil, false, true, false, 59},
+		{"61 min", 55, at, nil, false, false, false, 61},
+		{"61 min later", 55, at, nil, true, false, true, 61},
+		{"queue pushes past the hour", 20, []Candidate{solo}, queue(1, 20), true, false, true, 26 + 3 + 20 + 3 + 20},
+		{"queue absorbed by two couriers", 20, []Candidate{idle("c1", store, 0), idle("c2", store, 0)}, queue(1, 20), false, true, false, 26},
+		{"nobody", 10, nil, nil, true, false, false, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -99,4 +101,51 @@ func TestOfferLoopAndAssignRace(t *testing.T) {
 	if r.m(t)["cash_collected_mad"] != 249.5 {
 		t.Fatalf("cash not recorded: %s", r.body)
 	}
+
+	// The day as /metrics tells it: two bookings (not one per expiry),
+	// offers made, declined and expired, a dispatcher asked, two manual
+	// assignments, one delivery, one cancellation, devices connected.
+	mt := b.metrics(t)
+	for _, c := range []struct {
+		series   string
+		min, max float64
+	}{
+		{`tawsil_order_events_total{event="order.booked"}`, 2, 2},
+		{`tawsil_order_events_total{event="order.offer_declined"}`, 1, 1},
+		{`tawsil_order_events_total{event="order.offer_expired"}`, 1, 100},
+		{`tawsil_order_events_total{event="order.delivered"}`, 1, 1},
+		{`tawsil_order_events_total{event="order.cancelled"}`, 1, 1},
+		{`tawsil_offers_total{outcome="made"}`, 2, 100},
+		{`tawsil_offers_total{outcome="declined"}`, 1, 1},
+		{`tawsil_offers_total{outcome="expired"}`, 1, 100},
+		{`tawsil_dispatch_total{outcome="offered"}`, 2, 100},
+		{`tawsil_dispatch_total{outcome="needs_dispatcher"}`, 1, 100},
+		{`tawsil_dispatch_total{outcome="assigned"}`, 2, 2},
+		{`tawsil_orders_needs_dispatcher`, 0, 0},
+		{`tawsil_stream_clients`, 0, 0},
+		{`tawsil_mqtt_sessions`, 2, 100},
+	} {
+		v, ok := mt[c.series]
+		if !ok || v < c.min || v > c.max {
+			t.Errorf("%s = %v (present %v), want %v..%v", c.series, v, ok, c.min, c.max)
+		}
+	}
+}
+
+// metrics reads /metrics into series → value.
+func (b *backend) metrics(tb testing.TB) map[string]float64 {
+	tb.Helper()
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b.mustStatus(tb, 200, "GET", "/metrics", "", nil).body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			tb.Fatalf("metrics line %q", line)
+		}
+		out[line[:i]] = v
+	}
+	return out
 }

@@ -26,7 +26,9 @@ type Metrics struct {
 	HTTPRequests     *prometheus.CounterVec // by route, status class
 	HTTPDuration     *prometheus.HistogramVec
 	LiveCouriers     prometheus.GaugeFunc
-	Dispatch         *prometheus.CounterVec // by outcome
+	Dispatch         *prometheus.CounterVec // by outcome (offered, assigned, needs_dispatcher)
+	OrderEvents      *prometheus.CounterVec // by event name (order.booked, order.offer_expired, ...)
+	Offers           *prometheus.CounterVec // by outcome (made, accepted, declined, expired)
 	Webhooks         *prometheus.CounterVec // by outcome
 }
 
@@ -67,11 +69,53 @@ func New(liveCouriers func() float64) *Metrics {
 		LiveCouriers: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tawsil_live_couriers",
 			Help: "Couriers in the live index."}, liveCouriers),
 		Dispatch: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tawsil_dispatch_total",
-			Help: "Dispatch outcomes."}, []string{"outcome"}),
+			Help: "Dispatch decisions by outcome: offered (an offer made), assigned (by a dispatcher), needs_dispatcher (dispatch gave up or a rule asked for a human)."}, []string{"outcome"}),
+		OrderEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tawsil_order_events_total",
+			Help: "Order events by name, as on the stream and webhooks."}, []string{"event"}),
+		Offers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tawsil_offers_total",
+			Help: "Offers to couriers by outcome: made, accepted, declined, expired."}, []string{"outcome"}),
 		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tawsil_webhook_deliveries_total",
 			Help: "Webhook delivery attempts by outcome."}, []string{"outcome"}),
 	}
 	r.MustRegister(m.IngestMessages, m.IngestFixes, m.IngestRejections, m.IngestIgnored, m.HistoryQueue, m.HistoryWritten, m.HistoryFlushErrs,
-		m.HistoryFlushSecs, m.StorageAcks, m.StorageAckBytes, m.StorageAckedFix, m.MQTTDenied, m.HTTPRequests, m.HTTPDuration, m.LiveCouriers, m.Dispatch, m.Webhooks)
+		m.HistoryFlushSecs, m.StorageAcks, m.StorageAckBytes, m.StorageAckedFix, m.MQTTDenied, m.HTTPRequests, m.HTTPDuration, m.LiveCouriers, m.Dispatch, m.Webhooks, m.OrderEvents, m.Offers)
 	return m
+}
+
+// Gauges read at scrape time: open orders by status, orders waiting for a
+// dispatcher, dispatcher streams, MQTT sessions (nil: not registered).
+type Gauges struct {
+	OrdersByStatus  func() map[string]int
+	NeedsDispatcher func() int
+	StreamClients   func() int
+	MQTTSessions    func() int
+}
+
+// RegisterGauges registers the scrape-time gauges.
+func (m *Metrics) RegisterGauges(g Gauges) {
+	if g.OrdersByStatus != nil {
+		m.Registry.MustRegister(statusGauge{desc: prometheus.NewDesc("tawsil_orders_open",
+			"Orders not yet finished (delivered, returned, cancelled), by status.", []string{"status"}, nil), read: g.OrdersByStatus})
+	}
+	gauge := func(name, help string, f func() int) {
+		if f != nil {
+			m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f()) }))
+		}
+	}
+	gauge("tawsil_orders_needs_dispatcher", "Open orders waiting for a dispatcher's decision.", g.NeedsDispatcher)
+	gauge("tawsil_stream_clients", "Dispatcher event streams connected (SSE).", g.StreamClients)
+	gauge("tawsil_mqtt_sessions", "MQTT sessions the embedded broker holds (connected clients and kept persistent sessions).", g.MQTTSessions)
+}
+
+type statusGauge struct {
+	desc *prometheus.Desc
+	read func() map[string]int
+}
+
+func (g statusGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g statusGauge) Collect(ch chan<- prometheus.Metric) {
+	for status, n := range g.read() {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(n), status)
+	}
 }

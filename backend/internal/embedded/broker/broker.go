@@ -135,6 +135,10 @@ func (b *Broker) Disconnect(clientIDs []string) {
 	}
 }
 
+// Sessions is the number of MQTT sessions the broker holds (connected
+// clients and kept persistent sessions), its own in-process client excluded.
+func (b *Broker) Sessions() int { return max(b.srv.Clients.Len()-1, 0) }
+
 // Close stops the broker.
 func (b *Broker) Close() error { return b.srv.Close() }
 
