@@ -196,6 +196,18 @@ func TestCashOnDeliveryDay(t *testing.T) {
 	}
 	eventually(t, "cod.settlement_closed webhook", 10*time.Second, func() bool { return strings.Contains(strings.Join(sink.types(), ","), "cod.settlement_closed") })
 
+	// The courier's data export holds its ledger.
+	var export struct {
+		Cash []struct {
+			Kind      string  `json:"kind"`
+			AmountMAD float64 `json:"amount_mad"`
+		} `json:"cash_ledger"`
+	}
+	b.mustStatus(t, 200, "GET", "/v1/me/data", ca.Token, nil).json(t, &export)
+	if len(export.Cash) != 6 || export.Cash[0].Kind != "collected" || export.Cash[0].AmountMAD != 200 {
+		t.Fatalf("data export ledger: %+v", export.Cash)
+	}
+
 	// Erasing courier A keeps the amounts for accounting, not the identity.
 	b.mustStatus(t, 204, "DELETE", "/v1/users/"+ca.ID, admin, nil)
 	b.mustStatus(t, 200, "GET", "/v1/merchants/"+merchant.MerchantID+"/cod", merchant.Token, nil).json(t, &days)

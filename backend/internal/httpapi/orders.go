@@ -873,6 +873,16 @@ func (s *Server) myData(c *fiber.Ctx, o Orders) error {
 			ids[i] = fiber.Map{"order_id": so.ID, "status": so.Status, "booked_at": so.BookedAt, "delivered_at": so.Milestones.DeliveredAt}
 		}
 		out["orders"] = ids
+		// The courier's cash ledger (personal data under Loi 09-08 too).
+		cash, err := o.Store.CourierCash(ctx, p.CourierID, time.Time{})
+		if err != nil {
+			return err
+		}
+		entries := make([]fiber.Map, len(cash))
+		for i, e := range cash {
+			entries[i] = entryJSON(e)
+		}
+		out["cash_ledger"] = entries
 	case auth.RoleMerchant:
 		m, err := s.accounts.Merchant(ctx, p.MerchantID)
 		if err != nil {
