@@ -215,6 +215,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if gerr := g.Wait(); err == nil {
 		err = gerr
 	}
+	st := a.Status()
+	a.log.Info("agent stopped", "epoch", st.Epoch, "last_seq", st.LastSeq, "outbox_depth", st.OutboxDepth,
+		"accepted", st.Fixes.Accepted, "lost", st.OutboxLost, "damaged", st.OutboxDamaged, "published", st.Fixes.Published,
+		"stored", st.FixesStored, "resent", st.FixesResent, "storage_acks", st.StorageAcks, "storage_ack_bytes", st.StorageAckBytes)
 	return err
 }
 
