@@ -1,20 +1,16 @@
 package e2e
 
 // Fault tests of issue 11: a real Mosquitto, a real agent process and a real
-// backend process (this test binary re-executed, see TestMain), each
+// backend process (cmd/backend and cmd/agent, built by the test), each
 // scenario asserting that every fix the agent accepted is stored, none
 // twice, and that the live position is the last fix at the end.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -25,98 +21,68 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/tawsil/tawsil/backend/internal/app"
-	"github.com/tawsil/tawsil/backend/internal/config"
 )
 
-// backendProcessEnv makes the test binary run as a backend process.
-const backendProcessEnv = "TAWSIL_E2E_BACKEND_PROCESS"
+var (
+	binOnce                sync.Once
+	agentBinPath, backPath string
+	binErr                 error
+)
 
-func TestMain(m *testing.M) {
-	if os.Getenv(backendProcessEnv) == "1" {
-		os.Exit(runBackendProcess())
+// binaries builds the agent and the backend (cmd/backend, as deployed; not
+// race-instrumented, whatever this test binary is) once for all scenarios.
+func binaries(tb testing.TB) (agentBin, backendBin string) {
+	tb.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tawsil-fault-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		agentBinPath, backPath = filepath.Join(dir, "agent"), filepath.Join(dir, "backend")
+		build := func(out, pkg, moduleDir string, env ...string) error {
+			cmd := exec.Command("go", "build", "-o", out, pkg)
+			cmd.Dir = moduleDir
+			cmd.Env = append(os.Environ(), env...)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+			}
+			return nil
+		}
+		errs := make(chan error, 2)
+		go func() {
+			errs <- build(agentBinPath, "./cmd/agent", filepath.Join("..", "..", "..", "agent"), "CGO_ENABLED=0")
+		}()
+		go func() { errs <- build(backPath, "./cmd/backend", filepath.Join("..", "..")) }()
+		for range 2 {
+			if err := <-errs; err != nil && binErr == nil {
+				binErr = err
+			}
+		}
+	})
+	if binErr != nil {
+		tb.Fatal(binErr)
 	}
-	os.Exit(m.Run())
-}
-
-// runBackendProcess is cmd/backend's main with the HTTP listener handed
-// over by the parent as file descriptor 3 (opened on port 0 there).
-func runBackendProcess() int {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg, err := config.Load(os.Getenv)
-	if err != nil {
-		log.Error("config", "err", err)
-		return 1
-	}
-	ln, err := net.FileListener(os.NewFile(3, "http"))
-	if err != nil {
-		log.Error("listener", "err", err)
-		return 1
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	m := app.New(cfg, log)
-	m.BcryptCost = 4
-	if err := m.Start(ctx, ln); err != nil {
-		log.Error("start", "err", err)
-		return 1
-	}
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := m.Close(sctx); err != nil {
-		log.Error("close", "err", err)
-		return 1
-	}
-	return 0
+	return agentBinPath, backPath
 }
 
 // faultRig is one scenario's world: its own Mosquitto, backend process,
 // courier and agent binary.
 type faultRig struct {
-	t        *testing.T
-	mb       *mosquittoBroker
-	api      *backend // HTTP only (no Main)
-	proc     *exec.Cmd
-	plogs    *logSink
-	courier  user
-	dev      device
-	agentBin string
-	profile  string
-	dir      string
+	t          *testing.T
+	mb         *mosquittoBroker
+	api        *backend // HTTP only (no Main)
+	proc       *exec.Cmd
+	plogs      *logSink
+	courier    user
+	dev        device
+	agentBin   string
+	backendBin string
+	profile    string
+	dir        string
 }
 
 var faultUsers atomic.Int64
-
-var (
-	agentBinOnce sync.Once
-	agentBinPath string
-	agentBinErr  error
-)
-
-// agentBinary builds the agent once for all scenarios.
-func agentBinary(tb testing.TB) string {
-	tb.Helper()
-	agentBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "tawsil-agent-bin")
-		if err != nil {
-			agentBinErr = err
-			return
-		}
-		agentBinPath = filepath.Join(dir, "agent")
-		cmd := exec.Command("go", "build", "-o", agentBinPath, "./cmd/agent")
-		cmd.Dir = filepath.Join("..", "..", "..", "agent")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			agentBinErr = fmt.Errorf("go build agent: %v\n%s", err, out)
-		}
-	})
-	if agentBinErr != nil {
-		tb.Fatal(agentBinErr)
-	}
-	return agentBinPath
-}
 
 // faultProfile is a device profile that sends every fix of a 1 Hz track,
 // keeps old fixes (backlogs), batches 50 per message and reconnects fast.
@@ -165,7 +131,8 @@ func newFaultRig(t *testing.T, persistence bool) *faultRig {
 		}
 	}
 	mb.start()
-	r := &faultRig{t: t, mb: mb, plogs: &logSink{}, agentBin: agentBinary(t), dir: t.TempDir()}
+	agentBin, backendBin := binaries(t)
+	r := &faultRig{t: t, mb: mb, plogs: &logSink{}, agentBin: agentBin, backendBin: backendBin, dir: t.TempDir()}
 	r.profile = filepath.Join(r.dir, "profile.yaml")
 	if err := os.WriteFile(r.profile, []byte(faultProfile), 0o600); err != nil {
 		t.Fatal(err)
@@ -189,36 +156,23 @@ func newFaultRig(t *testing.T, persistence bool) *faultRig {
 	return r
 }
 
-// startBackend runs the backend as a child process on the external broker,
-// with its shared subscription, acknowledging storage every 300 ms.
+// startBackend runs bin/backend (cmd/backend) on the external broker, with
+// its shared subscription, acknowledging storage every 300 ms. It listens
+// on port 0; the address comes from its log.
 func (r *faultRig) startBackend() {
 	t := r.t
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lnFile, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = ln.Close() // the child holds its own descriptor of the same socket
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), backendProcessEnv+"=1",
+	cmd := exec.Command(r.backendBin)
+	cmd.Env = append(os.Environ(),
+		"TAWSIL_HTTP_ADDR=127.0.0.1:0",
 		"TAWSIL_JWT_SECRET=e2e-secret-0123456789abcdef0123456789",
 		"TAWSIL_ADMIN_EMAIL="+adminEmail, "TAWSIL_ADMIN_PASSWORD="+adminPass,
 		"TAWSIL_DATA_DIR="+filepath.Join(r.dir, "data"),
 		"MQTT_URL=tcp://"+r.mb.svcAddr, "TAWSIL_MQTT_USERNAME="+backendUser, "TAWSIL_MQTT_PASSWORD="+r.mb.backendPassword,
 		"TAWSIL_MQTT_CLIENT_ID=tawsil-backend-fault", "TAWSIL_ACK_INTERVAL=300ms", "TAWSIL_LOG_LEVEL=info")
-	cmd.ExtraFiles = []*os.File{lnFile}
 	cmd.Stdout, cmd.Stderr = r.plogs, r.plogs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lnFile.Close()
 	r.proc = cmd
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -231,13 +185,22 @@ func (r *faultRig) startBackend() {
 			<-exited
 		}
 	})
-	r.api = &backend{base: "http://" + ln.Addr().String(), logs: r.plogs}
-	eventually(t, "backend process ready", 60*time.Second, func() bool {
+	listening := regexp.MustCompile(`"msg":"HTTP API listening","addr":"([^"]+)"`)
+	var addr string
+	poll(t, "backend process listening", 60*time.Second, func() bool {
 		select {
 		case <-exited:
 			t.Fatalf("backend process exited:\n%s", r.plogs.String())
 		default:
 		}
+		if m := listening.FindStringSubmatch(r.plogs.String()); m != nil {
+			addr = m[1]
+			return true
+		}
+		return false
+	})
+	r.api = &backend{base: "http://" + addr, logs: r.plogs}
+	poll(t, "backend process ready", 60*time.Second, func() bool {
 		res, err := http.Get(r.api.base + "/readyz")
 		if err != nil {
 			return false
@@ -273,13 +236,19 @@ func (s *safeLog) String() string {
 }
 
 // startAgent runs `agent run` on a GPX file (speed times real time) with
-// the rig's outbox, re-sending unconfirmed fixes after 2 s.
+// the rig's outbox, re-sending unconfirmed fixes after 3 s.
 func (r *faultRig) startAgent(gpx string, speed float64, outbox string) *agentRun {
+	r.t.Helper()
+	return r.startAgentResend(gpx, speed, outbox, 3*time.Second)
+}
+
+// startAgentResend is startAgent with another re-send delay.
+func (r *faultRig) startAgentResend(gpx string, speed float64, outbox string, resend time.Duration) *agentRun {
 	r.t.Helper()
 	cmd := exec.Command(r.agentBin, "run", "--broker", "tcp://"+r.mb.devAddr, "--courier", r.courier.CourierID,
 		"--username", r.dev.Username, "--client-id", r.dev.ClientID,
 		"--source", fmt.Sprintf("gpx:%s?speed=%g", gpx, speed), "--outbox", outbox, "--status-addr", "127.0.0.1:0",
-		"--profile", r.profile, "--exit-when-drained", "--resend-after", "2s")
+		"--profile", r.profile, "--exit-when-drained", "--resend-after", resend.String())
 	cmd.Env = append(os.Environ(), "TAWSIL_AGENT_PASSWORD="+r.dev.Password)
 	a := &agentRun{cmd: cmd, logs: &safeLog{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = a.logs, a.logs
@@ -371,13 +340,31 @@ func (r *faultRig) storedN(tb testing.TB, n int) []storedFix {
 	tb.Helper()
 	from := time.Now().Add(-6 * time.Hour).UTC().Format(time.RFC3339)
 	to := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-	resp := r.api.mustStatus(tb, 200, "GET", fmt.Sprintf("/v1/couriers/%s/track?limit=%d&from=%s&to=%s", r.courier.CourierID, n, from, to), r.courier.Token, nil)
+	req, err := http.NewRequest("GET", r.api.base+fmt.Sprintf("/v1/couriers/%s/track?limit=%d&from=%s&to=%s", r.courier.CourierID, n, from, to), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+r.courier.Token)
+	res, err := slowClient.Do(req)
+	if err != nil {
+		tb.Fatalf("track: %v", err)
+	}
+	defer res.Body.Close()
 	var out struct {
 		Positions []storedFix `json:"positions"`
 	}
-	resp.json(tb, &out)
+	if res.StatusCode != 200 {
+		tb.Fatalf("track: status %d", res.StatusCode)
+	}
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		tb.Fatalf("track: %v", err)
+	}
 	return out.Positions
 }
+
+// slowClient waits longer than the API tests' client: a race-built
+// backend reads thousands of fixes through its embedded store slowly.
+var slowClient = &http.Client{Timeout: 90 * time.Second}
 
 // poll is eventually at a pace a loaded (race-built) backend can serve.
 func poll(tb testing.TB, what string, timeout time.Duration, cond func() bool) {
@@ -404,7 +391,7 @@ func (r *faultRig) checkStored(tb testing.TB, want map[uint64]uint64, maybe map[
 		}
 	}
 	var got []storedFix
-	poll(tb, "every accepted fix stored", 30*time.Second, func() bool {
+	poll(tb, "every accepted fix stored", 60*time.Second, func() bool {
 		got = r.stored(tb)
 		return len(got) >= total
 	})
@@ -492,15 +479,23 @@ func TestFaults(t *testing.T) {
 		t.Skip("real Mosquitto, agent and backend processes")
 	}
 	mustMosquitto(t) // skips (or fails in CI) without Mosquitto
-	agentBinary(t)
+	binaries(t)
 	// The scenarios mostly wait (on brokers, replays, timers): run them all
 	// at once, whatever -parallel says (t.Run may be called from several
 	// goroutines).
+	// Four at a time: more starve each other's race-built backends on two
+	// cores.
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	slots := make(chan struct{}, 4)
 	run := func(name string, f func(t *testing.T)) {
 		wg.Add(1)
-		go func() { defer wg.Done(); t.Run(name, f) }()
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			t.Run(name, f)
+		}()
 	}
 
 	// The scenario of the issue: Mosquitto (persistence on) restarted while
@@ -558,18 +553,21 @@ func TestFaults(t *testing.T) {
 		writeGPX(t, gpx, 2000, casaLat, casaLng, false)
 		box := filepath.Join(r.dir, "outbox")
 		r.mb.stop() // the backlog builds while the broker is away
-		a := r.startAgent(gpx, 0, box)
+		// The default re-send delay: a race-built backend drains a backlog
+		// slower than 3 s per acknowledgement, and early re-sends only
+		// add duplicates for it to skip.
+		a := r.startAgentResend(gpx, 0, box, 20*time.Second)
 		poll(t, "backlog of 2000 queued", 30*time.Second, func() bool {
 			last, _, ok := a.status(t)
 			return ok && last == 2000
 		})
 		r.mb.start()
-		poll(t, "draining", 30*time.Second, func() bool { return len(r.storedN(t, 500)) >= 500 })
+		poll(t, "draining", 60*time.Second, func() bool { return len(r.storedN(t, 200)) >= 200 })
 		a.kill(t)
 		one := filepath.Join(r.dir, "one.gpx")
 		writeGPX(t, one, 1, casaLat+0.144, casaLng, false) // one more fix, where the ride ended
-		b := r.startAgent(one, 0, box)
-		b.wait(t, 60*time.Second)
+		b := r.startAgentResend(one, 0, box, 20*time.Second)
+		b.wait(t, 90*time.Second)
 		fin := b.final(t)
 		if fin["last_seq"] != 2001 {
 			t.Fatalf("restarted agent's last seq %d, want 2001 (same epoch, counter kept)", fin["last_seq"])
@@ -708,7 +706,14 @@ func TestFaults(t *testing.T) {
 		// Lost counts every fix dropped before its confirmation, so some of
 		// them may have reached the backend already: an upper bound.
 		if uint64(len(got))+fin["lost"] < 1500 {
-			t.Fatalf("stored %d + lost %d < 1500 accepted: a loss was not counted", len(got), fin["lost"])
+			m := r.api.do(t, "GET", "/metrics", "", nil)
+			var lines []string
+			for _, l := range strings.Split(string(m.body), "\n") {
+				if strings.HasPrefix(l, "tawsil_ingest") {
+					lines = append(lines, l)
+				}
+			}
+			t.Fatalf("stored %d + lost %d < 1500 accepted: a loss was not counted\n%s\nagent:\n%s", len(got), fin["lost"], strings.Join(lines, "\n"), tail([]byte(a.logs.String()), 3000))
 		}
 		if !seen[1500] || seen[1] {
 			t.Fatalf("first fix stored %v, last %v: the oldest must go first", seen[1], seen[1500])

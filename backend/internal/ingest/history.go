@@ -53,8 +53,9 @@ type History struct {
 }
 
 type item struct {
-	ps   []mongostore.Position
-	done chan error // nil once answered early (degraded mode)
+	ps       []mongostore.Position
+	done     chan error // nil once answered early (degraded mode)
+	onStored func()     // run once written, even when answered early; may be nil
 }
 
 // NewHistory starts the writer; call Close to flush and stop.
@@ -69,8 +70,18 @@ func NewHistory(store HistoryStore, interval time.Duration, queueMax int, log *s
 // Add queues fixes and returns a channel that yields nil once they are
 // durable (or queued, in degraded mode), or an error.
 func (h *History) Add(ctx context.Context, ps []mongostore.Position) <-chan error {
+	return h.AddNotify(ctx, ps, nil)
+}
+
+// AddNotify is Add, and also runs onStored (if not nil) once the fixes are
+// actually written, whatever the mode: what a device is told is stored
+// must be in the store, not in the memory queue.
+func (h *History) AddNotify(ctx context.Context, ps []mongostore.Position, onStored func()) <-chan error {
 	done := make(chan error, 1)
 	if len(ps) == 0 {
+		if onStored != nil {
+			onStored()
+		}
 		done <- nil
 		return done
 	}
@@ -88,7 +99,7 @@ func (h *History) Add(ctx context.Context, ps []mongostore.Position) <-chan erro
 		done <- errors.New("history writer stopped")
 		return done
 	}
-	it := item{ps: ps, done: done}
+	it := item{ps: ps, done: done, onStored: onStored}
 	if h.degraded {
 		done <- nil
 		it.done = nil
@@ -237,6 +248,9 @@ func (h *History) flushOnce() error {
 		for _, it := range b.items {
 			if it.done != nil {
 				it.done <- nil
+			}
+			if it.onStored != nil {
+				it.onStored() // must not block: Acks.Add only records
 			}
 		}
 		h.queued -= b.count

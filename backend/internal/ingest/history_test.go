@@ -149,3 +149,30 @@ func TestHistoryCloseFlushes(t *testing.T) {
 		t.Fatalf("close did not flush: %v %v stored %d", ok, err, st.count())
 	}
 }
+
+// TestHistoryNotifiesOnWrite: during a store outage the broker is answered
+// from the memory queue, but onStored (which tells the device its fixes are
+// stored) waits for the write itself.
+func TestHistoryNotifiesOnWrite(t *testing.T) {
+	st := &flakyStore{stored: map[uint64]int{}}
+	h := mustHistory(t, st, 1000)
+	st.set(true)
+	stored := make(chan struct{})
+	if err, ok := wait(t, h.AddNotify(context.Background(), positions(1, 10), func() { close(stored) }), 5*time.Second); !ok || err != nil {
+		t.Fatalf("add during outage: %v %v", ok, err)
+	}
+	select {
+	case <-stored:
+		t.Fatal("told stored while the store was failing")
+	default:
+	}
+	st.set(false)
+	select {
+	case <-stored:
+	case <-time.After(10 * time.Second):
+		t.Fatal("never told stored after the store came back")
+	}
+	if st.count() != 10 {
+		t.Fatalf("stored %d, want 10", st.count())
+	}
+}

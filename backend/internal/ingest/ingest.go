@@ -95,12 +95,13 @@ type Pipeline struct {
 	stripes [64]sync.Mutex
 	runMu   sync.Mutex
 	runs    map[string][]wire.Fix // courier → suspects consistent with each other, oldest first
+	judged  map[string]*judgedFixes
 }
 
 // New builds a pipeline. onFix may be nil.
 func New(prefix string, p Policy, index Index, history *History, onFix FixObserver, log *slog.Logger, m *metrics.Metrics) *Pipeline {
 	return &Pipeline{prefix: prefix, policy: p.withDefaults(), index: index, history: history, onFix: onFix, log: log, m: m,
-		now: time.Now, runs: map[string][]wire.Fix{}}
+		now: time.Now, runs: map[string][]wire.Fix{}, judged: map[string]*judgedFixes{}}
 }
 
 // SetAcks makes the pipeline acknowledge durably handled fixes of agent
@@ -179,23 +180,19 @@ func (p *Pipeline) stage(ctx context.Context, t string, payload []byte, retained
 			p.reject(decodeReason(err), 1)
 			return nil, mqttack.ErrDrop
 		}
-		wait, err := p.fixes(ctx, courier, fixes, live)
-		if live || fixes[0].Epoch == wire.EpochNone || p.acks == nil {
-			return wait, err // version-1 agents do not listen for storage acknowledgements
+		// Storage acknowledgements follow the durable write itself, not the
+		// broker acknowledgement (which, during a store outage, the memory
+		// queue gives early).
+		var onStored func()
+		if !live && fixes[0].Epoch != wire.EpochNone && p.acks != nil { // version-1 agents do not listen for them
+			ep, seqs := fixes[0].Epoch, seqsOf(fixes)
+			onStored = func() { p.acks.Add(courier, ep, seqs) }
 		}
-		if err != nil {
-			if errors.Is(err, mqttack.ErrDrop) { // every fix refused: handled for good
-				p.acks.Add(courier, fixes[0].Epoch, seqsOf(fixes))
-			}
-			return nil, err
+		wait, err := p.fixes(ctx, courier, fixes, live, onStored)
+		if errors.Is(err, mqttack.ErrDrop) && onStored != nil {
+			onStored() // every fix refused: handled for good
 		}
-		return func(ctx context.Context) error {
-			if err := wait(ctx); err != nil {
-				return err
-			}
-			p.acks.Add(courier, fixes[0].Epoch, seqsOf(fixes))
-			return nil
-		}, nil
+		return wait, err
 	case topic.OwnTracks:
 		if retained {
 			p.reject(RejectRetained, 1)
@@ -210,7 +207,7 @@ func (p *Pipeline) stage(ctx context.Context, t string, payload []byte, retained
 			p.reject(decodeReason(err), 1)
 			return nil, mqttack.ErrDrop
 		}
-		return p.fixes(ctx, courier, []wire.Fix{fix}, live)
+		return p.fixes(ctx, courier, []wire.Fix{fix}, live, nil)
 	case topic.State:
 		s, err := wire.DecodeState(payload)
 		if err != nil {
@@ -251,7 +248,7 @@ func (p *Pipeline) ownTracksOther(courier string, payload []byte) {
 // rule, dedupe and history as a pos message. Its errors mean what
 // HandleMQTT's do. courier must come from the device's credentials.
 func (p *Pipeline) HandleFixes(ctx context.Context, courier string, fixes []wire.Fix) error {
-	wait, err := p.fixes(ctx, courier, fixes, false)
+	wait, err := p.fixes(ctx, courier, fixes, false, nil)
 	if err != nil {
 		return err
 	}
@@ -293,7 +290,8 @@ func (p *Pipeline) stripe(courier string) *sync.Mutex {
 	return &p.stripes[h.Sum32()%uint32(len(p.stripes))]
 }
 
-// fixes validates, indexes and stores one message's fixes.
+// fixes validates, indexes and stores one message's fixes; onStored, when
+// not nil, runs once they are written (not merely queued).
 //
 // Plausibility: a fix newer than the live one must be reachable from it at
 // MaxSpeedMPS (device times clamped to now, so a fix dated in the future
@@ -309,7 +307,7 @@ func (p *Pipeline) stripe(courier string) *sync.Mutex {
 // A fix that is not newer than the live one (a re-send, a late message, a
 // lower sequence number) skips the speed check; it is stored as Late, as
 // are re-anchored fixes: history, never evidence.
-func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, live bool) (func(context.Context) error, error) {
+func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, live bool, onStored func()) (func(context.Context) error, error) {
 	now := p.now()
 	mu := p.stripe(courier)
 	mu.Lock()
@@ -342,25 +340,41 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 		keep = append(keep, mongostore.Position{CourierID: courier, Epoch: f.Epoch, Seq: f.Seq, Lat: f.Lat, Lng: f.Lng, AccuracyM: f.Accuracy,
 			SpeedMPS: f.Speed, HeadingDeg: f.Heading, Battery: f.Battery, T: f.Time, ReceivedAt: now, Late: late})
 	}
+	judged := p.verdicts(courier)
 	for _, f := range fixes {
 		if reason := p.check(f, now); reason != "" {
 			p.reject(reason, 1)
 			continue
 		}
+		// With a plain subscription for the live index beside the shared
+		// one that stores, a replica sees a fix twice: the second time it
+		// takes the first verdict (else the fix would look late: the live
+		// index already has it).
+		if v, ok := judged.get(f); ok {
+			if !v.refused {
+				keep = append(keep, mongostore.Position{CourierID: courier, Epoch: f.Epoch, Seq: f.Seq, Lat: f.Lat, Lng: f.Lng, AccuracyM: f.Accuracy,
+					SpeedMPS: f.Speed, HeadingDeg: f.Heading, Battery: f.Battery, T: f.Time, ReceivedAt: now, Late: v.late})
+			}
+			continue
+		}
 		if hasPrev && !livemap.Newer(f, prev) {
+			judged.put(f, verdict{late: true})
 			apply(f, true) // not newer: late by definition (the index says so too)
 			continue
 		}
 		if !hasPrev || p.plausible(prev, f, now) {
 			p.dropRun(courier)
+			judged.put(f, verdict{})
 			apply(f, false)
 			continue
 		}
+		judged.put(f, verdict{refused: true})
 		if run := p.suspect(courier, f, now); run != nil {
 			p.m.IngestFixes.WithLabelValues("reanchored").Add(float64(len(run)))
 			p.log.Info("courier re-anchored: consistent fixes disagreed with the live position",
 				"courier_id", courier, "fixes", len(run), "jump_m", math.Round(livemap.DistanceM(prev.Lat, prev.Lng, run[0].Lat, run[0].Lng)))
 			for _, rf := range run {
+				judged.put(rf, verdict{late: true})
 				apply(rf, true) // accepted by consensus, not by the live check: never evidence
 			}
 		}
@@ -372,7 +386,7 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 	if len(keep) == 0 {
 		return nil, mqttack.ErrDrop
 	}
-	durable := p.history.Add(ctx, keep)
+	durable := p.history.AddNotify(ctx, keep, onStored)
 	return func(ctx context.Context) error {
 		select {
 		case err := <-durable:
@@ -384,6 +398,57 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 			return ctx.Err()
 		}
 	}, nil
+}
+
+// verdict is how a fix was judged: refused (held as a suspect), or
+// accepted, late or not.
+type verdict struct{ late, refused bool }
+
+// judgedFixes remembers the verdicts on a courier's latest fixes as a few
+// runs of consecutive sequence numbers with one verdict (one per message,
+// typically), so the memory per courier stays small; guarded by the
+// courier's stripe.
+type judgedFixes struct{ runs []judgedRun }
+
+type judgedRun struct {
+	epoch, from, to uint64
+	v               verdict
+}
+
+const judgedRuns = 16
+
+func (j *judgedFixes) get(f wire.Fix) (verdict, bool) {
+	for i := len(j.runs) - 1; i >= 0; i-- {
+		if r := j.runs[i]; r.epoch == f.Epoch && f.Seq >= r.from && f.Seq <= r.to {
+			return r.v, true
+		}
+	}
+	return verdict{}, false
+}
+
+func (j *judgedFixes) put(f wire.Fix, v verdict) {
+	if n := len(j.runs); n > 0 {
+		if r := &j.runs[n-1]; r.epoch == f.Epoch && r.v == v && r.to+1 == f.Seq {
+			r.to = f.Seq
+			return
+		}
+	}
+	if len(j.runs) == judgedRuns {
+		j.runs = append(j.runs[:0], j.runs[1:]...)
+	}
+	j.runs = append(j.runs, judgedRun{epoch: f.Epoch, from: f.Seq, to: f.Seq, v: v})
+}
+
+// verdicts returns courier's memory of verdicts; the caller holds its stripe.
+func (p *Pipeline) verdicts(courier string) *judgedFixes {
+	p.runMu.Lock()
+	defer p.runMu.Unlock()
+	j := p.judged[courier]
+	if j == nil {
+		j = &judgedFixes{}
+		p.judged[courier] = j
+	}
+	return j
 }
 
 // suspect records f, which the live position cannot explain. It returns the

@@ -317,3 +317,28 @@ func TestAcksCoverHandledFixes(t *testing.T) {
 		t.Fatal("ack bytes not counted")
 	}
 }
+
+// TestLiveThenStoreNotLate: with a plain subscription for the live index
+// beside the shared one that stores, the storing path sees fixes the live
+// index already has; they keep the verdict of their first pass (on time),
+// not "late".
+func TestLiveThenStoreNotLate(t *testing.T) {
+	r := newRig(t)
+	fixes := walk(ep1, 1, r.now.Add(-time.Minute), lat0, 5)
+	payload, err := wire.EncodeBatch(nil, fixes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := topic.Courier(topic.DefaultPrefix, "c1", topic.Pos)
+	if err := r.p.LiveOnly().HandleMQTT(t.Context(), tp, payload, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.p.HandleMQTT(t.Context(), tp, payload, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fixes {
+		if p, ok := r.store.get("c1", ep1, f.Seq); !ok || p.Late {
+			t.Fatalf("seq %d stored=%v late=%v: want stored on time", f.Seq, ok, p.Late)
+		}
+	}
+}
