@@ -341,6 +341,13 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 			SpeedMPS: f.Speed, HeadingDeg: f.Heading, Battery: f.Battery, T: f.Time, ReceivedAt: now, Late: late})
 	}
 	judged := p.verdicts(courier)
+	if !live && len(judged.unstored) > 0 {
+		for _, rf := range judged.unstored {
+			keep = append(keep, mongostore.Position{CourierID: courier, Epoch: rf.Epoch, Seq: rf.Seq, Lat: rf.Lat, Lng: rf.Lng, AccuracyM: rf.Accuracy,
+				SpeedMPS: rf.Speed, HeadingDeg: rf.Heading, Battery: rf.Battery, T: rf.Time, ReceivedAt: now, Late: true})
+		}
+		judged.unstored = nil
+	}
 	for _, f := range fixes {
 		if reason := p.check(f, now); reason != "" {
 			p.reject(reason, 1)
@@ -377,6 +384,11 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 				judged.put(rf, verdict{late: true})
 				apply(rf, true) // accepted by consensus, not by the live check: never evidence
 			}
+			if live {
+				// The storing path has already passed over the run's earlier
+				// fixes as suspects: it stores the run with its next message.
+				judged.unstored = append(judged.unstored, run...)
+			}
 		}
 	}
 	mu.Unlock()
@@ -408,7 +420,10 @@ type verdict struct{ late, refused bool }
 // runs of consecutive sequence numbers with one verdict (one per message,
 // typically), so the memory per courier stays small; guarded by the
 // courier's stripe.
-type judgedFixes struct{ runs []judgedRun }
+type judgedFixes struct {
+	runs     []judgedRun
+	unstored []wire.Fix // re-anchored on the live path, for the storing path to store
+}
 
 type judgedRun struct {
 	epoch, from, to uint64

@@ -342,3 +342,33 @@ func TestLiveThenStoreNotLate(t *testing.T) {
 		}
 	}
 }
+
+// TestReanchorOnLivePathStored: when the live path re-anchors a courier, the
+// run's fixes the storing path passed over as suspects are stored with the
+// storing path's next message.
+func TestReanchorOnLivePathStored(t *testing.T) {
+	r := newRig(t)
+	t0 := r.now.Add(-time.Minute)
+	tp := topic.Courier(topic.DefaultPrefix, "c1", topic.Pos)
+	both := func(fs ...wire.Fix) {
+		payload, err := wire.EncodeBatch(nil, fs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.p.LiveOnly().HandleMQTT(t.Context(), tp, payload, false); err != nil && err.Error() != "message dropped" {
+			t.Fatal(err)
+		}
+		if err := r.p.HandleMQTT(t.Context(), tp, payload, false); err != nil && err.Error() != "message dropped" {
+			t.Fatal(err)
+		}
+	}
+	both(walk(ep1, 1, t0, lat0, 3)...)
+	for _, f := range walk(ep2, 1, t0.Add(5*time.Second), lat0+0.027, 4) { // 3 km away, one per message
+		both(f)
+	}
+	for s := uint64(1); s <= 4; s++ {
+		if _, ok := r.store.get("c1", ep2, s); !ok {
+			t.Fatalf("epoch 2 seq %d not stored", s)
+		}
+	}
+}
