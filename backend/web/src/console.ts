@@ -500,7 +500,7 @@ function courierDetail(c: LiveCourier): void {
   const mine = [...orders.values()].filter(o => o.courier_id === c.id);
   const toLocal = (d: Date): string => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
   const from = el('input', { type: 'datetime-local', id: 'replay-from', value: toLocal(new Date(Date.now() - 3600_000)) });
-  const to = el('input', { type: 'datetime-local', id: 'replay-to', value: toLocal(new Date()) });
+  const to = el('input', { type: 'datetime-local', id: 'replay-to', value: toLocal(new Date(Date.now() + 60_000)) }); // minutes: round up so the last seconds count
   const info = el('p', { class: 'replay-info', id: 'replay-info' });
   append(detail,
     el('h2', {}, c.name || t('courier.title'), ' ', el('bdi', { class: 'id' }, c.id.slice(-6))),
