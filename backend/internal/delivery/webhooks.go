@@ -15,10 +15,12 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/auth"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
+	"github.com/tawsil/tawsil/backend/internal/order"
 	"github.com/tawsil/tawsil/backend/internal/textsafe"
 )
 
@@ -115,16 +117,63 @@ func (w *Webhooks) Enqueue(ctx context.Context, merchantID, event string, payloa
 		if !slices.Contains(h.Events, event) {
 			continue
 		}
-		id := "evt_" + auth.RandomToken(12)
-		body, err := json.Marshal(map[string]any{"id": id, "type": event, "created_at": time.Now().UTC(), "data": payload})
-		if err != nil {
-			continue
-		}
-		if err := w.store.EnqueueWebhook(ctx, mongostore.WebhookDelivery{ID: id, WebhookID: h.ID, MerchantID: merchantID, Event: event,
-			Body: body, NextAt: time.Now().UTC()}); err != nil {
-			w.log.Error("webhook enqueue", "err", err)
+		if _, err := w.enqueue(ctx, h, event, payload); err != nil {
+			w.log.Error("webhook enqueue", "webhook_id", h.ID, "event", event, "err", err)
 		}
 	}
+}
+
+func (w *Webhooks) enqueue(ctx context.Context, h mongostore.Webhook, event string, payload map[string]any) (string, error) {
+	id := "evt_" + auth.RandomToken(12)
+	now := time.Now().UTC()
+	body, err := json.Marshal(map[string]any{"id": id, "type": event, "created_at": now, "data": payload})
+	if err != nil {
+		return "", err
+	}
+	return id, w.store.EnqueueWebhook(ctx, mongostore.WebhookDelivery{ID: id, WebhookID: h.ID, MerchantID: h.MerchantID, Event: event,
+		Body: body, NextAt: now, CreatedAt: now})
+}
+
+// PingEvent is the test event a merchant sends its own endpoint.
+const PingEvent = "webhook.ping"
+
+// Ping queues a test event to one of the merchant's webhooks, delivered
+// (signed, retried) like any other; it returns the event id.
+func (w *Webhooks) Ping(ctx context.Context, merchantID, webhookID string) (string, error) {
+	h, err := w.store.Webhook(ctx, webhookID)
+	if err != nil {
+		return "", err
+	}
+	if h.MerchantID != merchantID {
+		return "", order.ErrNotFound
+	}
+	return w.enqueue(ctx, h, PingEvent, map[string]any{"webhook_id": h.ID, "message": "test event from Tawsil"})
+}
+
+// Deliveries lists the latest events of a merchant's webhook with their
+// attempts, newest first.
+func (w *Webhooks) Deliveries(ctx context.Context, merchantID, webhookID string, limit int) ([]mongostore.WebhookDelivery, error) {
+	h, err := w.store.Webhook(ctx, webhookID)
+	if err != nil {
+		return nil, err
+	}
+	if h.MerchantID != merchantID {
+		return nil, order.ErrNotFound
+	}
+	return w.store.WebhookDeliveries(ctx, webhookID, limit)
+}
+
+// Redeliver sends an event of a merchant's webhook again, now.
+func (w *Webhooks) Redeliver(ctx context.Context, merchantID, webhookID, eventID string) error {
+	h, err := w.store.Webhook(ctx, webhookID)
+	if err != nil {
+		return err
+	}
+	if h.MerchantID != merchantID {
+		return order.ErrNotFound
+	}
+	w.log.Info("webhook redelivery", "webhook_id", webhookID, "event_id", eventID)
+	return w.store.RedeliverWebhook(ctx, webhookID, eventID, time.Now().UTC())
 }
 
 // Run delivers due events until ctx ends.
@@ -160,23 +209,27 @@ func (w *Webhooks) deliverDue(ctx context.Context) {
 		}
 		h, err := w.store.Webhook(ctx, d.WebhookID)
 		if err != nil {
-			_ = w.store.WebhookGiveUp(ctx, d.ID, "webhook deleted")
+			_ = w.store.WebhookGiveUp(ctx, d.ID, mongostore.WebhookAttempt{At: time.Now().UTC(), Error: "webhook deleted"})
 			continue
 		}
-		err = w.send(ctx, h, d)
+		status, err := w.send(ctx, h, d)
+		a := mongostore.WebhookAttempt{At: time.Now().UTC(), Status: status}
 		if err == nil {
 			w.result("delivered")
-			_ = w.store.WebhookDelivered(ctx, d.ID, time.Now().UTC())
+			_ = w.store.WebhookDelivered(ctx, d.ID, a)
 			continue
 		}
+		a.Error = err.Error()
 		w.result("failed")
 		if d.Attempts+1 >= 12 {
-			w.log.Warn("webhook given up", "event_id", d.ID, "err", err)
-			_ = w.store.WebhookGiveUp(ctx, d.ID, err.Error())
+			w.log.Warn("webhook given up", "webhook_id", d.WebhookID, "event_id", d.ID, "event", d.Event, "status", status, "attempts", d.Attempts+1)
+			_ = w.store.WebhookGiveUp(ctx, d.ID, a)
 			continue
 		}
 		backoff := time.Duration(1<<min(d.Attempts, 10)) * 2 * time.Second // 2 s, 4 s, ... ~34 min
-		_ = w.store.WebhookRetry(ctx, d.ID, time.Now().UTC().Add(backoff), err.Error())
+		w.log.Info("webhook attempt failed", "webhook_id", d.WebhookID, "event_id", d.ID, "event", d.Event, "status", status,
+			"attempt", d.Attempts+1, "retry_in", backoff.String())
+		_ = w.store.WebhookRetry(ctx, d.ID, time.Now().UTC().Add(backoff), a)
 	}
 }
 
@@ -195,12 +248,13 @@ func Sign(secret string, t time.Time, body []byte) string {
 	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
 }
 
-func (w *Webhooks) send(ctx context.Context, h mongostore.Webhook, d mongostore.WebhookDelivery) error {
+// send makes one attempt; status is the endpoint's answer (0 without one).
+func (w *Webhooks) send(ctx context.Context, h mongostore.Webhook, d mongostore.WebhookDelivery) (status int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(d.Body))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "Tawsil-Webhooks/1")
@@ -209,13 +263,27 @@ func (w *Webhooks) send(ctx context.Context, h mongostore.Webhook, d mongostore.
 	req.Header.Set("Tawsil-Signature", Sign(h.Secret, time.Now(), d.Body))
 	res, err := w.client.Do(req)
 	if err != nil {
-		return err
+		return 0, errors.New(sendError(err))
 	}
 	defer res.Body.Close()
 	if res.StatusCode < 200 || res.StatusCode > 299 {
-		return fmt.Errorf("webhook answered %d", res.StatusCode)
+		return res.StatusCode, fmt.Errorf("webhook answered %d", res.StatusCode)
 	}
-	return nil
+	return res.StatusCode, nil
+}
+
+// sendError names a failed attempt for the merchant without our internals.
+func sendError(err error) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return "no answer within 10 s"
+	case strings.Contains(err.Error(), "refused"):
+		return "connection refused"
+	case strings.Contains(err.Error(), "not allowed"), strings.Contains(err.Error(), "private"):
+		return "address not allowed"
+	}
+	return "could not connect"
 }
 
 // checkTarget applies the delivery policy at registration: literals and

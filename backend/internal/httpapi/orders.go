@@ -89,6 +89,9 @@ func (s *Server) MountOrders(o Orders) {
 	v1.Post("/webhooks", s.authn, merchant, s.idempotent, o.addWebhook)
 	v1.Get("/webhooks", s.authn, merchant, o.listWebhooks)
 	v1.Delete("/webhooks/:id", s.authn, merchant, o.deleteWebhook)
+	v1.Get("/webhooks/:id/deliveries", s.authn, merchant, o.webhookDeliveries)
+	v1.Post("/webhooks/:id/ping", s.authn, merchant, s.limit(o.pingRate()), o.pingWebhook)
+	v1.Post("/webhooks/:id/deliveries/:event/redeliver", s.authn, merchant, s.limit(o.pingRate()), o.redeliverWebhook)
 	v1.Get("/kpis", s.authn, s.need(auth.RoleMerchant, auth.RoleDispatcher, auth.RoleAdmin), o.kpis)
 	v1.Get("/eta/model", s.authn, ops, func(c *fiber.Ctx) error { return c.JSON(o.ETA.Snapshot()) })
 	v1.Post("/rules/dry-run", s.authn, ops, o.dryRun)
@@ -752,6 +755,83 @@ func (o Orders) listWebhooks(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(fiber.Map{"webhooks": hs})
+}
+
+// pingRate bounds test pings and redeliveries per client address and minute.
+func (o Orders) pingRate() int { return 30 }
+
+type webhookDeliveryJSON struct {
+	ID          string                      `json:"id"`
+	Event       string                      `json:"event"`
+	CreatedAt   time.Time                   `json:"created_at"`
+	Status      string                      `json:"status"` // pending, delivered, retrying, given_up
+	Attempts    int                         `json:"attempts"`
+	NextRetryAt *time.Time                  `json:"next_retry_at,omitempty"`
+	DeliveredAt *time.Time                  `json:"delivered_at,omitempty"`
+	LastError   string                      `json:"last_error,omitempty"`
+	Log         []mongostore.WebhookAttempt `json:"log"`
+}
+
+func (o Orders) webhookDeliveries(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if !validID(id) {
+		return notFound("webhook")
+	}
+	limit, err := queryInt(c, "limit", 50, 1, 200)
+	if err != nil {
+		return err
+	}
+	ds, err := o.Webhooks.Deliveries(c.UserContext(), principal(c).MerchantID, id, limit)
+	if err != nil {
+		return err
+	}
+	out := make([]webhookDeliveryJSON, 0, len(ds))
+	for _, d := range ds {
+		j := webhookDeliveryJSON{ID: d.ID, Event: d.Event, CreatedAt: d.CreatedAt, Attempts: d.Attempts, DeliveredAt: d.DeliveredAt,
+			LastError: d.LastError, Log: d.Log}
+		if j.Log == nil {
+			j.Log = []mongostore.WebhookAttempt{}
+		}
+		switch {
+		case d.DeliveredAt != nil:
+			j.Status = "delivered"
+		case d.GaveUp:
+			j.Status = "given_up"
+		case d.Attempts == 0:
+			j.Status = "pending"
+			next := d.NextAt
+			j.NextRetryAt = &next
+		default:
+			j.Status = "retrying"
+			next := d.NextAt
+			j.NextRetryAt = &next
+		}
+		out = append(out, j)
+	}
+	return c.JSON(fiber.Map{"deliveries": out})
+}
+
+func (o Orders) pingWebhook(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if !validID(id) {
+		return notFound("webhook")
+	}
+	ev, err := o.Webhooks.Ping(c.UserContext(), principal(c).MerchantID, id)
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"event_id": ev})
+}
+
+func (o Orders) redeliverWebhook(c *fiber.Ctx) error {
+	id, ev := c.Params("id"), c.Params("event")
+	if !validID(id) || !validID(ev) {
+		return notFound("webhook event")
+	}
+	if err := o.Webhooks.Redeliver(c.UserContext(), principal(c).MerchantID, id, ev); err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"event_id": ev})
 }
 
 func (o Orders) deleteWebhook(c *fiber.Ctx) error {
