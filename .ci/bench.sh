@@ -27,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-SECTIONS=${SECTIONS:-micro e2e wrk near sim agent mdrp web cluster}
+SECTIONS=${SECTIONS:-micro e2e wrk near sim agent mdrp web cluster onboarding}
 NEAR_COURIERS=${NEAR_COURIERS:-50000}
 NEAR_SECONDS=${NEAR_SECONDS:-15}
 BENCHTIME=${BENCHTIME:-1s}
@@ -383,6 +383,13 @@ if has web; then
   else
     echo "   (needs /usr/bin/chromium and backend/web/node_modules: apt-get install chromium; make web-deps)"
   fi
+fi
+
+# ---------------------------------------------------------------------------
+if has onboarding; then
+  section "7. bulk onboarding: 50,000 couriers with device credentials through the API (embedded FerretDB)"
+  cmd "cd backend && go test -run '^$' -bench Import50k -benchtime 1x ./internal/e2e"
+  (cd backend && go test -run '^$' -bench Import50k -benchtime 1x ./internal/e2e) | grep -E 'Benchmark|ok' | sed 's/^/   /'
 fi
 
 echo

@@ -218,6 +218,7 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 	}
 	m.HTTP.PushProfile = m.pushProfile
 	m.HTTP.Idem = m.Store
+	m.HTTP.Bulk = m.Store
 	if err := m.republishProfiles(ctx); err != nil {
 		return err
 	}

@@ -85,6 +85,7 @@ func authzTable() map[string]authzRow {
 		"POST /v1/users/:id/disable":                 {roles: []string{roleAdmin}},
 		"POST /v1/users/:id/enable":                  {roles: []string{roleAdmin}},
 		"DELETE /v1/users/:id":                       {roles: []string{roleAdmin}},
+		"POST /v1/couriers/import":                   {roles: []string{roleAdmin}, body: static(map[string]any{"couriers": []any{}})},
 		"POST /v1/couriers/:id/device-credentials":   {roles: []string{roleAdmin}},
 		"PUT /v1/couriers/:id/profile":               {roles: []string{roleAdmin}, body: static(map[string]any{})},
 		"DELETE /v1/couriers/:id/device-credentials": {roles: []string{roleAdmin}},

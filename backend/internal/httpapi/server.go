@@ -56,6 +56,8 @@ type Server struct {
 	Idem IdemStore
 	// PushProfile stores a device profile and sends it to the courier's device.
 	PushProfile func(ctx context.Context, courierID string, raw []byte) error
+	// Bulk is the store's bulk writes for courier imports.
+	Bulk account.BulkStore
 	// OnCourierCreated lets the live index learn of a new courier at once.
 	OnCourierCreated func(account.Courier)
 	// OnCourierErased pseudonymises what other parts keep of an erased
@@ -126,6 +128,7 @@ func New(o Options, accounts *account.Service, ready func(context.Context) error
 	v1.Delete("/users/:id", s.authn, s.need(auth.RoleAdmin), s.eraseUser)
 	v1.Post("/users/:id/disable", s.authn, s.need(auth.RoleAdmin), s.setDisabled(true))
 	v1.Post("/users/:id/enable", s.authn, s.need(auth.RoleAdmin), s.setDisabled(false))
+	v1.Post("/couriers/import", s.authn, s.need(auth.RoleAdmin), s.limit(60), s.importCouriers)
 	v1.Post("/couriers/:id/device-credentials", s.authn, s.need(auth.RoleAdmin), s.deviceCredentials)
 	v1.Delete("/couriers/:id/device-credentials", s.authn, s.need(auth.RoleAdmin), s.revokeDevice)
 	v1.Put("/couriers/:id/profile", s.authn, s.need(auth.RoleAdmin), s.pushProfile)
