@@ -96,6 +96,41 @@ type Pipeline struct {
 	runMu   sync.Mutex
 	runs    map[string][]wire.Fix // courier → suspects consistent with each other, oldest first
 	judged  map[string]*judgedFixes
+
+	refusals refusalLog
+}
+
+// refusalLog writes one line per refusal reason at most every refusalEvery,
+// with how many were refused since the last line: every refusal is counted
+// in the metrics, and the log says what happens without a device being able
+// to grow it at will.
+type refusalLog struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+	held map[string]int
+}
+
+const refusalEvery = 10 * time.Second
+
+func (p *Pipeline) logRefusal(reason string, n int) {
+	if p.log == nil {
+		return
+	}
+	now := p.now()
+	r := &p.refusals
+	r.mu.Lock()
+	if r.last == nil {
+		r.last, r.held = map[string]time.Time{}, map[string]int{}
+	}
+	r.held[reason] += n
+	if t, ok := r.last[reason]; ok && now.Sub(t) < refusalEvery {
+		r.mu.Unlock()
+		return
+	}
+	count := r.held[reason]
+	r.last[reason], r.held[reason] = now, 0
+	r.mu.Unlock()
+	p.log.Info("fixes refused", "reason", reason, "count", count)
 }
 
 // New builds a pipeline. onFix may be nil.
@@ -112,6 +147,7 @@ var _ mqttack.Handler = (*Pipeline)(nil)
 
 func (p *Pipeline) reject(reason string, n int) {
 	p.m.IngestRejections.WithLabelValues(reason).Add(float64(n))
+	p.logRefusal(reason, n)
 }
 
 // HandleMQTT processes one message. It returns nil once what must be durable

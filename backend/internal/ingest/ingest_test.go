@@ -372,3 +372,25 @@ func TestReanchorOnLivePathStored(t *testing.T) {
 		}
 	}
 }
+
+// Refusals are counted one by one and logged at most once per reason every
+// 10 s, with how many there were: a device cannot grow the log at will.
+func TestRefusalsLoggedRateLimited(t *testing.T) {
+	r := newRig(t)
+	old := r.now.Add(-72 * time.Hour) // beyond MaxAge: refused as too old
+	for i := range 50 {
+		r.send(t, fixAt(ep1, uint64(i+1), old, lat0, lng0))
+	}
+	if got := r.rejected(RejectTooOld); got != 50 {
+		t.Fatalf("counted %v refusals, want 50", got)
+	}
+	lines := func() int { return strings.Count(r.logs.String(), `msg="fixes refused"`) }
+	if n := lines(); n != 1 || !strings.Contains(r.logs.String(), "reason="+RejectTooOld) {
+		t.Fatalf("%d refusal lines for 50 refusals in a burst, want 1:\n%s", n, r.logs.String())
+	}
+	r.now = r.now.Add(11 * time.Second)
+	r.send(t, fixAt(ep1, 60, old, lat0, lng0))
+	if n := lines(); n != 2 || !strings.Contains(r.logs.String(), "count=50") {
+		t.Fatalf("after 10 s the next line carries the held count: %d lines\n%s", n, r.logs.String())
+	}
+}
