@@ -60,25 +60,11 @@ func TestDistMatchesSources(t *testing.T) {
 // over MQTT. The scenario is test/browser.mjs; screenshots go to
 // test-artifacts/.
 func TestBrowser(t *testing.T) {
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	chromium = need(t, "chromium", chromium)
-	node := need(t, "node", "node")
-	needModules(t)
-
+	chromium, node := browserTools(t)
 	m, base, dir := startApp(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	creds, err := demo.ReadCredentials(filepath.Join(dir, "fleet-credentials.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := &demo.Publisher{Broker: "tcp://" + m.MQTTAddr(), Every: 500 * time.Millisecond}
-	if err := pub.Start(ctx, creds); err != nil {
-		t.Fatal(err)
-	}
+	pub, creds := startFleet(ctx, t, m, dir)
 	// The demo couriers stand around central Casablanca and drift a little,
 	// so the console sees live movement; the scenario moves them at will.
 	spots := [][2]float64{{33.5731, -7.5898}, {33.5800, -7.6000}, {33.5650, -7.6100}, {33.5900, -7.6200}, {33.5600, -7.5800}}
@@ -151,6 +137,33 @@ func TestBrowser(t *testing.T) {
 	if !strings.Contains(string(out), "ALL PASSED") {
 		t.Fatal("the browser scenario did not report ALL PASSED")
 	}
+}
+
+// browserTools finds chromium, node and the npm packages the browser tests need.
+func browserTools(t *testing.T) (chromium, node string) {
+	t.Helper()
+	chromium = os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	chromium = need(t, "chromium", chromium)
+	node = need(t, "node", "node")
+	needModules(t)
+	return chromium, node
+}
+
+// startFleet publishes the demo couriers' positions over MQTT until ctx ends.
+func startFleet(ctx context.Context, tb testing.TB, m *app.Main, dir string) (*demo.Publisher, []demo.Credential) {
+	tb.Helper()
+	creds, err := demo.ReadCredentials(filepath.Join(dir, "fleet-credentials.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pub := &demo.Publisher{Broker: "tcp://" + m.MQTTAddr(), Every: 500 * time.Millisecond}
+	if err := pub.Start(ctx, creds); err != nil {
+		tb.Fatal(err)
+	}
+	return pub, creds
 }
 
 // startApp starts a backend with the demo accounts (embedded broker and

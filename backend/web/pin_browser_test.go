@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tawsil/tawsil/backend/internal/demo"
 )
 
 // TestBrowserPin: a customer whose address is informal drops the pin from
@@ -17,25 +15,11 @@ import (
 // the page), and the order takes that point and is dispatched to it. The
 // scenario is test/pin.mjs; screenshots go to test-artifacts/.
 func TestBrowserPin(t *testing.T) {
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	chromium = need(t, "chromium", chromium)
-	node := need(t, "node", "node")
-	needModules(t)
-
+	chromium, node := browserTools(t)
 	m, base, dir := startApp(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	creds, err := demo.ReadCredentials(filepath.Join(dir, "fleet-credentials.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := &demo.Publisher{Broker: "tcp://" + m.MQTTAddr(), Every: 500 * time.Millisecond}
-	if err := pub.Start(ctx, creds); err != nil {
-		t.Fatal(err)
-	}
+	pub, creds := startFleet(ctx, t, m, dir)
 	for i, c := range creds { // live couriers around the shop, for dispatch once the pin is in
 		pub.Set(c.CourierID, 33.5731+0.001*float64(i%5), -7.5898-0.001*float64(i%3), 0, 0)
 	}
