@@ -61,7 +61,6 @@ func (s *Service) ImportCouriers(ctx context.Context, bs BulkStore, rows []Impor
 	now := s.now().UTC()
 	out := make([]ImportResult, len(rows))
 	seen := map[string]int{}
-	var emails []string
 	for i, r := range rows {
 		res := &out[i]
 		res.Row = i + 1
@@ -76,33 +75,23 @@ func (s *Service) ImportCouriers(ctx context.Context, bs BulkStore, rows []Impor
 			continue
 		}
 		seen[email] = i
-		emails = append(emails, email)
 	}
-	existing, err := bs.UsersByEmails(ctx, emails)
-	if err != nil {
-		return nil, err
-	}
-	var fresh []int
-	var cs []*Courier
+	// The unique index on e-mails decides what exists: insert everything
+	// new-looking, then undo the couriers whose user was a duplicate and
+	// look only those up (a look-up of every e-mail scans the users on
+	// FerretDB: quadratic over a large onboarding).
+	fresh := make([]int, 0, len(seen))
 	for _, i := range seen {
-		res := &out[i]
-		if u, ok := existing[res.Email]; ok {
-			if u.Role != auth.RoleCourier || u.Erased {
-				res.Status, res.Error = ImportInvalid, "the e-mail belongs to another account"
-			} else {
-				res.Status, res.CourierID, res.UserID = ImportExisting, u.CourierID, u.ID
-			}
-			continue
-		}
 		fresh = append(fresh, i)
 	}
 	if len(fresh) == 0 {
 		return out, nil
 	}
 	slices.Sort(fresh)
-	for _, i := range fresh {
+	cs := make([]*Courier, len(fresh))
+	for k, i := range fresh {
 		r := rows[i]
-		cs = append(cs, &Courier{Name: textsafe.Name(r.Name), Phone: r.Phone, Vehicle: r.Vehicle, Capacity: r.Capacity, CreatedAt: now})
+		cs[k] = &Courier{Name: textsafe.Name(r.Name), Phone: r.Phone, Vehicle: r.Vehicle, Capacity: r.Capacity, CreatedAt: now}
 	}
 	if err := bs.InsertCouriers(ctx, cs); err != nil {
 		return nil, fmt.Errorf("import couriers: %w", err)
@@ -123,19 +112,40 @@ func (s *Service) ImportCouriers(ctx context.Context, bs BulkStore, rows []Impor
 		}
 		return nil, fmt.Errorf("import users: %w", err)
 	}
-	var undo []string
+	var undo, taken []string
 	var ds []DeviceCredential
 	for k, i := range fresh {
 		res := &out[i]
-		if conflicts[k] { // registered meanwhile by someone else
+		if conflicts[k] { // the e-mail is registered already
 			undo = append(undo, cs[k].ID)
-			res.Status, res.Error = ImportInvalid, "the e-mail was registered meanwhile"
+			taken = append(taken, res.Email)
 			continue
 		}
 		secret := DeviceSecret{Username: cs[k].ID, Password: auth.RandomToken(24), ClientID: "dev-" + cs[k].ID}
 		ds = append(ds, DeviceCredential{Username: secret.Username, ClientID: secret.ClientID, CourierID: cs[k].ID,
 			SecretHash: auth.HashSecret(secret.Password), CreatedAt: now})
 		res.Status, res.CourierID, res.UserID, res.Device = ImportCreated, cs[k].ID, us[k].ID, &secret
+	}
+	if len(taken) > 0 {
+		existing, err := bs.UsersByEmails(ctx, taken)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range fresh {
+			if !conflicts[k] {
+				continue
+			}
+			res := &out[i]
+			u, ok := existing[res.Email]
+			switch {
+			case !ok:
+				res.Status, res.Error = ImportInvalid, "the e-mail was registered meanwhile"
+			case u.Role != auth.RoleCourier || u.Erased:
+				res.Status, res.Error = ImportInvalid, "the e-mail belongs to another account"
+			default:
+				res.Status, res.CourierID, res.UserID = ImportExisting, u.CourierID, u.ID
+			}
+		}
 	}
 	if len(undo) > 0 {
 		if err := bs.DeleteCouriers(context.WithoutCancel(ctx), undo); err != nil {
