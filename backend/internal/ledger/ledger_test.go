@@ -122,7 +122,7 @@ func TestLedgerAcrossReplicas(t *testing.T) {
 	// whose collection never reached the ledger is recorded from the order.
 	r3 := mustBook(t, st, 30000)
 	r3.Delivered = func(context.Context, time.Time) ([]cash.Handover, error) {
-		return []cash.Handover{h, {CourierID: "c1", OrderID: "o2", MerchantID: "m1", Due: 1000, Paid: 1000, At: time.Now().UTC()}}, nil
+		return []cash.Handover{h, {CourierID: "c1", OrderID: "o2", MerchantID: "m1", Due: 1000, Paid: 1000, At: h.At}}, nil
 	}
 	if n, err := r3.Reconcile(ctx, time.Hour); err != nil || n != 1 {
 		t.Fatalf("reconcile added %d (%v), want only o2", n, err)
@@ -132,7 +132,8 @@ func TestLedgerAcrossReplicas(t *testing.T) {
 	}
 
 	// Merchant days and a payout once.
-	days, err := r1.MerchantDays(ctx, "m1", time.Now().UTC().Format(time.DateOnly), time.Now().UTC().Format(time.DateOnly))
+	day0 := h.At.Format(time.DateOnly) // both collections are stamped then: one day, even around midnight
+	days, err := r1.MerchantDays(ctx, "m1", day0, day0)
 	if err != nil || len(days) != 1 || days[0].Collected != 26000 || days[0].Orders != 2 {
 		t.Fatalf("merchant days %+v %v", days, err)
 	}
