@@ -402,10 +402,29 @@ function showError(e: unknown): void {
 
 function renderDetail(): void {
   if (!detail) return;
+  // Live updates re-render the open detail every second: what the
+  // dispatcher typed, and the replay shown, stay.
+  const target = selectedOrder ? 'o:' + selectedOrder : selectedCourier ? 'c:' + selectedCourier : '';
+  const typed = new Map<string, string>();
+  if (detail.dataset.for === target) detail.querySelectorAll<HTMLInputElement>('input[id]').forEach(i => typed.set(i.id, i.value));
+  else replayShown = null;
   detail.replaceChildren();
+  detail.dataset.for = target;
   if (selectedOrder) { const o = orders.get(selectedOrder); if (o) orderDetail(o); }
   else if (selectedCourier) { const c = couriers.get(selectedCourier); if (c) courierDetail(c); }
   else detail.append(el('p', { class: 'hint' }, t('detail.hint')));
+  for (const [id, v] of typed) { const i = detail.querySelector<HTMLInputElement>('#' + id); if (i) i.value = v; }
+  showReplay();
+}
+
+// replayShown is what the replay line says (it outlives re-renders of the detail).
+let replayShown: { text: string; points: number } | null = null;
+
+function showReplay(): void {
+  const info = document.getElementById('replay-info');
+  if (!info || !replayShown) return;
+  info.textContent = replayShown.text;
+  info.dataset.points = String(replayShown.points);
 }
 
 function append(parent: HTMLElement, ...nodes: Array<Node | null>): void {
@@ -513,7 +532,7 @@ function courierDetail(c: LiveCourier): void {
     cashFields(c.id),
     el('h3', {}, t('replay.title')),
     el('div', { class: 'replay' }, el('label', { for: 'replay-from' }, t('replay.from')), from, el('label', { for: 'replay-to' }, t('replay.to')), to,
-      actionButton('replay', () => replay(c.id, new Date(from.value), new Date(to.value), info)), info),
+      actionButton('replay', () => replay(c.id, new Date(from.value), new Date(to.value))), info),
   );
 }
 
@@ -537,14 +556,14 @@ function cashFields(id: string): HTMLElement {
 }
 
 let replayTimer = 0;
-async function replay(id: string, from: Date, to: Date, info: HTMLElement): Promise<void> {
+async function replay(id: string, from: Date, to: Date): Promise<void> {
   clearInterval(replayTimer);
   replayLayer.clearLayers();
   const r = await api.call<{ positions: Array<{ lat: number; lng: number; t: string }> }>('GET',
     `/v1/couriers/${id}/track?from=${encodeURIComponent(from.toISOString())}&to=${encodeURIComponent(to.toISOString())}`);
   const ps = r.positions;
-  info.textContent = t('replay.points', { n: fmtNum(ps.length) });
-  info.dataset.points = String(ps.length);
+  replayShown = { text: t('replay.points', { n: fmtNum(ps.length) }), points: ps.length };
+  showReplay();
   if (!ps.length) return;
   const line = L.polyline(ps.map(p => [p.lat, p.lng] as [number, number]), { color: '#111', weight: 3, opacity: 0.6 }).addTo(replayLayer);
   map.fitBounds(line.getBounds(), { maxZoom: 16 });
@@ -554,7 +573,8 @@ async function replay(id: string, from: Date, to: Date, info: HTMLElement): Prom
   replayTimer = window.setInterval(() => {
     i = Math.min(ps.length - 1, i + step);
     dot.setLatLng([ps[i].lat, ps[i].lng]);
-    info.textContent = t('replay.at', { time: fmtDateTime(ps[i].t), n: fmtNum(ps.length) });
+    replayShown = { text: t('replay.at', { time: fmtDateTime(ps[i].t), n: fmtNum(ps.length) }), points: ps.length };
+    showReplay();
     if (i >= ps.length - 1) clearInterval(replayTimer);
   }, 100);
 }
