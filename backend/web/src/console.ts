@@ -406,14 +406,17 @@ function renderDetail(): void {
   // dispatcher typed, and the replay shown, stay.
   const target = selectedOrder ? 'o:' + selectedOrder : selectedCourier ? 'c:' + selectedCourier : '';
   const typed = new Map<string, string>();
-  if (detail.dataset.for === target) detail.querySelectorAll<HTMLInputElement>('input[id]').forEach(i => typed.set(i.id, i.value));
+  if (detail.dataset.for === target) detail.querySelectorAll<HTMLInputElement | HTMLSelectElement>('input[id], select[id]').forEach(i => typed.set(i.id, i.value));
   else replayShown = null;
   detail.replaceChildren();
   detail.dataset.for = target;
   if (selectedOrder) { const o = orders.get(selectedOrder); if (o) orderDetail(o); }
   else if (selectedCourier) { const c = couriers.get(selectedCourier); if (c) courierDetail(c); }
   else detail.append(el('p', { class: 'hint' }, t('detail.hint')));
-  for (const [id, v] of typed) { const i = detail.querySelector<HTMLInputElement>('#' + id); if (i) i.value = v; }
+  for (const [id, v] of typed) {
+    const i = detail.querySelector<HTMLInputElement | HTMLSelectElement>('#' + id);
+    if (i && (!(i instanceof HTMLSelectElement) || [...i.options].some(op => op.value === v))) i.value = v;
+  }
   showReplay();
 }
 
@@ -469,6 +472,7 @@ function cancelButton(o: Order): HTMLButtonElement {
 function assignForm(o: Order): HTMLElement {
   const sel = el('select', { id: 'assign-courier', 'aria-label': t('action.assign_to') });
   const fill = (near: any[]): void => {
+    const keep = sel.value; // the nearest list arrives later: a choice made meanwhile stays
     sel.replaceChildren(el('option', { value: '' }, t('action.choose_courier')));
     const seen = new Set<string>();
     for (const c of near) {
@@ -479,6 +483,7 @@ function assignForm(o: Order): HTMLElement {
       if (seen.has(c.id) || !c.online || c.status === 'offline') continue;
       sel.append(el('option', { value: c.id }, `${c.name || c.id.slice(-6)} · ${t('courier.status.' + c.status)}`));
     }
+    if (keep && [...sel.options].some(op => op.value === keep)) sel.value = keep;
   };
   fill([]);
   void api.call<{ couriers: any[] }>('GET', `/v1/couriers?near=${o.pickup.lat},${o.pickup.lng}&limit=8&radius_m=20000`).then(r => fill(r.couriers)).catch(() => undefined);
