@@ -246,11 +246,11 @@ func (h *History) flushOnce() error {
 			continue
 		}
 		for _, it := range b.items {
+			if it.onStored != nil {
+				it.onStored() // must not block: Acks.Add only records; before done, so a handled message's ack is already due
+			}
 			if it.done != nil {
 				it.done <- nil
-			}
-			if it.onStored != nil {
-				it.onStored() // must not block: Acks.Add only records
 			}
 		}
 		h.queued -= b.count
