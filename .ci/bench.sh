@@ -15,6 +15,8 @@
 #      the instances carry no licence)
 #   7. the dispatcher console in headless Chromium with 10,000 live couriers
 #      (frames per second while panning, draw time, update latency)
+#   and at the end a markdown table of every section's headline figure beside
+#   its reference with the ratio (rows added with `summary`, see below).
 #
 # Knobs (environment): SECTIONS="micro e2e wrk sim agent mdrp web", BENCHTIME=1s, MDRP_DIR, BENCH_COURIERS=10000,
 # PUBLISHERS=50 BATCH=10 MESSAGES=1000 WINDOW=16 DURATION=60s PROBES=4,
@@ -68,6 +70,44 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The closing summary. Any section (or a script it runs: TAWSIL_BENCH_SUMMARY
+# names the file) adds a row with
+#   summary FIGURE OURS REFERENCE RATIO
+# which appends `SUMMARY|<figure>|<ours>|<reference>|<ratio>` to
+# $work/summary.txt; a child script may append such lines itself, or print them
+# on its stdout for the section to pass through `summary_lines`. The end of the
+# run prints every row as one markdown table (the README's figures table).
+export TAWSIL_BENCH_SUMMARY="$work/summary.txt"
+: >"$TAWSIL_BENCH_SUMMARY"
+summary() { # FIGURE OURS REFERENCE RATIO (no '|' inside the fields)
+  local f
+  for f in "$@"; do [[ "$f" != *"|"* ]] || { echo "summary: '|' in field: $f" >&2; return 0; }; done
+  printf 'SUMMARY|%s|%s|%s|%s\n' "$1" "$2" "${3:-}" "${4:-}" >>"$TAWSIL_BENCH_SUMMARY"
+}
+# summary_lines: a filter that passes its input through and also records the
+# input's SUMMARY|... lines (from a child's stdout) in the summary file.
+summary_lines() {
+  local l
+  while IFS= read -r l || [[ -n "$l" ]]; do
+    printf '%s\n' "$l"
+    [[ "$l" != SUMMARY\|* ]] || printf '%s\n' "$l" >>"$TAWSIL_BENCH_SUMMARY"
+  done
+}
+# ratio A B: A/B with one decimal and an x, or "n/a".
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2fx\n", a / b }'; }
+print_summary() {
+  section "summary: headline figures of this run (markdown, for the README's figures table)"
+  echo "sections: $SECTIONS; $(nproc) cores; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo
+  if [[ ! -s "$TAWSIL_BENCH_SUMMARY" ]]; then
+    echo "(no section recorded a summary figure)"
+    return 0
+  fi
+  echo "| figure | Tawsil | reference | ratio |"
+  echo "|---|---|---|---|"
+  awk -F'|' '$1 == "SUMMARY" { printf "| %s | %s | %s | %s |\n", $2, $3, $4, $5 }' "$TAWSIL_BENCH_SUMMARY"
+}
+
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 section() { printf '\n==== %s\n' "$*"; }
 cmd() { printf '$ %s\n' "$*"; }
@@ -106,6 +146,12 @@ livemap_vs_naive() {
       printf "   updates/s, one goroutine   %12.0f  naive %12.0f  ratio %.1fx\n", u, nu, u / nu
       printf "   Nearest(k=5) p50           %10.2f µs  naive %10.2f µs  ratio %.1fx\n", p50 / 1000, np50 / 1000, np50 / p50
       printf "   Nearest(k=5) p99           %10.2f µs  naive %10.2f µs  ratio %.1fx\n", p99 / 1000, np99 / 1000, np99 / p99
+      f = ENVIRON["TAWSIL_BENCH_SUMMARY"]
+      if (f != "") {
+        printf "SUMMARY|live index updates/s, one goroutine, 50,000 couriers|%.2f M/s|naive (H3 map under an RWMutex) %.2f M/s|%.1fx\n", u / 1e6, nu / 1e6, u / nu >> f
+        printf "SUMMARY|live index Nearest(k=5) of 50,000, p50|%.2f µs|naive %.2f µs|%.1fx faster\n", p50 / 1000, np50 / 1000, np50 / p50 >> f
+        printf "SUMMARY|live index Nearest(k=5) of 50,000, p99|%.2f µs|naive %.2f µs|%.1fx faster\n", p99 / 1000, np99 / 1000, np99 / p99 >> f
+      }
     }' "$1"
 }
 
@@ -321,8 +367,17 @@ if has near; then
       export NEARBENCH_TOKEN
       for c in 1 8; do
         cmd "nearbench http -conns $c -duration ${NEAR_SECONDS}s   # near=random Casablanca point, status=available, limit=5"
-        "$work/nearbench" http -api "http://$naddr" -conns "$c" -duration "${NEAR_SECONDS}s" | sed 's/^/   /' || echo "   (failed)"
+        "$work/nearbench" http -api "http://$naddr" -conns "$c" -duration "${NEAR_SECONDS}s" | tee "$work/near-$c.out" | sed 's/^/   /' || echo "   (failed)"
       done
+      # near-8: "... 8 connections, 15s: 26934 req/s, p50 180µs, p90 ..., p99 21ms, ..."
+      nqps=$(grep -o '[0-9.]* req/s' "$work/near-8.out" 2>/dev/null | cut -d' ' -f1 || true)
+      np99=$(grep -o 'p99 [^,]*' "$work/near-8.out" 2>/dev/null | cut -d' ' -f2 || true)
+      if [[ -n "$nqps" ]]; then
+        summary "near= over HTTP, $NEAR_COURIERS live couriers, 8 connections" \
+          "$(printf '%.1fk req/s, p99 %s' "$(awk -v q="$nqps" 'BEGIN{print q/1000}')" "$np99")" \
+          "Tile38 NEARBY LIMIT 5, 8 clients: 16.7k qps, p99 4.3 ms (RECORDED in issue 17 on this machine, NOT measured in this run)" \
+          "$(ratio "$nqps" 16700) throughput"
+      fi
       unset NEARBENCH_TOKEN
       echo "   Tile38 reference: not measured here: the module proxy serves no version of github.com/tidwall/tile38"
       echo "   (its tags lack the v prefix Go modules need); the figure recorded in issue 17 was 16.7k qps, p99 4.3 ms at 8 clients"
@@ -355,7 +410,7 @@ if has agent; then
   section "5. the agent's figures"
   if [[ -x agent/bench.sh ]]; then
     cmd "RUN_SECONDS=$RUN_SECONDS FLEET_SECONDS=$FLEET_SECONDS agent/bench.sh"
-    agent/bench.sh | sed 's/^/   /' || echo "   (agent/bench.sh failed)"
+    agent/bench.sh | summary_lines | sed 's/^/   /' || echo "   (agent/bench.sh failed)"
   else
     echo "   (agent/bench.sh not present)"
   fi
@@ -391,6 +446,8 @@ if has onboarding; then
   cmd "cd backend && go test -run '^$' -bench Import50k -benchtime 1x ./internal/e2e"
   (cd backend && go test -run '^$' -bench Import50k -benchtime 1x ./internal/e2e) | grep -E 'Benchmark|ok' | sed 's/^/   /'
 fi
+
+print_summary
 
 echo
 echo "done; logs were in $work (removed; KEEP_LOGS=dir keeps them)"
