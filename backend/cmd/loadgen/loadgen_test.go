@@ -2,11 +2,11 @@ package main
 
 import (
 	"errors"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/shared/wire"
 )
 
@@ -41,7 +41,7 @@ func TestRiderStaysPlausible(t *testing.T) {
 						}
 						// The backend refuses more than 50 m/s (100 m within 2 s).
 						dt := f.Time.Sub(prev.Time).Seconds()
-						if d := livemap.DistanceM(prev.Lat, prev.Lng, f.Lat, f.Lng); d > 12*max(dt, 0.001)+0.5 {
+						if d := geo.DistanceLatLngM(prev.Lat, prev.Lng, f.Lat, f.Lng); d > 12*max(dt, 0.001)+0.5 {
 							t.Fatalf("fix %d moved %.1f m in %.3f s", f.Seq, d, dt)
 						}
 					}
@@ -60,7 +60,7 @@ func TestRiderMoves(t *testing.T) {
 	now := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	a := r.next(now)
 	b := r.next(now.Add(60 * time.Second))
-	if d := livemap.DistanceM(a.Lat, a.Lng, b.Lat, b.Lng); d < 10 {
+	if d := geo.DistanceLatLngM(a.Lat, a.Lng, b.Lat, b.Lng); d < 10 {
 		t.Errorf("a minute of riding moved %.1f m", d)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -12,7 +13,6 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/area"
 	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
-	"github.com/tawsil/tawsil/backend/internal/eta"
 	"github.com/tawsil/tawsil/backend/internal/failure"
 	"github.com/tawsil/tawsil/backend/internal/routing"
 )
@@ -399,7 +399,7 @@ func (rn *pass) setRoute(ctx context.Context, c *simCourier, plan []dispatch.Sto
 	if len(c.route) > 0 {
 		// leave the current leg where it is: account the part ridden
 		here := c.at()
-		c.km += eta.HaversineM(c.pos.Lat, c.pos.Lng, here.Lat, here.Lng) * rn.g.model.Config().DetourFactor / 1000
+		c.km += geo.DistanceLatLngM(c.pos.Lat, c.pos.Lng, here.Lat, here.Lng) * rn.g.model.Config().DetourFactor / 1000
 		c.pos = here
 	}
 	c.waitUntil = time.Time{}
@@ -465,7 +465,7 @@ func (rn *pass) advance(ctx context.Context, c *simCourier, now time.Time) error
 			budget -= need
 			c.busy += need
 			to := c.route[0].At
-			c.km += eta.HaversineM(c.pos.Lat, c.pos.Lng, to.Lat, to.Lng) * rn.g.model.Config().DetourFactor / 1000
+			c.km += geo.DistanceLatLngM(c.pos.Lat, c.pos.Lng, to.Lat, to.Lng) * rn.g.model.Config().DetourFactor / 1000
 			c.pos = to
 			c.legTotal, c.legDone = 0, 0
 			if o := rn.byID[c.route[0].OrderID]; c.route[0].Kind == dispatch.StopDropoff && o.terminal == routing.Dropoff && o.notBefore.After(clock()) {
@@ -732,7 +732,7 @@ func nearest(cs []*simCourier, p dispatch.Point, radius float64, k int, keep fun
 			continue
 		}
 		q := c.at()
-		if d := eta.HaversineM(p.Lat, p.Lng, q.Lat, q.Lng); d <= radius {
+		if d := geo.DistanceLatLngM(p.Lat, p.Lng, q.Lat, q.Lng); d <= radius {
 			out = append(out, cd{c, d})
 		}
 	}

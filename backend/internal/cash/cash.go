@@ -11,6 +11,7 @@ package cash
 import (
 	"errors"
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"math"
 	"strings"
 	"time"
@@ -72,10 +73,7 @@ func (c Centimes) String() string {
 }
 
 // Point is where a collection happened.
-type Point struct {
-	Lat float64 `json:"lat"`
-	Lng float64 `json:"lng"`
-}
+type Point = geo.Point
 
 // Entry is one line of a courier's ledger. Amount is positive, except for
 // corrections, which are signed.

@@ -139,7 +139,7 @@ func TestCap(t *testing.T) {
 }
 
 func TestPseudonymise(t *testing.T) {
-	e := Entry{CourierID: "c1", Kind: Collected, Amount: 100, Place: &Point{33.5, -7.6}}
+	e := Entry{CourierID: "c1", Kind: Collected, Amount: 100, Place: &Point{Lat: 33.5, Lng: -7.6}}
 	p := e.Pseudonymise("erased-1")
 	if p.CourierID != "erased-1" || p.Place != nil || p.Amount != 100 {
 		t.Errorf("%+v", p)

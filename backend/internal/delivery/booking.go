@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"math"
 	"slices"
 	"strings"
@@ -133,7 +134,7 @@ func (s *Service) queuedAt(lat, lng float64) []dispatch.Job {
 	s.mu.Lock()
 	for _, o := range s.active {
 		if o.CourierID == "" && (o.Status == order.StatusBooked || o.Status == order.StatusOffered) &&
-			livemap.DistanceM(lat, lng, o.Pickup.Lat, o.Pickup.Lng) <= 500 {
+			geo.DistanceLatLngM(lat, lng, o.Pickup.Lat, o.Pickup.Lng) <= 500 {
 			ws = append(ws, waiting{o.BookedAt, dispatch.JobFor(o.Order)})
 		}
 	}
@@ -309,7 +310,7 @@ func validPhone(p string) bool {
 }
 
 func haversineKm(a, b order.Place) float64 {
-	return livemap.DistanceM(a.Lat, a.Lng, b.Lat, b.Lng) / 1000
+	return geo.DistanceLatLngM(a.Lat, a.Lng, b.Lat, b.Lng) / 1000
 }
 
 var systemActor = order.Actor{Role: order.RoleSystem, ID: "dispatch"}

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"math"
 	"strings"
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/cash"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
-	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 	"github.com/tawsil/tawsil/shared/wire"
@@ -282,7 +282,7 @@ func (s *Service) near(courierID string, p order.Place) (*order.Point, error) {
 	if !ok || !lc.HasFix || s.now().Sub(lc.LastSeen) > 10*time.Minute {
 		return nil, ErrNoPosition
 	}
-	d := livemap.DistanceM(lc.Fix.Lat, lc.Fix.Lng, p.Lat, p.Lng)
+	d := geo.DistanceLatLngM(lc.Fix.Lat, lc.Fix.Lng, p.Lat, p.Lng)
 	slack := 0.0
 	if lc.Fix.Accuracy > 0 {
 		slack = min(lc.Fix.Accuracy, 100)

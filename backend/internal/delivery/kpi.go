@@ -3,13 +3,13 @@ package delivery
 import (
 	"context"
 	"github.com/tawsil/tawsil/backend/internal/core"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"math"
 	"slices"
 	"time"
 
 	"github.com/uber/h3-go/v4"
 
-	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 )
@@ -205,7 +205,7 @@ func (s *Service) fleetUsage(ctx context.Context, from, to time.Time) (hours, km
 			return 0, 0, err
 		}
 		for i := 1; i < len(ps); i++ {
-			if d := livemap.DistanceM(ps[i-1].Lat, ps[i-1].Lng, ps[i].Lat, ps[i].Lng); d < 5000 {
+			if d := geo.DistanceLatLngM(ps[i-1].Lat, ps[i-1].Lng, ps[i].Lat, ps[i].Lng); d < 5000 {
 				km += d / 1000
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"log/slog"
 	"math"
 	"os"
@@ -137,7 +138,7 @@ func (p *Publisher) step(dt float64) {
 		if !ok {
 			f = wire.Fix{Lat: t.lat, Lng: t.lng, Accuracy: 8, Battery: 80}
 		}
-		d := distanceM(f.Lat, f.Lng, t.lat, t.lng)
+		d := geo.DistanceLatLngM(f.Lat, f.Lng, t.lat, t.lng)
 		stepM := t.speed * dt
 		if d <= stepM || d < 1 {
 			f.Lat, f.Lng, f.Speed = t.lat, t.lng, 0
@@ -153,14 +154,6 @@ func (p *Publisher) step(dt float64) {
 		f.Speed = t.speed
 		p.pos[id] = f
 	}
-}
-
-func distanceM(lat1, lng1, lat2, lng2 float64) float64 {
-	const r = 6371008.8
-	φ1, φ2 := lat1*math.Pi/180, lat2*math.Pi/180
-	dφ, dλ := φ2-φ1, (lng2-lng1)*math.Pi/180
-	a := math.Sin(dφ/2)*math.Sin(dφ/2) + math.Cos(φ1)*math.Cos(φ2)*math.Sin(dλ/2)*math.Sin(dλ/2)
-	return 2 * r * math.Asin(math.Sqrt(a))
 }
 
 func bearing(lat1, lng1, lat2, lng2 float64) float64 {

@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -15,7 +16,7 @@ func TestMoveToDrivesAtSpeed(t *testing.T) {
 	for i := 1; i <= 99; i++ {
 		p.step(1)
 		lat, lng, _ := p.Get("c1")
-		if d := distanceM(33.5731, -7.5898, lat, lng); math.Abs(d-float64(10*i)) > 0.5 {
+		if d := geo.DistanceLatLngM(33.5731, -7.5898, lat, lng); math.Abs(d-float64(10*i)) > 0.5 {
 			t.Fatalf("after %d s: %.1f m from the start, want %d", i, d, 10*i)
 		}
 		if h := p.pos["c1"].Heading; h > 0.1 && h < 359.9 {
@@ -71,7 +72,7 @@ func TestBusynessAndFailures(t *testing.T) {
 	}
 	for range 1000 {
 		lat, lng := jitter(rng, 33.57, -7.59, 500)
-		if d := distanceM(33.57, -7.59, lat, lng); d > 501 {
+		if d := geo.DistanceLatLngM(33.57, -7.59, lat, lng); d > 501 {
 			t.Fatalf("jitter went %.0f m away", d)
 		}
 	}

@@ -377,7 +377,7 @@ func (d *Dispatcher) batchable(job Job, c *Candidate) bool {
 		if s.Kind == StopPickup {
 			o = s.At
 		}
-		if haversineM(o, job.Pickup) <= d.cfg.BatchRadiusM {
+		if geo.DistanceM(o, job.Pickup) <= d.cfg.BatchRadiusM {
 			return true
 		}
 	}
@@ -390,5 +390,3 @@ func validPoint(p Point) bool {
 	return !math.IsNaN(p.Lat) && !math.IsNaN(p.Lng) && p.Lat >= -90 && p.Lat <= 90 &&
 		p.Lng >= -180 && p.Lng <= 180 && !(p.Lat == 0 && p.Lng == 0)
 }
-
-func haversineM(a, b Point) float64 { return geo.DistanceM(a, b) }

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"time"
 )
 
@@ -31,7 +32,7 @@ type insertion struct {
 // the decision time for the whole route: routes span well under two hours
 // and per-hour speeds change slowly, and it keeps one lookup per point.
 func leg(a, b Point, pace float64) time.Duration {
-	return time.Duration(haversineM(a, b) * pace * float64(time.Second))
+	return time.Duration(geo.DistanceM(a, b) * pace * float64(time.Second))
 }
 
 // insert finds the cheapest insertion of job into c's route (pick-up at

@@ -200,7 +200,7 @@ func (m *Model) Observe(courierID string, prev, fix wire.Fix) Outcome {
 	case dt > m.cfg.MaxGap:
 		return GapTooLong
 	}
-	mps := HaversineM(prev.Lat, prev.Lng, fix.Lat, fix.Lng) / dt.Seconds()
+	mps := geo.DistanceLatLngM(prev.Lat, prev.Lng, fix.Lat, fix.Lng) / dt.Seconds()
 	switch {
 	case mps < m.cfg.StoppedMps:
 		return Stopped
@@ -272,7 +272,7 @@ func (m *Model) Pace(lat, lng float64, at time.Time) float64 {
 // starting at a time. It has the shape of the routing planner's TravelTimer
 // over plain coordinates.
 func (m *Model) Travel(fromLat, fromLng, toLat, toLng float64, at time.Time) time.Duration {
-	sec := HaversineM(fromLat, fromLng, toLat, toLng) * m.Pace(fromLat, fromLng, at)
+	sec := geo.DistanceLatLngM(fromLat, fromLng, toLat, toLng) * m.Pace(fromLat, fromLng, at)
 	return time.Duration(sec * float64(time.Second))
 }
 
@@ -361,9 +361,4 @@ func (m *Model) Restore(s Snapshot) error {
 	m.cells = cells
 	m.mu.Unlock()
 	return nil
-}
-
-// HaversineM returns the great-circle distance in metres (geo.DistanceLatLngM).
-func HaversineM(lat1, lng1, lat2, lng2 float64) float64 {
-	return geo.DistanceLatLngM(lat1, lng1, lat2, lng2)
 }

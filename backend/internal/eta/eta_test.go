@@ -2,6 +2,7 @@ package eta
 
 import (
 	"errors"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"math"
 	"sync"
 	"testing"
@@ -129,7 +130,7 @@ func TestTravel(t *testing.T) {
 	// Twin Center to Casa Port station: about 2.85 km great-circle.
 	from := Point{Lat: 33.5892, Lng: -7.6325}
 	to := Point{Lat: 33.5978, Lng: -7.6040}
-	d := HaversineM(from.Lat, from.Lng, to.Lat, to.Lng)
+	d := geo.DistanceLatLngM(from.Lat, from.Lng, to.Lat, to.Lng)
 	if d < 2800 || d > 2900 {
 		t.Fatalf("haversine = %v m, want about 2.85 km", d)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"io"
 	"time"
 
@@ -102,7 +103,7 @@ func NearestRelay(points []Relay, lat, lng float64, at time.Time) (Relay, float6
 		if !at.IsZero() && !p.OpenAt(at) {
 			continue
 		}
-		if d := distanceM(lat, lng, p.Lat, p.Lng); best < 0 || d < bestD {
+		if d := geo.DistanceLatLngM(lat, lng, p.Lat, p.Lng); best < 0 || d < bestD {
 			best, bestD = i, d
 		}
 	}

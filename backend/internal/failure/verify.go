@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"math"
 	"slices"
 	"time"
@@ -106,7 +107,7 @@ func Verify(c VerifyConfig, ev Evidence) Verification {
 	var runStart, last time.Time
 	inRun := false
 	for _, f := range fixes {
-		d := distanceM(ev.DropLat, ev.DropLng, f.Lat, f.Lng)
+		d := geo.DistanceLatLngM(ev.DropLat, ev.DropLng, f.Lat, f.Lng)
 		if v.ClosestM < 0 || d < v.ClosestM {
 			v.ClosestM = d
 		}
@@ -171,15 +172,4 @@ func usableFixes(c VerifyConfig, ev Evidence) []wire.Fix {
 		return cmp.Or(a.Time.Compare(b.Time), cmp.Compare(a.Seq, b.Seq))
 	})
 	return slices.CompactFunc(out, func(a, b wire.Fix) bool { return a.Epoch == b.Epoch && a.Seq == b.Seq && a.Seq != 0 })
-}
-
-const earthRadiusM = 6371008.8
-
-// distanceM is the great-circle distance in metres.
-func distanceM(lat1, lng1, lat2, lng2 float64) float64 {
-	const rad = math.Pi / 180
-	s1 := math.Sin((lat2 - lat1) * rad / 2)
-	s2 := math.Sin((lng2 - lng1) * rad / 2)
-	h := s1*s1 + math.Cos(lat1*rad)*math.Cos(lat2*rad)*s2*s2
-	return 2 * earthRadiusM * math.Asin(math.Sqrt(min(1, h)))
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"hash/fnv"
 	"log/slog"
 	"math"
@@ -415,7 +416,7 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 		if run := p.suspect(courier, f, now); run != nil {
 			p.m.IngestFixes.WithLabelValues("reanchored").Add(float64(len(run)))
 			p.log.Info("courier re-anchored: consistent fixes disagreed with the live position",
-				"courier_id", courier, "fixes", len(run), "jump_m", math.Round(livemap.DistanceM(prev.Lat, prev.Lng, run[0].Lat, run[0].Lng)))
+				"courier_id", courier, "fixes", len(run), "jump_m", math.Round(geo.DistanceLatLngM(prev.Lat, prev.Lng, run[0].Lat, run[0].Lng)))
 			for _, rf := range run {
 				judged.put(rf, verdict{late: true})
 				apply(rf, true) // accepted by consensus, not by the live check: never evidence
@@ -545,7 +546,7 @@ func (p *Pipeline) plausible(a, b wire.Fix, now time.Time) bool {
 	if dt >= 600 {
 		return true
 	}
-	d := livemap.DistanceM(a.Lat, a.Lng, b.Lat, b.Lng)
+	d := geo.DistanceLatLngM(a.Lat, a.Lng, b.Lat, b.Lng)
 	return d <= p.policy.MaxSpeedMPS*math.Max(dt, 2)
 }
 

@@ -36,12 +36,6 @@ func distM(a, b vec3) float64 {
 	return geo.VecDistanceM(geo.Vec{X: a.x, Y: a.y, Z: a.z}, geo.Vec{X: b.x, Y: b.y, Z: b.z})
 }
 
-// DistanceM is geo.DistanceLatLngM: the distance Nearest ranks by and
-// reports, bit for bit.
-func DistanceM(lat1, lng1, lat2, lng2 float64) float64 {
-	return geo.DistanceLatLngM(lat1, lng1, lat2, lng2)
-}
-
 // containMargin is how far inside every edge (as the sine of an angle, about
 // 6 cm on Earth) a point must be for the fast containment test to accept it
 // without asking H3. It absorbs floating-point disagreement between the

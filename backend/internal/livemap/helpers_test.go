@@ -3,6 +3,7 @@ package livemap
 import (
 	"cmp"
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -131,7 +132,7 @@ func bruteNearest(x *Index, lat, lng float64, f Filter, k int, radiusM float64) 
 		if !matches(f, c) {
 			continue
 		}
-		d := DistanceM(lat, lng, c.Fix.Lat, c.Fix.Lng)
+		d := geo.DistanceLatLngM(lat, lng, c.Fix.Lat, c.Fix.Lng)
 		if d <= radiusM {
 			all = append(all, Hit{Courier: c, DistanceM: d})
 		}

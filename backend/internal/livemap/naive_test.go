@@ -2,6 +2,7 @@ package livemap
 
 import (
 	"cmp"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"slices"
 	"sync"
 
@@ -87,7 +88,7 @@ func (n *naiveIndex) nearest(lat, lng float64, f Filter, k int, radiusM float64)
 				if !matches(f, nc.c) {
 					continue
 				}
-				if d := DistanceM(lat, lng, nc.c.Fix.Lat, nc.c.Fix.Lng); d <= radiusM {
+				if d := geo.DistanceLatLngM(lat, lng, nc.c.Fix.Lat, nc.c.Fix.Lng); d <= radiusM {
 					hits = append(hits, Hit{Courier: nc.c, DistanceM: d})
 				}
 			}

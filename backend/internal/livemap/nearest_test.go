@@ -2,6 +2,7 @@ package livemap
 
 import (
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -155,7 +156,7 @@ func TestDistanceM(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := DistanceM(tt.lat1, tt.lng1, tt.lat2, tt.lng2)
+			got := geo.DistanceLatLngM(tt.lat1, tt.lng1, tt.lat2, tt.lng2)
 			want := h3.GreatCircleDistanceM(h3.LatLng{Lat: tt.lat1, Lng: tt.lng1}, h3.LatLng{Lat: tt.lat2, Lng: tt.lng2})
 			if diff := got - want; diff > 1e-6*want+1e-6 || diff < -(1e-6*want+1e-6) {
 				t.Fatalf("got %.6f m, h3 says %.6f m", got, want)
@@ -210,7 +211,7 @@ func TestGridBoundsHold(t *testing.T) {
 		qlng := math.Mod(a.minLng+rng.Float64()*(a.maxLng-a.minLng)+540, 360) - 180
 		b := newBounds(qlat, qlng)
 		lb := b.cellLB(r0, r1, c0, c1)
-		d := DistanceM(qlat, qlng, plat, plng)
+		d := geo.DistanceLatLngM(qlat, qlng, plat, plng)
 		if d < lb {
 			t.Fatalf("query %v,%v: point %v,%v of rows %d-%d cols %d-%d at %.4f m, bound %.4f m",
 				qlat, qlng, plat, plng, r0, r1, c0, c1, d, lb)

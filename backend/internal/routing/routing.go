@@ -300,7 +300,7 @@ func evaluate(p Problem, order []Stop) Solution {
 	for i, s := range order {
 		d := tt.Travel(from, s.Loc, at)
 		sol.TravelTime += d
-		sol.DistanceM += HaversineM(from, s.Loc)
+		sol.DistanceM += geo.DistanceM(from, s.Loc)
 		v := Visit{Stop: s, Arrival: at.Add(d)}
 		begin := v.Arrival
 		if s.Earliest.After(begin) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -394,7 +395,7 @@ func TestHaversine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := HaversineM(tt.a, tt.b)
+			got := geo.DistanceM(tt.a, tt.b)
 			if abs(got-tt.want) > tt.want*0.01+1 {
 				t.Fatalf("HaversineM = %.0f, want %.0f ± 1%%", got, tt.want)
 			}

@@ -43,10 +43,6 @@ func (c ConstantSpeed) Travel(from, to Point, _ time.Time) time.Duration {
 	if !(detour >= 1) {
 		detour = DefaultDetourFactor
 	}
-	s := HaversineM(from, to) * detour / speed
+	s := geo.DistanceM(from, to) * detour / speed
 	return time.Duration(s * float64(time.Second))
 }
-
-// HaversineM returns the great-circle distance between a and b in metres
-// (geo.DistanceM).
-func HaversineM(a, b Point) float64 { return geo.DistanceM(a, b) }

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"io"
 	"net/http"
 	"time"
@@ -225,7 +226,7 @@ func solution(p routing.Problem, r response) (routing.Solution, error) {
 	} else {
 		from := p.Start
 		for _, v := range sol.Visits {
-			sol.DistanceM += routing.HaversineM(from, v.Loc)
+			sol.DistanceM += geo.DistanceM(from, v.Loc)
 			from = v.Loc
 		}
 	}
