@@ -1,8 +1,16 @@
-// Package core holds the order side's decisions after a failed delivery
-// attempt as pure functions of the decision, the state and the clock: no
-// store, no broker, no goroutines. The server's delivery shell and the
-// simulator (cmd/sim) both call them, so a simulated day follows the rules
-// the server runs.
+// Package core is the order side's one deterministic core: Step takes an
+// order's state, an event (a booking, an offer's answer, a timer come due, a
+// pick-up, a delivery, a failure report with its evidence, a customer's
+// reply, a dispatcher's action, a courier gone) and what the shell knows of
+// the world at that moment (the clock, candidate couriers, planned
+// departures), and returns the new state and the effects to carry out
+// (append the event, publish a task, arm or cancel a timer, enqueue a
+// webhook, notify the stream, flag a dispatcher, re-plan a route, the
+// order's next event). No store, no broker, no goroutines, no wall clock:
+// the server's delivery shell persists and executes the effects, and the
+// simulator (cmd/sim) drives the very same Step with a virtual clock, so a
+// simulated day follows the rules the server runs. The failure decisions'
+// effects (AfterFailure, CloseContact) are pure functions below.
 package core
 
 import (
@@ -12,8 +20,8 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/geo"
 )
 
-// Effect is what a failure decision does to an order still on board.
-type Effect struct {
+// FailureEffect is what a failure decision does to an order still on board.
+type FailureEffect struct {
 	// Action is the action carried out: the rules' action, except that a
 	// relay point with no open relay, or not allowed by the merchant,
 	// becomes a return to the merchant (Rule says so).
@@ -47,8 +55,8 @@ type Situation struct {
 }
 
 // AfterFailure turns a rules decision into its effect.
-func AfterFailure(dec failure.Decision, s Situation) Effect {
-	e := Effect{Action: dec.Action, Rule: dec.Rule}
+func AfterFailure(dec failure.Decision, s Situation) FailureEffect {
+	e := FailureEffect{Action: dec.Action, Rule: dec.Rule}
 	switch dec.Action {
 	case failure.RetryLater:
 		e.NotBefore = notBefore(s.Now, dec.Params.RetryAfterMinutes, dec.Params.AfterNextStops, s.Departs)
@@ -63,7 +71,7 @@ func AfterFailure(dec failure.Decision, s Situation) Effect {
 	case failure.RelayPoint:
 		relay, _, err := failure.NearestRelay(s.Relays, s.Dropoff.Lat, s.Dropoff.Lng, s.Now)
 		if err != nil || !s.AllowRelay {
-			return Effect{Action: failure.ReturnToMerchant, Rule: dec.Rule + "/no-relay"}
+			return FailureEffect{Action: failure.ReturnToMerchant, Rule: dec.Rule + "/no-relay"}
 		}
 		e.Relay = &relay
 	}

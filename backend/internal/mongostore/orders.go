@@ -9,8 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
-	"github.com/tawsil/tawsil/backend/internal/dispatch"
-	"github.com/tawsil/tawsil/backend/internal/failure"
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/order"
 )
 
@@ -23,58 +22,23 @@ type orderDoc struct {
 	Extra       `bson:",inline"`
 }
 
-// StoredOrder is an order with the store-only extras.
-type StoredOrder struct {
-	*order.Order
-	Extra
-}
+// StoredOrder is an order with its operational facts: the core's state,
+// persisted as it is.
+type StoredOrder = core.State
 
-// Extra is what the order side keeps beside the domain order: every piece of
-// it must survive a restart and is written with the order's version.
-type Extra struct {
-	RelayID    string       `bson:"relay_id,omitempty"`    // set when the drop-off was moved to a relay point
-	OrigPickup *order.Place `bson:"orig_pickup,omitempty"` // the merchant's pick-up, when a hand-over moved Pickup
-	// NotBefore: the drop-off may not be retried before this (retry_later,
-	// contact_customer).
-	NotBefore time.Time `bson:"not_before,omitempty"`
-	// Contact is a contact_customer window waiting for the customer's reply.
-	Contact *Contact `bson:"contact,omitempty"`
-	// Round is the dispatch offer round while the order is being offered.
-	Round *dispatch.RoundState `bson:"round,omitempty"`
-}
+// Extra is the order's operational facts (core.Ops), stored inline in the
+// order document under their historical field names.
+type Extra = core.Ops
 
-// Contact is a pending contact_customer decision.
-type Contact struct {
-	ID      int            `bson:"id"` // the order version that opened it: timers name it
-	Courier string         `bson:"courier"`
-	Until   time.Time      `bson:"until"`
-	Then    failure.Params `bson:"then"`
-}
-
-// Clone returns a deep copy.
-func (o StoredOrder) Clone() StoredOrder {
-	c := StoredOrder{Order: o.Order.Clone(), Extra: o.Extra}
-	if o.OrigPickup != nil {
-		p := *o.OrigPickup
-		c.OrigPickup = &p
-	}
-	if o.Contact != nil {
-		k := *o.Contact
-		c.Contact = &k
-	}
-	if o.Round != nil {
-		r := o.Round.Clone()
-		c.Round = &r
-	}
-	return c
-}
+// Contact is a pending contact_customer decision (core.Contact).
+type Contact = core.Contact
 
 func (d *orderDoc) stored() StoredOrder {
 	o := d.Order
-	return StoredOrder{Order: &o, Extra: d.Extra}
+	return StoredOrder{Order: &o, Ops: d.Extra}
 }
 
-func docOf(o StoredOrder) orderDoc { return orderDoc{ID: o.ID, Order: *o.Order, Extra: o.Extra} }
+func docOf(o StoredOrder) orderDoc { return orderDoc{ID: o.ID, Order: *o.Order, Extra: o.Ops} }
 
 // NewOrderID returns a fresh order id.
 func NewOrderID() string { return newID() }
