@@ -37,11 +37,13 @@ type courier struct {
 	v        vec3 // unit vector of fix
 	lastSeen time.Time
 	geom     *cellGeom // res-9 cell of fix (nil without a fix)
-	t        *tile     // grid tile while hasFix
-	row, col int32     // grid cell while hasFix
-	pos      int32     // index in t.cells[slot][list], under t.mu
-	slot     uint16    // cell within t
-	list     uint8     // listOf(class), under t.mu
+	c9, c8   h3.Cell   // geom's cell and parent, copied here for snapshots
+	c7       h3.Cell
+	t        *tile  // grid tile while hasFix
+	row, col int32  // grid cell while hasFix
+	pos      int32  // index in t.cells[slot][list], under t.mu
+	slot     uint16 // cell within t
+	list     uint8  // listOf(class), under t.mu
 	status   Status
 	hasFix   bool
 	online   bool
@@ -66,10 +68,20 @@ func newCourier(id string) *courier {
 
 // cells returns the H3 cells of the live fix (zero without one).
 func (c *courier) cells() (c9, c8, c7 h3.Cell) {
-	if c.geom == nil {
-		return 0, 0, 0
+	return c.c9, c.c8, c.c7
+}
+
+// setGeom sets the res-9 cell of the live fix (nil: none).
+func (c *courier) setGeom(g *cellGeom) {
+	if g == c.geom {
+		return
 	}
-	return c.geom.cell, c.geom.parent8, c.geom.city7
+	c.geom = g
+	if g == nil {
+		c.c9, c.c8, c.c7 = 0, 0, 0
+		return
+	}
+	c.c9, c.c8, c.c7 = g.cell, g.parent8, g.city7
 }
 
 // idShard maps the 64-bit hash of an id to its record; records whose ids
@@ -161,7 +173,7 @@ func (x *Index) idShard(id string) (*idShard, uint64) {
 }
 
 func (c *courier) entry() entry {
-	return entry{v: c.v, c: c, spare: c.capacity - c.load, class: classOf(c.status, c.online, c.onShift)}
+	return entry{v: c.v, c: c, hash: c.hash, spare: c.capacity - c.load, class: classOf(c.status, c.online, c.onShift)}
 }
 
 func (c *courier) presence() Presence {
@@ -205,7 +217,7 @@ func (c *courier) mutate(fn func(*courier)) {
 		l[c.list][c.pos] = e
 	} else {
 		l.remove(c.list, c.pos)
-		c.list, c.pos = l.add(e)
+		c.list, c.pos = l.add(e, &t.hot[c.slot])
 	}
 	t.mu.Unlock()
 }
@@ -222,7 +234,7 @@ func (x *Index) insert(c *courier) {
 		x.grid.occupied.Add(1)
 	}
 	c.t = t
-	c.list, c.pos = l.add(c.entry())
+	c.list, c.pos = l.add(c.entry(), &t.hot[c.slot])
 	t.n.Add(1)
 	t.mu.Unlock()
 }
@@ -320,7 +332,7 @@ func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, err
 	res.CellChanged = !c.hasFix || g.cell != c.geom.cell
 	apply := func(c *courier) {
 		c.fix, c.v, c.online = f, v, true
-		c.geom = g
+		c.setGeom(g)
 		if recv.After(c.lastSeen) {
 			c.lastSeen = recv
 		}
@@ -498,7 +510,7 @@ func (x *Index) restore(in Courier) error {
 	prev := c.presence()
 	x.detach(c)
 	c.fix, c.hasFix, c.v = in.Fix, in.HasFix, vecOf(in.Fix.Lat, in.Fix.Lng)
-	c.geom = g
+	c.setGeom(g)
 	c.status, c.load, c.capacity = in.Status, int32(in.Load), int32(in.Capacity)
 	c.vehicle, c.onShift, c.online, c.lastSeen = strings.Clone(in.Vehicle), in.OnShift, in.Online, in.LastSeen
 	if c.hasFix {
