@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/tawsil/tawsil/backend/internal/geo"
 )
 
 // TestNearestCandidateMovedDuringQuery drives the end of a query by hand: a
@@ -105,7 +107,7 @@ func TestNearestConcurrentWithUpdates(t *testing.T) {
 					if h.DistanceM > 3000 || !matches(f, h.Courier) {
 						t.Errorf("hit %s@%.1f does not match the query (%+v)", h.ID, h.DistanceM, h.Courier)
 					}
-					if d := DistanceM(lat, lng, h.Fix.Lat, h.Fix.Lng); d != h.DistanceM {
+					if d := geo.DistanceLatLngM(lat, lng, h.Fix.Lat, h.Fix.Lng); d != h.DistanceM {
 						t.Errorf("hit %s: distance %.3f, its fix is at %.3f", h.ID, h.DistanceM, d)
 					}
 				}

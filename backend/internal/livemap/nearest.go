@@ -6,6 +6,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/tawsil/tawsil/backend/internal/geo"
 )
 
 // Nearest returns up to k couriers matching f within radiusM metres of
@@ -169,7 +171,7 @@ func (x *Index) finish(q *query, dst []Hit, last bool) ([]Hit, bool) {
 		if !ok || !cur.HasFix || !q.f.matches(&cur) {
 			continue
 		}
-		if d := DistanceM(q.b.lat, q.b.lng, cur.Fix.Lat, cur.Fix.Lng); d <= q.radius {
+		if d := geo.DistanceLatLngM(q.b.lat, q.b.lng, cur.Fix.Lat, cur.Fix.Lng); d <= q.radius {
 			dst = append(dst, Hit{Courier: cur, DistanceM: d})
 		}
 	}
