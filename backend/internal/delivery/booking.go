@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -66,11 +67,21 @@ func (r QuoteRequest) check() error {
 	return nil
 }
 
+// hitBufs are the live index's answers reused across dispatch decisions
+// (25 hits are ~6 kB: one decision's largest allocation, and GC pressure).
+var hitBufs = sync.Pool{New: func() any { return new([]livemap.Hit) }}
+
+// candidateStatuses are the statuses a dispatch candidate may have.
+var candidateStatuses = []livemap.Status{livemap.StatusAvailable, livemap.StatusBusy}
+
 // candidates adapts the live index to dispatch: available or batchable
 // couriers near a point, with their current routes and fairness figures.
 func (s *Service) candidates(lat, lng float64, exclude map[string]struct{}) []dispatch.Candidate {
-	hits := s.d.Index.Nearest(lat, lng, livemap.Filter{Statuses: []livemap.Status{livemap.StatusAvailable, livemap.StatusBusy},
+	hp := hitBufs.Get().(*[]livemap.Hit)
+	defer hitBufs.Put(hp)
+	hits := s.d.Index.NearestAppend((*hp)[:0], lat, lng, livemap.Filter{Statuses: candidateStatuses,
 		OnShift: true, Online: true, MinSpare: 1, Exclude: exclude}, s.cfg.Candidates, s.cfg.SearchRadiusM)
+	*hp = hits[:0]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rollDay()

@@ -141,6 +141,10 @@ type Model struct {
 
 	mu    sync.RWMutex
 	cells map[h3.Cell]*[24]stat
+	// trusted counts, per local hour, the cell-hours with at least
+	// MinSamples samples (under mu): at an hour with none, SpeedAt is the
+	// prior everywhere and needs no H3 cell (a cgo call).
+	trusted [24]int
 }
 
 // New returns an empty model. A nil logger discards.
@@ -226,6 +230,9 @@ func (m *Model) add(cell h3.Cell, hour int, mps float64) {
 	}
 	s := &hs[hour]
 	s.n++
+	if s.n == m.cfg.MinSamples {
+		m.trusted[hour]++
+	}
 	// A running mean until 1/n falls below Alpha, then an exponentially
 	// weighted mean: early samples all count, later ones track change.
 	w := max(1/float64(s.n), m.cfg.Alpha)
@@ -253,11 +260,18 @@ func (m *Model) Speed(cell h3.Cell, hour int) (mps float64, source string, sampl
 
 // SpeedAt returns the speed in m/s at a point and time.
 func (m *Model) SpeedAt(lat, lng float64, at time.Time) float64 {
+	hour := m.Hour(at)
+	m.mu.RLock()
+	none := m.trusted[hour] == 0
+	m.mu.RUnlock()
+	if none {
+		return m.priorMps
+	}
 	cell, err := h3.LatLngToCell(h3.NewLatLng(lat, lng), m.cfg.Resolution)
 	if err != nil {
 		return m.priorMps
 	}
-	mps, _, _ := m.Speed(cell, m.Hour(at))
+	mps, _, _ := m.Speed(cell, hour)
 	return mps
 }
 
@@ -357,8 +371,16 @@ func (m *Model) Restore(s Snapshot) error {
 		}
 		hs[cs.Hour] = stat{mps: cs.Mps, n: cs.Samples}
 	}
+	var trusted [24]int
+	for _, hs := range cells {
+		for h := range hs {
+			if hs[h].n >= m.cfg.MinSamples {
+				trusted[h]++
+			}
+		}
+	}
 	m.mu.Lock()
-	m.cells = cells
+	m.cells, m.trusted = cells, trusted
 	m.mu.Unlock()
 	return nil
 }
