@@ -153,6 +153,7 @@ type Weights struct {
 	Load          float64 `json:"load" yaml:"load"`                       // per order already carried
 	AssignedToday float64 `json:"assigned_today" yaml:"assigned_today"`   // per order done today (fairness)
 	IdleMin       float64 `json:"idle_min" yaml:"idle_min"`               // bonus per idle minute, up to IdleCap (fairness)
+	WaitMin       float64 `json:"wait_min" yaml:"wait_min"`               // Epoch: priority per minute an order has waited since placed
 }
 
 // Config tunes dispatch.
@@ -167,7 +168,11 @@ type Config struct {
 	IdleCap         time.Duration `json:"idle_cap" yaml:"idle_cap"`
 	Promise         time.Duration `json:"promise" yaml:"promise"`             // the customer promise (one hour)
 	OfferTimeout    time.Duration `json:"offer_timeout" yaml:"offer_timeout"` // how long a courier has to accept
-	Weights         Weights       `json:"weights" yaml:"weights"`
+	// CommitLead: a job with a ready time is held (Hold) while its best
+	// courier would reach the pick-up more than this before it is ready;
+	// zero commits every job at once.
+	CommitLead time.Duration `json:"commit_lead" yaml:"commit_lead"`
+	Weights    Weights       `json:"weights" yaml:"weights"`
 }
 
 // Default returns the configuration used unless overridden.
@@ -203,7 +208,7 @@ func (c Config) Validate() error {
 		"weights.pickup_min": w.PickupMin, "weights.detour_min": w.DetourMin,
 		"weights.delivery_min": w.DeliveryMin, "weights.delay_min": w.DelayMin,
 		"weights.slack_short_min": w.SlackShortMin, "weights.load": w.Load,
-		"weights.assigned_today": w.AssignedToday, "weights.idle_min": w.IdleMin,
+		"weights.assigned_today": w.AssignedToday, "weights.idle_min": w.IdleMin, "weights.wait_min": w.WaitMin,
 		"batch_radius_m": c.BatchRadiusM,
 	} {
 		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
@@ -211,7 +216,7 @@ func (c Config) Validate() error {
 		}
 	}
 	switch {
-	case c.PickupService < 0 || c.DropoffService < 0 || c.Margin < 0 || c.MarginPerStop < 0 || c.SlackTarget < 0 || c.IdleCap < 0:
+	case c.PickupService < 0 || c.DropoffService < 0 || c.Margin < 0 || c.MarginPerStop < 0 || c.SlackTarget < 0 || c.IdleCap < 0 || c.CommitLead < 0:
 		return fmt.Errorf("%w: negative duration", ErrConfig)
 	case c.Promise <= 0:
 		return fmt.Errorf("%w: promise %v", ErrConfig, c.Promise)

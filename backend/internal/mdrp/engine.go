@@ -227,20 +227,33 @@ func (e *Engine) Predict(ci int, route []Stop, watch int) Prediction {
 }
 
 // Assign gives courier ci a new route: its locked stops unchanged, then
-// the rest. Orders new to the route are taken off the open list. The caller
-// has checked the route with Predict.
+// the rest. Orders new to the route are taken off the open list; orders
+// whose pick-up the new route drops (taken back before the courier got to
+// them) go back on it. The caller has checked the route with Predict.
 func (e *Engine) Assign(ci int, route []Stop) {
 	k := &e.couriers[ci]
 	had := map[int]bool{}
 	for _, s := range k.route {
-		had[s.Order] = true
+		if s.Kind == Pickup {
+			had[s.Order] = true
+		}
 	}
 	for _, s := range route {
-		if !had[s.Order] && s.Kind == Pickup {
-			delete(e.open, s.Order)
-			e.sol.given[s.Order] = e.now
-			k.assigned++
+		if s.Kind != Pickup {
+			continue
 		}
+		if had[s.Order] {
+			delete(had, s.Order)
+			continue
+		}
+		delete(e.open, s.Order)
+		e.sol.given[s.Order] = e.now
+		k.assigned++
+	}
+	for o := range had {
+		e.open[o] = true
+		delete(e.sol.given, o)
+		k.assigned--
 	}
 	k.route = route
 	e.locked[ci].at = -1 << 62 // a longer visit may end later
@@ -335,6 +348,21 @@ type Policy interface {
 	Decide(e *Engine, placed []int)
 }
 
+// replannable reports whether some courier has a pick-up it has not
+// started on (a policy may still move it).
+func (e *Engine) replannable() bool {
+	for ci := range e.couriers {
+		rt := e.couriers[ci].route
+		n, _, _, _ := e.Locked(ci)
+		for _, s := range rt[n:] {
+			if s.Kind == Pickup {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Run plays the whole day with policy and returns the solution.
 func Run(in *Instance, policy Policy) *Solution {
 	e := NewEngine(in)
@@ -358,7 +386,7 @@ func Run(in *Instance, policy Policy) *Solution {
 		for _, o := range byMinute[e.now] {
 			e.open[o] = true
 		}
-		if e.now > last && len(e.open) == 0 {
+		if e.now > last && len(e.open) == 0 && !e.replannable() {
 			break
 		}
 		policy.Decide(e, byMinute[e.now])

@@ -151,8 +151,9 @@ func TestLateReady(t *testing.T) {
 		if d.PickupAt < 30 {
 			t.Fatalf("%s: picked up at %d, before ready", p.Name(), d.PickupAt)
 		}
-		// Tawsil and the greedy baseline send the courier at once (at r1 at 10):
-		// picked up at 30, leave 32, at o1 37, hand over 39. The rolling
+		// The greedy baseline sends the courier at once, Tawsil 20 min before
+		// ready (both at r1 by 20): picked up at 30, leave 32, at o1 37,
+		// hand over 39 (TestDeferredCommitment checks when). The rolling
 		// horizon looks 10 min ahead: leaves at 20, picks up at 32.
 		want := 39
 		if strings.HasPrefix(p.Name(), "rolling") {
@@ -160,6 +161,63 @@ func TestLateReady(t *testing.T) {
 		}
 		if d.DropoffAt != want {
 			t.Errorf("%s: o1 %+v, want drop-off %d", p.Name(), d, want)
+		}
+	}
+}
+
+// Deferred commitment: an order ready 30 min after placement is not given
+// to a courier at placement but when its best courier, 10 min away, would
+// reach the restaurant 10 min (CommitLead) before it is ready; it is
+// still picked up when ready. Before deferral it was assigned at 0.
+func TestDeferredCommitment(t *testing.T) {
+	in := instance([]Order{{"o1", 1000, 500, 0, "r1", 30}}, []Restaurant{{"r1", 1000, 0}}, []Courier{{"c1", 0, 0, 0, 200}})
+	r := Play(in, mustPolicies(t, in)[0])
+	if len(r.Violations) > 0 {
+		t.Fatal(r.Violations)
+	}
+	if a := r.Solution.Assignments; len(a) != 1 || a[0].AssignedAt != 10 || a[0].PickupAt != 30 {
+		t.Fatalf("assignments %+v, want o1 assigned at 10 and picked up at 30", a)
+	}
+	if m := r.Solution.Moves[0]; m.Depart != 10 {
+		t.Errorf("the courier left at %d, want 10 (not before the order was given)", m.Depart)
+	}
+	if d := r.Solution.Orders["o1"]; d.DropoffAt != 39 {
+		t.Errorf("o1 %+v, want drop-off at 39", d)
+	}
+	if m := r.Metrics; m.ClickToDoor.Mean != 39 || m.ReadyToPickup.Mean != 0 {
+		t.Errorf("click-to-door %v, ready-to-pickup %v; want 39 and 0", m.ClickToDoor.Mean, m.ReadyToPickup.Mean)
+	}
+}
+
+// Re-planning: o2 goes at placement (minute 5) to c1, the only courier on
+// shift, behind a long delivery (its maximum click-to-door holds, its target
+// does not). c2 comes on shift at o2's restaurant at minute 6, and the next
+// epoch takes o2 back from c1, which had not started on it, and gives it to
+// c2: picked up when ready at 15, leaves 17, at o2 (5 min) 22, handed
+// over at 24. Without re-planning o2 stays with c1: o1 handed over at 36,
+// c1 free at 38, at r2 (23 min) 61, picks up 63, hands over at 72.
+func TestReplanMovesUnpickedOrder(t *testing.T) {
+	in := instance(
+		[]Order{{"o1", 1000, 2000, 0, "r1", 10}, {"o2", 2000, 500, 5, "r2", 15}},
+		[]Restaurant{{"r1", 1000, 0}, {"r2", 2000, 0}},
+		[]Courier{{"c1", 0, 0, 0, 300}, {"c2", 2000, 0, 6, 300}})
+	for _, replan := range []bool{true, false} {
+		p := mustPolicies(t, in)[0].(*Tawsil)
+		p.replan = replan
+		r := Play(in, p)
+		if len(r.Violations) > 0 {
+			t.Fatal(r.Violations)
+		}
+		d := r.Solution.Orders["o2"]
+		want := Delivery{Delivered: true, PickupAt: 15, DropoffAt: 24, Courier: "c2"}
+		if !replan {
+			want = Delivery{Delivered: true, PickupAt: 63, DropoffAt: 72, Courier: "c1"}
+		}
+		if d != want {
+			t.Errorf("re-plan %v: o2 %+v, want %+v", replan, d, want)
+		}
+		if replan && (r.Metrics.Delivered != 2 || r.Metrics.ClickToDoor.Max != 36) {
+			t.Errorf("re-plan: delivered %d, click-to-door max %v (o1 at 36)", r.Metrics.Delivered, r.Metrics.ClickToDoor.Max)
 		}
 	}
 }

@@ -150,12 +150,17 @@ type Tawsil struct {
 	// whoever can bring it soonest.
 	lateAfter int
 	promise   map[int]time.Time // order → promise it was assigned under
-	ns        []near            // scratch, reused across decisions
-	cands     []dispatch.Candidate
-	stops     []dispatch.Stop
-	ids       []string // courier index → id for the dispatcher
-	// Decisions are the wall-clock durations of each dispatch decision.
-	Decisions []time.Duration
+	replan    bool
+	// scratch, reused across epochs
+	cands  []dispatch.Candidate
+	stops  []dispatch.Stop
+	cis    []int // candidate → courier index
+	locked []int // candidate → its courier's locked stops
+	jobs   []dispatch.EpochJob
+	ids    []string // courier index → id for the dispatcher
+	// Decisions are the wall-clock time of each epoch divided by the
+	// orders decided in it, once per order and epoch; Epochs the epochs'.
+	Decisions, Epochs []time.Duration
 }
 
 // TawsilConfig is the dispatch configuration Tawsil runs MDRP with: the
@@ -167,9 +172,15 @@ type Tawsil struct {
 //   - a stronger fairness term (6 per order done today, 0.5 per idle minute
 //     up to 30): couriers are paid per order with an hourly guarantee, so
 //     spreading orders over couriers still under their guarantee is what
-//     keeps the pay per order down.
+//     keeps the pay per order down;
+//   - deferred commitment: an order waits while its best courier would
+//     reach the restaurant more than 10 minutes before the food is ready;
+//   - in each minute's epoch, a small priority for orders that have waited
+//     (0.3 per minute since placed) over the cheapest-first order.
 //
-// These were tuned on 0o100t100s1p100 and 5o50t100s1p100 (see README).
+// The fairness and margins were tuned on 0o100t100s1p100 and
+// 5o50t100s1p100; the epoch's k, CommitLead and WaitMin on 5o50t100s1p100
+// alone (see README).
 func TawsilConfig(p Params) dispatch.Config {
 	cfg := dispatch.Default()
 	cfg.PickupService = time.Duration(p.PickupService) * time.Minute
@@ -182,6 +193,8 @@ func TawsilConfig(p Params) dispatch.Config {
 	cfg.Weights.AssignedToday = 6
 	cfg.Weights.IdleMin = 0.5
 	cfg.IdleCap = 30 * time.Minute
+	cfg.CommitLead = 10 * time.Minute
+	cfg.Weights.WaitMin = 0.3
 	return cfg
 }
 
@@ -191,7 +204,7 @@ func NewTawsil(in *Instance, cfg dispatch.Config, k int) (*Tawsil, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Tawsil{d: d, k: k, lateAfter: 30, promise: map[int]time.Time{}}, nil
+	return &Tawsil{d: d, k: k, lateAfter: 30, promise: map[int]time.Time{}, replan: true}, nil
 }
 
 // Name implements Policy.
@@ -213,127 +226,154 @@ func project(x, y float64) dispatch.Point {
 	return dispatch.Point{Lat: lat0 + y/mPerDeg, Lng: lng0 + x/(mPerDeg*math.Cos(lat0*math.Pi/180))}
 }
 
-// Decide implements Policy.
+// Decide implements Policy: one decision epoch of the dispatcher
+// (dispatch.Dispatcher.Epoch) every minute. Orders given to a courier that
+// has not started on their pick-up are taken back first and decided again
+// with the others (re-planning), so only the stop a courier drives to (or
+// the pick-up it waits at) and the parcels on board are fixed.
 func (t *Tawsil) Decide(e *Engine, _ []int) {
-	for _, o := range e.Open() {
-		start := time.Now()
-		t.place(e, o)
-		t.Decisions = append(t.Decisions, time.Since(start))
-	}
-}
-
-type near struct {
-	ci     int
-	d      float64
-	locked int
-	x, y   float64
-	free   int
-}
-
-func (t *Tawsil) place(e *Engine, o int) {
 	in := e.Instance()
-	ord := &in.Orders[o]
-	r := in.Restaurants[ord.Restaurant]
 	now := e.Now()
+	if t.replan {
+		t.takeBack(e)
+	}
+	open := e.Open()
+	if len(open) == 0 {
+		return
+	}
 	if len(t.ids) != e.Couriers() {
 		t.ids = make([]string, e.Couriers())
 		for ci := range t.ids {
 			t.ids[ci] = strconv.Itoa(ci)
 		}
 	}
-	ns := t.ns[:0]
+	cands, stops, cis := t.cands[:0], t.stops[:0], t.cis[:0]
+	t.locked = t.locked[:0]
 	for ci := 0; ci < e.Couriers(); ci++ {
 		if !e.OnShift(ci) {
 			continue
 		}
 		n, x, y, free := e.Locked(ci)
-		if free+e.Instance().Params.TravelMinutes(x, y, r.X, r.Y) > e.Courier(ci).Off {
+		if free > e.Courier(ci).Off {
 			continue
 		}
-		ns = append(ns, near{ci, math.Hypot(r.X-x, r.Y-y), n, x, y, free})
-	}
-	slices.SortFunc(ns, func(a, b near) int { return cmp.Compare(a.d, b.d) })
-	t.ns = ns
-	ns = ns[:min(len(ns), t.k)]
-	if len(ns) == 0 {
-		return
-	}
-	cands := t.cands[:0]
-	stops := t.stops[:0]
-	for _, n := range ns {
-		p := project(n.x, n.y)
+		p := project(x, y)
 		c := dispatch.Candidate{
-			CourierID: t.ids[n.ci], Lat: p.Lat, Lng: p.Lng, Load: e.Load(n.ci),
-			AssignedToday: e.AssignedToday(n.ci), FreeAt: clock(n.free),
+			CourierID: t.ids[ci], Lat: p.Lat, Lng: p.Lng, Load: e.Load(ci),
+			AssignedToday: e.AssignedToday(ci), FreeAt: clock(free),
 		}
-		if e.Idle(n.ci) {
-			c.IdleSince = clock(e.IdleSince(n.ci))
+		if e.Idle(ci) {
+			c.IdleSince = clock(e.IdleSince(ci))
 		}
 		first := len(stops)
-		for _, s := range e.Route(n.ci)[n.locked:] {
-			so := &in.Orders[s.Order]
-			sr := in.Restaurants[so.Restaurant]
-			st := dispatch.Stop{OrderID: so.ID, Origin: project(sr.X, sr.Y)}
-			if s.Kind == Pickup {
-				st.Kind, st.At, st.ReadyAt = dispatch.StopPickup, st.Origin, clock(so.Ready)
-			} else {
-				st.Kind, st.At, st.PromiseBy = dispatch.StopDropoff, project(so.X, so.Y), t.promise[s.Order]
-			}
-			stops = append(stops, st)
+		for _, s := range e.Route(ci)[n:] {
+			stops = append(stops, t.stop(in, s))
 		}
 		c.Route = stops[first:len(stops):len(stops)]
 		cands = append(cands, c)
+		cis = append(cis, ci)
+		t.locked = append(t.locked, n)
 	}
-	t.cands, t.stops = cands, stops
-	job := dispatch.Job{OrderID: ord.ID, Pickup: project(r.X, r.Y), Dropoff: project(ord.X, ord.Y), ReadyAt: clock(ord.Ready)}
-	limits := []int{in.Params.TargetC2D, in.Params.MaxC2D}
-	if now >= ord.Ready+t.lateAfter {
-		// Nobody could keep even the maximum: rather late than never, as a
-		// dispatcher would (the promises already given still hold).
-		limits = append(limits, -1)
+	t.cands, t.stops, t.cis = cands, stops, cis
+	if len(cands) == 0 {
+		return
 	}
-	for _, limit := range limits {
-		job.PromiseBy = time.Time{}
-		if limit >= 0 {
-			job.PromiseBy = clock(ord.Placed + limit)
+	jobs := t.jobs[:0]
+	for _, o := range open {
+		ord := &in.Orders[o]
+		r := in.Restaurants[ord.Restaurant]
+		jobs = append(jobs, dispatch.EpochJob{
+			Job: dispatch.Job{OrderID: ord.ID, Pickup: project(r.X, r.Y), Dropoff: project(ord.X, ord.Y),
+				ReadyAt: clock(ord.Ready), PromiseBy: clock(ord.Placed + in.Params.TargetC2D)},
+			PlacedAt: clock(ord.Placed),
+			LatestBy: clock(ord.Placed + in.Params.MaxC2D),
+			// Nobody could keep even the maximum for lateAfter minutes
+			// past ready: rather late than never, as a dispatcher would
+			// (the promises already given still hold).
+			AnyTime: now >= ord.Ready+t.lateAfter,
+		})
+	}
+	t.jobs = jobs
+	accept := func(j, k int, promise time.Time, r dispatch.Ranked) bool {
+		o := open[j]
+		pr := e.Predict(cis[k], t.route(e, cis[k], t.locked[k], r.Plan), o)
+		return pr.Feasible && (promise.IsZero() || pr.Dropoff-in.Orders[o].Placed <= in.Params.MaxC2D)
+	}
+	start := time.Now()
+	commits := t.d.Epoch(jobs, cands, clock(now), t.k, accept)
+	el := time.Since(start)
+	t.Epochs = append(t.Epochs, el)
+	for range jobs {
+		t.Decisions = append(t.Decisions, el/time.Duration(len(jobs)))
+	}
+	for _, c := range commits {
+		o := open[c.Job]
+		ci := cis[c.Cand]
+		route := t.route(e, ci, t.locked[c.Cand], c.Ranked.Plan)
+		t.promise[o] = c.PromiseBy
+		if c.PromiseBy.IsZero() {
+			t.promise[o] = clock(e.Predict(ci, route, o).Dropoff) // late: may get no later
 		}
-		ranked, _ := t.d.Score(job, cands, clock(now))
-		for _, rk := range ranked {
-			var n near
-			for _, m := range ns {
-				if t.ids[m.ci] == rk.CourierID {
-					n = m
-				}
-			}
-			ci := n.ci
-			route := slices.Clone(e.Route(ci)[:n.locked])
-			for _, st := range rk.Plan {
-				so := o
-				if st.OrderID != ord.ID {
-					so = e.orderIndex(st.OrderID)
-				}
-				kind := Dropoff
-				if st.Kind == dispatch.StopPickup {
-					kind = Pickup
-				}
-				added := now
-				for _, old := range e.Route(ci) {
-					if old.Order == so && old.Kind == kind {
-						added = old.AddedAt
-					}
-				}
-				route = append(route, Stop{kind, so, added})
-			}
-			pr := e.Predict(ci, route, o)
-			if !pr.Feasible || limit >= 0 && pr.Dropoff-ord.Placed > in.Params.MaxC2D {
-				continue
-			}
-			t.promise[o] = job.PromiseBy
-			if limit < 0 {
-				t.promise[o] = clock(pr.Dropoff) // late: may get no later
-			}
-			e.Assign(ci, route)
-			return
-		}
+		e.Assign(ci, route)
 	}
+}
+
+// takeBack returns to the open list every order whose pick-up a courier
+// has not started on.
+func (t *Tawsil) takeBack(e *Engine) {
+	for ci := 0; ci < e.Couriers(); ci++ {
+		rt := e.Route(ci)
+		n, _, _, _ := e.Locked(ci)
+		drop := map[int]bool{}
+		for _, s := range rt[n:] {
+			if s.Kind == Pickup {
+				drop[s.Order] = true
+			}
+		}
+		if len(drop) == 0 {
+			continue
+		}
+		nr := slices.Clone(rt[:n])
+		for _, s := range rt[n:] {
+			if !drop[s.Order] {
+				nr = append(nr, s)
+			}
+		}
+		e.Assign(ci, nr)
+	}
+}
+
+// stop is a route stop as the dispatcher sees it.
+func (t *Tawsil) stop(in *Instance, s Stop) dispatch.Stop {
+	so := &in.Orders[s.Order]
+	sr := in.Restaurants[so.Restaurant]
+	st := dispatch.Stop{OrderID: so.ID, Origin: project(sr.X, sr.Y)}
+	if s.Kind == Pickup {
+		st.Kind, st.At, st.ReadyAt = dispatch.StopPickup, st.Origin, clock(so.Ready)
+	} else {
+		st.Kind, st.At, st.PromiseBy = dispatch.StopDropoff, project(so.X, so.Y), t.promise[s.Order]
+	}
+	return st
+}
+
+// route is courier ci's engine route for a dispatcher plan after its n
+// locked stops.
+func (t *Tawsil) route(e *Engine, ci, n int, plan []dispatch.Stop) []Stop {
+	old := e.Route(ci)
+	route := slices.Clone(old[:n])
+	for _, st := range plan {
+		so := e.orderIndex(st.OrderID)
+		kind := Dropoff
+		if st.Kind == dispatch.StopPickup {
+			kind = Pickup
+		}
+		added := e.Now()
+		for _, s := range old {
+			if s.Order == so && s.Kind == kind {
+				added = s.AddedAt
+			}
+		}
+		route = append(route, Stop{kind, so, added})
+	}
+	return route
 }

@@ -33,7 +33,7 @@ func Play(in *Instance, p Policy) Result {
 
 // Policies returns Tawsil's dispatch and the two baselines for in.
 func Policies(in *Instance) ([]Policy, error) {
-	t, err := NewTawsil(in, TawsilConfig(in.Params), 60)
+	t, err := NewTawsil(in, TawsilConfig(in.Params), 16)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,255 @@
+package dispatch
+
+import (
+	"slices"
+	"time"
+)
+
+// EpochJob is an order waiting for a courier at a decision epoch: one not
+// yet given to anyone, or one given to a courier that has not started on
+// its pick-up and is offered for re-planning.
+type EpochJob struct {
+	Job
+	// PlacedAt is when the order was placed: its wait so far counts in
+	// its priority (Weights.WaitMin).
+	PlacedAt time.Time
+	// LatestBy is the hard limit tried when no courier keeps
+	// Job.PromiseBy (zero: none).
+	LatestBy time.Time
+	// AnyTime: when no courier keeps LatestBy either, the job goes, late,
+	// to whoever hands it over soonest (rather late than never).
+	AnyTime bool
+}
+
+// Commit is one decision of an epoch: job Job (an index into the jobs
+// given) goes to candidate Cand (an index into the candidates) under
+// PromiseBy, and the courier's route becomes Ranked.Plan.
+type Commit struct {
+	Job, Cand int
+	PromiseBy time.Time
+	Ranked    Ranked
+}
+
+// Accept is the caller's last word on a commit before it is made (a
+// check the dispatcher cannot do, such as a shift ending before the
+// pick-up); false tries the next candidate.
+type Accept func(job, cand int, promiseBy time.Time, r Ranked) bool
+
+// Epoch decides, at one decision time, which waiting jobs go to which
+// couriers, and which wait for a later epoch. cands are every courier that
+// may take work, each with the part of its route that can no longer
+// change (the stop it is driving to, parcels on board); jobs are the
+// orders waiting, including those taken back from couriers that had not
+// started on them (re-planning: each epoch places them again with what is
+// known now). At most k nearest candidates (great-circle distance to the
+// pick-up) are scored per job: those that could be at the pick-up soonest
+// once done with their routes, and those already going there.
+//
+// Each job is scored as Score does, under its promise, else its LatestBy,
+// else (AnyTime) none. Then, repeatedly, the job with the cheapest best
+// candidate is committed first and the candidate's route grows by it; the
+// jobs whose best candidate that was, or that share its pick-up (a bundle
+// may now be cheaper), are scored again. Cheapest first rather than oldest
+// first keeps couriers' empty travel short when orders queue up; an
+// order's own wait counts in its cost (Config.Weights.WaitMin per minute
+// since it was placed), so a far order is not starved.
+//
+// A job whose best candidate would reach the pick-up more than
+// Config.CommitLead before it is ready is held (Hold), unless it goes
+// without a promise (AnyTime): it waits for a later epoch, and does not take
+// the courier meanwhile. cands' routes are
+// not modified; the commits are returned in the order made, each Plan
+// holding the courier's earlier commits of the epoch.
+func (d *Dispatcher) Epoch(jobs []EpochJob, cands []Candidate, now time.Time, k int, accept Accept) []Commit {
+	if len(jobs) == 0 || len(cands) == 0 {
+		return nil
+	}
+	if k <= 0 || k > len(cands) {
+		k = len(cands)
+	}
+	ep := epoch{d: d, jobs: jobs, now: now, k: k, accept: accept}
+	ep.cands = make([]Candidate, len(cands))
+	copy(ep.cands, cands)
+	ep.best = make([]epochBest, len(jobs))
+	ep.ends = make([]routeEnd, len(cands))
+	for i := range ep.ends {
+		ep.ends[i].stale = true
+	}
+	for j := range jobs {
+		ep.score(j)
+	}
+	var commits []Commit
+	for {
+		bj := -1
+		for j := range ep.best {
+			b := &ep.best[j]
+			if b.state != epochReady {
+				continue
+			}
+			if bj < 0 || b.key < ep.best[bj].key || b.key == ep.best[bj].key && j < bj {
+				bj = j
+			}
+		}
+		if bj < 0 {
+			return commits
+		}
+		b := ep.best[bj]
+		ep.best[bj].state = epochDone
+		c := &ep.cands[b.cand]
+		c.Route = b.r.Plan
+		c.Load++
+		c.IdleSince = time.Time{}
+		ep.ends[b.cand].stale = true
+		commits = append(commits, Commit{Job: bj, Cand: b.cand, PromiseBy: b.promise, Ranked: b.r})
+		for j := range ep.best {
+			o := &ep.best[j]
+			if o.state == epochDone || o.state == epochHeld && o.cand != b.cand {
+				continue
+			}
+			if o.cand == b.cand || samePoint(jobs[j].Pickup, jobs[bj].Pickup) {
+				ep.score(j)
+			}
+		}
+	}
+}
+
+type epochState uint8
+
+const (
+	epochNone  epochState = iota // no candidate can take it now
+	epochReady                   // has a best candidate, waiting for its turn
+	epochHeld                    // its best candidate would be early: wait for a later epoch
+	epochDone                    // committed
+)
+
+type epochBest struct {
+	state   epochState
+	cand    int
+	r       Ranked
+	promise time.Time
+	key     float64
+}
+
+type epoch struct {
+	d      *Dispatcher
+	jobs   []EpochJob
+	cands  []Candidate
+	best   []epochBest
+	now    time.Time
+	k      int
+	accept Accept
+	near   []int // scratch
+	sub    []Candidate
+	dist   []float64
+	ends   []routeEnd
+}
+
+// score finds job j's best acceptable candidate now.
+func (ep *epoch) score(j int) {
+	job := ep.jobs[j]
+	ep.nearest(job.Pickup)
+	tiers := [3]time.Time{job.PromiseBy, job.LatestBy}
+	n := 1
+	if !job.LatestBy.IsZero() {
+		n = 2
+	}
+	if job.AnyTime {
+		n++ // tiers[n-1] is the zero time: no promise
+	}
+	b := &ep.best[j]
+	*b = epochBest{state: epochNone, cand: -1}
+	for t := range n {
+		jj := job.Job
+		jj.PromiseBy = tiers[t]
+		ranked, _ := ep.d.Score(jj, ep.sub, ep.now)
+		for _, r := range ranked {
+			ci := ep.near[indexOf(ep.sub, r.CourierID)]
+			if ep.accept != nil && !ep.accept(j, ci, jj.PromiseBy, r) {
+				continue
+			}
+			*b = epochBest{state: epochReady, cand: ci, r: r, promise: jj.PromiseBy}
+			if !jj.PromiseBy.IsZero() && ep.d.Hold(jj, r) {
+				b.state = epochHeld
+			}
+			b.key = r.Cost
+			if !job.PlacedAt.IsZero() {
+				b.key -= ep.d.cfg.Weights.WaitMin * minutes(ep.now.Sub(job.PlacedAt))
+			}
+			return
+		}
+	}
+}
+
+// nearest fills ep.near and ep.sub with the k candidates that could be at
+// p soonest once done with their routes (each route's end and the leg from
+// there, at the pace leaving p), and every candidate whose route already
+// has a stop at p (a bundle from one pick-up costs it least).
+func (ep *epoch) nearest(p Point) {
+	n := len(ep.cands)
+	if cap(ep.dist) < n {
+		ep.dist = make([]float64, n)
+	}
+	ep.dist = ep.dist[:n]
+	ep.near = ep.near[:0]
+	pace := ep.d.eta.Pace(p.Lat, p.Lng, ep.now)
+	for i := range ep.cands {
+		e := &ep.ends[i]
+		if e.stale {
+			ep.routeEnd(i)
+		}
+		ep.dist[i] = float64(e.at.Sub(ep.now)) + float64(leg(e.pos, p, pace))
+		for _, s := range ep.cands[i].Route {
+			if samePoint(s.At, p) {
+				ep.dist[i] = -1
+				break
+			}
+		}
+		ep.near = append(ep.near, i)
+	}
+	if ep.k < n {
+		slices.SortFunc(ep.near, func(a, b int) int {
+			switch {
+			case ep.dist[a] < ep.dist[b]:
+				return -1
+			case ep.dist[a] > ep.dist[b]:
+				return 1
+			}
+			return a - b
+		})
+		ep.near = ep.near[:ep.k]
+	}
+	ep.sub = ep.sub[:0]
+	for _, i := range ep.near {
+		ep.sub = append(ep.sub, ep.cands[i])
+	}
+}
+
+// routeEnd is where and when candidate i is done with its route.
+type routeEnd struct {
+	stale bool
+	pos   Point
+	at    time.Time
+}
+
+func (ep *epoch) routeEnd(i int) {
+	c := &ep.cands[i]
+	pos := Point{Lat: c.Lat, Lng: c.Lng}
+	t := c.startAt(ep.now)
+	for _, s := range c.Route {
+		t = t.Add(leg(pos, s.At, ep.d.eta.Pace(pos.Lat, pos.Lng, ep.now)))
+		t = waitReady(t, s.Kind, s.ReadyAt).Add(ep.d.service(s.Kind))
+		pos = s.At
+	}
+	ep.ends[i] = routeEnd{pos: pos, at: t}
+}
+
+func indexOf(cs []Candidate, id string) int {
+	for i := range cs {
+		if cs[i].CourierID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func samePoint(a, b Point) bool { return a.Lat == b.Lat && a.Lng == b.Lng }

@@ -1,0 +1,109 @@
+package dispatch
+
+import (
+	"testing"
+	"time"
+)
+
+// Hold defers a job whose parcel is ready long after its best courier
+// would arrive, and nothing else.
+func TestHold(t *testing.T) {
+	d := mustDispatcher(t, func(c *Config) { c.CommitLead = 10 * time.Minute })
+	job := newJob(move(store, 1000, 0))
+	c := idle("c", move(store, 0, 1000), 0) // 1 km at 18 km/h with the detour: 4.3 min away
+	for _, tt := range []struct {
+		name  string
+		ready time.Duration // after now; 0: no ready time
+		want  bool
+	}{
+		{"no-ready-time", 0, false},
+		{"ready-in-14", 14 * time.Minute, false}, // arrives 9.7 min before: within the lead
+		{"ready-in-30", 30 * time.Minute, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			j := job
+			if tt.ready > 0 {
+				j.ReadyAt = now.Add(tt.ready)
+			}
+			r, _ := d.Score(j, []Candidate{c}, now)
+			if got := d.Hold(j, r[0]); got != tt.want {
+				t.Errorf("Hold = %v (arrives %v, ready %v), want %v", got, r[0].PickupAt.Sub(now), tt.ready, tt.want)
+			}
+		})
+	}
+	if mustDispatcher(t, nil).Hold(Job{ReadyAt: now.Add(time.Hour)}, Ranked{PickupAt: now}) {
+		t.Error("held with CommitLead 0")
+	}
+}
+
+func epochJob(id string, pickup, drop Point, ready time.Duration) EpochJob {
+	return EpochJob{Job: Job{OrderID: id, Pickup: pickup, Dropoff: drop, PromiseBy: now.Add(time.Hour), ReadyAt: now.Add(ready)}, PlacedAt: now}
+}
+
+// One epoch: two orders of one store ready together go to the courier
+// there as one bundle; an order ready in 40 min is held and takes nobody;
+// an order the caller refuses for its nearest courier goes to the next.
+func TestEpoch(t *testing.T) {
+	d := mustDispatcher(t, func(c *Config) { c.CommitLead = 10 * time.Minute; c.BatchRadiusM = 1 })
+	far := move(store, 3000, 0)
+	jobs := []EpochJob{
+		epochJob("A", store, move(store, 800, 0), 5*time.Minute),
+		epochJob("B", store, move(store, 900, 100), 5*time.Minute),
+		epochJob("L", far, move(far, 500, 0), 40*time.Minute),
+		epochJob("R", far, move(far, 0, 500), 0),
+	}
+	cands := []Candidate{idle("s", store, 0), idle("f1", move(far, 100, 0), 0), idle("f2", move(far, 900, 0), 0)}
+	refused := 0
+	accept := func(j, c int, _ time.Time, _ Ranked) bool {
+		if jobs[j].OrderID == "R" && cands[c].CourierID == "f1" {
+			refused++
+			return false
+		}
+		return true
+	}
+	commits := d.Epoch(jobs, cands, now, 0, accept)
+	got := map[string]string{}
+	var plan []Stop
+	for _, c := range commits {
+		got[jobs[c.Job].OrderID] = cands[c.Cand].CourierID
+		if cands[c.Cand].CourierID == "s" {
+			plan = c.Ranked.Plan
+		}
+	}
+	if got["A"] != "s" || got["B"] != "s" || got["R"] != "f2" || len(got) != 3 {
+		t.Fatalf("commits %v, want A and B to s, R to f2, L held", got)
+	}
+	if refused == 0 {
+		t.Error("the caller was never asked about R and f1")
+	}
+	if len(plan) != 4 || plan[0].Kind != StopPickup || plan[1].Kind != StopPickup {
+		t.Errorf("s's plan %+v, want both pick-ups first (one visit), then the drop-offs", plan)
+	}
+	if len(cands[0].Route) != 0 {
+		t.Error("Epoch modified the candidates' routes")
+	}
+}
+
+// The cheapest commit is made first: with one courier of capacity one, the
+// order near it wins over an older far one; a large enough WaitMin gives
+// it to the order that waited longer.
+func TestEpochCheapestFirst(t *testing.T) {
+	far := move(store, 2500, 0)
+	jobs := []EpochJob{
+		epochJob("old-far", far, move(far, 500, 0), 0),
+		epochJob("near", store, move(store, 500, 0), 0),
+	}
+	jobs[0].PlacedAt = now.Add(-20 * time.Minute)
+	c := idle("c", store, 0)
+	c.Capacity = 1
+	for _, tt := range []struct {
+		wait float64
+		want string
+	}{{0, "near"}, {5, "old-far"}} {
+		d := mustDispatcher(t, func(c *Config) { c.Weights.WaitMin = tt.wait })
+		commits := d.Epoch(jobs, []Candidate{c}, now, 0, nil)
+		if len(commits) != 1 || jobs[commits[0].Job].OrderID != tt.want {
+			t.Errorf("wait_min %v: commits %+v, want only %s", tt.wait, commits, tt.want)
+		}
+	}
+}
