@@ -72,12 +72,12 @@ const (
 // store document any replica fires once, the simulator in a heap) and
 // feeds it back as TimerDue when Due has passed.
 type Timer struct {
-	ID      string    // names what it is for: arming the same id again replaces it
-	Kind    string    // TimerOffer, TimerContact, TimerPin
-	OrderID string    //
-	Courier string    // offer: the courier holding it; contact: the one carrying the parcel
-	Ref     int       // offer number, contact id: a stale timer is a no-op
-	Due     time.Time //
+	ID      string    `bson:"_id"`               // names what it is for: arming the same id again replaces it
+	Kind    string    `bson:"kind"`              // TimerOffer, TimerContact, TimerPin
+	OrderID string    `bson:"order_id"`          //
+	Courier string    `bson:"courier,omitempty"` // offer: the courier holding it; contact: the one carrying the parcel
+	Ref     int       `bson:"ref"`               // offer number, contact id: a stale timer is a no-op
+	Due     time.Time `bson:"due"`               //
 }
 
 // OfferTimerID names the timer of an order's n-th offer.
@@ -203,6 +203,20 @@ type CourierGone struct {
 	Why     string
 }
 
+// AtRisk sets or clears the order's at-risk flag (the shell's ETA loop
+// predicts; the flag is stored when it flips).
+type AtRisk struct{ Risk bool }
+
+// Note records an audit event on the order that changes nothing else
+// (a wrong handover code, a lock and its release).
+type Note struct {
+	Kind  order.Kind
+	Actor order.Actor
+	Why   string
+}
+
+func (AtRisk) event()        {}
+func (Note) event()          {}
 func (Booked) event()        {}
 func (Dispatch) event()      {}
 func (Answered) event()      {}
@@ -433,6 +447,13 @@ func (c *Core) Step(cur State, ev Event, in Input) (Result, error) {
 		err = s.pin(e)
 	case CourierGone:
 		err = s.gone(e)
+	case AtRisk:
+		if !s.next.Status.Terminal() && s.next.Flags.AtRisk != e.Risk {
+			s.next.Flags.AtRisk = e.Risk
+			s.mark("at_risk", SystemActor, fmt.Sprintf("at risk: %v", e.Risk))
+		}
+	case Note:
+		s.mark(e.Kind, e.Actor, e.Why)
 	default:
 		err = fmt.Errorf("core: unknown event %T", ev)
 	}

@@ -15,12 +15,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/tawsil/tawsil/backend/internal/cash"
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 	"github.com/tawsil/tawsil/backend/internal/textsafe"
-	"github.com/tawsil/tawsil/shared/wire"
 )
 
 // QuoteRequest is what a merchant asks about.
@@ -182,7 +182,7 @@ func (s *Service) Quote(_ context.Context, r QuoteRequest) (Quote, error) {
 	f := s.d.Dispatch.Feasibility(dispatch.Point{Lat: r.Pickup.Lat, Lng: r.Pickup.Lng}, dispatch.Point{Lat: r.Dropoff.Lat, Lng: r.Dropoff.Lng},
 		cands, s.queuedAt(r.Pickup.Lat, r.Pickup.Lng), now, r.AllowLater)
 	under := s.d.Density.UnderSupplied(r.Pickup.Lat, r.Pickup.Lng, s.cfg.UnderSupplyRat, now)
-	km := haversineKm(r.Pickup, r.Dropoff) * s.d.ETA.Config().DetourFactor
+	km := geo.DistanceLatLngM(r.Pickup.Lat, r.Pickup.Lng, r.Dropoff.Lat, r.Dropoff.Lng) / 1000 * s.d.ETA.Config().DetourFactor
 	price, err := s.d.Pricer.Quote(km, r.Size, r.CODAmount > 0, under)
 	if err != nil {
 		return Quote{}, fmt.Errorf("%w: %v", ErrInput, err)
@@ -273,39 +273,24 @@ func (s *Service) Book(ctx context.Context, merchantID, key string, body []byte,
 			within = 20 * time.Minute
 		}
 		booked.Pin = &order.Pin{Status: order.PinUnconfirmed, Approximate: r.Located, ConfirmBy: now.Add(within)}
-		if err := s.d.Store.ArmTimer(ctx, mongostore.Timer{ID: pinTimerID(booked.ID), Kind: timerPin, OrderID: booked.ID, Due: booked.Pin.ConfirmBy}); err != nil {
-			return nil, false, err
-		}
 	}
-	so := &mongostore.StoredOrder{Order: booked}
-	if err := s.d.Store.InsertOrder(ctx, *so); errors.Is(err, order.ErrConflict) {
+	res, err := s.core.Step(core.State{Order: booked}, core.Booked{}, core.Input{Now: now})
+	if err != nil {
+		return nil, false, fmt.Errorf("book order %s: %w", booked.ID, err)
+	}
+	if err := s.claim(ctx, res.State, res.Effects); errors.Is(err, order.ErrConflict) {
 		prev, err := s.d.Store.Order(ctx, claim.OrderID)
 		if err != nil {
 			return nil, false, err
 		}
 		return &prev, false, nil
 	} else if err != nil {
-		return nil, false, err
+		return nil, false, fmt.Errorf("book order %s: %w", booked.ID, err)
 	}
-	ev := order.Event{OrderID: so.ID, To: order.StatusBooked, Action: "book", Actor: order.Actor{Role: order.RoleMerchant, ID: merchantID}, At: now, Version: so.Version}
-	if err := s.d.Store.Commit(ctx, *so, ev); err != nil {
-		return nil, false, fmt.Errorf("book order %s: %w", so.ID, err)
-	}
-	s.remember(so)
-	s.d.Log.Info("order event", "event", "order.booked", "order_id", so.ID, "action", ev.Action, "to", ev.To,
-		"actor_role", ev.Actor.Role, "version", ev.Version)
-	s.observe("order.booked", ev.Action)
-	s.hub.Publish("order.booked", map[string]any{"order_id": so.ID, "promise_by": so.PromiseBy, "merchant_id": merchantID})
-	if s.webhooks != nil {
-		payload := webhookOrder(so, ev)
-		payload["handover_code"] = so.HandoverCode // the merchant passes it to the customer
-		payload["tracking_token"] = so.TrackingToken
-		s.webhooks.Enqueue(ctx, merchantID, "order.booked", payload)
-	}
-	if !so.PinPending() {
-		s.goDispatch(so.ID, nil)
-	}
-	return so, true, nil
+	so := res.State
+	s.remember(&so)
+	s.carry(ctx, &so, res.Effects, true)
+	return &so, true, nil
 }
 
 func validPhone(p string) bool {
@@ -318,135 +303,4 @@ func validPhone(p string) bool {
 		}
 	}
 	return true
-}
-
-func haversineKm(a, b order.Place) float64 {
-	return geo.DistanceLatLngM(a.Lat, a.Lng, b.Lat, b.Lng) / 1000
-}
-
-var systemActor = order.Actor{Role: order.RoleSystem, ID: "dispatch"}
-
-// goDispatch starts (or restarts) the offer round of an order in the background.
-func (s *Service) goDispatch(orderID string, exclude map[string]struct{}) {
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := s.dispatchOrder(ctx, orderID, exclude); err != nil {
-			s.d.Log.Warn("dispatch", "order_id", orderID, "err", err)
-		}
-	}()
-}
-
-// dispatchOrder offers a booked order to the next courier of its round, or
-// starts a round (ranks candidates) when it has none.
-func (s *Service) dispatchOrder(ctx context.Context, orderID string, exclude map[string]struct{}) error {
-	o, err := s.load(ctx, orderID, true)
-	if err != nil {
-		return err
-	}
-	if o.Status != order.StatusBooked {
-		return nil
-	}
-	var fresh *dispatch.RoundState
-	if o.Round == nil || o.Round.Done {
-		cands := s.capCash(s.candidates(o.Pickup.Lat, o.Pickup.Lng, exclude), o.CODAmountMAD)
-		ranked, _ := s.d.Dispatch.Score(dispatch.JobFor(o.Order), cands, s.now())
-		st := dispatch.NewOfferRound(orderID, ranked, s.cfg.OfferTimeout).State()
-		fresh = &st
-	}
-	return s.offerNext(ctx, orderID, fresh)
-}
-
-// offerNext sends the next offer of the order's round, or flags the order
-// for dispatchers when nobody is left. The offer's deadline is a timer in
-// the store, armed before the offer is committed (a crash between the two
-// leaves a timer that finds nothing to do, never an offer without one).
-func (s *Service) offerNext(ctx context.Context, orderID string, fresh *dispatch.RoundState) error {
-	for try := 0; try < 3; try++ {
-		cur, err := s.load(ctx, orderID, true)
-		if err != nil {
-			return err
-		}
-		base := cur.Round
-		if base == nil || base.Done {
-			base = fresh // a new round starts with its first offer
-		}
-		if cur.Status != order.StatusBooked || base == nil {
-			return nil // assigned, cancelled or offered meanwhile
-		}
-		prevLen := 0
-		if cur.Round != nil && !cur.Round.Done {
-			prevLen = len(cur.Round.Log)
-		}
-		r := dispatch.RestoreOfferRound(*base)
-		off, err := r.Next(s.now())
-		for err == nil && !s.reachable(off.CourierID) { // left (disabled, erased) since the round was ranked
-			_ = r.Decline(off.CourierID, s.now())
-			off, err = r.Next(s.now())
-		}
-		if errors.Is(err, dispatch.ErrNoCandidate) {
-			return s.flagForDispatchers(ctx, orderID, "no courier accepted or none available")
-		}
-		if err != nil {
-			return err
-		}
-		st := r.State()
-		n := len(st.Log)
-		tid := offerTimerID(orderID, n, off.CourierID)
-		if err := s.d.Store.ArmTimer(ctx, mongostore.Timer{ID: tid, Kind: timerOffer, OrderID: orderID, Courier: off.CourierID, Ref: n, Due: off.ExpiresAt.UTC()}); err != nil {
-			return err
-		}
-		o, _, err := s.change(ctx, orderID, order.Action{Kind: order.ActOffer, At: s.now().UTC(), CourierID: off.CourierID}, systemActor,
-			func(next *mongostore.StoredOrder) error {
-				k := 0
-				if next.Round != nil && !next.Round.Done {
-					k = len(next.Round.Log)
-				}
-				if k != prevLen {
-					return order.ErrConflict // the round moved on: start again from the store
-				}
-				next.Round = &st
-				return nil
-			})
-		if errors.Is(err, order.ErrConflict) {
-			s.cancelTimer(ctx, tid)
-			continue
-		}
-		if errors.Is(err, order.ErrInvalidTransition) {
-			s.cancelTimer(ctx, tid)
-			return nil // assigned or cancelled meanwhile
-		}
-		if err != nil {
-			s.cancelTimer(ctx, tid)
-			return err
-		}
-		exp := off.ExpiresAt.UTC()
-		s.publish(off.CourierID, wire.Task{Type: wire.TaskOffer, OrderID: orderID, ExpiresAt: &exp, Order: taskOrder(o)}, false)
-		s.d.Log.Info("order offered", "order_id", orderID, "courier_id", off.CourierID)
-		return nil
-	}
-	return order.ErrConflict
-}
-
-func (s *Service) flagForDispatchers(ctx context.Context, orderID, why string) error {
-	_, err := s.update(ctx, orderID, "needs_dispatcher", systemActor, why, func(n *mongostore.StoredOrder) error {
-		if n.Flags.NeedsDispatcher && n.Round == nil {
-			return ErrUnchanged
-		}
-		n.Flags.NeedsDispatcher = true
-		n.Round = nil
-		return nil
-	})
-	if errors.Is(err, ErrUnchanged) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	s.hub.Publish("order.needs_dispatcher", map[string]any{"order_id": orderID, "reason": why})
-	s.d.Log.Info("order needs a dispatcher", "order_id", orderID, "reason", why)
-	s.observe("order.needs_dispatcher", "needs_dispatcher")
-	return nil
 }

@@ -3,6 +3,7 @@ package delivery
 import (
 	"testing"
 
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 )
@@ -24,7 +25,7 @@ func TestEventNames(t *testing.T) {
 	}
 	seen := map[string]order.Kind{}
 	for _, tt := range tests {
-		got := EventName(tt.give)
+		got := core.EventName(tt.give)
 		if got != tt.want {
 			t.Errorf("EventName(%s %s→%s) = %s, want %s", tt.give.Action, tt.give.From, tt.give.To, got, tt.want)
 		}
@@ -49,7 +50,7 @@ func TestWebhookPayloadHasNoStaffText(t *testing.T) {
 		Attempts: []order.Attempt{{N: 1, Reason: "customer_unavailable", Note: "rang twice, neighbour says away"}}}}
 	staff := order.Event{Action: order.ActUnassign, From: order.StatusAssigned, To: order.StatusBooked,
 		Actor: order.Actor{Role: order.RoleDispatcher, ID: "u-dispatcher-7"}, Reason: "courier scooter broke"}
-	m := webhookOrder(o, staff)
+	m := core.WebhookOrder(*o, staff)
 	if _, ok := m["reason"]; ok {
 		t.Errorf("dispatcher's note reached the merchant: %v", m)
 	}
@@ -66,7 +67,7 @@ func TestWebhookPayloadHasNoStaffText(t *testing.T) {
 	}
 	courier := order.Event{Action: order.ActFail, To: order.StatusFailedAttempt, Actor: order.Actor{Role: order.RoleCourier, ID: "c1"},
 		Reason: "customer_unavailable"}
-	if webhookOrder(o, courier)["reason"] != "customer_unavailable" {
+	if core.WebhookOrder(*o, courier)["reason"] != "customer_unavailable" {
 		t.Error("a failed attempt's reason code is the merchant's to know")
 	}
 }

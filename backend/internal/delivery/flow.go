@@ -10,67 +10,21 @@ import (
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/cash"
-	"github.com/tawsil/tawsil/backend/internal/dispatch"
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
-	"github.com/tawsil/tawsil/shared/wire"
 )
 
 // Accept takes an offered order (before its offer's deadline).
 func (s *Service) Accept(ctx context.Context, courier order.Actor, id string) (*mongostore.StoredOrder, error) {
-	var prev *mongostore.StoredOrder
-	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActAccept, At: s.now().UTC(), CourierID: courier.ID}, courier,
-		func(n *mongostore.StoredOrder) error {
-			if n.Round != nil {
-				if err := dispatch.RestoreOfferRound(*n.Round).Accept(courier.ID, s.now()); err != nil {
-					return fmt.Errorf("%w: %v", order.ErrInvalidTransition, err)
-				}
-			}
-			p := n.Clone()
-			prev = &p
-			n.Round = nil
-			return nil
-		})
-	if err != nil {
-		return nil, err
-	}
-	s.cancelOfferTimer(ctx, prev)
-	s.assigned(ctx, o)
-	return o, nil
+	o, _, err := s.run(ctx, id, core.Answered{Courier: courier.ID, Accept: true}, true)
+	return o, err
 }
 
 // Decline refuses an offered order; the next candidate gets it.
 func (s *Service) Decline(ctx context.Context, courier order.Actor, id, reason string) (*mongostore.StoredOrder, error) {
-	var prev *mongostore.StoredOrder
-	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActDecline, At: s.now().UTC(), Reason: reason}, courier,
-		func(n *mongostore.StoredOrder) error {
-			p := n.Clone()
-			prev = &p
-			if n.Round != nil {
-				r := dispatch.RestoreOfferRound(*n.Round)
-				if err := r.Decline(courier.ID, s.now()); err == nil {
-					st := r.State()
-					n.Round = &st
-				}
-			}
-			return nil
-		})
-	if err != nil {
-		return nil, err
-	}
-	s.cancelOfferTimer(ctx, prev)
-	if o.Round != nil {
-		s.bg.Add(1)
-		go func() {
-			defer s.bg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			if err := s.offerNext(ctx, id, nil); err != nil {
-				s.d.Log.Warn("offer next", "order_id", id, "err", err)
-			}
-		}()
-	}
-	return o, nil
+	o, _, err := s.run(ctx, id, core.Answered{Courier: courier.ID, Reason: reason}, true)
+	return o, err
 }
 
 // Assign gives an order to a courier directly (overrides an offer).
@@ -85,65 +39,29 @@ func (s *Service) Assign(ctx context.Context, actor order.Actor, id, courierID s
 	if lc.Capacity > 0 && lc.Load >= lc.Capacity {
 		return nil, fmt.Errorf("%w: %s carries %d of %d orders", ErrNoCourier, courierID, lc.Load, lc.Capacity)
 	}
-	prev, err := s.load(ctx, id, true)
-	if err != nil {
+	if _, err := s.load(ctx, id, true); err != nil {
 		return nil, err
 	}
-	if prev.PinPending() {
-		return nil, fmt.Errorf("%w: the drop-off point is not confirmed yet (set it with POST /v1/orders/%s/pin)", ErrPinClosed, id)
-	}
-	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActAssign, At: s.now().UTC(), CourierID: courierID}, actor,
-		func(o *mongostore.StoredOrder) error {
-			o.Flags.NeedsDispatcher = false
-			o.Round = nil
-			return nil
-		})
-	if err != nil {
-		return nil, err
-	}
-	s.cancelOfferTimer(ctx, prev)
-	if prev.OfferedTo != "" && prev.OfferedTo != courierID {
-		s.publish(prev.OfferedTo, wire.Task{Type: wire.TaskCancellation, OrderID: id, Reason: "assigned to another courier"}, false)
-	}
-	s.assigned(ctx, o)
-	return o, nil
+	o, _, err := s.run(ctx, id, core.Assign{Actor: actor, Courier: courierID}, true)
+	return o, err
 }
 
 // Unassign takes an order back from its courier before pick-up and dispatches it again.
 func (s *Service) Unassign(ctx context.Context, actor order.Actor, id, reason string) (*mongostore.StoredOrder, error) {
-	prev, err := s.load(ctx, id, true)
-	if err != nil {
+	if _, err := s.load(ctx, id, true); err != nil {
 		return nil, err
 	}
-	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActUnassign, At: s.now().UTC(), Reason: reason}, actor, nil)
-	if err != nil {
-		return nil, err
-	}
-	s.released(ctx, prev.CourierID, id, "unassigned by a dispatcher")
-	s.goDispatch(id, map[string]struct{}{prev.CourierID: {}})
-	return o, nil
+	o, _, err := s.run(ctx, id, core.Unassign{Actor: actor, Reason: reason}, true)
+	return o, err
 }
 
 // Cancel cancels an order (who may when is in the lifecycle table).
 func (s *Service) Cancel(ctx context.Context, actor order.Actor, id, reason string) (*mongostore.StoredOrder, error) {
-	prev, err := s.load(ctx, id, true)
-	if err != nil {
+	if _, err := s.load(ctx, id, true); err != nil {
 		return nil, err
 	}
-	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActCancel, At: s.now().UTC(), Reason: reason}, actor, clearOps)
-	if err != nil {
-		return nil, err
-	}
-	s.cancelOfferTimer(ctx, prev)
-	if prev.Contact != nil {
-		s.cancelTimer(ctx, contactTimerID(id, prev.Contact.ID))
-	}
-	if c := prev.CourierID; c != "" {
-		s.released(ctx, c, id, "order cancelled")
-	} else if c := prev.OfferedTo; c != "" {
-		s.publish(c, wire.Task{Type: wire.TaskCancellation, OrderID: id, Reason: "order cancelled"}, false)
-	}
-	return o, nil
+	o, _, err := s.run(ctx, id, core.Cancel{Actor: actor, Reason: reason}, true)
+	return o, err
 }
 
 // Pickup records the parcel collected; the courier must be at the pick-up.
@@ -156,12 +74,8 @@ func (s *Service) Pickup(ctx context.Context, courier order.Actor, id string) (*
 	if err != nil {
 		return nil, err
 	}
-	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActPickup, At: s.now().UTC(), Where: where}, courier, nil)
-	if err != nil {
-		return nil, err
-	}
-	s.replan(ctx, courier.ID, "picked up "+id)
-	return o, nil
+	o, _, err := s.run(ctx, id, core.PickedUp{Courier: courier.ID, Where: where}, true)
+	return o, err
 }
 
 // Deliver hands the parcel over, with the customer's code when the policy
@@ -200,11 +114,7 @@ func (s *Service) Deliver(ctx context.Context, courier order.Actor, id, code, pr
 			return nil, err
 		}
 	}
-	kind := order.ActDeliver
-	if cur.RelayID != "" {
-		kind = order.ActDeliverRelay
-	}
-	o, _, err := s.change(ctx, id, order.Action{Kind: kind, At: s.now().UTC(), Where: where, Code: code, CashMAD: paid - change, Note: proofNote(proofRef)}, courier, nil)
+	o, _, err := s.run(ctx, id, core.Delivered{Courier: courier.ID, Where: where, Code: code, CashMAD: paid - change, Note: proofNote(proofRef)}, true)
 	if errors.Is(err, order.ErrHandoverCode) {
 		return nil, s.handoverFailed(ctx, cur, courier, n)
 	}
@@ -225,7 +135,6 @@ func (s *Service) Deliver(ctx context.Context, courier order.Actor, id, code, pr
 			s.d.Log.Error("cash ledger: handover not recorded", "order_id", id, "courier_id", courier.ID, "err", err)
 		}
 	}
-	s.released(ctx, courier.ID, "", "")
 	return o, nil
 }
 
@@ -268,12 +177,8 @@ func (s *Service) Returned(ctx context.Context, actor order.Actor, id string) (*
 			return nil, err
 		}
 	}
-	o, _, err := s.change(ctx, id, order.Action{Kind: order.ActReturned, At: s.now().UTC(), Where: where}, actor, nil)
-	if err != nil {
-		return nil, err
-	}
-	s.released(ctx, cur.CourierID, "", "")
-	return o, nil
+	o, _, err := s.run(ctx, id, core.ReturnedBack{Actor: actor, Where: where}, true)
+	return o, err
 }
 
 // near checks the courier's live position against a place.
@@ -291,35 +196,4 @@ func (s *Service) near(courierID string, p order.Place) (*order.Point, error) {
 		return nil, fmt.Errorf("%w: %.0f m away (at most %.0f m)", ErrTooFar, d, s.cfg.ArriveRadiusM)
 	}
 	return &order.Point{Lat: lc.Fix.Lat, Lng: lc.Fix.Lng}, nil
-}
-
-// clearOps drops an order's pending operational state (round, contact
-// window, not-before) with a change that ends or restarts its delivery.
-func clearOps(o *mongostore.StoredOrder) error {
-	o.Round, o.Contact, o.NotBefore = nil, nil, time.Time{}
-	return nil
-}
-
-// assigned tells the courier, updates its load and re-plans its route.
-func (s *Service) assigned(ctx context.Context, o *mongostore.StoredOrder) {
-	s.mu.Lock()
-	s.rollDay()
-	s.today[o.CourierID]++
-	s.mu.Unlock()
-	s.publish(o.CourierID, wire.Task{Type: wire.TaskAssignment, OrderID: o.ID, Order: taskOrder(o)}, false)
-	s.syncLoad(o.CourierID)
-	s.replan(ctx, o.CourierID, "assigned "+o.ID)
-}
-
-// released tells a courier an order left its hands (when why is given),
-// updates its load and re-plans.
-func (s *Service) released(ctx context.Context, courier, orderID, why string) {
-	if courier == "" {
-		return
-	}
-	if why != "" {
-		s.publish(courier, wire.Task{Type: wire.TaskCancellation, OrderID: orderID, Reason: why}, false)
-	}
-	s.syncLoad(courier)
-	s.replan(ctx, courier, why)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"sync"
 	"time"
 
@@ -161,7 +162,7 @@ func (s *Service) UnlockHandover(ctx context.Context, actor order.Actor, id stri
 // note records an order event that is not a transition (the status stays;
 // the event takes a version like every other, see update).
 func (s *Service) note(ctx context.Context, id string, kind order.Kind, actor order.Actor, why string) {
-	if _, err := s.update(context.WithoutCancel(ctx), id, kind, actor, why, func(*mongostore.StoredOrder) error { return nil }); err != nil {
+	if _, _, err := s.run(context.WithoutCancel(ctx), id, core.Note{Kind: kind, Actor: actor, Why: why}, false); err != nil {
 		s.d.Log.Error("order event not recorded", "order_id", id, "action", kind, "err", err)
 	}
 }

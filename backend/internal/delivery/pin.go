@@ -2,19 +2,17 @@ package delivery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"time"
 
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 )
 
 // ErrPinClosed: the order takes no pin (confirmed already, or dispatched).
-var ErrPinClosed = errors.New("the drop-off point can no longer be set")
-
-func pinTimerID(orderID string) string { return "pin/" + orderID }
+var ErrPinClosed = core.ErrPinClosed
 
 // ConfirmPin sets an informal address's drop-off point: the customer
 // through the tracking link, or the merchant or a dispatcher who called
@@ -44,43 +42,16 @@ func (s *Service) ConfirmPin(ctx context.Context, actor order.Actor, id string, 
 	if err != nil {
 		return nil, err
 	}
-	now := s.now().UTC()
-	o, err := s.update(ctx, id, "pin_confirmed", actor, fmt.Sprintf("drop-off point set by the %s", actor.Role), func(n *mongostore.StoredOrder) error {
-		if !n.PinPending() || n.Status != order.StatusBooked {
-			return fmt.Errorf("%w: the order is %s", ErrPinClosed, n.Status)
-		}
-		n.Dropoff = drop
-		n.Pin.Status, n.Pin.ConfirmedAt, n.Pin.ConfirmedBy = order.PinConfirmed, now, string(actor.Role)
-		n.PriceMAD = q.PriceMAD
-		// The hour starts when the order can be dispatched; a later honest
-		// promise when no courier can make the hour.
-		n.PromiseBy = now.Add(order.Promise)
-		if q.Later && q.PromiseBy.After(n.PromiseBy) {
-			n.PromiseBy = q.PromiseBy.UTC()
-		}
-		n.Flags.NeedsDispatcher = false
-		return nil
-	})
+	var later time.Time
+	if q.Later {
+		later = q.PromiseBy.UTC()
+	}
+	o, _, err := s.run(ctx, id, core.PinConfirmed{Actor: actor, Dropoff: drop, PriceMAD: q.PriceMAD, Later: later}, true)
 	if err != nil {
 		return nil, err
 	}
-	s.cancelTimer(ctx, pinTimerID(id))
-	s.hub.Publish("order.pin_confirmed", map[string]any{"order_id": id, "merchant_id": o.MerchantID, "by": string(actor.Role)})
 	s.d.Log.Info("drop-off pin confirmed", "order_id", id, "by", string(actor.Role))
-	s.goDispatch(id, nil)
 	return o, nil
-}
-
-// pinOverdue hands an order whose pin never came to the dispatchers.
-func (s *Service) pinOverdue(ctx context.Context, id string) error {
-	cur, err := s.load(ctx, id, true)
-	if err != nil {
-		return err
-	}
-	if !cur.PinPending() || cur.Status != order.StatusBooked {
-		return nil
-	}
-	return s.flagForDispatchers(ctx, id, "the customer did not confirm the drop-off point in time")
 }
 
 // PinWindow is the confirmation window for a merchant's confirm_within_min

@@ -80,7 +80,7 @@ func TestContactReplyRacesWindowEnd(t *testing.T) {
 			t.Errorf("%s: the window closed %d times: %+v", id, closed, evs)
 		}
 	}
-	if _, _, err := p1.change(ctx, "o0", order.Action{Kind: order.ActCancel, At: w.clock.Now()}, order.Actor{Role: order.RoleAdmin, ID: "a"}, clearOps); err != nil {
+	if _, err := p1.Cancel(ctx, order.Actor{Role: order.RoleAdmin, ID: "a"}, "o0", ""); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -4,49 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
-	"github.com/tawsil/tawsil/backend/internal/order"
 	"github.com/tawsil/tawsil/backend/internal/routing"
 	"github.com/tawsil/tawsil/shared/wire"
 )
-
-// Service times at stops.
-const (
-	pickupService  = 3 * time.Minute
-	dropoffService = 3 * time.Minute
-)
-
-// stopsOf returns the open stops of one order for its courier's route.
-func stopsOf(o *mongostore.StoredOrder, notBefore time.Time) []routing.Stop {
-	due := o.PromiseBy
-	if notBefore.After(due) {
-		// The promise cannot be kept any more (a retry in the next wave):
-		// the stop is due as soon as it may be made, so the planner still
-		// weighs its lateness and the window stays valid.
-		due = notBefore
-	}
-	pick := routing.Stop{OrderID: o.ID, Kind: routing.Pickup, Loc: routing.Point{Lat: o.Pickup.Lat, Lng: o.Pickup.Lng}, Service: pickupService}
-	drop := routing.Stop{OrderID: o.ID, Kind: routing.Dropoff, Loc: routing.Point{Lat: o.Dropoff.Lat, Lng: o.Dropoff.Lng}, Service: dropoffService, Latest: due, Earliest: notBefore}
-	if o.RelayID != "" {
-		drop.Kind = routing.Relay
-	}
-	switch o.Status {
-	case order.StatusAssigned:
-		return []routing.Stop{pick, drop}
-	case order.StatusPickedUp, order.StatusReattemptScheduled:
-		return []routing.Stop{drop}
-	case order.StatusReturning:
-		back := o.Pickup
-		if o.OrigPickup != nil {
-			back = *o.OrigPickup
-		}
-		return []routing.Stop{{OrderID: o.ID, Kind: routing.Return, Loc: routing.Point{Lat: back.Lat, Lng: back.Lng}, Service: pickupService}}
-	}
-	return nil
-}
 
 // replan re-orders a courier's remaining stops and sends the plan to its
 // device. Stops keep their previous order as the planner's input, so a new
@@ -57,36 +21,19 @@ func (s *Service) replan(ctx context.Context, courier, why string) *courierRoute
 	}
 	s.mu.Lock()
 	prev := s.routes[courier]
-	var mine []*mongostore.StoredOrder
+	var mine []core.State
 	for _, o := range s.active {
 		if o.CourierID == courier {
-			mine = append(mine, o)
+			mine = append(mine, *o)
 		}
 	}
 	s.mu.Unlock()
-	slices.SortFunc(mine, func(a, b *mongostore.StoredOrder) int { return a.PromiseBy.Compare(b.PromiseBy) })
 	now := s.now()
-	var stops []routing.Stop
-	for _, o := range mine {
-		stops = append(stops, stopsOf(o, o.NotBefore)...)
+	var before []routing.Stop
+	if prev != nil {
+		before = prev.Stops
 	}
-	if prev != nil { // keep the previous order of the stops that remain
-		rank := map[string]int{}
-		for i, st := range prev.Stops {
-			rank[st.OrderID+"/"+string(st.Kind)] = i + 1
-		}
-		slices.SortStableFunc(stops, func(a, b routing.Stop) int {
-			ra, rb := rank[a.OrderID+"/"+string(a.Kind)], rank[b.OrderID+"/"+string(b.Kind)]
-			if ra == 0 {
-				ra = 1 << 30
-			}
-			if rb == 0 {
-				rb = 1 << 30
-			}
-			return ra - rb
-		})
-		stops = fixPrecedence(stops)
-	}
+	stops := core.PlanInput(mine, before)
 	route := &courierRoute{Planned: now}
 	if len(stops) > 0 {
 		start := stops[0].Loc // no live position: plan from the first stop
@@ -152,30 +99,6 @@ func (s *Service) loadRoute(ctx context.Context, courier string) error {
 	}
 	s.mu.Unlock()
 	return nil
-}
-
-// fixPrecedence moves any pickup that ended up after its drop-off just
-// before it (new orders appended at the end can only be in order already).
-func fixPrecedence(stops []routing.Stop) []routing.Stop {
-	out := make([]routing.Stop, 0, len(stops))
-	seenDrop := map[string]int{}
-	for _, st := range stops {
-		if st.Kind == routing.Pickup {
-			if i, ok := seenDrop[st.OrderID]; ok {
-				out = slices.Insert(out, i, st)
-				for k, v := range seenDrop {
-					if v >= i {
-						seenDrop[k] = v + 1
-					}
-				}
-				continue
-			}
-		} else {
-			seenDrop[st.OrderID] = len(out)
-		}
-		out = append(out, st)
-	}
-	return out
 }
 
 func (s *Service) activeSnapshot() map[string]*mongostore.StoredOrder {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/tawsil/tawsil/backend/internal/area"
 	"github.com/tawsil/tawsil/backend/internal/cash"
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/eta"
 	"github.com/tawsil/tawsil/backend/internal/failure"
@@ -117,9 +118,10 @@ type Density interface {
 
 // Service is the order side.
 type Service struct {
-	cfg Config
-	d   Deps
-	now func() time.Time
+	cfg  Config
+	d    Deps
+	now  func() time.Time
+	core *core.Core // the order rules: every change of an order is one of its steps
 
 	mu       sync.Mutex
 	active   map[string]*mongostore.StoredOrder // non-terminal orders (a cache of the store)
@@ -150,7 +152,8 @@ func New(cfg Config, d Deps, hub *Hub, wh *Webhooks) *Service {
 	if cfg.TimerPoll <= 0 {
 		cfg.TimerPoll = 250 * time.Millisecond
 	}
-	return &Service{cfg: cfg, d: d, now: time.Now, active: map[string]*mongostore.StoredOrder{},
+	rules := &core.Core{Dispatch: d.Dispatch, OfferTimeout: cfg.OfferTimeout, Rules: d.Rules, Verify: cfg.Verify, Relays: cfg.Relays}
+	return &Service{cfg: cfg, d: d, now: time.Now, core: rules, active: map[string]*mongostore.StoredOrder{},
 		routes: map[string]*courierRoute{}, seq: map[string]uint64{}, today: map[string]int{}, idleAt: map[string]time.Time{},
 		onShift: map[string]time.Time{}, hub: hub, webhooks: wh, stop: make(chan struct{})}
 }
@@ -196,7 +199,7 @@ func (s *Service) restore(ctx context.Context) (orderCount, courierCount int, er
 	}
 	for _, o := range orders {
 		if o.Status == order.StatusBooked && !o.Flags.NeedsDispatcher && !o.PinPending() {
-			s.goDispatch(o.ID, nil) // continues its round, if it had one
+			s.goRun(o.ID, core.Dispatch{}) // continues its round, if it had one
 		}
 	}
 	return len(orders), len(couriers), nil
@@ -284,18 +287,6 @@ func (s *Service) publish(courier string, t wire.Task, retained bool) {
 	if err := s.d.Bus.Publish(ctx, topic.Courier(s.cfg.Prefix, courier, topic.Tasks), payload, 1, retained); err != nil {
 		s.d.Log.Warn("task not published", "courier_id", courier, "type", t.Type, "err", err)
 	}
-}
-
-func taskOrder(o *mongostore.StoredOrder) *wire.TaskOrder {
-	first := o.CustomerName
-	for i, r := range first {
-		if r == ' ' {
-			first = first[:i]
-			break
-		}
-	}
-	return &wire.TaskOrder{ID: o.ID, Pickup: wire.Place(o.Pickup), Dropoff: wire.Place(o.Dropoff), PromiseBy: o.PromiseBy,
-		ParcelSize: string(o.Size), CODAmountMAD: o.CODAmountMAD, CustomerFirst: first}
 }
 
 // syncLoad tells the live index how many orders a courier carries.

@@ -2,21 +2,11 @@ package delivery
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
-	"github.com/tawsil/tawsil/backend/internal/order"
-	"github.com/tawsil/tawsil/shared/wire"
-)
-
-// Timer kinds.
-const (
-	timerOffer   = "offer"   // an offer's deadline
-	timerContact = "contact" // a contact_customer reply window's end
-	timerPin     = "pin"     // the customer's time to confirm a drop-off pin
 )
 
 // timerLease is how long a claimed timer may run before another replica
@@ -78,62 +68,14 @@ func (s *Service) FireDue(ctx context.Context) (int, error) {
 	return fired, nil
 }
 
+// fire steps the order of a due timer; a stale timer finds nothing to do.
 func (s *Service) fire(ctx context.Context, t mongostore.Timer) error {
-	switch t.Kind {
-	case timerOffer:
-		return s.expireOffer(ctx, t.OrderID, t.Courier, t.Ref)
-	case timerContact:
-		return s.applyThen(ctx, t.OrderID, t.Ref, core.NoReply, "no reply within the window")
-	case timerPin:
-		return s.pinOverdue(ctx, t.OrderID)
-	}
-	return fmt.Errorf("unknown timer kind %q", t.Kind)
-}
-
-func offerTimerID(orderID string, n int, courier string) string {
-	return "offer/" + orderID + "/" + strconv.Itoa(n) + "/" + courier
-}
-
-func contactTimerID(orderID string, id int) string {
-	return "contact/" + orderID + "/" + strconv.Itoa(id)
+	_, _, err := s.run(ctx, t.OrderID, core.TimerDue{Timer: t}, false)
+	return err
 }
 
 func (s *Service) cancelTimer(ctx context.Context, id string) {
 	if err := s.d.Store.CancelTimer(ctx, id); err != nil {
 		s.d.Log.Warn("cancel timer", "timer", id, "err", err) // it finds nothing to do when it fires
 	}
-}
-
-// cancelOfferTimer cancels the timer of an order's current offer.
-func (s *Service) cancelOfferTimer(ctx context.Context, o *mongostore.StoredOrder) {
-	if o.Round == nil || len(o.Round.Log) == 0 {
-		return
-	}
-	last := o.Round.Log[len(o.Round.Log)-1]
-	s.cancelTimer(ctx, offerTimerID(o.ID, len(o.Round.Log), last.CourierID))
-}
-
-// expireOffer ends the n-th offer of an order's round at its deadline and
-// offers the next courier. A stale timer (the offer was answered, the order
-// moved on) finds nothing to do.
-func (s *Service) expireOffer(ctx context.Context, orderID, courier string, n int) error {
-	o, err := s.load(ctx, orderID, true)
-	if err != nil {
-		return err
-	}
-	if o.Status != order.StatusOffered || o.OfferedTo != courier || o.Round == nil || len(o.Round.Log) != n {
-		return nil
-	}
-	_, _, err = s.change(ctx, orderID, order.Action{Kind: order.ActExpire, At: s.now().UTC(), Reason: "offer timeout"}, systemActor,
-		func(next *mongostore.StoredOrder) error {
-			if next.Round == nil || len(next.Round.Log) != n {
-				return fmt.Errorf("%w: offer %d is not current", order.ErrInvalidTransition, n)
-			}
-			return nil
-		})
-	if err != nil {
-		return nil // accepted or changed meanwhile
-	}
-	s.publish(courier, wire.Task{Type: wire.TaskOfferExpired, OrderID: orderID}, false)
-	return s.offerNext(ctx, orderID, nil)
 }

@@ -4,82 +4,226 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/tawsil/tawsil/backend/internal/core"
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 	"github.com/tawsil/tawsil/backend/internal/order"
 )
 
-// change applies one action to an order and commits it: load (from the
-// active cache or the store), apply, claim the new version by inserting the
-// event in the store (mongostore.Commit: exactly one writer wins a version,
-// on every replica, on MongoDB and FerretDB alike), update caches, notify.
-// mutate, when given, edits the store-only state (relay, hand-over point,
-// round, contact, not-before) in the same version; it may refuse with an
-// error. On a lost claim it reloads from the store and tries again (the
-// action may still apply to the newer version); after maxTries losses it is
-// order.ErrConflict. No in-process lock is needed.
-func (s *Service) change(ctx context.Context, id string, a order.Action, actor order.Actor, mutate func(*mongostore.StoredOrder) error) (*mongostore.StoredOrder, order.Event, error) {
-	return s.commit(ctx, id, false, func(cur *mongostore.StoredOrder) (*mongostore.StoredOrder, order.Event, error) {
-		next := cur.Clone()
-		ev, err := order.Apply(next.Order, a, actor)
-		if err != nil {
-			return nil, order.Event{}, err
-		}
-		if mutate != nil {
-			if err := mutate(&next); err != nil {
-				return nil, order.Event{}, err
-			}
-		}
-		return &next, ev, nil
-	})
-}
-
-// update records a change of an order's operational state that is not a
-// lifecycle transition (flags, contact window, not-before): it takes a
-// version and an event like a transition, with From == To. mutate returns
-// ErrUnchanged when there is nothing to do.
-func (s *Service) update(ctx context.Context, id string, kind order.Kind, actor order.Actor, reason string, mutate func(*mongostore.StoredOrder) error) (*mongostore.StoredOrder, error) {
-	o, _, err := s.commit(ctx, id, true, func(cur *mongostore.StoredOrder) (*mongostore.StoredOrder, order.Event, error) {
-		next := cur.Clone()
-		if err := mutate(&next); err != nil {
-			return nil, order.Event{}, err
-		}
-		next.Version++
-		return &next, order.Event{OrderID: id, From: cur.Status, To: cur.Status, Action: kind, Actor: actor, At: s.now().UTC(),
-			Reason: reason, Version: next.Version}, nil
-	})
-	return o, err
-}
-
-// maxTries bounds the attempts of one change against concurrent writers.
-const maxTries = 4
-
-// ErrUnchanged: an update found nothing to change.
-var ErrUnchanged = errors.New("nothing to change")
-
-func (s *Service) commit(ctx context.Context, id string, quiet bool, step func(*mongostore.StoredOrder) (*mongostore.StoredOrder, order.Event, error)) (*mongostore.StoredOrder, order.Event, error) {
+// run is the shell around the core: it loads an order (from the active
+// cache or the store), gathers what the event needs from the world
+// (candidates, planned departures, the merchant's policy), steps the core,
+// and carries out the effects: the timers first, then the claim of the new
+// version (mongostore.Commit inserts the event under the unique (order,
+// version) index: exactly one writer wins a version, on every replica, on
+// MongoDB and FerretDB alike), then the rest; the order's follow-up events
+// after that. On a lost claim it reloads from the store and steps again
+// (the event may still apply to the newer version); after maxTries losses
+// it is order.ErrConflict. No in-process lock is needed.
+//
+// background runs a follow-up dispatch in the background (the caller is a
+// request that should not wait for the next offer); otherwise every
+// follow-up runs before run returns.
+func (s *Service) run(ctx context.Context, id string, ev core.Event, background bool) (*mongostore.StoredOrder, core.Result, error) {
 	for try := 0; ; try++ {
 		cur, err := s.load(ctx, id, try > 0)
 		if err != nil {
-			return nil, order.Event{}, err
+			return nil, core.Result{}, err
 		}
-		next, ev, err := step(cur)
+		in, err := s.input(ctx, cur, ev)
 		if err != nil {
-			return nil, order.Event{}, err
+			return nil, core.Result{}, err
 		}
-		err = s.d.Store.Commit(ctx, *next, ev)
+		res, err := s.core.Step(*cur, ev, in)
+		if err != nil {
+			return nil, res, err
+		}
+		if !res.Changed() {
+			return cur, res, nil
+		}
+		next := res.State
+		err = s.claim(ctx, next, res.Effects)
 		if errors.Is(err, order.ErrConflict) && try < maxTries-1 {
 			continue
 		}
 		if err != nil {
-			return nil, order.Event{}, fmt.Errorf("order %s %s: %w", id, ev.Action, err)
+			return nil, res, err
 		}
-		s.remember(next)
-		if !quiet {
-			s.emit(next, ev)
-		}
-		return next, ev, nil
+		s.remember(&next)
+		s.carry(ctx, &next, res.Effects, background)
+		return &next, res, nil
 	}
+}
+
+// maxTries bounds the attempts of one step against concurrent writers.
+const maxTries = 4
+
+// claim arms the step's timers, then commits its event; the timers go
+// again when the claim is lost (a timer left behind finds nothing to do).
+func (s *Service) claim(ctx context.Context, next core.State, effects []core.Effect) error {
+	ev := effects[0].(core.Append).Event
+	var armed []string
+	for _, e := range effects {
+		if a, ok := e.(core.ArmTimer); ok {
+			if err := s.d.Store.ArmTimer(ctx, a.Timer); err != nil {
+				s.cancelTimers(ctx, armed)
+				return fmt.Errorf("order %s %s: %w", next.ID, ev.Action, err)
+			}
+			armed = append(armed, a.Timer.ID)
+		}
+	}
+	var err error
+	if ev.Action == "book" {
+		err = s.d.Store.InsertOrder(ctx, next)
+	}
+	if err == nil {
+		err = s.d.Store.Commit(ctx, next, ev)
+	}
+	if err != nil {
+		s.cancelTimers(ctx, armed)
+		if errors.Is(err, order.ErrConflict) {
+			return err
+		}
+		return fmt.Errorf("order %s %s: %w", next.ID, ev.Action, err)
+	}
+	return nil
+}
+
+func (s *Service) cancelTimers(ctx context.Context, ids []string) {
+	for _, id := range ids {
+		s.cancelTimer(context.WithoutCancel(ctx), id)
+	}
+}
+
+// input is what the core needs of the world for ev on cur.
+func (s *Service) input(ctx context.Context, cur *mongostore.StoredOrder, ev core.Event) (core.Input, error) {
+	in := core.Input{Now: s.now().UTC()}
+	switch e := ev.(type) {
+	case core.Dispatch:
+		in.Reachable = s.reachable
+		if (cur.Round == nil || cur.Round.Done) && !e.Continue && cur.Status == order.StatusBooked {
+			var exclude map[string]struct{}
+			if len(e.Exclude) > 0 {
+				exclude = make(map[string]struct{}, len(e.Exclude))
+				for c := range e.Exclude {
+					exclude[c] = struct{}{}
+				}
+			}
+			in.Candidates = s.capCash(s.candidates(cur.Pickup.Lat, cur.Pickup.Lng, exclude), cur.CODAmountMAD)
+		}
+	case core.FailureReport:
+		policy, _, err := s.d.Merchant(ctx, cur.MerchantID)
+		if err != nil {
+			return in, err
+		}
+		in.Policy = policy
+	case core.Execute:
+		in.Departs = s.departsExcept(e.Courier, cur.ID)
+		in.Courier = s.position(e.Courier)
+	case core.Resolve:
+		in.Departs = s.departsExcept(cur.CourierID, cur.ID)
+		in.Courier = s.position(cur.CourierID)
+	case core.TimerDue, core.CustomerReply:
+		if cur.Contact != nil {
+			in.Departs = s.departsExcept(cur.Contact.Courier, cur.ID)
+		}
+	}
+	return in, nil
+}
+
+// position is a courier's last live position, nil when unknown.
+func (s *Service) position(courier string) *geo.Point {
+	if lc, ok := s.d.Index.Get(courier); ok && lc.HasFix {
+		return &geo.Point{Lat: lc.Fix.Lat, Lng: lc.Fix.Lng}
+	}
+	return nil
+}
+
+// carry executes a committed step's effects (its timers are armed already).
+func (s *Service) carry(ctx context.Context, o *mongostore.StoredOrder, effects []core.Effect, background bool) {
+	bg := context.WithoutCancel(ctx)
+	var follow []core.Event
+	for _, e := range effects {
+		switch e := e.(type) {
+		case core.Append:
+			s.logEvent(o, e.Event)
+		case core.Publish:
+			s.publish(e.Courier, e.Task, false)
+		case core.ArmTimer: // armed before the claim
+		case core.CancelTimer:
+			s.cancelTimer(bg, e.ID)
+		case core.Webhook:
+			if s.webhooks != nil {
+				s.webhooks.Enqueue(bg, e.Merchant, e.Name, e.Payload)
+			}
+		case core.Notify:
+			s.hub.Publish(e.Name, e.Data)
+		case core.FlagDispatcher:
+			s.hub.Publish("order.needs_dispatcher", map[string]any{"order_id": o.ID, "reason": e.Reason})
+			s.d.Log.Info("order needs a dispatcher", "order_id", o.ID, "reason", e.Reason)
+			s.observe("order.needs_dispatcher", "needs_dispatcher")
+		case core.Assigned:
+			s.mu.Lock()
+			s.rollDay()
+			s.today[e.Courier]++
+			s.mu.Unlock()
+			s.syncLoad(e.Courier)
+		case core.Released:
+			s.syncLoad(e.Courier)
+		case core.Replan:
+			s.replan(bg, e.Courier, e.Why)
+		case core.FollowUp:
+			follow = append(follow, e.Event)
+		}
+	}
+	for _, ev := range follow {
+		if _, ok := ev.(core.Dispatch); ok && background {
+			s.goRun(o.ID, ev)
+			continue
+		}
+		if _, _, err := s.run(bg, o.ID, ev, background); err != nil {
+			s.d.Log.Warn("order follow-up", "order_id", o.ID, "event", fmt.Sprintf("%T", ev), "err", err)
+		}
+	}
+}
+
+// goRun steps an order's event in the background (Close waits for it).
+func (s *Service) goRun(id string, ev core.Event) {
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if _, _, err := s.run(ctx, id, ev, false); err != nil {
+			s.d.Log.Warn("order event", "order_id", id, "event", fmt.Sprintf("%T", ev), "err", err)
+		}
+	}()
+}
+
+// dispatchOrder offers a booked order to the next courier of its round, or
+// starts a round when it has none (exclude: couriers not to rank).
+func (s *Service) dispatchOrder(ctx context.Context, id string, exclude map[string]bool) error {
+	_, _, err := s.run(ctx, id, core.Dispatch{Exclude: exclude}, false)
+	return err
+}
+
+// logEvent writes one line per business event: ids and the transition, no
+// personal data and no free text (notes and reasons may carry anything).
+// Operational marks (From == To) are in the event log only.
+func (s *Service) logEvent(o *mongostore.StoredOrder, ev order.Event) {
+	if ev.From == ev.To && ev.Action != "book" {
+		return
+	}
+	name := core.EventName(ev)
+	courier := o.CourierID
+	if ev.Action == order.ActOffer || (courier == "" && o.Status == order.StatusOffered) {
+		courier = o.OfferedTo
+	}
+	s.d.Log.Info("order event", "event", name, "order_id", o.ID, "action", ev.Action, "from", ev.From, "to", ev.To,
+		"actor_role", ev.Actor.Role, "courier_id", courier, "version", ev.Version)
+	s.observe(name, ev.Action)
 }
 
 // load returns the order from the active cache, or the store when fresh
@@ -125,73 +269,6 @@ func (s *Service) remember(o *mongostore.StoredOrder) {
 	case !was && !o.Status.Terminal():
 		s.d.Density.OrderOpened(o.ID, o.Pickup.Lat, o.Pickup.Lng, o.BookedAt)
 	}
-}
-
-// emit tells dispatchers (event stream) and the merchant (webhook).
-func (s *Service) emit(o *mongostore.StoredOrder, ev order.Event) {
-	name := EventName(ev)
-	courier := o.CourierID
-	if ev.Action == order.ActOffer || (courier == "" && o.Status == order.StatusOffered) {
-		courier = o.OfferedTo // the courier holding the offer
-	}
-	// One line per business event: ids and the transition, no personal data
-	// and no free text (notes and reasons may carry anything).
-	s.d.Log.Info("order event", "event", name, "order_id", o.ID, "action", ev.Action, "from", ev.From, "to", ev.To,
-		"actor_role", ev.Actor.Role, "courier_id", courier, "version", ev.Version)
-	s.observe(name, ev.Action)
-	s.hub.Publish(name, map[string]any{"order_id": o.ID, "from": ev.From, "to": ev.To, "action": ev.Action,
-		"actor": ev.Actor, "courier_id": courier, "at": ev.At, "reason": ev.Reason})
-	if s.webhooks != nil {
-		s.webhooks.Enqueue(context.Background(), o.MerchantID, name, webhookOrder(o, ev))
-	}
-}
-
-// EventName is the stream and webhook name of a transition: one name per
-// kind of happening (an expired offer or an unassign is not a booking).
-func EventName(ev order.Event) string {
-	switch ev.Action {
-	case "book":
-		return "order.booked"
-	case order.ActOffer:
-		return "order.offered"
-	case order.ActDecline:
-		return "order.offer_declined"
-	case order.ActExpire:
-		return "order.offer_expired"
-	case order.ActAccept, order.ActAssign:
-		return "order.assigned"
-	case order.ActUnassign:
-		return "order.unassigned"
-	case order.ActReassign:
-		return "order.reassigned"
-	case order.ActDeliver, order.ActDeliverRelay:
-		return "order.delivered"
-	case order.ActReattempt:
-		return "order.reattempt_scheduled"
-	case order.ActReturn:
-		return "order.returning"
-	}
-	return "order." + string(ev.To)
-}
-
-// webhookOrder is a merchant's view of a transition: the reason only as a
-// failed attempt's code (other reasons are free text: a dispatcher's note,
-// a rule or staff name), failed attempts without their notes.
-func webhookOrder(o *mongostore.StoredOrder, ev order.Event) map[string]any {
-	m := map[string]any{"order_id": o.ID, "status": o.Status, "previous_status": ev.From, "action": ev.Action,
-		"at": ev.At, "promise_by": o.PromiseBy, "courier_id": o.CourierID}
-	if ev.Action == order.ActFail && ev.Reason != "" {
-		m["reason"] = ev.Reason // a failure reason code; other reasons are internal text (notes, rule names)
-	}
-	if n := len(o.Attempts); n > 0 {
-		attempts := make([]order.Attempt, n)
-		for i, a := range o.Attempts {
-			a.Note = ""
-			attempts[i] = a
-		}
-		m["attempts"] = attempts
-	}
-	return m
 }
 
 func (s *Service) observe(event string, action order.Kind) {

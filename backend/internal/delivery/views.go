@@ -2,8 +2,7 @@ package delivery
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"math"
 	"slices"
 	"sort"
@@ -139,14 +138,7 @@ func (s *Service) checkAtRisk(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	for id, risk := range flip {
-		_, err := s.update(ctx, id, "at_risk", systemActor, fmt.Sprintf("at risk: %v", risk), func(n *mongostore.StoredOrder) error {
-			if n.Status.Terminal() || n.Flags.AtRisk == risk {
-				return ErrUnchanged
-			}
-			n.Flags.AtRisk = risk
-			return nil
-		})
-		if err != nil && !errors.Is(err, ErrUnchanged) {
+		if _, _, err := s.run(ctx, id, core.AtRisk{Risk: risk}, false); err != nil {
 			s.d.Log.Warn("at-risk flag not stored", "order_id", id, "err", err)
 		}
 	}
@@ -224,7 +216,7 @@ func (s *Service) Tasks(courier string) (tasks []CourierTask, version uint64, st
 	for _, o := range mine {
 		t := CourierTask{OrderID: o.ID, Status: string(o.Status), Offer: o.OfferedTo == courier, Pickup: o.Pickup, Dropoff: o.Dropoff,
 			PromiseBy: o.PromiseBy, ParcelSize: string(o.Size), CODAmountMAD: o.CODAmountMAD, Notes: o.Notes,
-			Customer: CustomerView{FirstName: taskOrder(o).CustomerFirst, Phone: order.MaskPhone(o.CustomerPhone)}}
+			Customer: CustomerView{FirstName: core.TaskOrder(*o).CustomerFirst, Phone: order.MaskPhone(o.CustomerPhone)}}
 		if t.Offer && o.Round != nil && len(o.Round.Log) > 0 {
 			exp := o.Round.Log[len(o.Round.Log)-1].ExpiresAt.UTC()
 			t.OfferExpires = &exp

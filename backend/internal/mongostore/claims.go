@@ -8,6 +8,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/tawsil/tawsil/backend/internal/core"
 )
 
 // Claim makes the caller the one process, among every replica, that does the
@@ -47,15 +49,9 @@ func (s *Store) PurgeClaims(ctx context.Context, before time.Time) error {
 	return err
 }
 
-// Timer is a durable timer: any replica's poller fires it when due.
-type Timer struct {
-	ID      string    `bson:"_id"` // names what it is for; arming the same id again replaces it
-	Kind    string    `bson:"kind"`
-	OrderID string    `bson:"order_id"`
-	Courier string    `bson:"courier,omitempty"`
-	Ref     int       `bson:"ref"` // what the timer belongs to (offer number, contact id): a stale timer is a no-op
-	Due     time.Time `bson:"due"`
-}
+// Timer is an order's deadline as a document (core.Timer): any replica
+// fires it once it is due, claiming it first.
+type Timer = core.Timer
 
 // ArmTimer stores (or replaces) a timer.
 func (s *Store) ArmTimer(ctx context.Context, t Timer) error {
