@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/tawsil/tawsil/backend/internal/geo"
 )
@@ -119,4 +120,15 @@ func TestNearestConcurrentWithUpdates(t *testing.T) {
 
 func hitLess(a, b *Hit) bool {
 	return a.DistanceM < b.DistanceM || a.DistanceM == b.DistanceM && a.ID < b.ID
+}
+
+// TestCourierRecordLayout holds the record at 256 bytes: the size class
+// whose objects are cache-line aligned, the layout Update is written for.
+func TestCourierRecordLayout(t *testing.T) {
+	if n := unsafe.Sizeof(courier{}); n != 256 {
+		t.Fatalf("courier record is %d bytes, want 256 (see the comment on courier)", n)
+	}
+	if off := unsafe.Offsetof(courier{}.fix); off != 64 {
+		t.Errorf("fix at offset %d, want 64 (line 1)", off)
+	}
 }

@@ -26,32 +26,34 @@ const (
 	geomCacheSize = 1 << 18
 )
 
-// courier is the record of one courier. The fields every Update touches
-// come first, and a short id lives inside the record, so that the id map's
-// key comparison and the update touch the same few cache lines.
+// courier is the record of one courier: 256 bytes, so that records are
+// cache-line aligned (Go's 256-byte size class), laid out in the order an
+// Update reads and writes them: the id and where the entry sits (line 0),
+// the fix (lines 1-2), the unit vector and grid cell (line 2), last seen
+// and the res-9 cell (line 3). A short id lives inside the record, so that
+// the id map's key comparison touches the line the update needs anyway.
+// TestCourierRecordLayout holds the size.
 type courier struct {
 	id       string
 	hash     uint64   // of id
-	sameHash *courier // next record whose id has the same hash
-	fix      wire.Fix
-	v        vec3 // unit vector of fix
-	lastSeen time.Time
-	geom     *cellGeom // res-9 cell of fix (nil without a fix)
-	c9, c8   h3.Cell   // geom's cell and parent, copied here for snapshots
-	c7       h3.Cell
-	t        *tile  // grid tile while hasFix
-	row, col int32  // grid cell while hasFix
-	pos      int32  // index in t.cells[slot][list], under t.mu
-	slot     uint16 // cell within t
-	list     uint8  // listOf(class), under t.mu
-	status   Status
+	idBuf    [24]byte // id's bytes when it fits (a 24-hex ObjectID does)
+	t        *tile    // grid tile while hasFix
+	pos      int32    // index in t.cells[slot][list], under t.mu
+	slot     uint16   // cell within t
+	list     uint8    // listOf(class), under t.mu
 	hasFix   bool
+	fix      wire.Fix
+	v        vec3  // unit vector of fix
+	row, col int32 // grid cell while hasFix
+	status   Status
 	online   bool
 	onShift  bool
 	load     int32
 	capacity int32
+	lastSeen time.Time
+	geom     *cellGeom // res-9 cell of fix (nil without a fix)
+	sameHash *courier  // next record whose id has the same hash
 	vehicle  string
-	idBuf    [32]byte // id's bytes when it fits
 }
 
 // newCourier returns a fresh record for id: available, off shift, capacity 1.
@@ -68,21 +70,14 @@ func newCourier(id string) *courier {
 
 // cells returns the H3 cells of the live fix (zero without one).
 func (c *courier) cells() (c9, c8, c7 h3.Cell) {
-	return c.c9, c.c8, c.c7
+	if c.geom == nil {
+		return 0, 0, 0
+	}
+	return c.geom.cell, c.geom.parent8, c.geom.city7
 }
 
 // setGeom sets the res-9 cell of the live fix (nil: none).
-func (c *courier) setGeom(g *cellGeom) {
-	if g == c.geom {
-		return
-	}
-	c.geom = g
-	if g == nil {
-		c.c9, c.c8, c.c7 = 0, 0, 0
-		return
-	}
-	c.c9, c.c8, c.c7 = g.cell, g.parent8, g.city7
-}
+func (c *courier) setGeom(g *cellGeom) { c.geom = g }
 
 // idShard maps the 64-bit hash of an id to its record; records whose ids
 // share a hash are chained through sameHash. A uint64-keyed map compares
@@ -319,7 +314,6 @@ func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, err
 		}
 		return res, nil
 	}
-	prev := c.presence()
 	var cur *cellGeom
 	if c.hasFix {
 		cur = c.geom
@@ -330,6 +324,22 @@ func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, err
 	}
 	res.Applied = true
 	res.CellChanged = !c.hasFix || g.cell != c.geom.cell
+	row, col := gridCell(f.Lat, f.Lng)
+	if g == cur && c.online && row == c.row && col == c.col {
+		// The common case: a connected courier a few metres on, in the
+		// same grid and res-9 cells. Only the position changes in the
+		// entry, and the presence stays (same cells, same supply).
+		t := c.t
+		t.mu.Lock()
+		c.fix, c.v = f, v
+		if recv.After(c.lastSeen) {
+			c.lastSeen = recv
+		}
+		t.cells[c.slot][c.list][c.pos].v = v
+		t.mu.Unlock()
+		return res, nil
+	}
+	prev := c.presence()
 	apply := func(c *courier) {
 		c.fix, c.v, c.online = f, v, true
 		c.setGeom(g)
@@ -337,7 +347,7 @@ func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, err
 			c.lastSeen = recv
 		}
 	}
-	if row, col := gridCell(f.Lat, f.Lng); c.hasFix && row == c.row && col == c.col {
+	if c.hasFix && row == c.row && col == c.col {
 		c.mutate(apply) // fast path: still in the same grid cell
 	} else {
 		x.detach(c)
