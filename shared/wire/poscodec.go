@@ -9,11 +9,14 @@ import (
 )
 
 // Position payload versions: the byte that opens every position payload.
-// Version 2 adds the sequence epoch; decoders accept both.
+// Version 2 adds the sequence epoch; version 3 (PosVersion3) packs the same
+// fields into fewer bytes. Decoders accept all three.
 const (
 	PosVersion1 = 1
 	PosVersion2 = 2
-	PosVersion  = PosVersion2 // what EncodeBatch writes for fixes with an epoch
+	// PosVersion is the layout with an epoch and a count that hand-made
+	// test payloads use; EncodeBatch writes PosVersion3 whenever it can.
+	PosVersion = PosVersion2
 )
 
 // Limits of a position payload. A message over them is refused whole.
@@ -45,8 +48,20 @@ var (
 )
 
 // EncodeBatch appends the encoding of fixes (oldest first, strictly
-// increasing Seq, one Epoch) to dst: version 2 when the epoch is set,
+// increasing Seq, one Epoch) to dst: version 3 when the epoch is an agent's
+// and the fixes fit it (see encodeV3), else version 2 when the epoch is set,
 // version 1 (no epoch) when it is EpochNone.
+func EncodeBatch(dst []byte, fixes []Fix) ([]byte, error) {
+	if err := checkBatch(fixes); err != nil {
+		return dst, err
+	}
+	if out, ok := encodeV3(dst, fixes); ok {
+		return out, nil
+	}
+	return encodeV12(dst, fixes)
+}
+
+// encodeV12 appends the version 1 or 2 encoding of checked fixes.
 //
 // Layout (all integers varints as in encoding/binary; "zz" = zig-zag signed):
 //
@@ -58,13 +73,7 @@ var (
 //
 // Each optional field is present when its flag bit (accuracy 1, speed 2,
 // heading 4, battery 8) is set.
-func EncodeBatch(dst []byte, fixes []Fix) ([]byte, error) {
-	if len(fixes) == 0 {
-		return dst, ErrEmpty
-	}
-	if len(fixes) > MaxBatch {
-		return dst, fmt.Errorf("%w: %d fixes, at most %d", ErrTooLarge, len(fixes), MaxBatch)
-	}
+func encodeV12(dst []byte, fixes []Fix) ([]byte, error) {
 	start := len(dst)
 	epoch := fixes[0].Epoch
 	if epoch == EpochNone {
@@ -78,16 +87,7 @@ func EncodeBatch(dst []byte, fixes []Fix) ([]byte, error) {
 		seq          uint64
 		ms, lat, lng int64
 	}
-	for i, f := range fixes {
-		if err := CheckFix(f); err != nil {
-			return dst[:start], fmt.Errorf("fix seq %d: %w", f.Seq, err)
-		}
-		if f.Epoch != epoch {
-			return dst[:start], fmt.Errorf("fix %d seq %d: %w", i, f.Seq, ErrEpoch)
-		}
-		if f.Seq == 0 || (i > 0 && f.Seq <= prev.seq) {
-			return dst[:start], fmt.Errorf("fix %d seq %d: %w", i, f.Seq, ErrSeqOrder)
-		}
+	for _, f := range fixes {
 		ms := f.Time.UnixMilli()
 		lat := int64(math.Round(f.Lat * 1e6))
 		lng := int64(math.Round(f.Lng * 1e6))
@@ -129,8 +129,8 @@ func EncodeBatch(dst []byte, fixes []Fix) ([]byte, error) {
 	return dst, nil
 }
 
-// DecodeBatch decodes a version 1 or 2 position payload (version 1 fixes
-// have Epoch EpochNone; a version 2 payload carries an epoch of at least
+// DecodeBatch decodes a version 1, 2 or 3 position payload (version 1
+// fixes have Epoch EpochNone; versions 2 and 3 carry an epoch of at least
 // MinDeviceEpoch). It refuses the whole message on
 // any structural error (version, truncation, trailing bytes, size, sequence
 // order); each decoded fix additionally passes CheckFix or the message is
@@ -146,6 +146,8 @@ func DecodeBatch(p []byte) ([]Fix, error) {
 	var epoch uint64
 	switch p[0] {
 	case PosVersion1:
+	case PosVersion3:
+		return decodeV3(p[1:])
 	case PosVersion2:
 		epoch = d.uvarint()
 		if d.err == nil && epoch < MinDeviceEpoch {

@@ -31,7 +31,7 @@ func TestGolden(t *testing.T) {
 	}
 	for _, v := range mustVectors(t) {
 		t.Run(v.Name, func(t *testing.T) {
-			got, err := wire.EncodeBatch(nil, v.Fixes)
+			got, err := wire.EncodeBatchVersion(nil, v.Fixes, v.Version)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,7 +62,7 @@ func writeGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, v := range vs {
-		p, err := wire.EncodeBatch(nil, v.Fixes)
+		p, err := wire.EncodeBatchVersion(nil, v.Fixes, v.Version)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +87,7 @@ func TestDecodeRejects(t *testing.T) {
 		want error
 	}{
 		{"empty", nil, wire.ErrTruncated},
-		{"version", append([]byte{3}, good[1:]...), wire.ErrVersion},
+		{"version", append([]byte{9}, good[1:]...), wire.ErrVersion},
 		{"v2 reserved epoch", append([]byte{2, 1}, good[1:]...), wire.ErrEpoch},
 		{"v2 truncated epoch", []byte{2, 0x80}, wire.ErrTruncated},
 		{"truncated", good[:len(good)-1], wire.ErrTruncated},
@@ -165,20 +165,18 @@ func TestEncodeMixedEpochs(t *testing.T) {
 }
 
 // TestV1StillDecodes: the version-1 vectors (agents before epochs) decode
-// with no epoch, and the same fixes in an epoch take version 2.
+// with no epoch, and fixes in an epoch take version 2 or 3.
 func TestV1StillDecodes(t *testing.T) {
 	for _, v := range mustVectors(t) {
 		fixes, err := wire.DecodeBatch(v.Payload)
 		if err != nil {
 			t.Fatalf("%s: %v", v.Name, err)
 		}
-		if wantV := byte(wire.PosVersion1); fixes[0].Epoch != wire.EpochNone {
-			wantV = wire.PosVersion2
-			if v.Payload[0] != wantV {
-				t.Fatalf("%s: version %d with epoch %d", v.Name, v.Payload[0], fixes[0].Epoch)
-			}
-		} else if v.Payload[0] != wantV {
-			t.Fatalf("%s: version %d without epoch", v.Name, v.Payload[0])
+		if v.Payload[0] != v.Version {
+			t.Fatalf("%s: version %d, want %d", v.Name, v.Payload[0], v.Version)
+		}
+		if (fixes[0].Epoch == wire.EpochNone) != (v.Version == wire.PosVersion1) {
+			t.Fatalf("%s: version %d with epoch %d", v.Name, v.Payload[0], fixes[0].Epoch)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -27,28 +26,7 @@ type counter struct {
 }
 
 // fixCount reads the fix count of a position payload without decoding it.
-func fixCount(p []byte) (int, bool) {
-	if len(p) < 2 {
-		return 0, false
-	}
-	rest := p[1:]
-	switch p[0] {
-	case wire.PosVersion1:
-	case wire.PosVersion2: // the epoch comes before the count
-		_, k := binary.Uvarint(rest)
-		if k <= 0 {
-			return 0, false
-		}
-		rest = rest[k:]
-	default:
-		return 0, false
-	}
-	n, k := binary.Uvarint(rest)
-	if k <= 0 || n == 0 || n > wire.MaxBatch {
-		return 0, false
-	}
-	return int(n), true
-}
+func fixCount(p []byte) (int, bool) { return wire.BatchCount(p) }
 
 func (c *counter) handle(_ paho.Client, m paho.Message) {
 	n, ok := fixCount(m.Payload())

@@ -21,6 +21,7 @@ var files embed.FS
 type Vector struct {
 	Name    string
 	File    string // under testdata/
+	Version byte   // the payload version (wire.EncodeBatchVersion)
 	Payload []byte
 	Fixes   []wire.Fix
 }
@@ -28,7 +29,8 @@ type Vector struct {
 type vectorFile struct {
 	Name  string    `json:"name"`
 	File  string    `json:"file"`
-	Epoch uint64    `json:"epoch"` // 0: a version-1 payload
+	Epoch uint64    `json:"epoch"`   // 0: a version-1 payload
+	Ver   byte      `json:"version"` // 0: 1 without epoch, 2 with one
 	Fixes []fixJSON `json:"fixes"`
 }
 
@@ -59,7 +61,13 @@ func Vectors() ([]Vector, error) {
 		if err != nil {
 			return nil, err
 		}
-		v := Vector{Name: vf.Name, File: vf.File, Payload: p}
+		v := Vector{Name: vf.Name, File: vf.File, Version: vf.Ver, Payload: p}
+		if v.Version == 0 {
+			v.Version = wire.PosVersion1
+			if vf.Epoch != wire.EpochNone {
+				v.Version = wire.PosVersion2
+			}
+		}
 		for _, f := range vf.Fixes {
 			v.Fixes = append(v.Fixes, wire.Fix{Epoch: vf.Epoch, Seq: f.Seq, Time: time.UnixMilli(f.TimeMS).UTC(), Lat: f.Lat, Lng: f.Lng,
 				Accuracy: f.Accuracy, Speed: f.Speed, Heading: f.Heading, Battery: f.Battery})
