@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Profile is one device profile. Field names are the YAML/JSON keys.
@@ -48,6 +49,26 @@ type MQTT struct {
 	MaxInFlight   int     `json:"max_in_flight" yaml:"max_in_flight"`       // unacknowledged messages at once
 	ReconnectMinS float64 `json:"reconnect_min_s" yaml:"reconnect_min_s"`
 	ReconnectMaxS float64 `json:"reconnect_max_s" yaml:"reconnect_max_s"`
+	// MaxPublishDelayS holds live fixes up to this long so that they travel
+	// together: at 1 fix/s, 5 s makes messages of 5 fixes and divides the
+	// bytes per fix by about four. 0 (or absent): each fix at once.
+	MaxPublishDelayS float64 `json:"max_publish_delay_s,omitempty" yaml:"max_publish_delay_s,omitempty"`
+	// TaskPublishDelayS replaces MaxPublishDelayS while the courier has an
+	// accepted assignment (0: each fix at once); absent: the same delay.
+	TaskPublishDelayS *float64 `json:"task_publish_delay_s,omitempty" yaml:"task_publish_delay_s,omitempty"`
+}
+
+// MaxPublishDelayLimitS bounds the publish delays of a profile.
+const MaxPublishDelayLimitS = 60
+
+// PublishDelay is how long live fixes may wait to be published, with or
+// without an active task.
+func (m MQTT) PublishDelay(taskActive bool) time.Duration {
+	d := m.MaxPublishDelayS
+	if taskActive && m.TaskPublishDelayS != nil {
+		d = *m.TaskPublishDelayS
+	}
+	return time.Duration(d * float64(time.Second))
 }
 
 // Outbox bounds the on-disk buffer.
@@ -69,7 +90,8 @@ func Default() Profile {
 		GPS:         GPS{ReadIntervalS: 1, MaxAccuracyM: 50, MaxSpeedMPS: 45, MaxFixAgeS: 30},
 		Filter: Filter{MinIntervalS: 2, MaxIntervalS: 15, MinDistanceM: 30, MinHeadingChangeDeg: 30,
 			StillSpeedMPS: 0.7, StillHeartbeatS: 120},
-		MQTT:    MQTT{KeepAliveS: 60, BatchMax: 100, DrainMsgsPerS: 5, MaxInFlight: 20, ReconnectMinS: 1, ReconnectMaxS: 120},
+		MQTT: MQTT{KeepAliveS: 60, BatchMax: 100, DrainMsgsPerS: 5, MaxInFlight: 20, ReconnectMinS: 1, ReconnectMaxS: 120,
+			MaxPublishDelayS: 5},
 		Outbox:  Outbox{MaxFixes: 50000},
 		Battery: Battery{LowPercent: 15, LowIntervalFactor: 2},
 	}
@@ -117,6 +139,10 @@ func (p Profile) Validate() error {
 		return bad("mqtt.max_in_flight", "must be in [1, 1000], got %d", p.MQTT.MaxInFlight)
 	case p.MQTT.ReconnectMinS <= 0 || p.MQTT.ReconnectMaxS < p.MQTT.ReconnectMinS:
 		return bad("mqtt.reconnect_max_s", "must be >= mqtt.reconnect_min_s > 0, got %v/%v", p.MQTT.ReconnectMinS, p.MQTT.ReconnectMaxS)
+	case p.MQTT.MaxPublishDelayS < 0 || p.MQTT.MaxPublishDelayS > MaxPublishDelayLimitS:
+		return bad("mqtt.max_publish_delay_s", "must be in [0, %d], got %v", MaxPublishDelayLimitS, p.MQTT.MaxPublishDelayS)
+	case p.MQTT.TaskPublishDelayS != nil && (*p.MQTT.TaskPublishDelayS < 0 || *p.MQTT.TaskPublishDelayS > MaxPublishDelayLimitS):
+		return bad("mqtt.task_publish_delay_s", "must be in [0, %d], got %v", MaxPublishDelayLimitS, *p.MQTT.TaskPublishDelayS)
 	case p.Outbox.MaxFixes < 1000:
 		return bad("outbox.max_fixes", "must be >= 1000, got %d", p.Outbox.MaxFixes)
 	case p.Battery.LowPercent < 0 || p.Battery.LowPercent > 100:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDefaultValid(t *testing.T) {
@@ -25,6 +26,8 @@ func TestValidateNamesField(t *testing.T) {
 		{"keepalive", func(p *Profile) { p.MQTT.KeepAliveS = 1 }, "mqtt.keepalive_s"},
 		{"outbox", func(p *Profile) { p.Outbox.MaxFixes = 10 }, "outbox.max_fixes"},
 		{"battery", func(p *Profile) { p.Battery.LowIntervalFactor = 0.5 }, "battery.low_interval_factor"},
+		{"publish delay", func(p *Profile) { p.MQTT.MaxPublishDelayS = 61 }, "mqtt.max_publish_delay_s"},
+		{"task delay", func(p *Profile) { d := -1.0; p.MQTT.TaskPublishDelayS = &d }, "mqtt.task_publish_delay_s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,5 +52,23 @@ func TestDecodeJSON(t *testing.T) {
 	}
 	if _, err := DecodeJSON([]byte(`{"name":"x","bogus":1}`)); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("unknown field accepted: %v", err)
+	}
+}
+
+func TestPublishDelay(t *testing.T) {
+	m := Default().MQTT
+	if got := m.PublishDelay(false); got != 5*time.Second {
+		t.Fatalf("default delay %v, want 5s", got)
+	}
+	if got := m.PublishDelay(true); got != 5*time.Second {
+		t.Fatalf("task delay without task_publish_delay_s: %v, want the same 5s", got)
+	}
+	zero := 0.0
+	m.TaskPublishDelayS = &zero
+	if got := m.PublishDelay(true); got != 0 {
+		t.Fatalf("task delay %v, want 0 (at once)", got)
+	}
+	if got := m.PublishDelay(false); got != 5*time.Second {
+		t.Fatalf("idle delay %v, want 5s", got)
 	}
 }

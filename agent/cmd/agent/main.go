@@ -24,6 +24,7 @@ import (
 
 	"github.com/tawsil/tawsil/agent/internal/agent"
 	"github.com/tawsil/tawsil/agent/internal/fleet"
+	"github.com/tawsil/tawsil/agent/internal/link"
 	"github.com/tawsil/tawsil/agent/internal/profileload"
 	"github.com/tawsil/tawsil/shared/profile"
 	"github.com/tawsil/tawsil/shared/topic"
@@ -77,7 +78,7 @@ func runAgent(ctx context.Context, args []string, log *slog.Logger, stderr io.Wr
 	fs.StringVar(&c.CAFile, "ca-file", "", "PEM CA certificates for a TLS broker")
 	fs.BoolVar(&c.ExitWhenDrained, "exit-when-drained", false, "exit 0 once a file source has ended and the outbox is empty")
 	fs.BoolVar(&c.StorageAck, "storage-ack", true, "keep each fix until the backend confirms it stored it (ack topic); false: until the broker's PUBACK")
-	fs.DurationVar(&c.ResendAfter, "resend-after", 20*time.Second, "with --storage-ack: send again what the broker acknowledged but the backend did not confirm within this")
+	fs.DurationVar(&c.ResendAfter, "resend-after", link.DefaultResendAfter, "with --storage-ack: send again what the broker acknowledged but the backend did not confirm within this")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -191,6 +191,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	case err = <-readErr:
 		if err == nil && a.src.Finite() {
 			a.sourceDone.Store(true)
+			a.link.Flush() // nothing more will come: no reason to hold the last fixes
 			a.log.Info("source ended", "source", a.cfg.Source, "outbox_depth", a.box.Depth())
 			if a.cfg.ExitWhenDrained {
 				err = a.waitDrained(ctx)
@@ -269,6 +270,7 @@ func (a *Agent) waitDrained(ctx context.Context) error {
 
 // flush gives a connected link a moment to empty the outbox.
 func (a *Agent) flush() {
+	a.link.Flush()
 	deadline := time.Now().Add(a.cfg.FlushTimeout)
 	for a.box.Depth() > 0 && a.link.Connected() && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
@@ -292,6 +294,7 @@ func (a *Agent) handleInbox(ctx context.Context) {
 				default:
 					a.log.Info("task", "seq", t.Seq, "type", t.Type, "order_id", t.OrderID)
 				}
+				a.link.SetTaskActive(len(a.book.View().Assignments) > 0)
 			case topic.Config:
 				p, err := a.loader.JSON(m.Payload)
 				if err != nil {

@@ -102,6 +102,7 @@ func TestFleetAgainstEmbeddedBroker(t *testing.T) {
 
 	p := profile.Default()
 	p.Filter.MinIntervalS, p.Filter.MaxIntervalS = 0, 0.2 // send nearly every sample
+	p.MQTT.MaxPublishDelayS = 0.5                         // several fixes a message
 	creds := Templated(5, "sim-{n}", "sim-{n}", "pw")
 	f, err := New(Config{Broker: "tcp://" + addr, City: "tanger", Interval: 50 * time.Millisecond, Profile: p, Couriers: creds})
 	if err != nil {

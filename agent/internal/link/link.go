@@ -78,6 +78,8 @@ type Config struct {
 	// broker acknowledged but the backend did not confirm.
 	StorageAck  bool
 	ResendAfter time.Duration
+	// Now is the clock of the publish delay (time.Now when nil).
+	Now func() time.Time
 }
 
 // Message is a message received on the courier's tasks or config topic.
@@ -116,9 +118,11 @@ type Link struct {
 	lost    uint64
 	damaged uint64
 
-	connected atomic.Bool
-	lossDirty atomic.Bool
-	stats     struct {
+	connected  atomic.Bool
+	lossDirty  atomic.Bool
+	flushing   atomic.Bool // publish what waits at once (shutdown, end of a finite source)
+	taskActive atomic.Bool // the courier has an accepted assignment
+	stats      struct {
 		connects, messages, fixesSent, fixesAcked, payloadBytes, wireBytes, publishErrors atomic.Uint64
 		storageAcks, ackBytes, fixesStored, fixesResent                                   atomic.Uint64
 	}
@@ -159,11 +163,35 @@ func New(cfg Config, store Store) (*Link, error) {
 		return nil, err
 	}
 	if cfg.ResendAfter <= 0 {
-		cfg.ResendAfter = 20 * time.Second
+		cfg.ResendAfter = DefaultResendAfter
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	return &Link{cfg: cfg, store: store, log: cfg.Logger.With("courier_id", cfg.Courier),
 		inbox: make(chan Message, 64), kick: make(chan struct{}, 1), prof: cfg.Profile, battery: wire.Unknown,
 		pending: map[uint64]time.Time{}}, nil
+}
+
+// DefaultResendAfter is how long a broker-acknowledged fix waits for its
+// storage acknowledgement before it is sent again: well above the backend's
+// default acknowledgement interval (30 s), so an ack that is merely not due
+// yet never causes a re-send.
+const DefaultResendAfter = 75 * time.Second
+
+// Flush makes the link publish the fixes it holds (the publish delay) at
+// once, and every later one too: for shutdown and the end of a finite source.
+func (l *Link) Flush() {
+	l.flushing.Store(true)
+	l.Kick()
+}
+
+// SetTaskActive tells the link whether the courier has an accepted
+// assignment, which selects the profile's task_publish_delay_s.
+func (l *Link) SetTaskActive(active bool) {
+	if l.taskActive.Swap(active) != active {
+		l.Kick()
+	}
 }
 
 // Inbox delivers tasks and config messages. The application must keep
@@ -508,6 +536,7 @@ func (l *Link) drain(sess context.Context, client mqtt.Client) error {
 	var buf []byte
 	var redo []uint64 // overdue fixes to send again, sorted
 	var stateAt time.Time
+	var hold holder
 	for {
 		prof = l.profile()
 		if l.lossDirty.Load() && time.Since(stateAt) >= 10*time.Second {
@@ -532,6 +561,24 @@ func (l *Link) drain(sess context.Context, client mqtt.Client) error {
 			case <-poll.C:
 			}
 			continue
+		}
+		if !resend {
+			delay := prof.MQTT.PublishDelay(l.taskActive.Load())
+			if wait := hold.wait(l.cfg.Now(), fixes, prof.MQTT.BatchMax, delay, l.flushing.Load()); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-sess.Done():
+					t.Stop()
+					return nil
+				case err := <-failed:
+					t.Stop()
+					return err
+				case <-l.kick: // one more fix, a flush or a task change: decide again
+				case <-t.C:
+				}
+				t.Stop()
+				continue
+			}
 		}
 		if resend {
 			l.stats.fixesResent.Add(uint64(len(fixes)))

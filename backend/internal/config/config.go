@@ -100,7 +100,7 @@ func Default() Config {
 		CashCapMAD:             2000,
 		HistoryFlushInterval:   100 * time.Millisecond,
 		HistoryQueueMax:        200_000,
-		AckInterval:            5 * time.Second,
+		AckInterval:            30 * time.Second,
 		StaleAfter:             5 * time.Minute,
 		MaxFixAge:              48 * time.Hour,
 		MaxFixFuture:           2 * time.Minute,
