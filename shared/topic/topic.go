@@ -29,6 +29,72 @@ const (
 	OwnTracks Kind = "owntracks" // device → backend, QoS1: OwnTracks location JSON
 )
 
+// Compact topics. MQTT 3.1.1 has no topic alias, so every PUBLISH carries
+// its whole topic: "tawsil/v1/couriers/<24-char id>/pos" is 47 of the ~100
+// bytes of a 5-fix message. Positions and their storage acknowledgements,
+// the two per-fix flows, may therefore travel on a short form of the
+// courier's topics, under CompactRoot(prefix):
+//
+//	{root}/{courier}     device → backend, like {prefix}/couriers/{courier}/pos
+//	{root}/{courier}/a   backend → device, like {prefix}/couriers/{courier}/ack
+//
+// The root is "t" for the default prefix and the prefix itself for any
+// other (so deployments that share a broker under their own prefixes keep
+// apart). Parse accepts both forms; the backend answers a position with an
+// acknowledgement in the form it came in.
+const DefaultCompactRoot = "t"
+
+// compactAck is the last level of a compact acknowledgement topic.
+const compactAck = "a"
+
+// CompactRoot is the root of the compact topics under prefix.
+func CompactRoot(prefix string) string {
+	if prefix == DefaultPrefix {
+		return DefaultCompactRoot
+	}
+	return prefix
+}
+
+// CompactCourier returns the compact topic of kind (Pos or Ack) for one
+// courier, for example "t/c42" or "t/c42/a"; any other kind has no
+// compact form and gets Courier's topic.
+func CompactCourier(prefix, courier string, kind Kind) string {
+	switch kind {
+	case Pos:
+		return CompactRoot(prefix) + "/" + courier
+	case Ack:
+		return CompactRoot(prefix) + "/" + courier + "/" + compactAck
+	}
+	return Courier(prefix, courier, kind)
+}
+
+// CompactFilter is the subscription filter of every courier's compact
+// position topic ("t/+").
+func CompactFilter(prefix string) string { return CompactRoot(prefix) + "/+" }
+
+// IsCompact reports whether t is a compact topic (see CompactCourier).
+func IsCompact(prefix, t string) bool {
+	_, _, ok := parseCompact(prefix, t)
+	return ok
+}
+
+func parseCompact(prefix, t string) (string, Kind, bool) {
+	rest, found := strings.CutPrefix(t, CompactRoot(prefix)+"/")
+	if !found {
+		return "", "", false
+	}
+	id, sub, hasSub := strings.Cut(rest, "/")
+	switch {
+	case !ValidID(id):
+		return "", "", false
+	case !hasSub:
+		return id, Pos, true
+	case sub == compactAck:
+		return id, Ack, true
+	}
+	return "", "", false
+}
+
 // MaxIDLen is the longest courier id accepted in a topic.
 const MaxIDLen = 64
 
@@ -110,7 +176,8 @@ func ParseOwnTracksSub(t string) (user, device, sub string, ok bool) {
 	return parts[0], parts[1], parts[2], true
 }
 
-// Parse splits a concrete (wildcard-free) topic into the courier and the kind.
+// Parse splits a concrete (wildcard-free) topic, long or compact, into the
+// courier and the kind.
 // ok is false for any topic outside the contract, including ids that fail ValidID.
 func Parse(prefix, t string) (courier string, kind Kind, ok bool) {
 	if rest, found := strings.CutPrefix(t, OwnTracksRoot+"/"); found {
@@ -119,6 +186,9 @@ func Parse(prefix, t string) (courier string, kind Kind, ok bool) {
 			return "", "", false
 		}
 		return user, OwnTracks, true
+	}
+	if id, k, ok := parseCompact(prefix, t); ok {
+		return id, k, true
 	}
 	rest, found := strings.CutPrefix(t, prefix+"/couriers/")
 	if !found {

@@ -105,3 +105,46 @@ func TestFilters(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+func TestCompact(t *testing.T) {
+	id := "5f2b3c4d5e6f708192a3b4c5" // a courier id as the backend issues them
+	if got := CompactCourier(DefaultPrefix, id, Pos); got != "t/"+id {
+		t.Fatalf("compact pos %q", got)
+	}
+	if got := CompactCourier(DefaultPrefix, id, Ack); got != "t/"+id+"/a" {
+		t.Fatalf("compact ack %q", got)
+	}
+	if got := CompactCourier(DefaultPrefix, id, Tasks); got != Courier(DefaultPrefix, id, Tasks) {
+		t.Fatalf("tasks have no compact form, got %q", got)
+	}
+	tests := []struct {
+		prefix, give string
+		id           string
+		kind         Kind
+		ok, compact  bool
+	}{
+		{DefaultPrefix, "t/" + id, id, Pos, true, true},
+		{DefaultPrefix, "t/" + id + "/a", id, Ack, true, true},
+		{DefaultPrefix, "t/" + id + "/b", "", "", false, false},
+		{DefaultPrefix, "t/" + id + "/a/x", "", "", false, false},
+		{DefaultPrefix, "t/+", "", "", false, false},
+		{DefaultPrefix, "t/", "", "", false, false},
+		{DefaultPrefix, "tawsil/v1/couriers/" + id + "/pos", id, Pos, true, false},
+		{"acme/x", "acme/x/" + id, id, Pos, true, true},
+		{"acme/x", "acme/x/couriers/a", "couriers", Ack, true, true},
+		{"acme/x", "acme/x/couriers/c1/pos", "c1", Pos, true, false},
+		{"acme/x", "t/" + id, "", "", false, false}, // another deployment's compact topic
+	}
+	for _, tt := range tests {
+		id, kind, ok := Parse(tt.prefix, tt.give)
+		if id != tt.id || kind != tt.kind || ok != tt.ok {
+			t.Errorf("Parse(%q, %q) = %q, %q, %v; want %q, %q, %v", tt.prefix, tt.give, id, kind, ok, tt.id, tt.kind, tt.ok)
+		}
+		if c := IsCompact(tt.prefix, tt.give); c != tt.compact {
+			t.Errorf("IsCompact(%q, %q) = %v", tt.prefix, tt.give, c)
+		}
+	}
+	if f := CompactFilter(DefaultPrefix); f != "t/+" {
+		t.Fatalf("filter %q", f)
+	}
+}

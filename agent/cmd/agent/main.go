@@ -78,6 +78,8 @@ func runAgent(ctx context.Context, args []string, log *slog.Logger, stderr io.Wr
 	fs.StringVar(&c.CAFile, "ca-file", "", "PEM CA certificates for a TLS broker")
 	fs.BoolVar(&c.ExitWhenDrained, "exit-when-drained", false, "exit 0 once a file source has ended and the outbox is empty")
 	fs.BoolVar(&c.StorageAck, "storage-ack", true, "keep each fix until the backend confirms it stored it (ack topic); false: until the broker's PUBACK")
+	fs.BoolVar(&c.CompactTopics, "compact-topics", true, "positions on "+topic.CompactCourier(topic.DefaultPrefix, "{courier}", topic.Pos)+" and acknowledgements on "+
+		topic.CompactCourier(topic.DefaultPrefix, "{courier}", topic.Ack)+" (the default prefix's compact topics); false: the long topics under the prefix")
 	fs.DurationVar(&c.ResendAfter, "resend-after", link.DefaultResendAfter, "with --storage-ack: send again what the broker acknowledged but the backend did not confirm within this")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -49,7 +49,10 @@ type Config struct {
 	// ack topic), re-sending after ResendAfter what it never confirmed.
 	StorageAck  bool
 	ResendAfter time.Duration
-	Logger      *slog.Logger
+	// CompactTopics publishes positions on the compact topic and takes
+	// storage acknowledgements on the compact ack topic (topic.CompactCourier).
+	CompactTopics bool
+	Logger        *slog.Logger
 }
 
 // ErrConfig reports an unusable Config.
@@ -144,7 +147,8 @@ func New(cfg Config) (*Agent, error) {
 	a.filt = filter.New(prof)
 	a.link, err = link.New(link.Config{Broker: cfg.Broker, ClientID: cfg.ClientID, Username: cfg.Username,
 		Password: cfg.Password, CAFile: cfg.CAFile, Courier: cfg.Courier, Prefix: cfg.TopicPrefix,
-		AgentVersion: cfg.Version, Profile: prof, Logger: cfg.Logger, StorageAck: cfg.StorageAck, ResendAfter: cfg.ResendAfter}, a.box)
+		AgentVersion: cfg.Version, Profile: prof, Logger: cfg.Logger, StorageAck: cfg.StorageAck, ResendAfter: cfg.ResendAfter,
+		Compact: cfg.CompactTopics}, a.box)
 	if err != nil {
 		a.box.Close()
 		return nil, err
@@ -332,6 +336,7 @@ func (a *Agent) Status() status.Report {
 		StorageAcks: ls.StorageAcks, StorageAckBytes: ls.AckBytes, FixesStored: ls.FixesStored, FixesResent: ls.FixesResent,
 		Fixes: status.Fixes{Read: fs.Read, Accepted: fs.Accepted, Suppressed: fs.Suppressed, Published: ls.FixesSent,
 			Acknowledged: ls.FixesAcked, Dropped: dropped},
+		ConnBytesSent: ls.ConnSent, ConnBytesReceived: ls.ConnReceived,
 		Messages: ls.Messages, BytesSent: ls.WireBytes, PayloadBytes: ls.PayloadBytes, Profile: name,
 		LastTaskSeq: a.book.View().LastTaskSeq, Source: a.cfg.Source, SourceDone: a.sourceDone.Load(),
 		Skipped: a.src.Counters(), Uptime: time.Since(a.start).Round(time.Second).String()}

@@ -155,11 +155,13 @@ func startMochi(tb testing.TB, ln net.Listener, rec *received) *mochi.Server {
 	if err := s.AddListener(listeners.NewNet("t", ln)); err != nil {
 		tb.Fatal(err)
 	}
-	err := s.Subscribe(topic.Filter(topic.DefaultPrefix, topic.Pos), 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
-		rec.add(pk.TopicName, pk.Payload)
-	})
-	if err != nil {
-		tb.Fatal(err)
+	for _, f := range []string{topic.Filter(topic.DefaultPrefix, topic.Pos), topic.CompactFilter(topic.DefaultPrefix)} {
+		err := s.Subscribe(f, 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+			rec.add(pk.TopicName, pk.Payload)
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
 	}
 	if err := s.Serve(); err != nil {
 		tb.Fatal(err)
@@ -307,15 +309,16 @@ func subscribe(tb testing.TB, broker string, rec *received) mqtt.Client {
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(50 * time.Millisecond).
 		SetMaxReconnectInterval(200 * time.Millisecond).SetOrderMatters(true).
 		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) { rec.add(m.Topic(), m.Payload()) })
+	posFilters := map[string]byte{topic.Filter(topic.DefaultPrefix, topic.Pos): 1, topic.CompactFilter(topic.DefaultPrefix): 1}
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
-		c.Subscribe(topic.Filter(topic.DefaultPrefix, topic.Pos), 1, nil)
+		c.SubscribeMultiple(posFilters, nil)
 	})
 	c := mqtt.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		tb.Fatalf("subscriber connect: %v", tok.Error())
 	}
 	// Wait for the subscription to be in place.
-	tok := c.Subscribe(topic.Filter(topic.DefaultPrefix, topic.Pos), 1, nil)
+	tok := c.SubscribeMultiple(posFilters, nil)
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		tb.Fatalf("subscribe: %v", tok.Error())
 	}

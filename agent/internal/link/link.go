@@ -80,6 +80,9 @@ type Config struct {
 	ResendAfter time.Duration
 	// Now is the clock of the publish delay (time.Now when nil).
 	Now func() time.Time
+	// Compact: positions and storage acknowledgements on the compact topics
+	// (topic.CompactCourier), 20 bytes shorter per message.
+	Compact bool
 }
 
 // Message is a message received on the courier's tasks or config topic.
@@ -98,10 +101,12 @@ type Stats struct {
 	PayloadBytes  uint64 `json:"payload_bytes"`      // pos payload bytes
 	WireBytes     uint64 `json:"bytes_sent"`         // pos PUBLISH packets, MQTT header included
 	PublishErrors uint64 `json:"publish_errors"`
-	StorageAcks   uint64 `json:"storage_acks"`      // storage acknowledgements received
-	AckBytes      uint64 `json:"storage_ack_bytes"` // their PUBLISH packets, MQTT header included
-	FixesStored   uint64 `json:"fixes_stored"`      // fixes they removed from the outbox
-	FixesResent   uint64 `json:"fixes_resent"`      // fixes sent again: broker-acknowledged, never confirmed
+	StorageAcks   uint64 `json:"storage_acks"`        // storage acknowledgements received
+	AckBytes      uint64 `json:"storage_ack_bytes"`   // their PUBLISH packets, MQTT header included
+	FixesStored   uint64 `json:"fixes_stored"`        // fixes they removed from the outbox
+	FixesResent   uint64 `json:"fixes_resent"`        // fixes sent again: broker-acknowledged, never confirmed
+	ConnSent      uint64 `json:"conn_bytes_sent"`     // every byte written to the broker connection (all packets; TLS included)
+	ConnReceived  uint64 `json:"conn_bytes_received"` // every byte read from it
 }
 
 // Link is one device's MQTT connection.
@@ -125,6 +130,7 @@ type Link struct {
 	stats      struct {
 		connects, messages, fixesSent, fixesAcked, payloadBytes, wireBytes, publishErrors atomic.Uint64
 		storageAcks, ackBytes, fixesStored, fixesResent                                   atomic.Uint64
+		connIn, connOut                                                                   atomic.Uint64
 	}
 
 	// Broker-acknowledged fixes waiting for the backend's confirmation:
@@ -236,7 +242,7 @@ func (l *Link) Stats() Stats {
 		FixesSent: l.stats.fixesSent.Load(), FixesAcked: l.stats.fixesAcked.Load(), PayloadBytes: l.stats.payloadBytes.Load(),
 		WireBytes: l.stats.wireBytes.Load(), PublishErrors: l.stats.publishErrors.Load(),
 		StorageAcks: l.stats.storageAcks.Load(), AckBytes: l.stats.ackBytes.Load(), FixesStored: l.stats.fixesStored.Load(),
-		FixesResent: l.stats.fixesResent.Load()}
+		FixesResent: l.stats.fixesResent.Load(), ConnSent: l.stats.connOut.Load(), ConnReceived: l.stats.connIn.Load()}
 }
 
 // SetLoss records what the outbox lost, for the state message.
@@ -314,7 +320,12 @@ func (l *Link) tlsConfig() (*tls.Config, error) {
 	return conf, nil
 }
 
-func (l *Link) topicOf(k topic.Kind) string { return topic.Courier(l.cfg.Prefix, l.cfg.Courier, k) }
+func (l *Link) topicOf(k topic.Kind) string {
+	if l.cfg.Compact {
+		return topic.CompactCourier(l.cfg.Prefix, l.cfg.Courier, k) // the long form for kinds without a compact one
+	}
+	return topic.Courier(l.cfg.Prefix, l.cfg.Courier, k)
+}
 
 // state builds the retained state message.
 func (l *Link) state(online bool) []byte {
@@ -352,6 +363,7 @@ func (l *Link) session(ctx context.Context, tlsConf *tls.Config) error {
 		SetMaxResumePubInFlight(prof.MQTT.MaxInFlight).
 		SetBinaryWill(l.topicOf(topic.State), will, 1, true).
 		SetDefaultPublishHandler(l.onMessage).
+		SetCustomOpenConnectionFn(l.dialer(tlsConf)).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			select {
 			case lost <- err:

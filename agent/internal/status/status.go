@@ -36,6 +36,10 @@ type Report struct {
 	Messages        uint64 `json:"messages_published"`
 	BytesSent       uint64 `json:"bytes_sent"`    // PUBLISH packets on pos, MQTT headers included
 	PayloadBytes    uint64 `json:"payload_bytes"` // pos payloads only
+	// Every byte of the broker connection, both ways (all MQTT packets; TLS
+	// records on a TLS link; TCP/IP headers excluded).
+	ConnBytesSent     uint64 `json:"conn_bytes_sent"`
+	ConnBytesReceived uint64 `json:"conn_bytes_received"`
 	// BytesPerFix is bytes_sent / fixes published.
 	BytesPerFix float64           `json:"bytes_per_fix"`
 	Profile     string            `json:"profile"`

@@ -38,6 +38,7 @@ type Acks struct {
 type ackKey struct {
 	courier string
 	epoch   uint64
+	compact bool // the fixes came on the compact topic: so does their acknowledgement
 }
 
 type pendingAck struct {
@@ -51,13 +52,15 @@ func NewAcks(prefix string, interval time.Duration, pub AckPublisher, log *slog.
 		pending: map[ackKey]*pendingAck{}, last: map[string]time.Time{}, kick: make(chan struct{}, 1)}
 }
 
-// Add records that fixes seqs (sorted) of courier's epoch are durably handled.
-func (a *Acks) Add(courier string, epoch uint64, seqs []uint64) {
+// Add records that fixes seqs (sorted) of courier's epoch are durably
+// handled; compact: they came on the compact position topic, and the
+// acknowledgement goes to the compact ack topic (topic.CompactCourier).
+func (a *Acks) Add(courier string, compact bool, epoch uint64, seqs []uint64) {
 	if a == nil || len(seqs) == 0 {
 		return
 	}
 	a.mu.Lock()
-	k := ackKey{courier, epoch}
+	k := ackKey{courier, epoch, compact}
 	p := a.pending[k]
 	if p == nil {
 		p = &pendingAck{}
@@ -135,6 +138,9 @@ func (a *Acks) flush(ctx context.Context) {
 	sort.Slice(out, func(i, j int) bool { return out[i].key.courier < out[j].key.courier })
 	for _, o := range out {
 		t := topic.Courier(a.prefix, o.key.courier, topic.Ack)
+		if o.key.compact {
+			t = topic.CompactCourier(a.prefix, o.key.courier, topic.Ack)
+		}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := a.pub(pctx, t, o.payload)
 		cancel()

@@ -222,8 +222,8 @@ func (p *Pipeline) stage(ctx context.Context, t string, payload []byte, retained
 		// queue gives early).
 		var onStored func()
 		if !live && fixes[0].Epoch != wire.EpochNone && p.acks != nil { // version-1 agents do not listen for them
-			ep, seqs := fixes[0].Epoch, seqsOf(fixes)
-			onStored = func() { p.acks.Add(courier, ep, seqs) }
+			ep, seqs, compact := fixes[0].Epoch, seqsOf(fixes), topic.IsCompact(p.prefix, t)
+			onStored = func() { p.acks.Add(courier, compact, ep, seqs) }
 		}
 		wait, err := p.fixes(ctx, courier, fixes, live, onStored)
 		if errors.Is(err, mqttack.ErrDrop) && onStored != nil {

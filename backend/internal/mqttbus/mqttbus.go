@@ -156,6 +156,11 @@ func mainFilters(o Options) map[string]byte {
 			}
 			f[flt] = 1
 		}
+		compact := topic.CompactFilter(o.Prefix)
+		if o.Group != "" {
+			compact = topic.Shared(o.Group, compact)
+		}
+		f[compact] = 1
 		for _, flt := range o.LiveFilters {
 			f[flt] = 1
 		}
@@ -164,6 +169,7 @@ func mainFilters(o Options) map[string]byte {
 	for _, k := range []topic.Kind{topic.Pos, topic.OwnTracks} {
 		f[topic.Shared(o.Group, topic.Filter(o.Prefix, k))] = 1
 	}
+	f[topic.Shared(o.Group, topic.CompactFilter(o.Prefix))] = 1
 	return f
 }
 
@@ -172,6 +178,7 @@ func liveFilters(o Options) map[string]byte {
 	for _, k := range []topic.Kind{topic.Pos, topic.State, topic.OwnTracks} {
 		f[topic.Filter(o.Prefix, k)] = 1
 	}
+	f[topic.CompactFilter(o.Prefix)] = 1
 	for _, flt := range o.LiveFilters {
 		f[flt] = 1
 	}
