@@ -473,7 +473,7 @@ func mustSpecAsyncAPI(tb testing.TB) (specAsyncAPI, []byte) {
 }
 
 // TestAsyncAPIMatchesTopics checks the MQTT spec against shared/topic and
-// shared/wire: the six channel addresses, who sends on each, QoS and
+// shared/wire: the eight channel addresses, who sends on each, QoS and
 // retained flags, the position payload limits, and the golden vectors it
 // points to.
 func TestAsyncAPIMatchesTopics(t *testing.T) {
@@ -498,6 +498,9 @@ func TestAsyncAPIMatchesTopics(t *testing.T) {
 		// Storage acknowledgements: a lost one costs a re-send, so QoS 0.
 		{give: topic.Courier(topic.DefaultPrefix, "{courier}", topic.Ack), want: want{"send", []bool{false}, 0}},
 		{give: topic.OwnTracksTopic("{courier}", "{device}"), want: want{"receive", []bool{false}, 1}},
+		// The compact forms of positions and acknowledgements.
+		{give: topic.CompactCourier(topic.DefaultPrefix, "{courier}", topic.Pos), want: want{"receive", []bool{false}, 1}},
+		{give: topic.CompactCourier(topic.DefaultPrefix, "{courier}", topic.Ack), want: want{"send", []bool{false}, 0}},
 	}
 	if len(doc.Channels) != len(tests) {
 		t.Errorf("%d channels, want %d", len(doc.Channels), len(tests))
