@@ -26,7 +26,10 @@ var ErrQueueFull = errors.New("history queue full")
 // Normal mode: a message's fixes are acknowledged to the broker only after
 // the InsertMany that holds them returned (zero loss window). Many messages
 // share one InsertMany, flushed every interval or at maxBatch fixes, with up
-// to four InsertMany calls in flight.
+// to four InsertMany calls in flight. At most activeMax fixes wait: past
+// that Add blocks, so a store slower than the traffic holds messages back in
+// the broker (backpressure) instead of a queue here that grows to seconds
+// and delays every message behind it.
 //
 // Degraded mode (the last flush failed: store outage): fixes are acknowledged
 // as soon as they are queued, so ingest and the live index go on, up to
@@ -38,9 +41,13 @@ type History struct {
 	interval time.Duration
 	maxBatch int
 	writers  int // InsertMany calls in flight at once
-	queueMax int
-	log      *slog.Logger
-	m        *metrics.Metrics
+	// activeMax bounds the queue while the store keeps up (two rounds of
+	// full batches: enough to keep every writer busy), queueMax during an
+	// outage.
+	activeMax int
+	queueMax  int
+	log       *slog.Logger
+	m         *metrics.Metrics
 
 	mu       sync.Mutex
 	pending  []item
@@ -60,8 +67,9 @@ type item struct {
 
 // NewHistory starts the writer; call Close to flush and stop.
 func NewHistory(store HistoryStore, interval time.Duration, queueMax int, log *slog.Logger, m *metrics.Metrics) *History {
-	h := &History{store: store, interval: interval, maxBatch: 2000, writers: 4, queueMax: queueMax, log: log, m: m,
-		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	const maxBatch, writers = 4000, 4
+	h := &History{store: store, interval: interval, maxBatch: maxBatch, writers: writers, queueMax: queueMax,
+		activeMax: min(queueMax, 2*writers*maxBatch), log: log, m: m, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	h.space = sync.NewCond(&h.mu)
 	go h.loop()
 	return h
@@ -86,7 +94,8 @@ func (h *History) AddNotify(ctx context.Context, ps []mongostore.Position, onSto
 		return done
 	}
 	h.mu.Lock()
-	for h.queued+len(ps) > h.queueMax && !h.stopped {
+	// A batch larger than the bound is taken into an empty queue.
+	for h.queued > 0 && h.queued+len(ps) > h.limit() && !h.stopped {
 		if ctx.Err() != nil {
 			h.mu.Unlock()
 			done <- ErrQueueFull
@@ -116,6 +125,14 @@ func (h *History) AddNotify(ctx context.Context, ps []mongostore.Position, onSto
 		}
 	}
 	return done
+}
+
+// limit is the queue's bound in the current mode; h.mu is held.
+func (h *History) limit() int {
+	if h.degraded {
+		return h.queueMax
+	}
+	return h.activeMax
 }
 
 // waitCond waits on c (whose lock is held) until signalled or ctx ends.

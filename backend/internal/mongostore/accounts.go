@@ -104,8 +104,8 @@ func (s *Store) EraseUser(ctx context.Context, userID, pseudonym string) error {
 		if _, err := s.c("couriers").UpdateByID(ctx, u.CourierID, bson.M{"$set": bson.M{"name": pseudonym, "on_shift": false}, "$unset": bson.M{"phone": ""}}); err != nil {
 			return fmt.Errorf("erase courier: %w", err)
 		}
-		if _, err := s.c("positions").DeleteMany(ctx, bson.M{"courier_id": u.CourierID}); err != nil {
-			return fmt.Errorf("erase positions: %w", err)
+		if err := s.erasePositions(ctx, u.CourierID); err != nil {
+			return err
 		}
 		if _, err := s.c("courier_state").DeleteOne(ctx, bson.M{"_id": u.CourierID}); err != nil {
 			return fmt.Errorf("erase courier state: %w", err)

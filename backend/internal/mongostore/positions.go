@@ -2,9 +2,7 @@ package mongostore
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -35,69 +33,11 @@ type Position struct {
 	Late bool `bson:"late,omitempty" json:"late,omitempty"`
 }
 
-// InsertPositions writes a batch with one unordered InsertMany. Fixes already
-// stored (same courier, epoch and seq: a redelivery) are skipped, not errors, so a
-// retried batch stores each fix exactly once.
-func (s *Store) InsertPositions(ctx context.Context, ps []Position) (inserted int, err error) {
-	if len(ps) == 0 {
-		return 0, nil
-	}
-	docs := make([]any, len(ps))
-	for i := range ps {
-		docs[i] = ps[i]
-	}
-	res, err := s.c("positions").InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	if err == nil {
-		return len(res.InsertedIDs), nil
-	}
-	var bwe mongo.BulkWriteException
-	if errors.As(err, &bwe) && bwe.WriteConcernError == nil {
-		dups := 0
-		for _, we := range bwe.WriteErrors {
-			if we.Code != 11000 {
-				return 0, fmt.Errorf("insert positions: %w", err)
-			}
-			dups++
-		}
-		return len(ps) - dups, nil
-	}
-	return 0, fmt.Errorf("insert positions: %w", err)
-}
-
-// Track returns the latest limit positions of a courier between from and to,
-// oldest first.
-func (s *Store) Track(ctx context.Context, courierID string, from, to time.Time, limit int) ([]Position, error) {
-	cur, err := s.c("positions").Find(ctx,
-		bson.M{"courier_id": courierID, "t": bson.M{"$gte": from, "$lte": to}},
-		options.Find().SetSort(bson.D{{Key: "t", Value: -1}, {Key: "seq", Value: -1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("track: %w", err)
-	}
-	out := []Position{}
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("track: %w", err)
-	}
-	slices.Reverse(out) // the latest limit fixes, oldest first
-	return out, nil
-}
-
-// CountPositions counts a courier's stored fixes (tests, figures).
-func (s *Store) CountPositions(ctx context.Context, courierID string) (int64, error) {
-	f := bson.M{}
-	if courierID != "" {
-		f["courier_id"] = courierID
-	}
-	return s.c("positions").CountDocuments(ctx, f)
-}
-
-// PurgePositions deletes history with device time before cutoff.
-func (s *Store) PurgePositions(ctx context.Context, cutoff time.Time) (int64, error) {
-	r, err := s.c("positions").DeleteMany(ctx, bson.M{"t": bson.M{"$lt": cutoff}})
-	if err != nil {
-		return 0, fmt.Errorf("purge positions: %w", err)
-	}
-	return r.DeletedCount, nil
-}
+// Position history has two shapes. Since history buckets, every write is a
+// bucket (see bucketDoc, in position_buckets); the documents of one fix
+// each, in positions, are what older versions wrote: they stay readable
+// (Track, CountPositions read both and merge) and are erased and purged like
+// buckets, so an upgrade loses nothing and needs no migration.
 
 // CourierState is the latest snapshot of a courier, to rebuild the live index.
 type CourierState struct {

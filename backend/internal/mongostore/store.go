@@ -32,6 +32,7 @@ type Store struct {
 	log    *slog.Logger
 	ttl    bool     // the server supports TTL indexes
 	bases  sync.Map // sequence name → base (see NextSeq); a base never changes
+	recent recentWrites
 }
 
 // Open connects and makes sure the indexes exist.
@@ -116,12 +117,23 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 			return fmt.Errorf("index %s %v: %w", ix.coll, ix.keys, err)
 		}
 	}
+	if _, err := s.c(bucketsColl).Indexes().CreateMany(ctx, bucketIndexes()); err != nil {
+		return fmt.Errorf("index %s: %w", bucketsColl, err)
+	}
 	return s.ensureCashIndexes(ctx)
 }
 
-// EnsureTTL adds a TTL index on positions.t where the server supports it; the
-// purge job covers servers that do not (FerretDB answers NotImplemented).
+// EnsureTTL adds TTL indexes on position history where the server supports
+// them (a bucket goes when its latest fix is past retention; the purge job
+// trims the buckets that straddle the cutoff); the purge job covers servers
+// that do not (FerretDB answers NotImplemented).
 func (s *Store) EnsureTTL(ctx context.Context, retention time.Duration) {
+	bm := mongo.IndexModel{Keys: bson.D{{Key: "t1", Value: 1}},
+		Options: options.Index().SetExpireAfterSeconds(int32(retention.Seconds())).SetName("position_buckets_ttl")}
+	if _, err := s.c(bucketsColl).Indexes().CreateOne(ctx, bm); err != nil {
+		s.log.Info("no TTL index on position buckets; the purge job enforces retention", "reason", err.Error())
+		return
+	}
 	m := mongo.IndexModel{Keys: bson.D{{Key: "t", Value: 1}},
 		Options: options.Index().SetExpireAfterSeconds(int32(retention.Seconds())).SetName("positions_ttl")}
 	if _, err := s.c("positions").Indexes().CreateOne(ctx, m); err != nil {

@@ -65,6 +65,8 @@ type link struct {
 	handler mqttack.Handler
 	work    []chan paho.Message // by hash of the topic: one courier's messages stay in order
 	stop    chan struct{}
+	life    context.Context // ends at Close
+	end     context.CancelFunc
 }
 
 // Connect connects (retrying in the background) and subscribes on every
@@ -92,6 +94,7 @@ func Connect(ctx context.Context, o Options) (*Bus, error) {
 
 func connect(ctx context.Context, o Options, clientID string, clean bool, filters map[string]byte, h mqttack.Handler) (*link, error) {
 	b := &link{o: o, filters: filters, handler: h, work: make([]chan paho.Message, o.Workers), stop: make(chan struct{})}
+	b.life, b.end = context.WithCancel(context.Background())
 	for i := range b.work {
 		// Deeper than the broker's in-flight window (deploy/mosquitto: 1000):
 		// we ack only after the write, so the broker never has more
@@ -114,11 +117,13 @@ func connect(ctx context.Context, o Options, clientID string, clean bool, filter
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {
 			close(b.stop)
+			b.end()
 			return nil, fmt.Errorf("mqtt ca file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
 			close(b.stop)
+			b.end()
 			return nil, errors.New("mqtt ca file: no certificate")
 		}
 		opts.SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
@@ -239,21 +244,28 @@ func (b *link) worker(work <-chan paho.Message) {
 // handle runs on the topic's worker. A staged handler does its ordered part
 // here and the wait for durability in its own goroutine, so one courier's
 // messages are applied in order while many of them share a group commit.
+//
+// Stage may block while the history queue is full; it is given until the
+// link closes, not a deadline: a message refused for want of room would be
+// lost (the broker redelivers an unacknowledged message only after a
+// reconnect). While it blocks, this worker's queue fills, paho's enqueue
+// blocks and stops reading the connection, and the broker holds the rest:
+// that is the backpressure.
 func (b *link) handle(m paho.Message) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	staged, ok := b.handler.(mqttack.StagedHandler)
 	if !ok {
+		ctx, cancel := context.WithTimeout(b.life, 30*time.Second)
 		defer cancel()
 		b.finish(m, b.handler.HandleMQTT(ctx, m.Topic(), m.Payload(), m.Retained()))
 		return
 	}
-	wait, err := staged.Stage(ctx, m.Topic(), m.Payload(), m.Retained())
+	wait, err := staged.Stage(b.life, m.Topic(), m.Payload(), m.Retained())
 	if err != nil {
-		defer cancel()
 		b.finish(m, err)
 		return
 	}
 	go func() {
+		ctx, cancel := context.WithTimeout(b.life, 30*time.Second)
 		defer cancel()
 		b.finish(m, wait(ctx))
 	}()
@@ -296,5 +308,6 @@ func (b *Bus) Close() error {
 func (b *link) Close() error {
 	b.c.Disconnect(1000)
 	close(b.stop)
+	b.end()
 	return nil
 }

@@ -1,0 +1,422 @@
+package mongostore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+)
+
+// bucketDoc is one history bucket: the fixes of one courier and epoch that
+// one history flush wrote (at most bucketMax), packed (see fixpack). The
+// store holds a few large documents instead of one per fix: FerretDB takes
+// documents, not bytes, per second, and a fix costs about 20 bytes instead
+// of a document and three index entries.
+//
+// Buckets are only ever inserted (and deleted whole, or rewritten by the
+// retention purge, which is idempotent): no filtered update, whose
+// atomicity FerretDB does not give. The _id comes from the courier, epoch
+// and the fixes' sequence numbers, so a retried write of the same batch is
+// refused as a duplicate and stores nothing twice. A fix written twice in
+// different batches (a fix re-sent after its first write, when a
+// storage acknowledgement was lost or a process stopped before it sent it)
+// is stored twice and read once: every read collapses copies by (courier,
+// epoch, seq), keeping the first received.
+type bucketDoc struct {
+	ID      string    `bson:"_id"`
+	Courier string    `bson:"c"`
+	Epoch   uint64    `bson:"ep"`
+	S0      uint64    `bson:"s0"` // lowest seq (the base of the seq deltas)
+	S1      uint64    `bson:"s1"` // highest seq
+	T0      time.Time `bson:"t0"` // earliest device time (the base of the time deltas)
+	T1      time.Time `bson:"t1"` // latest device time
+	N       int       `bson:"n"`  // fixes
+	V       int       `bson:"v"`  // fixpack version
+	P       []byte    `bson:"p"`  // the fixes (fixpack)
+}
+
+const (
+	bucketsColl = "position_buckets"
+	oldColl     = "positions" // one document per fix: before buckets
+	bucketMax   = 1000        // fixes per bucket (about 20 kB)
+)
+
+func bucketIndexes() []mongo.IndexModel {
+	return []mongo.IndexModel{
+		{Keys: bson.D{{Key: "c", Value: 1}, {Key: "t1", Value: 1}}},  // track, erasure
+		{Keys: bson.D{{Key: "t1", Value: 1}, {Key: "t0", Value: 1}}}, // retention (EnsureTTL adds {t1} where it can)
+	}
+}
+
+// newBucket packs ps (one courier and epoch, sorted by seq, at least one).
+func newBucket(ps []Position) bucketDoc {
+	b := bucketDoc{Courier: ps[0].CourierID, Epoch: ps[0].Epoch, S0: ps[0].Seq, S1: ps[0].Seq, T0: ps[0].T, T1: ps[0].T, N: len(ps), V: fixpackVersion}
+	h := fnv.New64a()
+	var buf [8]byte
+	for i := range ps {
+		b.S0, b.S1 = min(b.S0, ps[i].Seq), max(b.S1, ps[i].Seq)
+		if ps[i].T.Before(b.T0) {
+			b.T0 = ps[i].T
+		}
+		if ps[i].T.After(b.T1) {
+			b.T1 = ps[i].T
+		}
+		s := ps[i].Seq
+		for k := range buf {
+			buf[k] = byte(s >> (8 * k))
+		}
+		h.Write(buf[:])
+	}
+	// BSON dates keep milliseconds: so do the bounds, or a fix at t1 could
+	// fall just outside its own bucket's range.
+	b.T0, b.T1 = b.T0.Truncate(time.Millisecond), b.T1.Truncate(time.Millisecond)
+	b.P = appendFixes(make([]byte, 0, 20*len(ps)), ps, b.S0, b.T0)
+	b.ID = b.Courier + ":" + strconv.FormatUint(b.Epoch, 10) + ":" + strconv.FormatUint(b.S0, 10) + "-" +
+		strconv.FormatUint(b.S1, 10) + ":" + strconv.FormatUint(h.Sum64(), 36)
+	return b
+}
+
+// fixes decodes a bucket's fixes, keeping those keep accepts (nil: all).
+func (b *bucketDoc) fixes(dst []Position, keep func(*Position) bool) ([]Position, error) {
+	if b.V != fixpackVersion {
+		return dst, fmt.Errorf("history bucket %s: unknown version %d", b.ID, b.V)
+	}
+	out, err := decodeFixes(dst, b.P, b.N, b.Courier, b.Epoch, b.S0, b.T0, keep)
+	if err != nil {
+		return dst, fmt.Errorf("history bucket %s: %w", b.ID, err)
+	}
+	return out, nil
+}
+
+// InsertPositions writes a batch as one bucket per courier and epoch (split
+// at bucketMax fixes) with one unordered InsertMany. A bucket already stored
+// (the same batch written again after an error) is skipped, not an error.
+// It returns the number of fixes in the buckets it inserted.
+func (s *Store) InsertPositions(ctx context.Context, ps []Position) (inserted int, err error) {
+	if len(ps) == 0 {
+		return 0, nil
+	}
+	sorted := slices.Clone(ps)
+	slices.SortStableFunc(sorted, func(a, b Position) int {
+		return cmp.Or(cmp.Compare(a.CourierID, b.CourierID), cmp.Compare(a.Epoch, b.Epoch), cmp.Compare(a.Seq, b.Seq))
+	})
+	// The same fix twice in one batch (a redelivery that caught up with
+	// its first delivery): once.
+	sorted = slices.CompactFunc(sorted, func(a, b Position) bool {
+		return a.CourierID == b.CourierID && a.Epoch == b.Epoch && a.Seq == b.Seq
+	})
+	sorted = s.recent.unwritten(sorted)
+	if len(sorted) == 0 {
+		return 0, nil
+	}
+	var docs []any
+	var sizes []int
+	for i := 0; i < len(sorted); {
+		j := i + 1
+		for j < len(sorted) && j-i < bucketMax && sorted[j].CourierID == sorted[i].CourierID && sorted[j].Epoch == sorted[i].Epoch {
+			j++
+		}
+		docs = append(docs, newBucket(sorted[i:j]))
+		sizes = append(sizes, j-i)
+		i = j
+	}
+	_, err = s.c(bucketsColl).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	for _, n := range sizes {
+		inserted += n
+	}
+	if err == nil {
+		s.recent.written(sorted)
+		return inserted, nil
+	}
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) && bwe.WriteConcernError == nil {
+		for _, we := range bwe.WriteErrors {
+			if we.Code != 11000 {
+				return 0, fmt.Errorf("insert history buckets: %w", err)
+			}
+			inserted -= sizes[we.Index]
+		}
+		s.recent.written(sorted) // a duplicate is a bucket stored before
+		return inserted, nil
+	}
+	return 0, fmt.Errorf("insert history buckets: %w", err)
+}
+
+// recentWrites remembers, per courier and epoch, the runs of sequence
+// numbers this process stored lately, so that a fix re-sent after it was
+// stored (its storage acknowledgement lost, a redelivery) is not written
+// again. It is only an economy: what another process stored is unknown here,
+// and reads collapse copies anyway.
+type recentWrites struct {
+	mu sync.Mutex
+	m  map[recentKey][]seqRun
+}
+
+type recentKey struct {
+	courier string
+	epoch   uint64
+}
+
+type seqRun struct{ from, to uint64 }
+
+const (
+	recentRuns = 8       // per courier and epoch, the latest
+	recentKeys = 200_000 // past this many keys the memory starts again
+)
+
+// unwritten returns the fixes of ps (sorted by courier, epoch, seq) not
+// known to be stored, in place.
+func (r *recentWrites) unwritten(ps []Position) []Position {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.DeleteFunc(ps, func(p Position) bool {
+		for _, run := range r.m[recentKey{p.CourierID, p.Epoch}] {
+			if p.Seq >= run.from && p.Seq <= run.to {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// written records ps (sorted by courier, epoch, seq) as stored.
+func (r *recentWrites) written(ps []Position) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil || len(r.m) > recentKeys {
+		r.m = map[recentKey][]seqRun{}
+	}
+	for i := 0; i < len(ps); {
+		j := i
+		for j+1 < len(ps) && ps[j+1].CourierID == ps[i].CourierID && ps[j+1].Epoch == ps[i].Epoch && ps[j+1].Seq == ps[j].Seq+1 {
+			j++
+		}
+		k := recentKey{ps[i].CourierID, ps[i].Epoch}
+		r.m[k] = addRun(r.m[k], seqRun{ps[i].Seq, ps[j].Seq})
+		i = j + 1
+	}
+}
+
+// addRun merges run into runs (sorted, disjoint, not adjacent) and keeps
+// the highest recentRuns.
+func addRun(runs []seqRun, run seqRun) []seqRun {
+	out := make([]seqRun, 0, len(runs)+1)
+	for _, x := range runs {
+		if x.to+1 < run.from || run.to+1 < x.from {
+			out = append(out, x)
+			continue
+		}
+		run = seqRun{min(run.from, x.from), max(run.to, x.to)}
+	}
+	out = append(out, run)
+	slices.SortFunc(out, func(a, b seqRun) int { return cmp.Compare(a.from, b.from) })
+	if len(out) > recentRuns {
+		out = out[len(out)-recentRuns:]
+	}
+	return out
+}
+
+func (r *recentWrites) forget(courier string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.m {
+		if k.courier == courier {
+			delete(r.m, k)
+		}
+	}
+}
+
+type fixKey struct {
+	courier    string
+	epoch, seq uint64
+}
+
+// collapse drops the copies of a fix (see bucketDoc), keeping the first
+// received, and sorts newest first (device time, then seq).
+func collapse(ps []Position) []Position {
+	slices.SortFunc(ps, func(a, b Position) int {
+		return cmp.Or(cmp.Compare(a.CourierID, b.CourierID), cmp.Compare(a.Epoch, b.Epoch), cmp.Compare(a.Seq, b.Seq),
+			a.ReceivedAt.Compare(b.ReceivedAt))
+	})
+	ps = slices.CompactFunc(ps, func(a, b Position) bool {
+		return a.CourierID == b.CourierID && a.Epoch == b.Epoch && a.Seq == b.Seq
+	})
+	slices.SortFunc(ps, func(a, b Position) int {
+		return cmp.Or(b.T.Compare(a.T), cmp.Compare(b.Seq, a.Seq))
+	})
+	return ps
+}
+
+// Track returns the latest limit positions of a courier between from and to
+// (device time, inclusive), oldest first, from both history shapes.
+func (s *Store) Track(ctx context.Context, courierID string, from, to time.Time, limit int) ([]Position, error) {
+	if limit <= 0 {
+		return []Position{}, nil
+	}
+	// Stored times keep milliseconds (BSON dates), and so did the bounds
+	// of the one-document-per-fix query.
+	from, to = from.Truncate(time.Millisecond), to.Truncate(time.Millisecond)
+	cur, err := s.c(oldColl).Find(ctx,
+		bson.M{"courier_id": courierID, "t": bson.M{"$gte": from, "$lte": to}},
+		options.Find().SetSort(bson.D{{Key: "t", Value: -1}, {Key: "seq", Value: -1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("track: %w", err)
+	}
+	out := []Position{}
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("track: %w", err)
+	}
+	// Buckets newest first by their latest fix; once limit fixes are held,
+	// a bucket whose latest fix is older than the oldest held has nothing
+	// to add, nor has any after it.
+	bc, err := s.c(bucketsColl).Find(ctx,
+		bson.M{"c": courierID, "t1": bson.M{"$gte": from}, "t0": bson.M{"$lte": to}},
+		options.Find().SetSort(bson.D{{Key: "t1", Value: -1}}))
+	if err != nil {
+		return nil, fmt.Errorf("track: %w", err)
+	}
+	defer bc.Close(ctx)
+	inRange := func(p *Position) bool { return !p.T.Before(from) && !p.T.After(to) }
+	var floor time.Time // device time of the oldest fix held, once limit are held
+	full := false
+	for bc.Next(ctx) {
+		var b bucketDoc
+		if err := bc.Decode(&b); err != nil {
+			return nil, fmt.Errorf("track: %w", err)
+		}
+		if full && b.T1.Before(floor) {
+			break
+		}
+		if out, err = b.fixes(out, inRange); err != nil {
+			return nil, fmt.Errorf("track: %w", err)
+		}
+		if len(out) >= 2*limit || (!full && len(out) >= limit) {
+			out = collapse(out)
+			if len(out) >= limit {
+				out = out[:limit]
+				full, floor = true, out[limit-1].T
+			}
+		}
+	}
+	if err := bc.Err(); err != nil {
+		return nil, fmt.Errorf("track: %w", err)
+	}
+	out = collapse(out)
+	out = out[:min(len(out), limit)]
+	slices.Reverse(out) // oldest first
+	return out, nil
+}
+
+// CountPositions counts a courier's stored fixes, every courier's when
+// courierID is empty, each fix once (tests, figures: it reads them all).
+func (s *Store) CountPositions(ctx context.Context, courierID string) (int64, error) {
+	seen := map[fixKey]struct{}{}
+	oldF, bucketF := bson.M{}, bson.M{}
+	if courierID != "" {
+		oldF["courier_id"], bucketF["c"] = courierID, courierID
+	}
+	cur, err := s.c(oldColl).Find(ctx, oldF, options.Find().SetProjection(bson.M{"courier_id": 1, "ep": 1, "seq": 1}))
+	if err != nil {
+		return 0, fmt.Errorf("count positions: %w", err)
+	}
+	for cur.Next(ctx) {
+		var p Position
+		if err := cur.Decode(&p); err != nil {
+			_ = cur.Close(ctx)
+			return 0, fmt.Errorf("count positions: %w", err)
+		}
+		seen[fixKey{p.CourierID, p.Epoch, p.Seq}] = struct{}{}
+	}
+	if err := cur.Close(ctx); err != nil {
+		return 0, err
+	}
+	bc, err := s.c(bucketsColl).Find(ctx, bucketF)
+	if err != nil {
+		return 0, fmt.Errorf("count positions: %w", err)
+	}
+	defer bc.Close(ctx)
+	var ps []Position
+	for bc.Next(ctx) {
+		var b bucketDoc
+		if err := bc.Decode(&b); err != nil {
+			return 0, fmt.Errorf("count positions: %w", err)
+		}
+		if ps, err = b.fixes(ps[:0], nil); err != nil {
+			return 0, fmt.Errorf("count positions: %w", err)
+		}
+		for _, p := range ps {
+			seen[fixKey{p.CourierID, p.Epoch, p.Seq}] = struct{}{}
+		}
+	}
+	return int64(len(seen)), bc.Err()
+}
+
+// PurgePositions deletes history with device time before cutoff: old-shape
+// fixes, buckets entirely before it, and the fixes before it in a bucket
+// that straddles it (the bucket is rewritten with the rest under its _id; two
+// replicas purging at once write the same). It returns the fixes deleted.
+func (s *Store) PurgePositions(ctx context.Context, cutoff time.Time) (int64, error) {
+	r, err := s.c(oldColl).DeleteMany(ctx, bson.M{"t": bson.M{"$lt": cutoff}})
+	if err != nil {
+		return 0, fmt.Errorf("purge positions: %w", err)
+	}
+	deleted := r.DeletedCount
+	var counts []struct {
+		N int `bson:"n"`
+	}
+	cur, err := s.c(bucketsColl).Find(ctx, bson.M{"t1": bson.M{"$lt": cutoff}}, options.Find().SetProjection(bson.M{"n": 1}))
+	if err == nil {
+		err = cur.All(ctx, &counts)
+	}
+	if err != nil {
+		return deleted, fmt.Errorf("purge positions: %w", err)
+	}
+	if _, err := s.c(bucketsColl).DeleteMany(ctx, bson.M{"t1": bson.M{"$lt": cutoff}}); err != nil {
+		return deleted, fmt.Errorf("purge positions: %w", err)
+	}
+	for _, c := range counts {
+		deleted += int64(c.N)
+	}
+	var straddling []bucketDoc
+	cur, err = s.c(bucketsColl).Find(ctx, bson.M{"t0": bson.M{"$lt": cutoff}, "t1": bson.M{"$gte": cutoff}})
+	if err == nil {
+		err = cur.All(ctx, &straddling)
+	}
+	if err != nil {
+		return deleted, fmt.Errorf("purge positions: %w", err)
+	}
+	for _, b := range straddling {
+		kept, err := b.fixes(nil, func(p *Position) bool { return !p.T.Before(cutoff) })
+		if err != nil {
+			return deleted, fmt.Errorf("purge positions: %w", err)
+		}
+		nb := newBucket(kept) // kept is in seq order, as written; never empty: t1 ≥ cutoff
+		nb.ID = b.ID
+		if _, err := s.c(bucketsColl).ReplaceOne(ctx, bson.M{"_id": b.ID}, nb); err != nil {
+			return deleted, fmt.Errorf("purge positions: %w", err)
+		}
+		deleted += int64(b.N - len(kept))
+	}
+	return deleted, nil
+}
+
+// erasePositions deletes a courier's whole history, both shapes.
+func (s *Store) erasePositions(ctx context.Context, courierID string) error {
+	s.recent.forget(courierID)
+	if _, err := s.c(bucketsColl).DeleteMany(ctx, bson.M{"c": courierID}); err != nil {
+		return fmt.Errorf("erase positions: %w", err)
+	}
+	if _, err := s.c(oldColl).DeleteMany(ctx, bson.M{"courier_id": courierID}); err != nil {
+		return fmt.Errorf("erase positions: %w", err)
+	}
+	return nil
+}
