@@ -299,6 +299,40 @@ EOF
   wait_http "$api/readyz" 60
 }
 
+# history_bytes: bytes PostgreSQL holds for position history (heap, TOAST
+# and indexes of FerretDB's tables for the positions and position_buckets
+# collections), or nothing without PostgreSQL.
+history_bytes() {
+  [[ -n "$pg_db" ]] || return 0
+  su postgres -c "psql -d $pg_db -At -c \"SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c
+    WHERE c.relkind = 'r' AND c.relname ~ '^(positions|position_buckets)_[0-9a-f]{8}\\\$'\"" 2>/dev/null || true
+}
+
+# e2e_summary FILE: the headline rows of loadgen bench's output, and the
+# bytes stored per fix (history tables / fixes written since start).
+e2e_summary() {
+  local ceil ours ratio p99 loss bytes written
+  ceil=$(sed -n 's/^ceiling: broker-only throughput \([0-9]*\) fixes\/s.*/\1/p' "$1")
+  ours=$(sed -n 's/.*: \([0-9]*\) fixes\/s published-to-stored$/\1/p' "$1")
+  p99=$(sed -n 's/^ingest: publish->queryable.* p99=\([0-9.]*ms\).*/\1/p' "$1")
+  loss=$(sed -n 's/^ingest: \(ZERO LOSS\|LOSS\): .* \([0-9]*\) missing,.*/\1, \2 missing/p' "$1")
+  bytes=$(history_bytes)
+  written=$(curl -fsS "$api/metrics" | awk '$1 == "tawsil_history_written_total" { printf "%.0f", $2 }')
+  echo "-- headline"
+  if [[ -n "$ours" && -n "$ceil" ]]; then
+    ratio=$(awk -v a="$ours" -v b="$ceil" 'BEGIN { printf "%.1f %%", 100 * a / b }')
+    echo "   ingest stored $ours fixes/s, broker-only ceiling $ceil fixes/s: $ratio ($loss); publish->queryable p99 $p99"
+    summary "ingest stored fixes/s vs broker-only ceiling ($PUBLISHERS publishers, batches of $BATCH)" "$ours fixes/s, $loss" "$ceil fixes/s" "$ratio"
+    summary "publish->queryable p99 under that load" "$p99" "" ""
+  else
+    echo "   ingest figures missing (see above)"
+  fi
+  if [[ -n "$bytes" && -n "$written" && "$written" != 0 ]]; then
+    echo "   history on PostgreSQL: $bytes bytes for $written fixes written: $((bytes / written)) bytes per fix"
+    summary "bytes stored per fix (PostgreSQL heap, TOAST, indexes)" "$((bytes / written)) B" "" ""
+  fi
+}
+
 api="" broker=""
 if has e2e || has wrk; then
   section "2. end-to-end ingest (simulated devices -> Mosquitto -> backend -> FerretDB)"
@@ -319,7 +353,8 @@ if has e2e; then
     perf_pid=$!
   fi
   cmd "loadgen bench ${args[*]}"
-  "$work/loadgen" bench "${args[@]}" 2>"$work/loadgen.log" || { echo "   (failed)"; tail -20 "$work/loadgen.log"; }
+  "$work/loadgen" bench "${args[@]}" 2>"$work/loadgen.log" | tee "$work/e2e.out" || { echo "   (failed)"; tail -20 "$work/loadgen.log"; }
+  e2e_summary "$work/e2e.out"
   if [[ -n "$perf_pid" ]]; then
     kill -INT "$perf_pid"; wait "$perf_pid" || true
     cmd "perf record -a -g -F 199 (during the run); perf report --sort comm / --comm backend --sort symbol"
