@@ -67,7 +67,7 @@ type item struct {
 
 // NewHistory starts the writer; call Close to flush and stop.
 func NewHistory(store HistoryStore, interval time.Duration, queueMax int, log *slog.Logger, m *metrics.Metrics) *History {
-	const maxBatch, writers = 4000, 4
+	const maxBatch, writers = 8000, 4
 	h := &History{store: store, interval: interval, maxBatch: maxBatch, writers: writers, queueMax: queueMax,
 		activeMax: min(queueMax, 2*writers*maxBatch), log: log, m: m, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	h.space = sync.NewCond(&h.mu)
@@ -163,122 +163,108 @@ func (h *History) Queued() int {
 	return h.queued
 }
 
+// flight is one batch being written.
+type flight struct {
+	items []item
+	count int
+	err   error
+}
+
+// loop starts writes and takes their results. A free writer takes a full
+// batch as soon as one is queued, and a partial one at each tick (or when
+// stopping); writers do not wait for each other, so under load every
+// writer is busy and a message waits for about one write, not for a round.
+// After a failed write no write starts for a backoff (the interval,
+// doubling up to 5 s); the failed fixes go back to the head of the queue.
 func (h *History) loop() {
 	defer close(h.done)
 	t := time.NewTicker(h.interval)
 	defer t.Stop()
-	backoff := h.interval
+	results := make(chan *flight, h.writers)
+	inflight, inflightFixes := 0, 0
+	backoff, due := h.interval, false
+	var retry <-chan time.Time
+	var stopErr error
 	for {
 		h.mu.Lock()
-		stopped := h.stopped
-		h.mu.Unlock()
-		if !stopped {
-			select {
-			case <-t.C:
-			case <-h.kick:
+		for retry == nil && stopErr == nil && inflight < h.writers && len(h.pending) > 0 &&
+			(h.queued-inflightFixes >= h.maxBatch || due || h.stopped) {
+			f := &flight{}
+			n := 0
+			for n < len(h.pending) && (f.count == 0 || f.count+len(h.pending[n].ps) <= h.maxBatch) {
+				f.count += len(h.pending[n].ps)
+				n++
 			}
+			f.items = h.pending[:n:n]
+			h.pending = h.pending[n:]
+			inflight++
+			inflightFixes += f.count
+			due = false
+			go h.write(f, results)
 		}
-		for {
-			err := h.flushOnce()
-			if err == nil {
-				backoff = h.interval
-				h.mu.Lock()
-				more := h.queued >= h.maxBatch || (h.stopped && h.queued > 0) || len(h.pending) > 0 && h.queued >= h.maxBatch/4
-				empty := h.queued == 0
-				stop := h.stopped
-				h.mu.Unlock()
-				if stop && empty {
-					return
-				}
-				if !more {
-					break
-				}
-				continue
-			}
-			h.mu.Lock()
-			stop := h.stopped
+		if h.stopped && inflight == 0 && (len(h.pending) == 0 || stopErr != nil) {
 			h.mu.Unlock()
-			if stop {
-				h.log.Error("history not flushed at shutdown", "fixes", h.Queued(), "err", err)
-				h.failAll(err)
-				return
+			if stopErr != nil {
+				h.log.Error("history not flushed at shutdown", "fixes", h.Queued(), "err", stopErr)
+				h.failAll(stopErr)
 			}
-			time.Sleep(backoff)
-			backoff = min(backoff*2, 5*time.Second)
+			return
+		}
+		h.mu.Unlock()
+		select {
+		case <-t.C:
+			due = true
+		case <-h.kick:
+		case <-retry:
+			retry, due = nil, true
+		case f := <-results:
+			inflight--
+			inflightFixes -= f.count
+			if err := h.finish(f); err != nil {
+				h.mu.Lock()
+				stopping := h.stopped
+				h.mu.Unlock()
+				if stopping {
+					stopErr = cmp.Or(stopErr, err)
+					continue
+				}
+				if retry == nil {
+					retry = time.After(backoff)
+				}
+				backoff = min(backoff*2, 5*time.Second)
+			} else {
+				backoff = h.interval
+			}
 		}
 	}
 }
 
-// flushOnce writes up to h.writers batches from the head of the queue at
-// once (their order does not matter: the unique {courier, seq} index makes
-// each write idempotent) and answers the waiters of those that succeeded.
-func (h *History) flushOnce() error {
-	type batch struct {
-		items []item
-		count int
+// write runs one InsertMany.
+func (h *History) write(f *flight, results chan<- *flight) {
+	ps := make([]mongostore.Position, 0, f.count)
+	for _, it := range f.items {
+		ps = append(ps, it.ps...)
 	}
-	h.mu.Lock()
-	var batches []batch
-	taken := 0
-	for len(batches) < h.writers && taken < len(h.pending) {
-		start, count := taken, 0
-		for taken < len(h.pending) && (count == 0 || count+len(h.pending[taken].ps) <= h.maxBatch) {
-			count += len(h.pending[taken].ps)
-			taken++
-		}
-		batches = append(batches, batch{items: h.pending[start:taken:taken], count: count})
-	}
-	h.mu.Unlock()
-	if len(batches) == 0 {
-		return nil
-	}
-	errs := make([]error, len(batches))
-	var wg sync.WaitGroup
-	for k := range batches {
-		wg.Add(1)
-		go func(k int) {
-			defer wg.Done()
-			ps := make([]mongostore.Position, 0, batches[k].count)
-			for _, it := range batches[k].items {
-				ps = append(ps, it.ps...)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			start := time.Now()
-			_, errs[k] = h.store.InsertPositions(ctx, ps)
-			h.m.HistoryFlushSecs.Observe(time.Since(start).Seconds())
-		}(k)
-	}
-	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, f.err = h.store.InsertPositions(ctx, ps)
+	h.m.HistoryFlushSecs.Observe(time.Since(start).Seconds())
+	results <- f
+}
 
+// finish answers the waiters of a written batch, or puts a failed one back
+// at the head of the queue (the unique bucket ids make a retried write
+// idempotent) and enters degraded mode.
+func (h *History) finish(f *flight) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var failed []item
-	var firstErr error
-	for k, b := range batches {
-		if errs[k] != nil {
-			h.m.HistoryFlushErrs.Inc()
-			failed = append(failed, b.items...)
-			firstErr = cmp.Or(firstErr, errs[k])
-			continue
-		}
-		for _, it := range b.items {
-			if it.onStored != nil {
-				it.onStored() // must not block: Acks.Add only records; before done, so a handled message's ack is already due
-			}
-			if it.done != nil {
-				it.done <- nil
-			}
-		}
-		h.queued -= b.count
-		h.m.HistoryWritten.Add(float64(b.count))
-	}
-	h.pending = append(failed, h.pending[taken:]...)
-	h.m.HistoryQueue.Set(float64(h.queued))
-	h.space.Broadcast()
-	if firstErr != nil {
+	defer h.space.Broadcast()
+	if f.err != nil {
+		h.m.HistoryFlushErrs.Inc()
+		h.pending = append(append([]item(nil), f.items...), h.pending...)
 		if !h.degraded {
-			h.log.Warn("history store failing; acknowledging from memory queue", "queued", h.queued, "err", firstErr)
+			h.log.Warn("history store failing; acknowledging from memory queue", "queued", h.queued, "err", f.err)
 		}
 		h.degraded = true
 		// Answer the waiters now: from here on the memory queue carries them.
@@ -288,8 +274,19 @@ func (h *History) flushOnce() error {
 				h.pending[i].done = nil
 			}
 		}
-		return firstErr
+		return f.err
 	}
+	for _, it := range f.items {
+		if it.onStored != nil {
+			it.onStored() // must not block: Acks.Add only records; before done, so a handled message's ack is already due
+		}
+		if it.done != nil {
+			it.done <- nil
+		}
+	}
+	h.queued -= f.count
+	h.m.HistoryWritten.Add(float64(f.count))
+	h.m.HistoryQueue.Set(float64(h.queued))
 	if h.degraded {
 		h.log.Info("history store back", "queued", h.queued)
 	}

@@ -176,3 +176,59 @@ func TestHistoryNotifiesOnWrite(t *testing.T) {
 		t.Fatalf("stored %d, want 10", st.count())
 	}
 }
+
+// gatedStore is a healthy but slow HistoryStore: writes wait for the gate.
+type gatedStore struct {
+	flakyStore
+	gate chan struct{}
+}
+
+func (g *gatedStore) InsertPositions(ctx context.Context, ps []mongostore.Position) (int, error) {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return g.flakyStore.InsertPositions(ctx, ps)
+}
+
+// TestHistoryBackpressure: while the store is healthy but slower than the
+// traffic, the queue holds at most activeMax fixes, far below the outage
+// bound: past it Add waits (the broker keeps the message) instead of
+// queueing seconds of data ahead of every later fix.
+func TestHistoryBackpressure(t *testing.T) {
+	st := &gatedStore{flakyStore: flakyStore{stored: map[uint64]int{}}, gate: make(chan struct{})}
+	h := mustHistory(t, st, 1_000_000)
+	if h.activeMax >= h.queueMax/10 {
+		t.Fatalf("activeMax %d is not far below the outage bound %d", h.activeMax, h.queueMax)
+	}
+	given := context.Background()
+	gone, cancel := context.WithCancel(context.Background())
+	cancel() // an Add with an ended context answers ErrQueueFull at once instead of waiting
+	var acks []<-chan error
+	for i := 0; i*1000 < h.activeMax; i++ {
+		acks = append(acks, h.Add(given, positions(1+1000*i, 1000)))
+	}
+	full := h.Add(gone, positions(1_000_001, 1000))
+	if err, ok := wait(t, full, 5*time.Second); !ok || !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("add past the bound while healthy: %v %v (queued %d)", ok, err, h.Queued())
+	}
+	if q := h.Queued(); q > h.activeMax {
+		t.Fatalf("queued %d > %d", q, h.activeMax)
+	}
+	if h.Ready() != nil {
+		t.Fatal("a slow store is not an outage")
+	}
+	close(st.gate)
+	for i, ack := range acks {
+		if err, ok := wait(t, ack, 10*time.Second); !ok || err != nil {
+			t.Fatalf("add %d: %v %v", i, ok, err)
+		}
+	}
+	if st.count() != h.activeMax/1000*1000 {
+		t.Fatalf("stored %d", st.count())
+	}
+	if err, ok := wait(t, h.Add(gone, positions(2_000_001, 1000)), 5*time.Second); !ok || err != nil {
+		t.Fatalf("add once drained: %v %v", ok, err)
+	}
+}

@@ -65,3 +65,49 @@ func BenchmarkCommit(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "transitions/s")
 }
+
+// BenchmarkInsertPositions measures one history flush: 4,000 fixes of 50
+// couriers (80 each, as under saturation) written as buckets, from 4
+// concurrent writers as the history writer runs them. Embedded FerretDB on
+// SQLite; set TAWSIL_BENCH_PG_URL for the PostgreSQL handler.
+func BenchmarkInsertPositions(b *testing.B) {
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
+	opts := docstore.Options{DataDir: b.TempDir(), Logger: quiet}
+	if pg := os.Getenv("TAWSIL_BENCH_PG_URL"); pg != "" {
+		opts = docstore.Options{Handler: "postgresql", PGURL: pg, Logger: quiet}
+	}
+	srv, err := docstore.Start(ctx, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	st, err := mongostore.Open(ctx, srv.URI(), fmt.Sprintf("bench_pos_%d", b.N), quiet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = st.Close(ctx) }()
+	const writers, couriers, per = 4, 50, 80
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < b.N; i += writers {
+				var ps []mongostore.Position
+				for c := range couriers {
+					ps = append(ps, fixes(fmt.Sprintf("c%d", c), 1<<20, uint64(i*per+1), uint64(i*per+per))...)
+				}
+				if _, err := st.InsertPositions(ctx, ps); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*couriers*per)/b.Elapsed().Seconds(), "fixes/s")
+}

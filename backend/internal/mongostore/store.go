@@ -117,8 +117,10 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 			return fmt.Errorf("index %s %v: %w", ix.coll, ix.keys, err)
 		}
 	}
-	if _, err := s.c(bucketsColl).Indexes().CreateMany(ctx, bucketIndexes()); err != nil {
-		return fmt.Errorf("index %s: %w", bucketsColl, err)
+	for _, m := range bucketIndexes() {
+		if _, err := s.c(bucketsColl).Indexes().CreateOne(ctx, m); err != nil {
+			return fmt.Errorf("index %s %v: %w", bucketsColl, m.Keys, err)
+		}
 	}
 	return s.ensureCashIndexes(ctx)
 }

@@ -15,14 +15,26 @@ import (
 
 func mustStore(tb testing.TB) *mongostore.Store {
 	tb.Helper()
-	ctx := context.Background()
+	st, _ := mustStoreURI(tb)
+	return st
+}
+
+// mustStoreURI starts an embedded FerretDB and opens it; uri opens it again.
+func mustStoreURI(tb testing.TB) (st *mongostore.Store, uri string) {
+	tb.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := docstore.Start(ctx, docstore.Options{DataDir: tb.TempDir(), Logger: quiet})
+	srv, err := docstore.Start(context.Background(), docstore.Options{DataDir: tb.TempDir(), Logger: quiet})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(srv.Close)
-	st, err := mongostore.Open(ctx, srv.URI(), "tawsil_test", quiet)
+	return mustOpen(tb, srv.URI()), srv.URI()
+}
+
+func mustOpen(tb testing.TB, uri string) *mongostore.Store {
+	tb.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := mongostore.Open(context.Background(), uri, "tawsil_test", quiet)
 	if err != nil {
 		tb.Fatal(err)
 	}
