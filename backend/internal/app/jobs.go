@@ -48,6 +48,8 @@ func (m *Main) jobs(ctx context.Context) {
 	snap := time.NewTicker(snapshotEvery)
 	stale := time.NewTicker(15 * time.Second)
 	purge := time.NewTicker(time.Hour)
+	compact := time.NewTicker(5 * time.Minute)
+	defer compact.Stop()
 	etaSave := time.NewTicker(5 * time.Minute)
 	defer etaSave.Stop()
 	defer snap.Stop()
@@ -73,6 +75,8 @@ func (m *Main) jobs(ctx context.Context) {
 			m.Density.Prune(now)
 		case <-purge.C:
 			m.purge(ctx)
+		case <-compact.C:
+			m.compactHistory(ctx)
 		case <-etaSave.C:
 			if err := m.saveETA(ctx); err != nil {
 				m.Log.Warn("ETA model not saved", "err", err)
@@ -124,6 +128,18 @@ func (m *Main) purge(ctx context.Context) {
 	}
 	if m.purgeHook != nil {
 		m.purgeHook(ctx)
+	}
+}
+
+// compactHistory merges the small history buckets (a courier at one fix a
+// second gets one per flush) once their fixes are ten minutes old, when late
+// re-sends have become rare; at most 20,000 buckets a run.
+func (m *Main) compactHistory(ctx context.Context) {
+	n, err := m.Store.CompactPositions(ctx, time.Now().Add(-10*time.Minute), 20_000)
+	if err != nil {
+		m.Log.Warn("position history compaction failed", "err", err)
+	} else if n > 0 {
+		m.Log.Debug("position history compacted", "buckets_merged", n)
 	}
 }
 

@@ -420,3 +420,96 @@ func (s *Store) erasePositions(ctx context.Context, courierID string) error {
 	}
 	return nil
 }
+
+// compactBelow: buckets with fewer fixes are merged by CompactPositions.
+const compactBelow = 64
+
+// CompactPositions merges a courier's small buckets (fewer than compactBelow
+// fixes: a courier at one fix a second gets a bucket per history flush)
+// whose fixes are all before `before`, at most limit of them: it inserts the
+// merged buckets, then deletes the small ones. Readers collapse the copies
+// between the two steps; a crash between them leaves copies that the next
+// run merges again. Two replicas compacting at once insert the same merged
+// buckets (same _id: one wins) and delete the same small ones. It returns
+// the number of small buckets merged away.
+func (s *Store) CompactPositions(ctx context.Context, before time.Time, limit int) (int, error) {
+	cur, err := s.c(bucketsColl).Find(ctx, bson.M{"t1": bson.M{"$lt": before}, "n": bson.M{"$lt": compactBelow}},
+		options.Find().SetLimit(int64(limit)))
+	if err != nil {
+		return 0, fmt.Errorf("compact positions: %w", err)
+	}
+	var small []bucketDoc
+	if err := cur.All(ctx, &small); err != nil {
+		return 0, fmt.Errorf("compact positions: %w", err)
+	}
+	slices.SortFunc(small, func(a, b bucketDoc) int {
+		return cmp.Or(cmp.Compare(a.Courier, b.Courier), cmp.Compare(a.Epoch, b.Epoch), cmp.Compare(a.S0, b.S0))
+	})
+	merged := 0
+	for i := 0; i < len(small); {
+		j := i + 1
+		for j < len(small) && small[j].Courier == small[i].Courier && small[j].Epoch == small[i].Epoch {
+			j++
+		}
+		if j-i >= 2 {
+			n, err := s.merge(ctx, small[i:j])
+			merged += n
+			if err != nil {
+				return merged, err
+			}
+		}
+		i = j
+	}
+	return merged, nil
+}
+
+// merge replaces buckets of one courier and epoch by buckets of up to
+// bucketMax fixes.
+func (s *Store) merge(ctx context.Context, group []bucketDoc) (int, error) {
+	var ps []Position
+	var err error
+	for i := range group {
+		if ps, err = group[i].fixes(ps, nil); err != nil {
+			return 0, fmt.Errorf("compact positions: %w", err)
+		}
+	}
+	ps = collapse(ps)
+	slices.SortFunc(ps, func(a, b Position) int { return cmp.Compare(a.Seq, b.Seq) })
+	var docs []any
+	keep := map[string]bool{} // a merged bucket that is one of the small ones (same fixes) stays
+	for k := 0; k < len(ps); k += bucketMax {
+		b := newBucket(ps[k:min(k+bucketMax, len(ps))])
+		docs = append(docs, b)
+		keep[b.ID] = true
+	}
+	if _, err := s.c(bucketsColl).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false)); err != nil && !onlyDuplicates(err) {
+		return 0, fmt.Errorf("compact positions: %w", err)
+	}
+	var ids []string
+	for _, b := range group {
+		if !keep[b.ID] {
+			ids = append(ids, b.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	if _, err := s.c(bucketsColl).DeleteMany(ctx, bson.M{"_id": bson.M{"$in": ids}}); err != nil {
+		return 0, fmt.Errorf("compact positions: %w", err)
+	}
+	return len(ids), nil
+}
+
+// onlyDuplicates reports a bulk insert whose every error is a duplicate key.
+func onlyDuplicates(err error) bool {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
+		return false
+	}
+	for _, we := range bwe.WriteErrors {
+		if we.Code != 11000 {
+			return false
+		}
+	}
+	return true
+}

@@ -257,3 +257,52 @@ func TestHistoryRetentionAndErasure(t *testing.T) {
 		t.Fatalf("after erasure = %d, %v", n, err)
 	}
 }
+
+// TestHistoryCompaction: a courier at one fix a second gets a bucket per
+// flush; compaction merges the old small ones, reads are the same before
+// and after, and a second replica compacting next finds nothing to redo.
+func TestHistoryCompaction(t *testing.T) {
+	ctx := context.Background()
+	a, uri := mustStoreURI(t)
+	b := mustOpen(t, uri)
+	for s := uint64(1); s <= 30; s++ {
+		if _, err := a.InsertPositions(ctx, append(fixes("c1", 3, s, s), fixes("c2", 3, s, s)...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.InsertPositions(ctx, fixes("c1", 3, 31, 200)); err != nil { // a big one: left alone
+		t.Fatal(err)
+	}
+	before, err := a.Track(ctx, "c1", h0, h0.Add(time.Hour), 1000)
+	if err != nil || len(before) != 200 {
+		t.Fatalf("track before = %d, %v", len(before), err)
+	}
+	// Only buckets entirely before the horizon: c1's and c2's first 20.
+	n, err := a.CompactPositions(ctx, h0.Add(20500*time.Millisecond), 10_000)
+	if err != nil || n != 40 {
+		t.Fatalf("compacted %d, %v; want 40", n, err)
+	}
+	// The other replica, with the same view (as if a's delete had not run):
+	// its merged buckets are a's, the small ones are gone already.
+	if n, err := b.CompactPositions(ctx, h0.Add(20500*time.Millisecond), 10_000); err != nil || n != 0 {
+		t.Fatalf("second replica compacted %d, %v", n, err)
+	}
+	after, err := b.Track(ctx, "c1", h0, h0.Add(time.Hour), 1000)
+	if err != nil || !reflect.DeepEqual(after, before) {
+		t.Fatalf("track after compaction differs: %d fixes, %v", len(after), err)
+	}
+	if c, err := b.CountPositions(ctx, ""); err != nil || c != 230 {
+		t.Fatalf("count = %d, %v; want 230", c, err)
+	}
+	// 20 + 20 small buckets became one each; 10 + 10 small and the big one stay.
+	if _, buckets, err := a.HistoryDocs(ctx); err != nil || buckets != 2+20+1 {
+		t.Fatalf("buckets = %d, %v; want 23", buckets, err)
+	}
+	// Everything old: the merged small bucket (20 fixes) merges again with the rest.
+	if n, err := a.CompactPositions(ctx, h0.Add(time.Hour), 10_000); err != nil || n != 22 {
+		t.Fatalf("second compaction = %d, %v; want 22 (c1 and c2: 1 merged + 10 small each)", n, err)
+	}
+	if c, err := b.CountPositions(ctx, "c2"); err != nil || c != 30 {
+		t.Fatalf("count c2 = %d, %v", c, err)
+	}
+}
