@@ -6,6 +6,8 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/uber/h3-go/v4"
+
 	"github.com/tawsil/tawsil/backend/internal/geo"
 )
 
@@ -130,5 +132,30 @@ func TestCourierRecordLayout(t *testing.T) {
 	}
 	if off := unsafe.Offsetof(courier{}.fix); off != 64 {
 		t.Errorf("fix at offset %d, want 64 (line 1)", off)
+	}
+}
+
+// TestH3ParentAgreesWithH3 checks the bit arithmetic of h3Parent against
+// H3 itself over cells of the test area and the whole globe.
+func TestH3ParentAgreesWithH3(t *testing.T) {
+	rng := newRand(5)
+	for i := range 2000 {
+		lat, lng := randCasa(rng)
+		if i%2 == 0 {
+			lat, lng = rng.Float64()*180-90, rng.Float64()*360-180
+		}
+		c, err := h3.LatLngToCell(h3.LatLng{Lat: lat, Lng: lng}, DispatchRes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, res := range []int{DensityRes, CityRes, 0, DispatchRes} {
+			want, err := c.Parent(res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := h3Parent(c, res); got != want {
+				t.Fatalf("parent of %v at %d: got %v, want %v", c, res, got, want)
+			}
+		}
 	}
 }

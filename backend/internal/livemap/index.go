@@ -29,8 +29,8 @@ const (
 // courier is the record of one courier: 256 bytes, so that records are
 // cache-line aligned (Go's 256-byte size class), laid out in the order an
 // Update reads and writes them: the id and where the entry sits (line 0),
-// the fix (lines 1-2), the unit vector and grid cell (line 2), last seen
-// and the res-9 cell (line 3). A short id lives inside the record, so that
+// the fix (lines 1-2), the unit vector (line 2), last seen and the res-9
+// cell (line 3). The grid cell is not kept: it is gridCell of the fix. A short id lives inside the record, so that
 // the id map's key comparison touches the line the update needs anyway.
 // TestCourierRecordLayout holds the size.
 type courier struct {
@@ -43,8 +43,8 @@ type courier struct {
 	list     uint8    // listOf(class), under t.mu
 	hasFix   bool
 	fix      wire.Fix
-	v        vec3  // unit vector of fix
-	row, col int32 // grid cell while hasFix
+	v        vec3    // unit vector of fix
+	c9       h3.Cell // geom's cell, here for snapshots (0 without a fix)
 	status   Status
 	online   bool
 	onShift  bool
@@ -68,16 +68,34 @@ func newCourier(id string) *courier {
 	return c
 }
 
-// cells returns the H3 cells of the live fix (zero without one).
+// cells returns the H3 cells of the live fix (zero without one), from the
+// record alone (the parents by bit arithmetic, see h3Parent).
 func (c *courier) cells() (c9, c8, c7 h3.Cell) {
-	if c.geom == nil {
+	if c.c9 == 0 {
 		return 0, 0, 0
 	}
-	return c.geom.cell, c.geom.parent8, c.geom.city7
+	return c.c9, h3Parent(c.c9, DensityRes), h3Parent(c.c9, CityRes)
 }
 
 // setGeom sets the res-9 cell of the live fix (nil: none).
-func (c *courier) setGeom(g *cellGeom) { c.geom = g }
+func (c *courier) setGeom(g *cellGeom) {
+	c.geom = g
+	if g == nil {
+		c.c9 = 0
+	} else {
+		c.c9 = g.cell
+	}
+}
+
+// h3Parent is the parent of cell c at resolution res ≤ c's, without cgo:
+// an H3 index holds its resolution in bits 52-55 and one 3-bit digit per
+// resolution below bit 45; a parent has its resolution there and 7 in
+// every digit past it (H3's cellToParent). TestH3ParentAgreesWithH3.
+func h3Parent(c h3.Cell, res int) h3.Cell {
+	const resShift = 52
+	u := uint64(c)&^(0xf<<resShift) | uint64(res)<<resShift
+	return h3.Cell(u | (1<<(3*(15-res)) - 1))
+}
 
 // idShard maps the 64-bit hash of an id to its record; records whose ids
 // share a hash are chained through sameHash. A uint64-keyed map compares
@@ -220,9 +238,9 @@ func (c *courier) mutate(fn func(*courier)) {
 // insert puts c into the grid cell of its fix. The caller holds c's id
 // shard write lock and c is in no cell.
 func (x *Index) insert(c *courier) {
-	c.row, c.col = gridCell(c.fix.Lat, c.fix.Lng)
-	t := x.grid.tileFor(c.row, c.col)
-	c.slot = cellSlot(c.row, c.col)
+	row, col := gridCell(c.fix.Lat, c.fix.Lng)
+	t := x.grid.tileFor(row, col)
+	c.slot = cellSlot(row, col)
 	t.mu.Lock()
 	l := &t.cells[c.slot]
 	if l.empty() {
@@ -325,7 +343,12 @@ func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, err
 	res.Applied = true
 	res.CellChanged = !c.hasFix || g.cell != c.geom.cell
 	row, col := gridCell(f.Lat, f.Lng)
-	if g == cur && c.online && row == c.row && col == c.col {
+	sameCell := false
+	if c.hasFix {
+		r0, c0 := gridCell(c.fix.Lat, c.fix.Lng)
+		sameCell = row == r0 && col == c0
+	}
+	if g == cur && c.online && sameCell {
 		// The common case: a connected courier a few metres on, in the
 		// same grid and res-9 cells. Only the position changes in the
 		// entry, and the presence stays (same cells, same supply).
@@ -347,7 +370,7 @@ func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, err
 			c.lastSeen = recv
 		}
 	}
-	if c.hasFix && row == c.row && col == c.col {
+	if sameCell {
 		c.mutate(apply) // fast path: still in the same grid cell
 	} else {
 		x.detach(c)
