@@ -52,16 +52,17 @@ func benchID(buf *[14]byte, i int) string {
 }
 
 // moves precomputes realistic updates: a random courier steps 5-15 m (a
-// scooter at 10 m/s between 1 s fixes), with increasing seq.
+// scooter at 10 m/s between 1 s fixes), with increasing seq. seq holds each
+// courier's last seq across batches (round numbers the batches: a fresh
+// draw each), so that every fix stays newer than the live one.
 type moves struct {
 	idx   []int32
 	fixes []wire.Fix
 }
 
-func newMoves(n int, pos [][2]float64) moves {
-	rng := newRand(7)
+func newMoves(n int, pos [][2]float64, seq []uint64, round uint64) moves {
+	rng := newRand(7 + round)
 	m := moves{idx: make([]int32, n), fixes: make([]wire.Fix, n)}
-	seq := make([]uint64, len(pos))
 	for i := range n {
 		j := rng.IntN(len(pos))
 		step := 5 + 10*rng.Float64()
@@ -79,7 +80,9 @@ func newMoves(n int, pos [][2]float64) moves {
 // index and to the naive reference (naiveIndex) with the same fleet and moves.
 func BenchmarkUpdate(b *testing.B) {
 	run := func(b *testing.B, ids []string, pos [][2]float64, update func(id string, f wire.Fix) error) {
-		m := newMoves(1<<20, pos)
+		seq := make([]uint64, len(pos))
+		round := uint64(0)
+		m := newMoves(1<<20, pos, seq, round)
 		var idBuf [14]byte
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
@@ -92,7 +95,8 @@ func BenchmarkUpdate(b *testing.B) {
 			if i > 0 && j == 0 {
 				b.StopTimer()
 				r0 := threadCPU(b)
-				m = newMoves(1<<20, pos) // seqs must keep increasing
+				round++
+				m = newMoves(1<<20, pos, seq, round) // seqs keep increasing
 				regen += threadCPU(b) - r0
 				b.StartTimer()
 			}
@@ -108,7 +112,10 @@ func BenchmarkUpdate(b *testing.B) {
 	b.Run("livemap", func(b *testing.B) {
 		x, ids, pos := benchIndex(b)
 		run(b, ids, pos, func(id string, f wire.Fix) error {
-			_, err := x.Update(id, f, recv)
+			res, err := x.Update(id, f, recv)
+			if err == nil && !res.Applied {
+				err = fmt.Errorf("update of %s seq %d not applied: %+v", id, f.Seq, res)
+			}
 			return err
 		})
 	})
@@ -221,7 +228,7 @@ func reportPercentiles(b *testing.B, durs []time.Duration) {
 // BenchmarkMixedParallel runs, on every P, nine updates per Nearest(5).
 func BenchmarkMixedParallel(b *testing.B) {
 	x, ids, pos := benchIndex(b)
-	m := newMoves(1<<20, pos)
+	m := newMoves(1<<20, pos, make([]uint64, len(pos)), 0)
 	f := Filter{Statuses: []Status{StatusAvailable}, OnShift: true, Online: true}
 	var next atomic.Int64
 	var queries atomic.Int64

@@ -124,14 +124,18 @@ func hitLess(a, b *Hit) bool {
 	return a.DistanceM < b.DistanceM || a.DistanceM == b.DistanceM && a.ID < b.ID
 }
 
-// TestCourierRecordLayout holds the record at 256 bytes: the size class
-// whose objects are cache-line aligned, the layout Update is written for.
+// TestCourierRecordLayout holds the record and the cell geometry at 256
+// bytes: the size class whose objects are cache-line aligned, the layout
+// Update is written for.
 func TestCourierRecordLayout(t *testing.T) {
 	if n := unsafe.Sizeof(courier{}); n != 256 {
 		t.Fatalf("courier record is %d bytes, want 256 (see the comment on courier)", n)
 	}
 	if off := unsafe.Offsetof(courier{}.fix); off != 64 {
 		t.Errorf("fix at offset %d, want 64 (line 1)", off)
+	}
+	if n := unsafe.Sizeof(cellGeom{}); n != 256 {
+		t.Errorf("cell geometry is %d bytes, want 256 (see the comment on cellGeom)", n)
 	}
 }
 

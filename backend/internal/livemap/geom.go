@@ -46,22 +46,36 @@ const containMargin = 1e-8
 // cellGeom is what the index caches about one res-9 cell: enough to follow
 // a courier from cell to cell without calling H3 (cgo) on every fix.
 type cellGeom struct {
-	cell           h3.Cell
+	cell   h3.Cell
+	center vec3
+	// in2 is the squared chord from the centre of a circle inside the cell
+	// with a margin (0 when not convex): a point within it is inside
+	// without the edge tests. The circle covers ~90 % of a hexagon, and the
+	// fields it needs share the object's first cache line.
+	in2            float64
 	parent8, city7 h3.Cell // parents at DensityRes and CityRes
-	center         vec3
 	// normals of the edge great circles, pointing inwards; valid only when
 	// convex is true (a plain hexagon inside one icosahedron face).
 	normals [6]vec3
 	convex  bool
 	// nbrs holds the geometry of the adjacent cells, filled on first need.
 	nbrs atomic.Pointer[[]*cellGeom]
+	_    [40]byte // to 256 bytes: objects of that size class are cache-line aligned
 }
+
+// inMargin is how far (radians, ~64 cm on Earth) inside the inscribed
+// circle a point must be for the circle test: far above the rounding of
+// a squared chord.
+const inMargin = 1e-7
 
 // contains reports whether v is certainly inside the cell. False means "ask
 // H3", not "outside".
 func (g *cellGeom) contains(v vec3) bool {
 	if !g.convex {
 		return false
+	}
+	if dx, dy, dz := v.x-g.center.x, v.y-g.center.y, v.z-g.center.z; dx*dx+dy*dy+dz*dz < g.in2 {
+		return true
 	}
 	for i := range g.normals {
 		if g.normals[i].dot(v) <= containMargin {
@@ -101,6 +115,15 @@ func newCellGeom(c h3.Cell) (*cellGeom, error) {
 				n = vec3{-n.x, -n.y, -n.z}
 			}
 			g.normals[i] = n
+		}
+		// The centre's distance to the nearest edge circle: asin(n·c).
+		rIn := math.Pi
+		for _, n := range g.normals {
+			rIn = min(rIn, math.Asin(min(n.dot(g.center), 1)))
+		}
+		if r := rIn - inMargin; r > 0 {
+			ch := 2 * math.Sin(r/2)
+			g.in2 = ch * ch
 		}
 	}
 	return g, nil
