@@ -52,8 +52,8 @@ type courier struct {
 	capacity int32
 	lastSeen time.Time
 	geom     *cellGeom // res-9 cell of fix (nil without a fix)
-	sameHash *courier  // next record whose id has the same hash
 	vehicle  string
+	_        [8]byte // to 256 bytes
 }
 
 // newCourier returns a fresh record for id: available, off shift, capacity 1.
@@ -97,52 +97,94 @@ func h3Parent(c h3.Cell, res int) h3.Cell {
 	return h3.Cell(u | (1<<(3*(15-res)) - 1))
 }
 
-// idShard maps the 64-bit hash of an id to its record; records whose ids
-// share a hash are chained through sameHash. A uint64-keyed map compares
-// keys inside its own groups, so a lookup touches the map and the record,
-// not a separate key string.
+// idShard maps ids to records: an open-addressing table of (hash of the
+// id, record), probed linearly from the hash. A lookup reads one slot (16
+// bytes, usually the one cache line of the table it touches) and the
+// record, whose first line holds the id to compare. Ids whose hashes are
+// equal simply take two slots.
 type idShard struct {
-	mu     sync.Mutex
-	byHash map[uint64]*courier
+	mu    sync.Mutex
+	slots []idSlot // a power of two long, or nil; c == nil marks a free slot
+	n     int      // records
 }
 
+type idSlot struct {
+	h uint64
+	c *courier
+}
+
+// home is where hash h starts probing (the low bits chose the shard).
+func (s *idShard) home(h uint64) int { return int(h>>8) & (len(s.slots) - 1) }
+
 func (s *idShard) get(h uint64, id string) *courier {
-	for c := s.byHash[h]; c != nil; c = c.sameHash {
-		if c.id == id {
-			return c
+	if s.n == 0 {
+		return nil
+	}
+	mask := len(s.slots) - 1
+	for i := s.home(h); ; i = (i + 1) & mask {
+		sl := &s.slots[i]
+		if sl.c == nil {
+			return nil
+		}
+		if sl.h == h && sl.c.id == id {
+			return sl.c
 		}
 	}
-	return nil
 }
 
 func (s *idShard) put(h uint64, c *courier) {
-	c.hash, c.sameHash = h, s.byHash[h]
-	s.byHash[h] = c
+	c.hash = h
+	if (s.n+1)*5 > len(s.slots)*4 { // at most 80 % full
+		s.grow()
+	}
+	s.insert(idSlot{h, c})
+	s.n++
 }
 
-func (s *idShard) del(c *courier) {
-	p := s.byHash[c.hash]
-	if p == c {
-		if c.sameHash == nil {
-			delete(s.byHash, c.hash)
-		} else {
-			s.byHash[c.hash] = c.sameHash
+func (s *idShard) insert(sl idSlot) {
+	mask := len(s.slots) - 1
+	i := s.home(sl.h)
+	for s.slots[i].c != nil {
+		i = (i + 1) & mask
+	}
+	s.slots[i] = sl
+}
+
+func (s *idShard) grow() {
+	old := s.slots
+	s.slots = make([]idSlot, max(16, 2*len(old)))
+	for _, sl := range old {
+		if sl.c != nil {
+			s.insert(sl)
 		}
-		return
 	}
-	for p.sameHash != c {
-		p = p.sameHash
-	}
-	p.sameHash = c.sameHash
 }
 
-// each calls fn on every record of the shard until fn returns false.
+// del removes c, shifting back the slots after it that would no longer be
+// reachable from their home (no tombstones).
+func (s *idShard) del(c *courier) {
+	mask := len(s.slots) - 1
+	i := s.home(c.hash)
+	for s.slots[i].c != c {
+		i = (i + 1) & mask
+	}
+	for j := (i + 1) & mask; s.slots[j].c != nil; j = (j + 1) & mask {
+		// Move slot j into the hole at i unless its home lies cyclically in (i, j].
+		if k := s.home(s.slots[j].h); (j-k)&mask >= (j-i)&mask {
+			s.slots[i] = s.slots[j]
+			i = j
+		}
+	}
+	s.slots[i] = idSlot{}
+	s.n--
+}
+
+// each calls fn on every record of the shard until fn returns false. fn
+// must not add or remove records.
 func (s *idShard) each(fn func(*courier) bool) bool {
-	for _, c := range s.byHash {
-		for ; c != nil; c = c.sameHash {
-			if !fn(c) {
-				return false
-			}
+	for _, sl := range s.slots {
+		if sl.c != nil && !fn(sl.c) {
+			return false
 		}
 	}
 	return true
@@ -171,9 +213,6 @@ func WithObserver(o Observer) Option { return func(x *Index) { x.obs = o } }
 func New(opts ...Option) *Index {
 	x := &Index{geoms: newGeomCache(geomCacheSize), ringCost: 1, seed: maphash.MakeSeed()}
 	x.grid.init()
-	for i := range x.ids {
-		x.ids[i].byHash = make(map[uint64]*courier)
-	}
 	for _, o := range opts {
 		o(x)
 	}

@@ -344,7 +344,7 @@ func TestObserverNetMatchesState(t *testing.T) {
 
 // TestIDHashCollisions drives the id table with ids forced onto one hash.
 func TestIDHashCollisions(t *testing.T) {
-	s := idShard{byHash: map[uint64]*courier{}}
+	var s idShard
 	a, b, c := newCourier("a"), newCourier("b"), newCourier("c")
 	for _, r := range []*courier{a, b, c} {
 		s.put(7, r)
@@ -354,18 +354,63 @@ func TestIDHashCollisions(t *testing.T) {
 			t.Fatalf("get %s: %v", r.id, got)
 		}
 	}
-	s.del(b) // middle of the chain
-	s.del(c) // head
-	if s.get(7, "b") != nil || s.get(7, "c") != nil || s.get(7, "a") != a {
-		t.Fatal("chain broken after deletes")
+	s.del(b) // middle of the run
+	s.del(a) // its start
+	if s.get(7, "b") != nil || s.get(7, "a") != nil || s.get(7, "c") != c {
+		t.Fatal("run broken after deletes")
 	}
 	n := 0
 	s.each(func(*courier) bool { n++; return true })
 	if n != 1 {
 		t.Fatalf("each saw %d records, want 1", n)
 	}
-	s.del(a)
-	if len(s.byHash) != 0 {
-		t.Fatal("empty chain left in the map")
+	s.del(c)
+	if s.n != 0 || s.get(7, "c") != nil {
+		t.Fatal("record left in the table")
+	}
+}
+
+// TestIDTableMatchesMap runs random puts, deletes and gets on the id table,
+// with hashes from a small range (collisions, long runs, runs wrapping
+// around the end of the table), against a Go map.
+func TestIDTableMatchesMap(t *testing.T) {
+	rng := newRand(11)
+	var s idShard
+	want := map[string]*courier{}
+	hashOf := func(id string) uint64 { // few distinct homes (bits 8 and up)
+		var h uint64
+		for _, b := range []byte(id) {
+			h = h*31 + uint64(b)
+		}
+		return (h%32 + 490) << 8 // past the end of a 512-slot table: runs wrap
+	}
+	for i := range 20000 {
+		id := fmt.Sprintf("c%d", rng.IntN(300))
+		h := hashOf(id)
+		switch c := s.get(h, id); {
+		case c != want[id]:
+			t.Fatalf("op %d: get %s = %p, want %p", i, id, c, want[id])
+		case c == nil:
+			c = newCourier(id)
+			s.put(h, c)
+			want[id] = c
+		case rng.IntN(2) == 0:
+			s.del(c)
+			delete(want, id)
+		}
+		if s.n != len(want) {
+			t.Fatalf("op %d: %d records, want %d", i, s.n, len(want))
+		}
+	}
+	seen := 0
+	s.each(func(c *courier) bool {
+		if want[c.id] != c {
+			t.Fatalf("each: %s not in the map", c.id)
+		}
+		seen++
+		return true
+	})
+	if seen != len(want) {
+		t.Fatalf("each saw %d, want %d", seen, len(want))
 	}
 }
