@@ -63,7 +63,9 @@ const (
 )
 
 // Task is one message on a courier's tasks topic. Seq increases per courier;
-// a device ignores a message whose Seq is not above the last one it applied.
+// a device ignores a message whose Seq is not above the last one it applied,
+// except route plans, which replace the plan in force only when their
+// Route.Version is higher (whatever their Seq).
 type Task struct {
 	V         int        `json:"v"`
 	Seq       uint64     `json:"seq"`

@@ -289,15 +289,7 @@ func (a *Agent) handleInbox(ctx context.Context) {
 		case m := <-a.link.Inbox():
 			switch m.Kind {
 			case topic.Tasks:
-				t, err := a.book.Apply(m.Payload)
-				switch {
-				case errors.Is(err, tasks.ErrStale):
-					a.log.Info("stale task ignored", "seq", t.Seq)
-				case err != nil:
-					a.log.Warn("bad task message", "err", err)
-				default:
-					a.log.Info("task", "seq", t.Seq, "type", t.Type, "order_id", t.OrderID)
-				}
+				a.logTask(a.book.Apply(m.Payload))
 				a.link.SetTaskActive(len(a.book.View().Assignments) > 0)
 			case topic.Config:
 				p, err := a.loader.JSON(m.Payload)
@@ -308,6 +300,27 @@ func (a *Agent) handleInbox(ctx context.Context) {
 				a.applyProfile(p)
 			}
 		}
+	}
+}
+
+// logTask writes one line per task message: what was applied (the
+// courier's device log is where a support engineer sees what it was told)
+// and what was skipped, and why.
+func (a *Agent) logTask(t wire.Task, err error) {
+	attrs := []any{"seq", t.Seq, "type", t.Type}
+	if t.OrderID != "" {
+		attrs = append(attrs, "order_id", t.OrderID)
+	}
+	if t.Route != nil {
+		attrs = append(attrs, "route_version", t.Route.Version, "stops", len(t.Route.Stops))
+	}
+	switch {
+	case errors.Is(err, tasks.ErrStale), errors.Is(err, tasks.ErrOldPlan):
+		a.log.Info("task skipped", append(attrs, "why", err.Error())...)
+	case err != nil:
+		a.log.Warn("bad task message", "err", err)
+	default:
+		a.log.Info("task applied", attrs...)
 	}
 }
 
@@ -331,6 +344,7 @@ func (a *Agent) Status() status.Report {
 	a.mu.Lock()
 	name := a.profile.Name
 	a.mu.Unlock()
+	tv := a.book.View()
 	r := status.Report{Connected: ls.Connected, Courier: a.cfg.Courier, Epoch: a.box.Epoch(), LastSeq: a.box.LastSeq(), OutboxDepth: a.box.Depth(),
 		OutboxDropped: a.box.Dropped(), OutboxLost: a.box.Lost(), OutboxDamaged: a.box.Damaged(),
 		StorageAcks: ls.StorageAcks, StorageAckBytes: ls.AckBytes, FixesStored: ls.FixesStored, FixesResent: ls.FixesResent,
@@ -338,8 +352,11 @@ func (a *Agent) Status() status.Report {
 			Acknowledged: ls.FixesAcked, Dropped: dropped},
 		ConnBytesSent: ls.ConnSent, ConnBytesReceived: ls.ConnReceived,
 		Messages: ls.Messages, BytesSent: ls.WireBytes, PayloadBytes: ls.PayloadBytes, Profile: name,
-		LastTaskSeq: a.book.View().LastTaskSeq, Source: a.cfg.Source, SourceDone: a.sourceDone.Load(),
+		LastTaskSeq: tv.LastTaskSeq, Source: a.cfg.Source, SourceDone: a.sourceDone.Load(),
 		Skipped: a.src.Counters(), Uptime: time.Since(a.start).Round(time.Second).String()}
+	if tv.Route != nil {
+		r.RouteVersion = tv.Route.Version
+	}
 	if ls.FixesSent > 0 {
 		r.BytesPerFix = float64(ls.WireBytes) / float64(ls.FixesSent)
 	}

@@ -38,10 +38,11 @@ const FileName = "outbox.db"
 var (
 	bucketFixes = []byte("fixes") // big-endian seq -> one-fix wire.EncodeBatch payload
 	bucketMeta  = []byte("meta")
-	keySeq      = []byte("seq")      // last sequence number given
-	keyTaskSeq  = []byte("task_seq") // last task message applied
-	keyDropped  = []byte("dropped")  // fixes dropped because the outbox was full
-	keyEpoch    = []byte("epoch")    // sequence epoch of this file
+	keySeq      = []byte("seq")        // last sequence number given
+	keyTaskSeq  = []byte("task_seq")   // last task message applied
+	keyPlan     = []byte("route_plan") // the route plan message in force
+	keyDropped  = []byte("dropped")    // fixes dropped because the outbox was full
+	keyEpoch    = []byte("epoch")      // sequence epoch of this file
 )
 
 // Errors.
@@ -466,20 +467,31 @@ func (o *Outbox) Damaged() int {
 	return o.damaged
 }
 
-// TaskSeq returns the last task sequence number applied.
-func (o *Outbox) TaskSeq() (uint64, error) {
-	var v uint64
-	err := o.db.View(func(tx *bolt.Tx) error {
-		v = getU64(tx.Bucket(bucketMeta), keyTaskSeq)
+// TaskState returns the last task sequence number applied and the route
+// plan message in force (nil when none).
+func (o *Outbox) TaskState() (seq uint64, plan []byte, err error) {
+	err = o.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		seq = getU64(meta, keyTaskSeq)
+		if p := meta.Get(keyPlan); p != nil {
+			plan = append([]byte(nil), p...) // valid only inside the transaction
+		}
 		return nil
 	})
-	return v, err
+	return seq, plan, err
 }
 
-// SetTaskSeq stores the last task sequence number applied.
-func (o *Outbox) SetTaskSeq(seq uint64) error {
+// SetTaskState stores the last task sequence number applied and, when plan
+// is not nil, the route plan message in force, in one transaction.
+func (o *Outbox) SetTaskState(seq uint64, plan []byte) error {
 	return o.db.Update(func(tx *bolt.Tx) error {
-		return putU64(tx.Bucket(bucketMeta), keyTaskSeq, seq)
+		meta := tx.Bucket(bucketMeta)
+		if plan != nil {
+			if err := meta.Put(keyPlan, plan); err != nil {
+				return err
+			}
+		}
+		return putU64(meta, keyTaskSeq, seq)
 	})
 }
 

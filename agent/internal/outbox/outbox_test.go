@@ -129,7 +129,10 @@ func TestSequenceSurvivesReopen(t *testing.T) {
 	if err := o.Remove([]uint64{1, 2, 3}); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.SetTaskSeq(41); err != nil {
+	if err := o.SetTaskState(40, []byte(`{"plan":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.SetTaskState(41, nil); err != nil { // a task other than a plan: the plan stays
 		t.Fatal(err)
 	}
 	o.Close()
@@ -142,8 +145,8 @@ func TestSequenceSurvivesReopen(t *testing.T) {
 	if f.Seq != 4 {
 		t.Fatalf("seq after reopen %d, want 4: numbers must never repeat", f.Seq)
 	}
-	if ts, err := o.TaskSeq(); err != nil || ts != 41 {
-		t.Fatalf("task seq %d, %v; want 41", ts, err)
+	if ts, plan, err := o.TaskState(); err != nil || ts != 41 || string(plan) != `{"plan":1}` {
+		t.Fatalf("task seq %d, plan %q, %v; want 41 and the stored plan", ts, plan, err)
 	}
 }
 

@@ -41,13 +41,14 @@ type Report struct {
 	ConnBytesSent     uint64 `json:"conn_bytes_sent"`
 	ConnBytesReceived uint64 `json:"conn_bytes_received"`
 	// BytesPerFix is bytes_sent / fixes published.
-	BytesPerFix float64           `json:"bytes_per_fix"`
-	Profile     string            `json:"profile"`
-	LastTaskSeq uint64            `json:"last_task_seq"`
-	Source      string            `json:"source"`
-	SourceDone  bool              `json:"source_done"`
-	Skipped     map[string]uint64 `json:"source_skipped"`
-	Uptime      string            `json:"uptime"`
+	BytesPerFix  float64           `json:"bytes_per_fix"`
+	Profile      string            `json:"profile"`
+	LastTaskSeq  uint64            `json:"last_task_seq"`
+	RouteVersion uint64            `json:"route_version,omitempty"` // of the route plan in force
+	Source       string            `json:"source"`
+	SourceDone   bool              `json:"source_done"`
+	Skipped      map[string]uint64 `json:"source_skipped"`
+	Uptime       string            `json:"uptime"`
 }
 
 // Fixes are the fix counters.

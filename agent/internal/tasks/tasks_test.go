@@ -9,10 +9,27 @@ import (
 	"github.com/tawsil/tawsil/shared/wire"
 )
 
-type memSeq struct{ v uint64 }
+type memSeq struct {
+	v    uint64
+	plan []byte
+}
 
-func (m *memSeq) TaskSeq() (uint64, error)  { return m.v, nil }
-func (m *memSeq) SetTaskSeq(v uint64) error { m.v = v; return nil }
+func (m *memSeq) TaskState() (uint64, []byte, error) { return m.v, m.plan, nil }
+func (m *memSeq) SetTaskState(v uint64, plan []byte) error {
+	m.v = v
+	if plan != nil {
+		m.plan = plan
+	}
+	return nil
+}
+
+func plan(seq, version uint64, orders ...string) wire.Task {
+	r := &wire.Route{Version: version, Stops: []wire.Stop{}}
+	for _, o := range orders {
+		r.Stops = append(r.Stops, wire.Stop{OrderID: o, Kind: wire.StopDropoff, Lat: 33.58, Lng: -7.63, ETA: now})
+	}
+	return wire.Task{Seq: seq, Type: wire.TaskRoutePlan, Route: r}
+}
 
 var now = time.Date(2025, 6, 12, 9, 0, 0, 0, time.UTC)
 
@@ -77,6 +94,24 @@ func TestBook(t *testing.T) {
 			},
 			wantErrs: []error{nil, nil}, wantRouteVer: 3, wantLast: 4,
 		},
+		{
+			// Two replicas re-planned at once: the older version got the
+			// higher sequence number. It is not applied, nor counted.
+			name:     "older plan with a higher seq",
+			give:     []wire.Task{plan(3, 6, "o1", "o2"), plan(4, 5, "o1")},
+			wantErrs: []error{nil, ErrOldPlan}, wantRouteVer: 6, wantLast: 3,
+		},
+		{
+			// An offer overtook the newest plan on the way.
+			name:     "newer plan overtaken by a task",
+			give:     []wire.Task{plan(3, 1, "o1"), {Seq: 5, Type: wire.TaskOffer, OrderID: "o2", ExpiresAt: &later, Order: order}, plan(4, 2, "o1", "o2")},
+			wantErrs: []error{nil, nil, nil}, wantOffers: []string{"o2"}, wantRouteVer: 2, wantLast: 5,
+		},
+		{
+			name:     "plan redelivered",
+			give:     []wire.Task{plan(3, 2, "o1"), plan(3, 2, "o1")},
+			wantErrs: []error{nil, ErrOldPlan}, wantRouteVer: 2, wantLast: 3,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,6 +149,60 @@ func TestBookResumesFromStoredSeq(t *testing.T) {
 	}
 	if _, err := b.Apply(msg(t, wire.Task{Seq: 9, Type: wire.TaskOffer, OrderID: "o9"})); !errors.Is(err, ErrStale) {
 		t.Fatalf("seq 9 after a restart at 10: %v, want ErrStale", err)
+	}
+	if _, err := b.Apply([]byte(`{"v":1,"seq":11,"type":"teleport"}`)); !errors.Is(err, wire.ErrTask) {
+		t.Fatalf("bad type: %v, want wire.ErrTask", err)
+	}
+}
+
+// The plan in force survives a restart: an older plan delivered after it
+// (the broker's retained copy, another replica's late publish) is refused.
+func TestBookResumesPlan(t *testing.T) {
+	store := &memSeq{}
+	b, err := NewBook(store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Apply(msg(t, plan(20, 7, "o1", "o2"))); err != nil {
+		t.Fatal(err)
+	}
+	b, err = NewBook(store, nil) // restarted
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := b.View(); v.Route == nil || v.Route.Version != 7 || len(v.Route.Stops) != 2 || v.RouteSeq != 20 || v.LastTaskSeq != 20 {
+		t.Fatalf("after a restart: %+v, want plan 7 of seq 20 in force", v)
+	}
+	for _, old := range []wire.Task{plan(20, 7, "o1", "o2"), plan(21, 6, "o1")} {
+		if _, err := b.Apply(msg(t, old)); !errors.Is(err, ErrOldPlan) {
+			t.Fatalf("plan %d after a restart with plan 7: %v, want ErrOldPlan", old.Route.Version, err)
+		}
+	}
+	if _, err := b.Apply(msg(t, plan(22, 8, "o2"))); err != nil {
+		t.Fatal(err)
+	}
+	if v := b.View(); v.Route.Version != 8 {
+		t.Fatalf("plan %d in force, want 8", v.Route.Version)
+	}
+}
+
+func TestBookDropsUnreadablePlan(t *testing.T) {
+	b, err := NewBook(&memSeq{v: 4, plan: []byte("{garbage")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := b.View(); v.Route != nil || v.LastTaskSeq != 4 {
+		t.Fatalf("%+v: want no plan, seq 4", v)
+	}
+	if _, err := b.Apply(msg(t, plan(3, 1, "o1"))); err != nil {
+		t.Fatalf("first plan after an unreadable one: %v", err)
+	}
+}
+
+func TestBookRefusesBadTypes(t *testing.T) {
+	b, err := NewBook(&memSeq{v: 10}, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if _, err := b.Apply([]byte(`{"v":1,"seq":11,"type":"teleport"}`)); !errors.Is(err, wire.ErrTask) {
 		t.Fatalf("bad type: %v, want wire.ErrTask", err)
