@@ -3,6 +3,8 @@ package dispatch
 import (
 	"slices"
 	"time"
+
+	"github.com/tawsil/tawsil/backend/internal/geo"
 )
 
 // EpochJob is an order waiting for a courier at a decision epoch: one not
@@ -131,17 +133,19 @@ type epochBest struct {
 }
 
 type epoch struct {
-	d      *Dispatcher
-	jobs   []EpochJob
-	cands  []Candidate
-	best   []epochBest
-	now    time.Time
-	k      int
-	accept Accept
-	near   []int // scratch
-	sub    []Candidate
-	dist   []float64
-	ends   []routeEnd
+	d       *Dispatcher
+	jobs    []EpochJob
+	cands   []Candidate
+	best    []epochBest
+	now     time.Time
+	k       int
+	accept  Accept
+	near    []int // scratch
+	sub     []Candidate
+	dist    []float64
+	ends    []routeEnd
+	try     []Candidate // scratch: the candidates scored for one tier
+	tryNear []int
 }
 
 // score finds job j's best acceptable candidate now.
@@ -158,12 +162,35 @@ func (ep *epoch) score(j int) {
 	}
 	b := &ep.best[j]
 	*b = epochBest{state: epochNone, cand: -1}
+	// The soonest a candidate not going to the pick-up already could hand
+	// the job over: at the pick-up once done with its route (it takes the
+	// job after its stops), the parcel ready, the ride, both services.
+	jp := ep.d.jobPaces(job.Job, ep.now)
+	ride := ep.d.cfg.PickupService + leg(job.Pickup, job.Dropoff, jp.pickup) + ep.d.cfg.DropoffService
 	for t := range n {
 		jj := job.Job
 		jj.PromiseBy = tiers[t]
-		ranked, _ := ep.d.Score(jj, ep.sub, ep.now)
+		// Score only the candidates that could keep the promise.
+		ep.try, ep.tryNear = ep.try[:0], ep.tryNear[:0]
+		for x, ci := range ep.near {
+			if d := ep.dist[ci]; d >= 0 && !jj.PromiseBy.IsZero() {
+				at := ep.now.Add(time.Duration(d))
+				if jj.ReadyAt.After(at) {
+					at = jj.ReadyAt
+				}
+				if at.Add(ride).After(jj.PromiseBy.Add(-ep.d.cfg.Margin)) {
+					continue
+				}
+			}
+			ep.try = append(ep.try, ep.sub[x])
+			ep.tryNear = append(ep.tryNear, ci)
+		}
+		if len(ep.try) == 0 {
+			continue
+		}
+		ranked, _ := ep.d.Score(jj, ep.try, ep.now)
 		for _, r := range ranked {
-			ci := ep.near[indexOf(ep.sub, r.CourierID)]
+			ci := ep.tryNear[indexOf(ep.try, r.CourierID)]
 			if ep.accept != nil && !ep.accept(j, ci, jj.PromiseBy, r) {
 				continue
 			}
@@ -183,7 +210,8 @@ func (ep *epoch) score(j int) {
 // nearest fills ep.near and ep.sub with the k candidates that could be at
 // p soonest once done with their routes (each route's end and the leg from
 // there, at the pace leaving p), and every candidate whose route already
-// has a stop at p (a bundle from one pick-up costs it least).
+// has a stop at p or an order from p (a bundle from one pick-up costs it
+// least, and batching may slip the job in anywhere in its route).
 func (ep *epoch) nearest(p Point) {
 	n := len(ep.cands)
 	if cap(ep.dist) < n {
@@ -192,31 +220,33 @@ func (ep *epoch) nearest(p Point) {
 	ep.dist = ep.dist[:n]
 	ep.near = ep.near[:0]
 	pace := ep.d.eta.Pace(p.Lat, p.Lng, ep.now)
+	pv := geo.VecOf(p.Lat, p.Lng)
 	for i := range ep.cands {
 		e := &ep.ends[i]
 		if e.stale {
 			ep.routeEnd(i)
 		}
-		ep.dist[i] = float64(e.at.Sub(ep.now)) + float64(leg(e.pos, p, pace))
+		// leg(e.pos, p, pace), from the cached vector
+		ep.dist[i] = float64(e.at.Sub(ep.now)) + float64(time.Duration(geo.VecDistanceM(e.vec, pv)*pace*float64(time.Second)))
 		for _, s := range ep.cands[i].Route {
-			if samePoint(s.At, p) {
+			if samePoint(s.At, p) || samePoint(s.Origin, p) {
 				ep.dist[i] = -1
 				break
 			}
 		}
-		ep.near = append(ep.near, i)
-	}
-	if ep.k < n {
-		slices.SortFunc(ep.near, func(a, b int) int {
-			switch {
-			case ep.dist[a] < ep.dist[b]:
-				return -1
-			case ep.dist[a] > ep.dist[b]:
-				return 1
+		// keep the k soonest, in order (insertion into a short list)
+		less := func(a, b int) bool { return ep.dist[a] < ep.dist[b] || ep.dist[a] == ep.dist[b] && a < b }
+		if len(ep.near) == ep.k {
+			if !less(i, ep.near[ep.k-1]) {
+				continue
 			}
-			return a - b
-		})
-		ep.near = ep.near[:ep.k]
+			ep.near = ep.near[:ep.k-1]
+		}
+		at := len(ep.near)
+		for at > 0 && less(i, ep.near[at-1]) {
+			at--
+		}
+		ep.near = slices.Insert(ep.near, at, i)
 	}
 	ep.sub = ep.sub[:0]
 	for _, i := range ep.near {
@@ -227,7 +257,7 @@ func (ep *epoch) nearest(p Point) {
 // routeEnd is where and when candidate i is done with its route.
 type routeEnd struct {
 	stale bool
-	pos   Point
+	vec   geo.Vec // of where it ends
 	at    time.Time
 }
 
@@ -240,7 +270,7 @@ func (ep *epoch) routeEnd(i int) {
 		t = waitReady(t, s.Kind, s.ReadyAt).Add(ep.d.service(s.Kind))
 		pos = s.At
 	}
-	ep.ends[i] = routeEnd{pos: pos, at: t}
+	ep.ends[i] = routeEnd{vec: geo.VecOf(pos.Lat, pos.Lng), at: t}
 }
 
 func indexOf(cs []Candidate, id string) int {

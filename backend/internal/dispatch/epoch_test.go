@@ -107,3 +107,34 @@ func TestEpochCheapestFirst(t *testing.T) {
 		}
 	}
 }
+
+// A job no courier can hand over by its promise goes under LatestBy, and
+// one no courier can bring by LatestBy either waits unless AnyTime. The
+// courier is busy 40 min: a promise in 30 min is out of reach.
+func TestEpochTiers(t *testing.T) {
+	d := mustDispatcher(t, nil)
+	c := idle("c", store, 0)
+	c.FreeAt = now.Add(40 * time.Minute)
+	job := epochJob("J", store, move(store, 500, 0), 0)
+	job.PromiseBy = now.Add(30 * time.Minute)
+	for _, tt := range []struct {
+		name    string
+		latest  time.Duration // 0: none
+		anyTime bool
+		want    time.Time // the promise committed under; zero with ok false: no commit
+		ok      bool
+	}{
+		{"latest-by-holds", 60 * time.Minute, false, now.Add(60 * time.Minute), true},
+		{"nothing-holds", 41 * time.Minute, false, time.Time{}, false},
+		{"any-time", 41 * time.Minute, true, time.Time{}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			j := job
+			j.LatestBy, j.AnyTime = now.Add(tt.latest), tt.anyTime
+			cs := d.Epoch([]EpochJob{j}, []Candidate{c}, now, 0, nil)
+			if len(cs) == 1 != tt.ok || tt.ok && !cs[0].PromiseBy.Equal(tt.want) {
+				t.Errorf("commits %+v, want ok %v under %v", cs, tt.ok, tt.want)
+			}
+		})
+	}
+}
