@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	_ "embed"
 	"fmt"
 	"log/slog"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/area"
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/eta"
 	"github.com/tawsil/tawsil/backend/internal/failure"
@@ -147,17 +147,26 @@ func (p FailureProfile) drawFailures(r *rand.Rand, o *simOrder, failRate float64
 	}
 }
 
-// rig is what every strategy's run shares besides the day: the travel
-// model, the real failure rules and relay points, the real route planner.
+// rig is what every strategy's run shares besides the day: the server's
+// core (dispatch scoring, offer rounds, the real failure rules and relay
+// points), the travel model, the real route planner.
 type rig struct {
 	cfg     Config
 	model   *eta.Model
 	dcfg    dispatch.Config
 	rules   *failure.Engine
-	relays  []failure.Relay // open relay points inside the simulated city
+	relays  []failure.Relay // relay points inside the simulated city
 	planner routing.Planner
 	loc     *time.Location // the city's clock, for relay opening hours
 	log     *slog.Logger
+	core    *core.Core
+}
+
+// newRig builds the rig, with the core configured as the server's.
+func newRig(cfg Config, model *eta.Model, d *dispatch.Dispatcher, rules *failure.Engine, relays []failure.Relay, log *slog.Logger) *rig {
+	loc := eta.Casablanca()
+	return &rig{cfg: cfg, model: model, dcfg: d.Config(), rules: rules, relays: relays, planner: routing.Builtin{}, loc: loc, log: log,
+		core: &core.Core{Dispatch: d, OfferTimeout: 30 * time.Second, Rules: rules, Verify: failure.DefaultVerifyConfig(), Relays: relays, Zone: loc}}
 }
 
 // cityRelays keeps the relay points inside city.
@@ -183,89 +192,14 @@ func (t modelTravel) Travel(from, to routing.Point, at time.Time) time.Duration 
 // customer again.
 const reattemptCall = 5 * time.Minute
 
-// serviceOf is the time spent at a stop of o's of the given dispatch kind.
-func (g *rig) serviceOf(o *simOrder, k dispatch.StopKind) time.Duration {
+// serviceOf is the time the simulated courier really spends at a stop of
+// o's (the planner counts the core's planned service times).
+func (g *rig) serviceOf(o *simOrder, k routing.Kind) time.Duration {
 	switch {
-	case k == dispatch.StopPickup || o.terminal == routing.Return:
+	case k == routing.Pickup || k == routing.Return:
 		return g.dcfg.PickupService
-	case o.terminal == routing.Dropoff && o.attempts > 0:
+	case k == routing.Dropoff && o.attempts > 0:
 		return g.dcfg.DropoffService + reattemptCall
 	}
 	return g.dcfg.DropoffService
-}
-
-// routingStops converts a sim route to the planner's stops, as the backend's
-// stopsOf does: a drop-off carries the promise and a retry's "not before";
-// the order's terminal stop is a drop-off, a relay hand-over or a return.
-func (g *rig) routingStops(route []dispatch.Stop, byID map[string]*simOrder) []routing.Stop {
-	out := make([]routing.Stop, len(route))
-	for i, s := range route {
-		o := byID[s.OrderID]
-		rs := routing.Stop{OrderID: s.OrderID, Kind: routing.Pickup, Loc: routing.Point{Lat: s.At.Lat, Lng: s.At.Lng}, Service: g.serviceOf(o, s.Kind)}
-		if s.Kind != dispatch.StopPickup {
-			rs.Kind = o.terminal
-			if o.terminal != routing.Return {
-				rs.Latest = o.promiseBy
-			}
-			if o.terminal == routing.Dropoff {
-				rs.Earliest = o.notBefore
-			}
-			// A retry set after the promise: lateness counts from the
-			// earliest possible visit (the planner refuses earliest > latest).
-			if rs.Earliest.After(rs.Latest) && !rs.Latest.IsZero() {
-				rs.Latest = rs.Earliest
-			}
-		}
-		out[i] = rs
-	}
-	return out
-}
-
-// plan re-orders route with the planner for a courier leaving start at t,
-// the input order being route's. On a planner error the input order stays,
-// as in the backend, and the error is logged.
-func (g *rig) plan(ctx context.Context, start dispatch.Point, t time.Time, route []dispatch.Stop, byID map[string]*simOrder) ([]dispatch.Stop, error) {
-	if len(route) < 2 {
-		return route, nil
-	}
-	stops := g.routingStops(route, byID)
-	sol, err := g.planner.Plan(ctx, routing.Problem{
-		Start: start, StartTime: t, Stops: stops, Travel: modelTravel{g.model},
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("plan: %w", ctx.Err())
-		}
-		g.log.Warn("route plan failed; keeping the input order", "stops", len(stops), "err", err)
-		return route, nil
-	}
-	type key struct {
-		id     string
-		pickup bool
-	}
-	idx := make(map[key]dispatch.Stop, len(route))
-	for _, s := range route {
-		idx[key{s.OrderID, s.Kind == dispatch.StopPickup}] = s
-	}
-	out := make([]dispatch.Stop, 0, len(route))
-	for _, v := range sol.Visits {
-		out = append(out, idx[key{v.OrderID, v.Kind == routing.Pickup}])
-	}
-	return out, nil
-}
-
-// departures returns when a courier leaving start at t leaves each stop of
-// route, by the planner's own evaluation.
-func (g *rig) departures(start dispatch.Point, t time.Time, route []dispatch.Stop, byID map[string]*simOrder) ([]time.Time, error) {
-	p := routing.Problem{Start: start, StartTime: t,
-		Stops: g.routingStops(route, byID), Travel: modelTravel{g.model}}
-	sol, err := routing.Evaluate(p, p.Stops)
-	if err != nil {
-		return nil, fmt.Errorf("evaluate route: %w", err)
-	}
-	out := make([]time.Time, len(sol.Visits))
-	for i, v := range sol.Visits {
-		out[i] = v.Depart
-	}
-	return out, nil
 }

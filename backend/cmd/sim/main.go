@@ -1,21 +1,25 @@
-// Command sim plays a day of Casablanca deliveries through Tawsil's real
-// dispatch scoring and, in the same run and on the same bookings, through a
-// plain nearest-idle-courier baseline, and prints on-time rate, cost per
-// order, courier utilisation and what became of failed attempts for both.
+// Command sim plays a day of Casablanca deliveries through the server's own
+// order core (internal/core) and, in the same run and on the same bookings,
+// through a plain nearest-idle-courier baseline, and prints on-time rate,
+// cost per order, courier utilisation and what became of failed attempts
+// for both.
 //
-// Couriers move at the eta model's speeds (prior speed, road detour) with
-// log-normal noise per leg, so predictions are not perfect. The same
-// bookings fail at the same drop-offs, for the same reasons, in both runs
-// (see FailureProfile: reason mix, merchant policies, cash on delivery,
-// parcel sizes, retry success). Each failed attempt is decided by the real
-// failed-delivery rules (failure.Engine, the built-in rules unless -rules
-// names a file) and its effect is the backend's own (internal/core): a
-// retry with a "not before", a contact window whose end applies the rule's
-// then unless the customer is reached (-reply-rate), a relay point (the
-// backend's list, embedded), a return, a reassignment or a cancellation;
-// routes holding such stops are ordered by
-// the real route planner (routing.Plan). Only dispatch differs between the
-// two runs.
+// The simulator is a shell around core.Step, as the server's delivery
+// service is: every change of an order (booking, offer and answer, pick-up,
+// delivery, failure report with its GPS evidence, the rules' decision,
+// timers, a customer's reply, a dispatcher's action) is a step of the core,
+// with a virtual clock and the core's timers in a heap; routes are planned
+// as the server plans them (core.PlanInput, the real planner). What the
+// simulator adds is only the world: couriers move at the eta model's speeds
+// with log-normal noise per leg; offered couriers accept; the same bookings
+// fail at the same drop-offs, for the same reasons, in both runs (see
+// FailureProfile); a contact window's customer answers with -reply-rate; a
+// dispatcher assigns an order the core flagged (nobody could take it) to
+// the nearest courier with a free place two minutes later. Tawsil's run
+// uses the core's offer rounds over the dispatch ranking; the baseline's
+// dispatcher assigns each order to the nearest idle courier instead. The
+// failure rules are the built-in ones unless -rules names a file; relay
+// points are the backend's list, embedded.
 //
 //	go run ./backend/cmd/sim -orders 4000 -couriers 220
 package main
@@ -30,13 +34,11 @@ import (
 	"os/signal"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/area"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/eta"
 	"github.com/tawsil/tawsil/backend/internal/failure"
-	"github.com/tawsil/tawsil/backend/internal/routing"
 )
 
 func main() {
@@ -115,11 +117,8 @@ func run(ctx context.Context, args []string, out io.Writer, log *slog.Logger) er
 	if err != nil {
 		return err
 	}
-	g := &rig{
-		cfg: cfg, model: model, dcfg: dcfg, rules: failure.NewEngine(rules, log),
-		relays: cityRelays(relays, areas, "casablanca"), planner: routing.Builtin{}, loc: eta.Casablanca(), log: log,
-	}
-	strategies := []Strategy{scored{cfg: cfg, d: d, wait: 3 * time.Minute}, nearestIdle{}}
+	g := newRig(cfg, model, d, failure.NewEngine(rules, log), cityRelays(relays, areas, "casablanca"), log)
+	strategies := []Strategy{tawsil{}, nearestIdle{}}
 	var results []Result
 	for _, st := range strategies {
 		r, err := simulate(ctx, g, w, st)
@@ -165,6 +164,10 @@ func printTable(out io.Writer, cfg Config, relays int, rs []Result) {
 			r.FailedDelivered, r.FailedOnTime, pct(r.FailedOnTime, r.FailedOrders), r.Relayed, r.Returned, r.Cancelled, r.Replans)
 	}
 	tw.Flush()
+	for _, r := range rs {
+		fmt.Fprintf(out, "\n%s: %d orders went to the dispatcher (no courier could take them in time, or a rule asked for a human)", r.Strategy, r.Flagged)
+	}
+	fmt.Fprintln(out)
 	fmt.Fprintln(out, "\non-time %: delivered (relay points included) within the hour, over all orders. MAD/order: (couriers x shift hours x hourly cost + km x km cost) / delivered.")
 	fmt.Fprintln(out, "in promise: failed orders delivered within the hour after all; % over failed orders. Decisions count every failed attempt.")
 }

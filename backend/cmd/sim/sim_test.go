@@ -16,7 +16,6 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/eta"
 	"github.com/tawsil/tawsil/backend/internal/failure"
-	"github.com/tawsil/tawsil/backend/internal/routing"
 )
 
 // fixture is what a test run needs besides the day.
@@ -46,15 +45,12 @@ func newFixture(tb testing.TB, cfg Config, rules *failure.RuleSet) fixture {
 		tb.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	g := &rig{
-		cfg: cfg, model: model, dcfg: d.Config(), rules: failure.NewEngine(rules, log),
-		relays: cityRelays(relays, areas, "casablanca"), planner: routing.Builtin{}, loc: eta.Casablanca(), log: log,
-	}
+	g := newRig(cfg, model, d, failure.NewEngine(rules, log), cityRelays(relays, areas, "casablanca"), log)
 	return fixture{areas: areas, model: model, d: d, g: g}
 }
 
 func (f fixture) strategies() []Strategy {
-	return []Strategy{scored{cfg: f.g.cfg, d: f.d, wait: 3 * time.Minute}, nearestIdle{}}
+	return []Strategy{tawsil{}, nearestIdle{}}
 }
 
 func mustGenerate(tb testing.TB, f fixture) world {
@@ -258,78 +254,58 @@ func TestContactWindowReached(t *testing.T) {
 	}
 }
 
-func TestRetryWaitsAndPlannerOrders(t *testing.T) {
-	// A retry not before 12:30 and a fresh drop-off due 12:40: the planner
-	// serves the fresh one first although the retry is first in the input.
+// A retry's not-before is the core's and holds in the world: the courier
+// does not attempt the drop-off again before it.
+func TestRetryWaitsForNotBefore(t *testing.T) {
 	cfg := DefaultConfig()
-	f := newFixture(t, cfg, nil)
-	t0 := time.Date(2026, 5, 6, 12, 0, 0, 0, eta.Casablanca())
-	store := dispatch.Point{Lat: 33.5853, Lng: -7.6321}
-	retry := &simOrder{id: "r", store: store, pickup: store, dropoff: offset(store, 1000, 0), promiseBy: t0.Add(50 * time.Minute),
-		terminal: routing.Dropoff, attempts: 1, notBefore: t0.Add(30 * time.Minute)}
-	fresh := &simOrder{id: "n", store: store, pickup: store, dropoff: offset(store, -1000, 0), promiseBy: t0.Add(40 * time.Minute), terminal: routing.Dropoff}
-	byID := map[string]*simOrder{"r": retry, "n": fresh}
-	route := []dispatch.Stop{
-		{OrderID: "r", Kind: dispatch.StopDropoff, At: retry.dropoff, PromiseBy: retry.promiseBy},
-		{OrderID: "n", Kind: dispatch.StopDropoff, At: fresh.dropoff, PromiseBy: fresh.promiseBy},
-	}
-	got, err := f.g.plan(context.Background(), store, t0, route, byID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 || got[0].OrderID != "n" || got[1].OrderID != "r" {
-		t.Errorf("plan %v, want n then r", got)
-	}
-	stops := f.g.routingStops(route, byID)
-	if !stops[0].Earliest.Equal(retry.notBefore) || stops[0].Service != f.g.dcfg.DropoffService+reattemptCall {
-		t.Errorf("retry stop %+v: want earliest %v and the reattempt call in its service", stops[0], retry.notBefore)
+	f := newFixture(t, cfg, rulesOf(t, `
+max_attempts: 3
+final_action: return_to_merchant
+rules:
+  - name: retry-in-40
+    action: retry_later
+    retry_after_minutes: 40
+`))
+	noon := time.Date(2026, 5, 6, 12, 0, 0, 0, eta.Casablanca())
+	for _, st := range f.strategies() {
+		r := mustSimulate(t, f, oneOrderDay(noon, simOrder{failures: 1, reason: failure.CustomerUnavailable}), st)
+		got := outcome(t, r, "o1")
+		if got.Status != Delivered || got.Attempts != 2 || !slices.Equal(got.Rules, []string{"retry-in-40"}) {
+			t.Fatalf("%s: %s after %d attempts by %v", st.Name(), got.Status, got.Attempts, got.Rules)
+		}
+		// Booked at noon, a first attempt after some minutes' ride, then 40
+		// minutes at least, plus the second visit's service.
+		if min := 40*time.Minute + f.g.dcfg.DropoffService + reattemptCall; got.DoneAt.Sub(noon) < min {
+			t.Errorf("%s: delivered %v after booking: the retry came before its not-before", st.Name(), got.DoneAt.Sub(noon))
+		}
 	}
 }
 
-func TestRetryAfterThePromiseStillPlans(t *testing.T) {
-	// cod-next-wave retries 60 minutes later even with 10 minutes left: the
-	// planner refuses a stop whose earliest is after its latest, so lateness
-	// counts from the earliest possible visit.
-	f := newFixture(t, DefaultConfig(), nil)
-	t0 := time.Date(2026, 5, 6, 12, 0, 0, 0, eta.Casablanca())
-	store := dispatch.Point{Lat: 33.5853, Lng: -7.6321}
-	late := &simOrder{id: "l", store: store, pickup: store, dropoff: offset(store, 800, 0), promiseBy: t0.Add(10 * time.Minute),
-		terminal: routing.Dropoff, attempts: 1, notBefore: t0.Add(time.Hour)}
-	other := &simOrder{id: "o", store: store, pickup: store, dropoff: offset(store, -800, 0), promiseBy: t0.Add(30 * time.Minute), terminal: routing.Dropoff}
-	byID := map[string]*simOrder{"l": late, "o": other}
-	route := []dispatch.Stop{
-		{OrderID: "l", Kind: dispatch.StopDropoff, At: late.dropoff, PromiseBy: late.promiseBy},
-		{OrderID: "o", Kind: dispatch.StopDropoff, At: other.dropoff, PromiseBy: other.promiseBy},
+// Nobody can take the order in time: the core flags it and the simulated
+// dispatcher assigns it, as a dispatcher on the console would (no promise
+// relaxed by the simulator).
+func TestUnplaceableOrderGoesToTheDispatcher(t *testing.T) {
+	cfg := DefaultConfig()
+	f := newFixture(t, cfg, nil)
+	noon := time.Date(2026, 5, 6, 12, 0, 0, 0, eta.Casablanca())
+	w := oneOrderDay(noon, simOrder{})
+	w.starts = []dispatch.Point{offset(w.orders[0].store, 30_000, 0)} // 30 km away: outside the search radius
+	r := mustSimulate(t, f, w, tawsil{})
+	if r.Flagged != 1 || outcome(t, r, "o1").Status != Delivered {
+		t.Fatalf("flagged %d, %s", r.Flagged, outcome(t, r, "o1").Status)
 	}
-	stops := f.g.routingStops(route, byID)
-	if !stops[0].Latest.Equal(late.notBefore) || !stops[1].Latest.Equal(other.promiseBy) {
-		t.Errorf("latest %v and %v, want %v and %v", stops[0].Latest, stops[1].Latest, late.notBefore, other.promiseBy)
-	}
-	got, err := f.g.plan(context.Background(), store, t0, route, byID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got[0].OrderID != "o" {
-		t.Errorf("plan %v: the on-time order should go first", got)
+	if wait := r.MaxWaitMin; wait < dispatcherDelay.Minutes() {
+		t.Errorf("assigned after %.1f min, before the dispatcher could act", wait)
 	}
 }
 
-func TestDepartures(t *testing.T) {
-	cfg := DefaultConfig()
-	f := newFixture(t, cfg, nil)
-	t0 := time.Date(2026, 5, 6, 12, 0, 0, 0, eta.Casablanca())
-	store := dispatch.Point{Lat: 33.5853, Lng: -7.6321}
-	start := offset(store, 0, 1000)
-	o := &simOrder{id: "a", store: store, pickup: store, dropoff: offset(store, 2000, 0), promiseBy: t0.Add(time.Hour), terminal: routing.Dropoff}
-	got, err := f.g.departures(start, t0, jobStops(o), map[string]*simOrder{"a": o})
+func rulesOf(tb testing.TB, yaml string) *failure.RuleSet {
+	tb.Helper()
+	rs, err := failure.Parse([]byte(yaml))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	leave := t0.Add(f.model.Travel(start.Lat, start.Lng, store.Lat, store.Lng, t0) + f.g.dcfg.PickupService)
-	want := []time.Time{leave, leave.Add(f.model.Travel(store.Lat, store.Lng, o.dropoff.Lat, o.dropoff.Lng, leave) + f.g.dcfg.DropoffService)}
-	if !slices.EqualFunc(got, want, time.Time.Equal) {
-		t.Errorf("departures %v, want %v", got, want)
-	}
+	return rs
 }
 
 func TestSimulateAccountsForEveryOrder(t *testing.T) {

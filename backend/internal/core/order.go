@@ -347,6 +347,17 @@ type Core struct {
 	Rules        *failure.Engine
 	Verify       failure.VerifyConfig
 	Relays       []failure.Relay
+	// Zone is the city's clock: relay points' opening hours are read on it
+	// (nil: UTC).
+	Zone *time.Location
+}
+
+// local is t on the city's clock.
+func (c *Core) local(t time.Time) time.Time {
+	if c.Zone == nil {
+		return t.UTC()
+	}
+	return t.In(c.Zone)
 }
 
 // ErrPinClosed: the order takes no pin (confirmed already, or dispatched),
@@ -708,7 +719,7 @@ func (s *step) execute(dec failure.Decision, courier string) error {
 		return fmt.Errorf("%w: order is %s, not failed_attempt", order.ErrInvalidTransition, n.Status)
 	}
 	now := s.in.Now.UTC()
-	eff := AfterFailure(dec, Situation{Now: now, Dropoff: geo.Point{Lat: n.Dropoff.Lat, Lng: n.Dropoff.Lng},
+	eff := AfterFailure(dec, Situation{Now: s.c.local(now), Dropoff: geo.Point{Lat: n.Dropoff.Lat, Lng: n.Dropoff.Lng},
 		AllowRelay: n.Policy.AllowRelay, Relays: s.c.Relays, Departs: s.in.Departs})
 	s.res.Decision = dec
 	s.res.Decision.Action = eff.Action
@@ -792,7 +803,7 @@ func (s *step) resolve(e Resolve) error {
 		if !n.Policy.AllowRelay {
 			return fmt.Errorf("%w: relay_point refused: the merchant's policy does not allow relay points", order.ErrInvalidTransition)
 		}
-		if _, _, err := failure.NearestRelay(s.c.Relays, n.Dropoff.Lat, n.Dropoff.Lng, s.in.Now); err != nil {
+		if _, _, err := failure.NearestRelay(s.c.Relays, n.Dropoff.Lat, n.Dropoff.Lng, s.c.local(s.in.Now)); err != nil {
 			return fmt.Errorf("%w: relay_point refused: no open relay point near the drop-off", order.ErrInvalidTransition)
 		}
 	}

@@ -152,7 +152,8 @@ func New(cfg Config, d Deps, hub *Hub, wh *Webhooks) *Service {
 	if cfg.TimerPoll <= 0 {
 		cfg.TimerPoll = 250 * time.Millisecond
 	}
-	rules := &core.Core{Dispatch: d.Dispatch, OfferTimeout: cfg.OfferTimeout, Rules: d.Rules, Verify: cfg.Verify, Relays: cfg.Relays}
+	rules := &core.Core{Dispatch: d.Dispatch, OfferTimeout: cfg.OfferTimeout, Rules: d.Rules, Verify: cfg.Verify, Relays: cfg.Relays,
+		Zone: eta.Casablanca()} // every served city keeps Morocco's clock
 	return &Service{cfg: cfg, d: d, now: time.Now, core: rules, active: map[string]*mongostore.StoredOrder{},
 		routes: map[string]*courierRoute{}, seq: map[string]uint64{}, today: map[string]int{}, idleAt: map[string]time.Time{},
 		onShift: map[string]time.Time{}, hub: hub, webhooks: wh, stop: make(chan struct{})}
