@@ -664,6 +664,9 @@ func (s *step) delivered(e Delivered) error {
 		order.Actor{Role: order.RoleCourier, ID: e.Courier}); err != nil {
 		return err
 	}
+	if c := s.cur.Contact; c != nil { // delivered while a reply was awaited
+		s.add(CancelTimer{ContactTimerID(s.next.ID, c.ID)})
+	}
 	s.clearOps()
 	s.released(e.Courier, "")
 	return nil

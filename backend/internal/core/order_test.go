@@ -440,6 +440,19 @@ func TestContactWindow(t *testing.T) {
 			t.Fatalf("second reply: %v", err)
 		}
 	})
+	t.Run("delivered in the window", func(t *testing.T) {
+		st, tm := open(t, failure.ReturnToMerchant)
+		r := mustStep(t, c, st, Delivered{Courier: "k1"}, Input{Now: now.Add(2 * time.Minute)})
+		if r.State.Status != order.StatusDelivered || r.State.Contact != nil {
+			t.Fatalf("delivered: %s, contact %+v", r.State.Status, r.State.Contact)
+		}
+		if ct := one[CancelTimer](t, r); ct.ID != tm.ID {
+			t.Fatalf("cancel %+v", ct)
+		}
+		if late := mustStep(t, c, r.State, TimerDue{tm}, Input{Now: tm.Due}); len(late.Effects) != 0 {
+			t.Fatal("the window's end changed a delivered order")
+		}
+	})
 	t.Run("not reachable applies then now", func(t *testing.T) {
 		st, _ := open(t, failure.Cancel)
 		r := mustStep(t, c, st, CustomerReply{Reachable: false}, Input{Now: now.Add(time.Minute)})
