@@ -56,12 +56,15 @@ func (s *Service) replan(ctx context.Context, courier, why string) *courierRoute
 		return route
 	}
 	// The version comes from the store (above every version any replica
-	// gave this courier), and the plan is kept there for restarts.
+	// gave this courier), and the plan is kept there for restarts. A
+	// courier's first version is the clock in ms, as task numbers are: a
+	// device keeps the version of its plan in force across its restarts,
+	// so plans from a store started afresh must still be newer.
 	var hint uint64
 	if prev != nil {
 		hint = prev.Version
 	}
-	v, err := s.d.Store.NextSeq(ctx, "route/"+courier, 1, hint)
+	v, err := s.d.Store.NextSeq(ctx, "route/"+courier, uint64(max(now.UnixMilli(), 1)), hint)
 	if err != nil {
 		s.d.Log.Warn("route plan not versioned; not sent", "courier_id", courier, "err", err)
 		return nil
