@@ -548,3 +548,39 @@ func TestCourierGone(t *testing.T) {
 		t.Fatal("another courier's order changed")
 	}
 }
+
+func TestReturnedBackToTheMerchant(t *testing.T) {
+	c := mustCore(t)
+	now := t0.Add(20 * time.Minute)
+	st := mustStep(t, c, pickedUp(t, c, order.Policy{}), FailureReport{Courier: "k1", Reason: failure.Damaged}, Input{Now: now}).State
+	st = mustStep(t, c, st, Execute{Courier: "k1", Decision: failure.Decision{Action: failure.ReturnToMerchant, Rule: "damaged"}}, Input{Now: now}).State
+	if stops := Stops(st); len(stops) != 1 || stops[0].Kind != "return" || stops[0].Loc.Lat != shop.Lat {
+		t.Fatalf("return stops %+v", stops)
+	}
+	r := mustStep(t, c, st, ReturnedBack{Actor: order.Actor{Role: order.RoleCourier, ID: "k1"}}, Input{Now: now.Add(15 * time.Minute)})
+	if r.State.Status != order.StatusReturned || !r.State.Milestones.ReturnedAt.Equal(now.Add(15*time.Minute)) {
+		t.Fatalf("returned: %s at %v", r.State.Status, r.State.Milestones.ReturnedAt)
+	}
+	if rel := one[Released](t, r); rel.Courier != "k1" {
+		t.Fatalf("released %+v", rel)
+	}
+}
+
+func TestAtRiskAndNotes(t *testing.T) {
+	c := mustCore(t)
+	st := assignedTo(t, c, order.Policy{}, "k1")
+	r := mustStep(t, c, st, AtRisk{Risk: true}, Input{Now: t0})
+	if ev := appended(t, r); ev.Action != "at_risk" || !r.State.Flags.AtRisk || ev.From != ev.To {
+		t.Fatalf("at risk %+v", ev)
+	}
+	if again := mustStep(t, c, r.State, AtRisk{Risk: true}, Input{Now: t0}); len(again.Effects) != 0 {
+		t.Fatal("an unchanged flag takes a version")
+	}
+	n := mustStep(t, c, r.State, Note{Kind: "handover_rejected", Actor: order.Actor{Role: order.RoleCourier, ID: "k1"}, Why: "wrong code"}, Input{Now: t0})
+	if ev := appended(t, n); ev.Action != "handover_rejected" || n.State.Version != r.State.Version+1 || n.State.Status != st.Status {
+		t.Fatalf("note %+v", ev)
+	}
+	if len(n.Effects) != 1 {
+		t.Fatalf("a note only appends: %#v", n.Effects)
+	}
+}
