@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"strconv"
 	"time"
@@ -159,8 +160,11 @@ type Tawsil struct {
 	jobs   []dispatch.EpochJob
 	ids    []string // courier index → id for the dispatcher
 	// Decisions are the wall-clock time of each epoch divided by the
-	// orders decided in it, once per order and epoch; Epochs the epochs'.
-	Decisions, Epochs []time.Duration
+	// orders decided in it, once per order and epoch; DecisionsCPU the
+	// same in CPU time of the deciding thread (what the decision costs,
+	// apart from whatever else runs on the machine); Epochs the epochs'
+	// wall-clock times.
+	Decisions, DecisionsCPU, Epochs []time.Duration
 }
 
 // TawsilConfig is the dispatch configuration Tawsil runs MDRP with: the
@@ -299,12 +303,15 @@ func (t *Tawsil) Decide(e *Engine, _ []int) {
 		pr := e.Predict(cis[k], t.route(e, cis[k], t.locked[k], r.Plan), o)
 		return pr.Feasible && (promise.IsZero() || pr.Dropoff-in.Orders[o].Placed <= in.Params.MaxC2D)
 	}
-	start := time.Now()
+	runtime.LockOSThread()
+	start, cpu := time.Now(), threadCPU()
 	commits := t.d.Epoch(jobs, cands, clock(now), t.k, accept)
-	el := time.Since(start)
+	el, elCPU := time.Since(start), threadCPU()-cpu
+	runtime.UnlockOSThread()
 	t.Epochs = append(t.Epochs, el)
 	for range jobs {
 		t.Decisions = append(t.Decisions, el/time.Duration(len(jobs)))
+		t.DecisionsCPU = append(t.DecisionsCPU, elCPU/time.Duration(len(jobs)))
 	}
 	for _, c := range commits {
 		o := open[c.Job]
