@@ -33,6 +33,17 @@
 // same cost picks the insertion, and each Ranked carries its breakdown,
 // shown to dispatchers as is.
 //
+// # Decision epochs
+//
+// Score decides one order against its candidates. Epoch decides many at
+// once, at one decision time: each waiting order (new, or taken back from
+// a courier that has not started on it) is scored, the cheapest commit is
+// made first and the orders it affects are scored again, and an order with
+// a ready time whose best courier would arrive more than
+// Config.CommitLead early is held for a later epoch (Hold). cmd/mdrp runs
+// the day this way; the server commits each order when it is booked (its
+// orders carry no ready time).
+//
 // The weights were checked with cmd/sim (a simulated Casablanca day against
 // a nearest-idle-courier baseline).
 package dispatch

@@ -137,13 +137,15 @@ func nearestFirst(in *Instance, os []int) []int {
 	return out
 }
 
-// Tawsil dispatches with the server's own dispatcher (package dispatch): at
-// each order's placement (and every minute while it waits) the nearest
-// couriers are scored by route insertion with batching from the same
-// restaurant, and the best one whose exact route keeps its shift gets it.
-// The one-hour promise is replaced by the instance's target click-to-door;
-// when no courier can keep it, by the maximum; an order still waiting 30
-// minutes after it is ready goes, late, to whoever brings it soonest.
+// Tawsil dispatches with the server's own dispatcher (package dispatch):
+// every minute, one decision epoch (Dispatcher.Epoch) over the open orders
+// and those taken back from couriers that had not started on them, scored
+// by route insertion with batching from the same restaurant; the best
+// courier whose exact route keeps its shift gets each order committed, an
+// order whose best courier would be early for its ready time waits. The
+// one-hour promise is replaced by the instance's target click-to-door; when
+// no courier can keep it, by the maximum; an order still waiting 30 minutes
+// after it is ready goes, late, to whoever brings it soonest.
 type Tawsil struct {
 	d *dispatch.Dispatcher
 	k int
@@ -202,7 +204,8 @@ func TawsilConfig(p Params) dispatch.Config {
 	return cfg
 }
 
-// NewTawsil returns the policy, considering the k nearest couriers per order.
+// NewTawsil returns the policy, scoring per order the k couriers that
+// could be at its restaurant soonest (and those going there already).
 func NewTawsil(in *Instance, cfg dispatch.Config, k int) (*Tawsil, error) {
 	d, err := dispatch.New(cfg, constPace(60/in.Params.MetersPerMinute))
 	if err != nil {
