@@ -332,27 +332,16 @@ func (p *pass) candidates(at order.Place) []dispatch.Candidate {
 	cfg := p.g.cfg
 	near := nearest(p.cs, dispatch.Point{Lat: at.Lat, Lng: at.Lng}, cfg.Radius, cfg.K, func(c *simCourier) bool { return c.load < cfg.Capacity })
 	out := make([]dispatch.Candidate, len(near))
+	lookup := func(id string) *core.State {
+		if o := p.byID[id]; o != nil && o.st.Order != nil {
+			return &o.st
+		}
+		return nil
+	}
 	for i, c := range near {
 		q := c.at()
-		cand := dispatch.Candidate{CourierID: c.id, Lat: q.Lat, Lng: q.Lng, DistanceM: geo.DistanceM(q, dispatch.Point{Lat: at.Lat, Lng: at.Lng}),
-			Load: c.load, Capacity: cfg.Capacity, AssignedToday: c.assigned}
-		if c.load == 0 {
-			cand.IdleSince = c.idleSince
-		}
-		for _, v := range c.visits {
-			st := dispatch.Stop{OrderID: v.OrderID, At: v.Loc, Kind: dispatch.StopDropoff}
-			if ord := p.byID[v.OrderID]; ord != nil {
-				st.Origin = dispatch.Point{Lat: ord.st.Pickup.Lat, Lng: ord.st.Pickup.Lng}
-				if v.Kind != routing.Pickup {
-					st.PromiseBy = ord.st.PromiseBy
-				}
-			}
-			if v.Kind == routing.Pickup {
-				st.Kind = dispatch.StopPickup
-			}
-			cand.Route = append(cand.Route, st)
-		}
-		out[i] = cand
+		out[i] = core.Candidate(core.Courier{ID: c.id, At: q, DistanceM: geo.DistanceM(q, dispatch.Point{Lat: at.Lat, Lng: at.Lng}),
+			Load: c.load, Capacity: cfg.Capacity, AssignedToday: c.assigned, IdleSince: c.idleSince, Visits: c.visits}, lookup)
 	}
 	return out
 }
@@ -381,10 +370,7 @@ func (p *pass) recount(c *simCourier, now time.Time) {
 			n++
 		}
 	}
-	if n == 0 && c.load > 0 {
-		c.idleSince = now
-	}
-	c.load = n
+	c.load, c.idleSince = n, core.Idle(c.idleSince, n, now)
 }
 
 // replan plans a courier's route as the server does: its orders' stops

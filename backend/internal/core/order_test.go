@@ -12,6 +12,7 @@ import (
 	"github.com/tawsil/tawsil/backend/internal/failure"
 	"github.com/tawsil/tawsil/backend/internal/geo"
 	"github.com/tawsil/tawsil/backend/internal/order"
+	"github.com/tawsil/tawsil/backend/internal/routing"
 	"github.com/tawsil/tawsil/shared/wire"
 )
 
@@ -582,5 +583,45 @@ func TestAtRiskAndNotes(t *testing.T) {
 	}
 	if len(n.Effects) != 1 {
 		t.Fatalf("a note only appends: %#v", n.Effects)
+	}
+}
+
+func TestCandidateAndIdle(t *testing.T) {
+	o := mustBooked(t, order.Policy{})
+	lookup := func(id string) *State {
+		if id == o.ID {
+			return &o
+		}
+		return nil
+	}
+	busy := Courier{ID: "k1", Load: 1, Capacity: 3, IdleSince: t0.Add(-time.Hour), LastSeen: t0,
+		Visits: []routing.Visit{{Stop: routing.Stop{OrderID: "o1", Kind: routing.Pickup, Loc: geo.Point{Lat: shop.Lat, Lng: shop.Lng}}},
+			{Stop: routing.Stop{OrderID: "o1", Kind: routing.Dropoff, Loc: geo.Point{Lat: door.Lat, Lng: door.Lng}}}}}
+	c := Candidate(busy, lookup)
+	if !c.IdleSince.IsZero() || len(c.Route) != 2 || c.Route[0].Kind != dispatch.StopPickup || !c.Route[1].PromiseBy.Equal(o.PromiseBy) ||
+		!c.Route[0].PromiseBy.IsZero() || c.Route[1].Origin.Lat != shop.Lat {
+		t.Fatalf("busy candidate %+v", c)
+	}
+	if c := Candidate(Courier{ID: "k2", LastSeen: t0}, lookup); !c.IdleSince.Equal(t0) {
+		t.Fatalf("idle since unknown: %v, want the last fix", c.IdleSince)
+	}
+	if c := Candidate(Courier{ID: "k2", IdleSince: t0.Add(-time.Hour), LastSeen: t0}, lookup); !c.IdleSince.Equal(t0.Add(-time.Hour)) {
+		t.Fatalf("idle since %v", c.IdleSince)
+	}
+
+	tests := []struct {
+		name  string
+		since time.Time
+		load  int
+		want  time.Time
+	}{
+		{"busy", t0.Add(-time.Hour), 2, time.Time{}},
+		{"just emptied", time.Time{}, 0, t0},
+		{"still idle", t0.Add(-time.Hour), 0, t0.Add(-time.Hour)},
+	}
+	for _, tt := range tests {
+		if got := Idle(tt.since, tt.load, t0); !got.Equal(tt.want) {
+			t.Errorf("%s: Idle = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -86,33 +86,14 @@ func (s *Service) candidates(lat, lng float64, exclude map[string]struct{}) []di
 	defer s.mu.Unlock()
 	s.rollDay()
 	out := make([]dispatch.Candidate, 0, len(hits))
+	lookup := func(id string) *core.State { return s.active[id] }
 	for _, h := range hits {
-		c := dispatch.Candidate{CourierID: h.ID, Lat: h.Fix.Lat, Lng: h.Fix.Lng, DistanceM: h.DistanceM, Load: h.Load,
-			Capacity: h.Capacity, Vehicle: h.Vehicle, AssignedToday: s.today[h.ID]}
-		if h.Load == 0 {
-			// Idle since its last order ended or its shift began; the
-			// last fix only when neither is known (idle ≈ 0).
-			if c.IdleSince = s.idleSince(h.ID); c.IdleSince.IsZero() {
-				c.IdleSince = h.LastSeen
-			}
-		}
+		c := core.Courier{ID: h.ID, At: geo.Point{Lat: h.Fix.Lat, Lng: h.Fix.Lng}, DistanceM: h.DistanceM, Load: h.Load,
+			Capacity: h.Capacity, Vehicle: h.Vehicle, AssignedToday: s.today[h.ID], IdleSince: s.idleSince(h.ID), LastSeen: h.LastSeen}
 		if r := s.routes[h.ID]; r != nil {
-			for _, v := range r.Visits {
-				st := dispatch.Stop{OrderID: v.OrderID, At: dispatch.Point{Lat: v.Loc.Lat, Lng: v.Loc.Lng}}
-				if o := s.active[v.OrderID]; o != nil {
-					st.Origin = dispatch.Point{Lat: o.Pickup.Lat, Lng: o.Pickup.Lng}
-					if v.Kind != "pickup" {
-						st.PromiseBy = o.PromiseBy
-					}
-				}
-				st.Kind = dispatch.StopDropoff
-				if v.Kind == "pickup" {
-					st.Kind = dispatch.StopPickup
-				}
-				c.Route = append(c.Route, st)
-			}
+			c.Visits = r.Visits
 		}
-		out = append(out, c)
+		out = append(out, core.Candidate(c, lookup))
 	}
 	return out
 }

@@ -299,10 +299,10 @@ func (s *Service) syncLoad(courier string) {
 			load++
 		}
 	}
-	if load > 0 {
+	if idle := core.Idle(s.idleAt[courier], load, s.now()); idle.IsZero() {
 		delete(s.idleAt, courier)
-	} else if _, ok := s.idleAt[courier]; !ok {
-		s.idleAt[courier] = s.now()
+	} else {
+		s.idleAt[courier] = idle
 	}
 	s.mu.Unlock()
 	lc, ok := s.d.Index.Get(courier)
