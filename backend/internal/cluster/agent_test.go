@@ -274,6 +274,7 @@ type appliedTask struct {
 	Type         string
 	OrderID      string
 	RouteVersion uint64
+	Stops        int
 }
 
 // Applied lists the tasks the agent applied, in order, over all its runs;
@@ -295,6 +296,8 @@ func (a *courierAgent) Applied() (applied []appliedTask, skipped int) {
 					t.OrderID = m[2]
 				case "route_version":
 					t.RouteVersion, _ = strconv.ParseUint(m[2], 10, 64)
+				case "stops":
+					t.Stops, _ = strconv.Atoi(m[2])
 				}
 			}
 			applied = append(applied, t)
@@ -337,6 +340,17 @@ func (a *courierAgent) hasApplied(typ, order string) bool {
 	return slices.ContainsFunc(ts, func(t appliedTask) bool { return t.Type == typ && t.OrderID == order })
 }
 
+// backendRoute is a courier's route as a replica serves it (GET /v1/me/tasks).
+type backendRoute struct {
+	Route struct {
+		Version uint64 `json:"version"`
+		Stops   []struct {
+			OrderID string `json:"order_id"`
+			Kind    string `json:"kind"`
+		} `json:"stops"`
+	} `json:"route"`
+}
+
 // routePlans opens the shared store's route plans, as the replicas write them.
 func routePlans(tb testing.TB, c *Cluster) *mongo.Collection {
 	tb.Helper()
@@ -365,6 +379,31 @@ func latestPlanVersion(tb testing.TB, plans *mongo.Collection, courier string) u
 		tb.Fatal(err)
 	}
 	return uint64(d.Version)
+}
+
+// storedStops is the number of stops of courier's plan stored under
+// version (ok=false when it is not stored).
+func storedStops(tb testing.TB, plans *mongo.Collection, courier string, version uint64) (n int, ok bool) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var d struct {
+		Plan []byte `bson:"plan"`
+	}
+	err := plans.FindOne(ctx, bson.M{"courier_id": courier, "version": int64(version)}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return 0, false
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var p struct {
+		Visits []json.RawMessage `json:"visits"`
+	}
+	if err := json.Unmarshal(d.Plan, &p); err != nil {
+		tb.Fatalf("stored plan %d: %v", version, err)
+	}
+	return len(p.Visits), true
 }
 
 // TestClusterAgent runs the real agent binary as a courier's device against
@@ -421,12 +460,34 @@ func TestClusterAgent(t *testing.T) {
 			return last.Status == 200
 		})
 	}
+	// follow waits until the plan in force on the device is the route rep
+	// just decided (what rep serves in GET /v1/me/tasks); nothing else
+	// re-plans meanwhile.
+	follow := func(rep *Replica) backendRoute {
+		t.Helper()
+		var want backendRoute
+		rep.Must(t, 200, "GET", "/v1/me/tasks", courier.Token, nil).JSON(t, &want)
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			got, ok := agent.Route(t)
+			if ok && got.Route != nil && got.Route.Version == want.Route.Version && fmt.Sprint(got.Route.Stops) == fmt.Sprint(want.Route.Stops) {
+				return want
+			}
+			if time.Now().After(deadline) {
+				var have any = "none"
+				if got.Route != nil {
+					have = fmt.Sprint(got.Route.Version, got.Route.Stops)
+				}
+				t.Fatalf("replica %d decided plan %d %v; the agent's plan in force is %v (last task seq %d)", rep.N, want.Route.Version, want.Route.Stops, have, got.LastTaskSeq)
+			}
+		}
+	}
 
 	// An order booked on replica 1 is offered to the only courier; it
 	// accepts on replica 2.
 	a := book(t, r[0], merchant, "agent-a")
 	offered(a)
 	do(r[1], "/v1/orders/"+a+"/accept", courier.Token, nil)
+	follow(r[1])
 
 	// Booked on replica 2, declined on replica 3 (nobody else: a dispatcher
 	// is asked), assigned by the dispatcher on replica 1.
@@ -434,6 +495,7 @@ func TestClusterAgent(t *testing.T) {
 	offered(b)
 	do(r[2], "/v1/orders/"+b+"/decline", courier.Token, map[string]any{"reason": "too far"})
 	do(r[0], "/v1/orders/"+b+"/assign", dispatcher.Token, map[string]any{"courier_id": courier.CourierID})
+	follow(r[0])
 
 	// Booked on replica 3 and accepted on replica 1; replica 3 is killed
 	// with SIGKILL right after, in the middle of the traffic.
@@ -455,10 +517,13 @@ func TestClusterAgent(t *testing.T) {
 	// (address not found: retry later, a re-plan) on replica 2, and a new
 	// order D booked on replica 1 is accepted on replica 3.
 	do(r[2], "/v1/orders/"+b+"/pickup", courier.Token, nil)
+	follow(r[2])
 	do(r[1], "/v1/orders/"+a+"/fail", courier.Token, map[string]any{"reason": "ADDRESS_NOT_FOUND", "evidence": map[string]any{"call_attempts": 1}})
+	follow(r[1])
 	d := book(t, r[0], merchant, "agent-d")
 	offered(d)
 	do(r[2], "/v1/orders/"+d+"/accept", courier.Token, nil)
+	follow(r[2])
 
 	// Three re-plans at once on the three replicas: their plans may reach
 	// the device in another order than their versions.
@@ -519,20 +584,10 @@ func TestClusterAgent(t *testing.T) {
 	// The last decision: E picked up on replica 3. Its route is the
 	// backend's current route for the courier.
 	do(r[2], "/v1/orders/"+e+"/pickup", courier.Token, nil)
-	var want struct {
-		Route struct {
-			Version uint64 `json:"version"`
-			Stops   []struct {
-				OrderID string `json:"order_id"`
-				Kind    string `json:"kind"`
-			} `json:"stops"`
-		} `json:"route"`
-	}
-	r[2].Must(t, 200, "GET", "/v1/me/tasks", courier.Token, nil).JSON(t, &want)
+	want := follow(r[2])
 	if newest := latestPlanVersion(t, plans, courier.CourierID); want.Route.Version != newest {
 		t.Fatalf("replica 3 re-planned to version %d, but the newest stored plan is %d", want.Route.Version, newest)
 	}
-	waitCurrent("the agent follows the last decision")
 
 	// Redeliveries, as a broker makes them after a lost acknowledgement
 	// (the backend's login on its own listener): the first assignment and
@@ -595,6 +650,10 @@ func TestClusterAgent(t *testing.T) {
 				t.Errorf("route plan %d applied after plan %d", tk.RouteVersion, lastPlan)
 			}
 			lastPlan = tk.RouteVersion
+			// A version names one plan: the one the backend stored under it.
+			if n, ok := storedStops(t, plans, courier.CourierID, tk.RouteVersion); ok && n != tk.Stops {
+				t.Errorf("route plan %d applied with %d stops; the backend stored plan %d with %d", tk.RouteVersion, tk.Stops, tk.RouteVersion, n)
+			}
 		}
 	}
 	// Every assignment made while the agent ran reached it (C's came just
