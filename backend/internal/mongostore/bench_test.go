@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/embedded/docstore"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
@@ -110,4 +111,54 @@ func BenchmarkInsertPositions(b *testing.B) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*couriers*per)/b.Elapsed().Seconds(), "fixes/s")
+}
+
+// BenchmarkTrack reads a courier's whole track of 20,000 fixes (5.5 hours
+// at one fix a second), as the fleet-usage KPI and the data export do, from
+// one document per fix (before history buckets) and from buckets as the
+// history writer and compaction leave them (up to 1,000 fixes each).
+// Embedded FerretDB on SQLite; set TAWSIL_BENCH_PG_URL for PostgreSQL.
+func BenchmarkTrack(b *testing.B) {
+	ctx := context.Background()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
+	opts := docstore.Options{DataDir: b.TempDir(), Logger: quiet}
+	if pg := os.Getenv("TAWSIL_BENCH_PG_URL"); pg != "" {
+		opts = docstore.Options{Handler: "postgresql", PGURL: pg, Logger: quiet}
+	}
+	srv, err := docstore.Start(ctx, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	// Each shape in its own database: a database of the old shape has only it.
+	stores := map[string]*mongostore.Store{}
+	for _, shape := range []string{"old", "new"} {
+		st, err := mongostore.Open(ctx, srv.URI(), fmt.Sprintf("bench_track_%s_%d", shape, b.N), quiet)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = st.Close(ctx) }()
+		stores[shape] = st
+	}
+	const n = 20_000
+	for k := uint64(0); k < n; k += 2000 {
+		if err := stores["old"].InsertOldPositions(ctx, fixes("c", 0, k+1, k+2000)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := stores["new"].InsertPositions(ctx, fixes("c", 0, k+1, k+2000)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, shape := range []string{"old", "new"} {
+		b.Run(map[string]string{"old": "one-doc-per-fix", "new": "buckets"}[shape], func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ps, err := stores[shape].Track(ctx, "c", h0, h0.Add(24*time.Hour), 200_000)
+				if err != nil || len(ps) != n {
+					b.Fatalf("track = %d, %v", len(ps), err)
+				}
+			}
+			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "fixes/s")
+		})
+	}
 }

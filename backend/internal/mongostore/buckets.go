@@ -235,6 +235,36 @@ func (r *recentWrites) forget(courier string) {
 	}
 }
 
+// oldShape tells whether the one-document-per-fix collection has any
+// documents, rechecked at most every oldRecheck: once retention or erasure
+// has emptied it (nothing writes there since buckets, except a replica of an
+// older version during a rolling upgrade: hence the recheck), reads skip it,
+// as FerretDB may scan it whole for a courier's query.
+type oldShape struct {
+	mu      sync.Mutex
+	checked time.Time
+	has     bool
+}
+
+const oldRecheck = time.Minute
+
+func (o *oldShape) any(ctx context.Context, s *Store) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if now := time.Now(); o.checked.IsZero() || now.Sub(o.checked) >= oldRecheck {
+		err := s.c(oldColl).FindOne(ctx, bson.M{}, options.FindOne().SetProjection(bson.M{"_id": 1})).Err()
+		if err == nil || !notFound(err) {
+			o.has = true // on an error, read it: better slow than incomplete
+		} else {
+			o.has = false
+		}
+		if err == nil || notFound(err) {
+			o.checked = now
+		}
+	}
+	return o.has
+}
+
 type fixKey struct {
 	courier    string
 	epoch, seq uint64
@@ -265,15 +295,17 @@ func (s *Store) Track(ctx context.Context, courierID string, from, to time.Time,
 	// Stored times keep milliseconds (BSON dates), and so did the bounds
 	// of the one-document-per-fix query.
 	from, to = from.Truncate(time.Millisecond), to.Truncate(time.Millisecond)
-	cur, err := s.c(oldColl).Find(ctx,
-		bson.M{"courier_id": courierID, "t": bson.M{"$gte": from, "$lte": to}},
-		options.Find().SetSort(bson.D{{Key: "t", Value: -1}, {Key: "seq", Value: -1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("track: %w", err)
-	}
 	out := []Position{}
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("track: %w", err)
+	if s.old.any(ctx, s) {
+		cur, err := s.c(oldColl).Find(ctx,
+			bson.M{"courier_id": courierID, "t": bson.M{"$gte": from, "$lte": to}},
+			options.Find().SetSort(bson.D{{Key: "t", Value: -1}, {Key: "seq", Value: -1}}).SetLimit(int64(limit)))
+		if err != nil {
+			return nil, fmt.Errorf("track: %w", err)
+		}
+		if err := cur.All(ctx, &out); err != nil {
+			return nil, fmt.Errorf("track: %w", err)
+		}
 	}
 	// Buckets newest first by their latest fix; once limit fixes are held,
 	// a bucket whose latest fix is older than the oldest held has nothing

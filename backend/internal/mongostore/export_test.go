@@ -1,6 +1,9 @@
 package mongostore
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // InsertOldPositions writes fixes as versions before history buckets did:
 // one document each in positions (tests of the upgrade).
@@ -10,6 +13,9 @@ func (s *Store) InsertOldPositions(ctx context.Context, ps []Position) error {
 		docs[i] = ps[i]
 	}
 	_, err := s.c(oldColl).InsertMany(ctx, docs)
+	s.old.mu.Lock()
+	s.old.checked = time.Time{} // tests do not wait for the recheck
+	s.old.mu.Unlock()
 	return err
 }
 

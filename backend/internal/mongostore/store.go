@@ -33,6 +33,7 @@ type Store struct {
 	ttl    bool     // the server supports TTL indexes
 	bases  sync.Map // sequence name → base (see NextSeq); a base never changes
 	recent recentWrites
+	old    oldShape
 }
 
 // Open connects and makes sure the indexes exist.
