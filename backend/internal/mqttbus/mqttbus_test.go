@@ -1,6 +1,9 @@
 package mqttbus
 
-import "testing"
+import (
+	"context"
+	"testing"
+)
 
 // TestCourierKey: a courier's positions, states, OwnTracks and the replicas'
 // notes about it go to one worker, so they are handled in arrival order.
@@ -16,5 +19,52 @@ func TestCourierKey(t *testing.T) {
 		if got := courierKey(tt.give); got != tt.want {
 			t.Errorf("courierKey(%q) = %q, want %q", tt.give, got, tt.want)
 		}
+	}
+}
+
+// fakeMessage is a received message; Ack records the acknowledgement.
+type fakeMessage struct {
+	topic string
+	acked chan struct{}
+}
+
+func (m *fakeMessage) Duplicate() bool   { return false }
+func (m *fakeMessage) Qos() byte         { return 1 }
+func (m *fakeMessage) Retained() bool    { return false }
+func (m *fakeMessage) Topic() string     { return m.topic }
+func (m *fakeMessage) MessageID() uint16 { return 1 }
+func (m *fakeMessage) Payload() []byte   { return nil }
+func (m *fakeMessage) Ack()              { close(m.acked) }
+
+// stagedProbe records the contexts a transport gives Stage and wait.
+type stagedProbe struct {
+	stageDeadline, waitDeadline bool
+}
+
+func (p *stagedProbe) HandleMQTT(context.Context, string, []byte, bool) error { return nil }
+
+func (p *stagedProbe) Stage(ctx context.Context, _ string, _ []byte, _ bool) (func(context.Context) error, error) {
+	_, p.stageDeadline = ctx.Deadline()
+	return func(ctx context.Context) error {
+		_, p.waitDeadline = ctx.Deadline()
+		return nil
+	}, nil
+}
+
+// TestStageWithoutDeadline: Stage, which blocks while the history queue is
+// full (backpressure), is never given a deadline: a message refused for want
+// of room would stay unacknowledged, and the broker redelivers it only after
+// a reconnect (a loss, measured on the bench before). The wait for the
+// write keeps one; the message is acknowledged once it returns.
+func TestStageWithoutDeadline(t *testing.T) {
+	p := &stagedProbe{}
+	b := &link{handler: p, stop: make(chan struct{})}
+	b.life, b.end = context.WithCancel(context.Background())
+	defer b.end()
+	m := &fakeMessage{topic: "tawsil/v1/couriers/c1/pos", acked: make(chan struct{})}
+	b.handle(m)
+	<-m.acked
+	if p.stageDeadline || !p.waitDeadline {
+		t.Fatalf("stage deadline %v (want none), wait deadline %v (want one)", p.stageDeadline, p.waitDeadline)
 	}
 }
