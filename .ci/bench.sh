@@ -315,19 +315,21 @@ history_bytes() {
 # e2e_summary FILE: the headline rows of loadgen bench's output, and the
 # bytes stored per fix (history tables / fixes written since start).
 e2e_summary() {
-  local ceil ours ratio p99 loss bytes written
+  local ceil ours ratio p99 ceil99 loss bytes written
   ceil=$(sed -n 's/^ceiling: broker-only throughput \([0-9]*\) fixes\/s.*/\1/p' "$1")
   ours=$(sed -n 's/.*: \([0-9]*\) fixes\/s published-to-stored$/\1/p' "$1")
   p99=$(sed -n 's/^ingest: publish->queryable.* p99=\([0-9.]*ms\).*/\1/p' "$1")
+  ceil99=$(sed -n 's/^ceiling: publish->delivered.* p99=\([0-9.]*ms\).*/\1/p' "$1")
   loss=$(sed -n 's/^ingest: \(ZERO LOSS\|LOSS\): .* \([0-9]*\) missing,.*/\1, \2 missing/p' "$1")
   bytes=$(history_bytes)
   written=$(curl -fsS "$api/metrics" | awk '$1 == "tawsil_history_written_total" { printf "%.0f", $2 }')
   echo "-- headline"
   if [[ -n "$ours" && -n "$ceil" ]]; then
     ratio=$(awk -v a="$ours" -v b="$ceil" 'BEGIN { printf "%.1f %%", 100 * a / b }')
-    echo "   ingest stored $ours fixes/s, broker-only ceiling $ceil fixes/s: $ratio ($loss); publish->queryable p99 $p99"
+    echo "   ingest stored $ours fixes/s, broker-only ceiling $ceil fixes/s: $ratio ($loss); publish->queryable p99 $p99 (broker-only publish->delivered p99 $ceil99)"
     summary "ingest stored fixes/s vs broker-only ceiling ($PUBLISHERS publishers, batches of $BATCH)" "$ours fixes/s, $loss" "$ceil fixes/s" "$ratio"
-    summary "publish->queryable p99 under that load" "$p99" "" ""
+    summary "publish->queryable p99 under that load (reference: publish->delivered at the bare subscriber)" "$p99" "$ceil99" \
+      "$(ratio "${p99%ms}" "${ceil99%ms}")"
   else
     echo "   ingest figures missing (see above)"
   fi

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,7 +24,13 @@ type counter struct {
 	last     time.Time
 	reached  chan struct{}
 	want     int
+	delays   []time.Duration // publish→delivered of one message in sampleEvery
 }
+
+// sampleEvery: one message in this many is decoded for its publish time
+// (its last fix's device time, set at publish), so the broker's own
+// queueing under the load is known beside its throughput.
+const sampleEvery = 50
 
 // fixCount reads the fix count of a position payload without decoding it.
 func fixCount(p []byte) (int, bool) { return wire.BatchCount(p) }
@@ -40,6 +47,11 @@ func (c *counter) handle(_ paho.Client, m paho.Message) {
 	c.messages++
 	c.fixes += n
 	c.last = now
+	if c.messages%sampleEvery == 0 {
+		if fixes, err := wire.DecodeBatch(m.Payload()); err == nil {
+			c.delays = append(c.delays, now.Sub(fixes[len(fixes)-1].Time))
+		}
+	}
 	if c.want > 0 && c.fixes >= c.want && c.reached != nil {
 		close(c.reached)
 		c.reached = nil
@@ -77,6 +89,7 @@ type ceilingResult struct {
 	Complete   bool
 	FixesPerS  float64
 	MessagesPS float64
+	Delays     []time.Duration // publish→delivered, sampled
 }
 
 // runCeiling publishes the same traffic as an ingest run under a prefix the
@@ -107,6 +120,9 @@ func runCeiling(ctx context.Context, creds []Credential, o loadOptions, sub Cred
 		return res, ctx.Err()
 	}
 	res.Messages, res.Received, res.Bad, res.LastRecv = c.snapshot()
+	c.mu.Lock()
+	res.Delays = slices.Clone(c.delays)
+	c.mu.Unlock()
 	if d := res.LastRecv.Sub(fleet.Start).Seconds(); d > 0 {
 		res.FixesPerS = float64(res.Received) / d
 		res.MessagesPS = float64(res.Messages) / d

@@ -215,6 +215,8 @@ func ceilingMode(ctx context.Context, c config, stdout io.Writer, log *slog.Logg
 		res.Received, f.Fixes, res.Messages, res.Bad, res.Complete)
 	fmt.Fprintf(stdout, "ceiling: broker-only throughput %.0f fixes/s (%.0f msgs/s), first publish to last delivery\n",
 		res.FixesPerS, res.MessagesPS)
+	fmt.Fprintf(stdout, "ceiling: publish->delivered (bare subscriber, 1 message in %d): n=%d p50=%s p99=%s max=%s\n",
+		sampleEvery, len(res.Delays), ms(quantile(res.Delays, 0.5)), ms(quantile(res.Delays, 0.99)), ms(quantile(res.Delays, 1)))
 	return res, nil
 }
 

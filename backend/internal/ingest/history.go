@@ -41,9 +41,8 @@ type History struct {
 	interval time.Duration
 	maxBatch int
 	writers  int // InsertMany calls in flight at once
-	// activeMax bounds the queue while the store keeps up (two rounds of
-	// full batches: enough to keep every writer busy), queueMax during an
-	// outage.
+	// activeMax bounds the queue while the store keeps up (a full batch
+	// for every writer), queueMax during an outage.
 	activeMax int
 	queueMax  int
 	log       *slog.Logger
@@ -67,9 +66,11 @@ type item struct {
 
 // NewHistory starts the writer; call Close to flush and stop.
 func NewHistory(store HistoryStore, interval time.Duration, queueMax int, log *slog.Logger, m *metrics.Metrics) *History {
-	const maxBatch, writers = 8000, 4
+	// A write costs about the same for 4,000 or 16,000 fixes (one bucket
+	// per courier either way: BenchmarkInsertPositions), so batches are large.
+	const maxBatch, writers, activeMax = 16_000, 4, 64_000
 	h := &History{store: store, interval: interval, maxBatch: maxBatch, writers: writers, queueMax: queueMax,
-		activeMax: min(queueMax, 2*writers*maxBatch), log: log, m: m, kick: make(chan struct{}, 1), done: make(chan struct{})}
+		activeMax: min(queueMax, activeMax), log: log, m: m, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	h.space = sync.NewCond(&h.mu)
 	go h.loop()
 	return h

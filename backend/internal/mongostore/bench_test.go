@@ -67,8 +67,8 @@ func BenchmarkCommit(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "transitions/s")
 }
 
-// BenchmarkInsertPositions measures one history flush: 4,000 fixes of 50
-// couriers (80 each, as under saturation) written as buckets, from 4
+// BenchmarkInsertPositions measures history flushes of 50 couriers' fixes
+// (4,000 and 16,000 fixes: 80 and 320 a courier) written as buckets, from 4
 // concurrent writers as the history writer runs them. Embedded FerretDB on
 // SQLite; set TAWSIL_BENCH_PG_URL for the PostgreSQL handler.
 func BenchmarkInsertPositions(b *testing.B) {
@@ -88,29 +88,35 @@ func BenchmarkInsertPositions(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer func() { _ = st.Close(ctx) }()
-	const writers, couriers, per = 4, 50, 80
-	b.ReportAllocs()
-	b.ResetTimer()
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < b.N; i += writers {
-				var ps []mongostore.Position
+	const writers, couriers = 4, 50
+	for _, per := range []int{80, 320} {
+		b.Run(fmt.Sprintf("batch=%d", couriers*per), func(b *testing.B) {
+			batches := make([][]mongostore.Position, b.N)
+			for i := range batches {
 				for c := range couriers {
-					ps = append(ps, fixes(fmt.Sprintf("c%d", c), 1<<20, uint64(i*per+1), uint64(i*per+per))...)
-				}
-				if _, err := st.InsertPositions(ctx, ps); err != nil {
-					b.Error(err)
-					return
+					batches[i] = append(batches[i], fixes(fmt.Sprintf("c%d-%d", per, c), 1<<20, uint64(i*per+1), uint64(i*per+per))...)
 				}
 			}
-		}()
+			b.ReportAllocs()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for w := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := w; i < b.N; i += writers {
+						if _, err := st.InsertPositions(ctx, batches[i]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(b.N*couriers*per)/b.Elapsed().Seconds(), "fixes/s")
+		})
 	}
-	wg.Wait()
-	b.StopTimer()
-	b.ReportMetric(float64(b.N*couriers*per)/b.Elapsed().Seconds(), "fixes/s")
 }
 
 // BenchmarkTrack reads a courier's whole track of 20,000 fixes (5.5 hours
