@@ -299,28 +299,23 @@ func (p *pass) step(o *simOrder, ev core.Event, now time.Time) error {
 	return nil
 }
 
-// input is what the shell knows for ev: as the server's delivery shell.
+// input gathers what the core needs of the world for ev (core.Needs), as
+// the server's delivery shell does.
 func (p *pass) input(o *simOrder, ev core.Event, now time.Time) core.Input {
 	in := core.Input{Now: now}
-	switch e := ev.(type) {
-	case core.Dispatch:
-		if (o.st.Round == nil || o.st.Round.Done) && !e.Continue {
-			in.Candidates = p.candidates(o.st.Pickup)
-		}
-	case core.FailureReport:
+	need := p.g.core.Needs(o.st, ev)
+	if need.Candidates {
+		in.Candidates = p.candidates(o.st.Pickup) // every simulated courier is on shift: all reachable
+	}
+	if need.Policy {
 		in.Policy = o.policy
-	case core.Execute:
-		in.Departs = p.departsExcept(e.Courier, o.id)
-		if c := p.byC[e.Courier]; c != nil {
-			at := c.at()
-			in.Courier = &at
-		}
-	case core.Resolve:
-		in.Departs = p.departsExcept(o.st.CourierID, o.id)
-	case core.TimerDue, core.CustomerReply:
-		if o.st.Contact != nil {
-			in.Departs = p.departsExcept(o.st.Contact.Courier, o.id)
-		}
+	}
+	if need.Departs != "" {
+		in.Departs = p.departsExcept(need.Departs, o.id)
+	}
+	if c := p.byC[need.Position]; c != nil {
+		at := c.at()
+		in.Courier = &at
 	}
 	return in
 }
@@ -347,19 +342,13 @@ func (p *pass) candidates(at order.Place) []dispatch.Candidate {
 }
 
 // departsExcept lists the planned departures from a courier's stops other
-// than one order's, in route order (the server's departsExcept).
+// than one order's, in route order, as the server's.
 func (p *pass) departsExcept(courier, orderID string) []time.Time {
 	c := p.byC[courier]
 	if c == nil {
 		return nil
 	}
-	var out []time.Time
-	for _, v := range c.visits {
-		if v.OrderID != orderID {
-			out = append(out, v.Depart)
-		}
-	}
-	return out
+	return core.DepartsExcept(c.visits, orderID)
 }
 
 // recount sets a courier's load from the orders' states.

@@ -1034,3 +1034,39 @@ func TaskOrder(o State) *wire.TaskOrder {
 	return &wire.TaskOrder{ID: o.ID, Pickup: wire.Place(o.Pickup), Dropoff: wire.Place(o.Dropoff), PromiseBy: o.PromiseBy,
 		ParcelSize: string(o.Size), CODAmountMAD: o.CODAmountMAD, CustomerFirst: first}
 }
+
+// Needs is what of the world Step needs for an event: the shell gathers
+// only that into the Input (a candidate query is the costly part).
+type Needs struct {
+	// Candidates: a new offer round starts, so Step ranks the couriers near
+	// the pick-up (less Exclude, which the shell may leave out of its query).
+	Candidates bool
+	Exclude    map[string]bool
+	Reachable  bool   // who may still get an offer
+	Policy     bool   // the merchant's failure policy
+	Departs    string // the courier whose other planned departures count
+	Position   string // the courier whose position counts (a reassign's hand-over)
+}
+
+// Needs says what Step(st, ev, ·) will read of its Input besides the clock.
+func (c *Core) Needs(st State, ev Event) Needs {
+	var n Needs
+	switch e := ev.(type) {
+	case Dispatch:
+		n.Reachable = true
+		if (st.Round == nil || st.Round.Done) && !e.Continue && st.Status == order.StatusBooked && !st.PinPending() {
+			n.Candidates, n.Exclude = true, e.Exclude
+		}
+	case FailureReport:
+		n.Policy = true
+	case Execute:
+		n.Departs, n.Position = e.Courier, e.Courier
+	case Resolve:
+		n.Departs, n.Position = st.CourierID, st.CourierID
+	case TimerDue, CustomerReply:
+		if st.Contact != nil {
+			n.Departs = st.Contact.Courier
+		}
+	}
+	return n
+}

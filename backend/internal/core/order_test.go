@@ -625,3 +625,33 @@ func TestCandidateAndIdle(t *testing.T) {
 		}
 	}
 }
+
+func TestNeeds(t *testing.T) {
+	c := mustCore(t)
+	booked := mustStep(t, c, mustBooked(t, order.Policy{}), Booked{}, Input{Now: t0}).State
+	round := offered(t, c, mustBooked(t, order.Policy{}))
+	declined := mustStep(t, c, round.State, Answered{Courier: "near"}, Input{Now: t0.Add(time.Second)}).State
+	k1 := map[string]bool{"k1": true}
+	tests := []struct {
+		name string
+		st   State
+		ev   Event
+		want Needs
+	}{
+		{"new round", booked, Dispatch{Exclude: k1}, Needs{Candidates: true, Exclude: k1, Reachable: true}},
+		{"round goes on", declined, Dispatch{}, Needs{Reachable: true}},
+		{"continue only", booked, Dispatch{Continue: true}, Needs{Reachable: true}},
+		{"failure", booked, FailureReport{Courier: "k1"}, Needs{Policy: true}},
+		{"execute", booked, Execute{Courier: "k1"}, Needs{Departs: "k1", Position: "k1"}},
+		{"answer", round.State, Answered{Courier: "near", Accept: true}, Needs{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := c.Needs(tt.st, tt.ev)
+			if got.Candidates != tt.want.Candidates || len(got.Exclude) != len(tt.want.Exclude) || got.Reachable != tt.want.Reachable ||
+				got.Policy != tt.want.Policy || got.Departs != tt.want.Departs || got.Position != tt.want.Position {
+				t.Errorf("Needs = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}

@@ -103,3 +103,15 @@ func fixPrecedence(stops []routing.Stop) []routing.Stop {
 	}
 	return out
 }
+
+// DepartsExcept lists the planned departures from a route's stops other
+// than one order's, in route order: what after_next_stops counts.
+func DepartsExcept(visits []routing.Visit, orderID string) []time.Time {
+	var out []time.Time
+	for _, v := range visits {
+		if v.OrderID != orderID {
+			out = append(out, v.Depart)
+		}
+	}
+	return out
+}

@@ -129,13 +129,7 @@ func (s *Service) departsExcept(courier, orderID string) []time.Time {
 	if r == nil {
 		return nil
 	}
-	var out []time.Time
-	for _, v := range r.Visits {
-		if v.OrderID != orderID {
-			out = append(out, v.Depart)
-		}
-	}
-	return out
+	return core.DepartsExcept(r.Visits, orderID)
 }
 
 // CustomerReply records the customer's answer relayed by the merchant during

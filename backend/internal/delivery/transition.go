@@ -97,38 +97,35 @@ func (s *Service) cancelTimers(ctx context.Context, ids []string) {
 	}
 }
 
-// input is what the core needs of the world for ev on cur.
+// input gathers what the core needs of the world for ev on cur.
 func (s *Service) input(ctx context.Context, cur *mongostore.StoredOrder, ev core.Event) (core.Input, error) {
 	in := core.Input{Now: s.now().UTC()}
-	switch e := ev.(type) {
-	case core.Dispatch:
+	need := s.core.Needs(*cur, ev)
+	if need.Reachable {
 		in.Reachable = s.reachable
-		if (cur.Round == nil || cur.Round.Done) && !e.Continue && cur.Status == order.StatusBooked {
-			var exclude map[string]struct{}
-			if len(e.Exclude) > 0 {
-				exclude = make(map[string]struct{}, len(e.Exclude))
-				for c := range e.Exclude {
-					exclude[c] = struct{}{}
-				}
+	}
+	if need.Candidates {
+		var exclude map[string]struct{}
+		if len(need.Exclude) > 0 {
+			exclude = make(map[string]struct{}, len(need.Exclude))
+			for c := range need.Exclude {
+				exclude[c] = struct{}{}
 			}
-			in.Candidates = s.capCash(s.candidates(cur.Pickup.Lat, cur.Pickup.Lng, exclude), cur.CODAmountMAD)
 		}
-	case core.FailureReport:
+		in.Candidates = s.capCash(s.candidates(cur.Pickup.Lat, cur.Pickup.Lng, exclude), cur.CODAmountMAD)
+	}
+	if need.Policy {
 		policy, _, err := s.d.Merchant(ctx, cur.MerchantID)
 		if err != nil {
 			return in, err
 		}
 		in.Policy = policy
-	case core.Execute:
-		in.Departs = s.departsExcept(e.Courier, cur.ID)
-		in.Courier = s.position(e.Courier)
-	case core.Resolve:
-		in.Departs = s.departsExcept(cur.CourierID, cur.ID)
-		in.Courier = s.position(cur.CourierID)
-	case core.TimerDue, core.CustomerReply:
-		if cur.Contact != nil {
-			in.Departs = s.departsExcept(cur.Contact.Courier, cur.ID)
-		}
+	}
+	if need.Departs != "" {
+		in.Departs = s.departsExcept(need.Departs, cur.ID)
+	}
+	if need.Position != "" {
+		in.Courier = s.position(need.Position)
 	}
 	return in, nil
 }
