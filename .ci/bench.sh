@@ -19,7 +19,7 @@
 #   its reference with the ratio (rows added with `summary`, see below).
 #
 # Knobs (environment): SECTIONS="micro e2e wrk sim agent mdrp web", BENCHTIME=1s, MDRP_DIR, BENCH_COURIERS=10000,
-# PUBLISHERS=50 BATCH=10 MESSAGES=1000 WINDOW=16 DURATION=60s PROBES=4,
+# PUBLISHERS=50 BATCH=10 MESSAGES=1000 WINDOW=16 DURATION=60s PROBES=4 SHARE_GROUP=1,
 # WRK_COURIERS=1000 WRK_SECONDS=15 WRK_CONNECTIONS=16 WRK_THREADS=2,
 # AGENT_RUN_SECONDS=20 AGENT_FLEET_SECONDS=10, NEAR_COURIERS=50000 NEAR_SECONDS=15.
 # Everything listens on 127.0.0.1 only, and everything started here (Mosquitto,
@@ -284,8 +284,13 @@ EOF
 
   # The backend listens on port 0; its log names the address it got.
   mkdir -p "$work/data"
-  cmd "MQTT_URL=$broker TAWSIL_FERRET_HANDLER=$handler TAWSIL_HTTP_ADDR=127.0.0.1:0 backend"
-  env MQTT_URL="$broker" TAWSIL_MQTT_USERNAME=backend TAWSIL_MQTT_PASSWORD=unused-open-broker \
+  # SHARE_GROUP=0: one plain subscription, as a single replica can run (the
+  # default, a share group, adds a second connection for the live index, so
+  # the broker delivers every position twice).
+  : >"$work/backend.yaml"
+  [[ "${SHARE_GROUP:-1}" == 0 ]] && echo 'mqtt_group: ""' >"$work/backend.yaml"
+  cmd "MQTT_URL=$broker TAWSIL_FERRET_HANDLER=$handler TAWSIL_HTTP_ADDR=127.0.0.1:0 TAWSIL_CONFIG=<$(tr '\n' ' ' <"$work/backend.yaml")> backend"
+  env MQTT_URL="$broker" TAWSIL_MQTT_USERNAME=backend TAWSIL_MQTT_PASSWORD=unused-open-broker TAWSIL_CONFIG="$work/backend.yaml" \
     TAWSIL_MQTT_CLIENT_ID="tawsil-bench-$$" TAWSIL_HTTP_ADDR="127.0.0.1:0" TAWSIL_DATA_DIR="$work/data" \
     TAWSIL_FERRET_HANDLER="$handler" TAWSIL_FERRET_PG_URL="$pg_url" TAWSIL_ACCESS_TTL=2h TAWSIL_LOG_LEVEL=info TAWSIL_ACCESS_LOG=false \
     TAWSIL_JWT_SECRET="bench-$(head -c 24 /dev/urandom | base64)" \
