@@ -287,10 +287,13 @@ EOF
   # SHARE_GROUP=0: one plain subscription, as a single replica can run (the
   # default, a share group, adds a second connection for the live index, so
   # the broker delivers every position twice).
-  : >"$work/backend.yaml"
-  [[ "${SHARE_GROUP:-1}" == 0 ]] && echo 'mqtt_group: ""' >"$work/backend.yaml"
-  cmd "MQTT_URL=$broker TAWSIL_FERRET_HANDLER=$handler TAWSIL_HTTP_ADDR=127.0.0.1:0 TAWSIL_CONFIG=<$(tr '\n' ' ' <"$work/backend.yaml")> backend"
-  env MQTT_URL="$broker" TAWSIL_MQTT_USERNAME=backend TAWSIL_MQTT_PASSWORD=unused-open-broker TAWSIL_CONFIG="$work/backend.yaml" \
+  local conf=()
+  if [[ "${SHARE_GROUP:-1}" == 0 ]]; then
+    echo 'mqtt_group: ""' >"$work/backend.yaml"
+    conf=(TAWSIL_CONFIG="$work/backend.yaml")
+  fi
+  cmd "MQTT_URL=$broker TAWSIL_FERRET_HANDLER=$handler TAWSIL_HTTP_ADDR=127.0.0.1:0 ${conf[*]:+${conf[*]} (mqtt_group: \"\")} backend"
+  env MQTT_URL="$broker" TAWSIL_MQTT_USERNAME=backend TAWSIL_MQTT_PASSWORD=unused-open-broker "${conf[@]}" \
     TAWSIL_MQTT_CLIENT_ID="tawsil-bench-$$" TAWSIL_HTTP_ADDR="127.0.0.1:0" TAWSIL_DATA_DIR="$work/data" \
     TAWSIL_FERRET_HANDLER="$handler" TAWSIL_FERRET_PG_URL="$pg_url" TAWSIL_ACCESS_TTL=2h TAWSIL_LOG_LEVEL=info TAWSIL_ACCESS_LOG=false \
     TAWSIL_JWT_SECRET="bench-$(head -c 24 /dev/urandom | base64)" \
