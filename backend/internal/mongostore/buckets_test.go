@@ -1,10 +1,12 @@
 package mongostore_test
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -304,5 +306,54 @@ func TestHistoryCompaction(t *testing.T) {
 	}
 	if c, err := b.CountPositions(ctx, "c2"); err != nil || c != 30 {
 		t.Fatalf("count c2 = %d, %v", c, err)
+	}
+}
+
+// TestTrackMatchesBruteForce: over buckets whose device times overlap (late
+// fixes, re-sends in other groupings, copies), every window and limit gives
+// what sorting all the fixes would: the latest limit in the window, each
+// once, oldest first.
+func TestTrackMatchesBruteForce(t *testing.T) {
+	ctx := context.Background()
+	st := mustStore(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	all := map[uint64]mongostore.Position{}
+	for range 40 {
+		from := uint64(1 + r.IntN(300))
+		batch := fixes("c1", 9, from, from+uint64(r.IntN(12)))
+		for i := range batch { // device times jitter: buckets overlap in time
+			batch[i].T = h0.Add(time.Duration(batch[i].Seq)*time.Second + time.Duration(r.IntN(20_000)-10_000)*time.Millisecond)
+			if p, ok := all[batch[i].Seq]; ok {
+				batch[i].T = p.T // a copy is the same fix
+			}
+			all[batch[i].Seq] = batch[i]
+		}
+		if _, err := st.InsertPositions(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sorted []mongostore.Position
+	for _, p := range all {
+		sorted = append(sorted, p)
+	}
+	slices.SortFunc(sorted, func(a, b mongostore.Position) int { return cmp.Or(a.T.Compare(b.T), cmp.Compare(a.Seq, b.Seq)) })
+	for range 60 {
+		from := h0.Add(time.Duration(r.IntN(320)) * time.Second)
+		to := from.Add(time.Duration(r.IntN(200)) * time.Second)
+		limit := 1 + r.IntN(40)
+		var want []uint64
+		for _, p := range sorted {
+			if !p.T.Before(from) && !p.T.After(to) {
+				want = append(want, p.Seq)
+			}
+		}
+		want = want[max(0, len(want)-limit):]
+		got, err := st.Track(ctx, "c1", from, to, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := seqs(got); !slices.Equal(s, want) {
+			t.Fatalf("track [%s, %s] limit %d = %v, want %v", from.Format(time.TimeOnly), to.Format(time.TimeOnly), limit, s, want)
+		}
 	}
 }
