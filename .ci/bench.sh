@@ -9,7 +9,8 @@
 #   3b. the same query with NEAR_COURIERS (50,000) live couriers, restored from
 #      the store at start (backend/cmd/nearbench), 1 and 8 connections
 #   4. the dispatch simulation (go run ./backend/cmd/sim)
-#   5. the agent's own figures (agent/bench.sh)
+#   5. the agent's own figures (agent/bench.sh): bytes per fix at steady 1 fix/s
+#      both ways over the real backend (a SUMMARY row beside OwnTracks JSON), codec, run, fleet
 #   6. dispatch on Meal Delivery Routing Problem instances (go run ./backend/cmd/mdrp),
 #      when MDRP_DIR names a folder of grubhub/mdrplib instance folders (not shipped:
 #      the instances carry no licence)

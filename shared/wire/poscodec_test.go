@@ -190,7 +190,12 @@ func TestBytesPerFix(t *testing.T) {
 	single := len(vs[0].Payload)
 	batch := vs[2]
 	perFix := float64(len(batch.Payload)) / float64(len(batch.Fixes))
-	t.Logf("owntracks %d B, single fix %d B, batched %.1f B/fix", len(ot), single, perFix)
+	t.Logf("owntracks %d B, single fix %d B, batched %.1f B/fix (version 1)", len(ot), single, perFix)
+	for _, v := range vs {
+		if v.Version == wire.PosVersion3 {
+			t.Logf("version 3 %s: %d fixes, %d B, %.1f B/fix", v.Name, len(v.Fixes), len(v.Payload), float64(len(v.Payload))/float64(len(v.Fixes)))
+		}
+	}
 	if single*5 > len(ot) {
 		t.Fatalf("single-fix payload %d B is more than a fifth of the OwnTracks message (%d B)", single, len(ot))
 	}

@@ -96,10 +96,35 @@ func rideFixes(tb testing.TB, n int) []wire.Fix {
 	return out
 }
 
+// liveFixes are n fixes of a simulated ride at 1 Hz, as a device a month
+// into its epoch numbers them (seq ~2.6 million, epoch 30 days old), so
+// the version-3 payload pays its real first-fix cost.
+func liveFixes(tb testing.TB, n int) []wire.Fix {
+	tb.Helper()
+	city, err := source.CityByName("casablanca")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sim := source.NewSim(city, time.Second, 11)
+	t0 := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	epoch := wire.NewDeviceEpoch(t0.Add(-30 * 24 * time.Hour))
+	out := make([]wire.Fix, 0, n)
+	for i := 0; len(out) < n; i++ {
+		f := sim.Step(t0.Add(time.Duration(i)*time.Second), 1).Fix
+		f.Epoch, f.Seq = epoch, uint64(2_592_000+i)
+		out = append(out, f)
+	}
+	return out
+}
+
 // BenchmarkBytesPerFix reports bytes on the wire per fix for one fix per
-// message (live), batches of 10 and 100 (backlog drain), and OwnTracks
-// JSON for comparison. "wire" counts the whole MQTT PUBLISH packet (QoS1,
-// topic tawsil/v1/couriers/<20-char id>/pos); TCP/TLS overhead excluded.
+// message, batches of 10 and 100 (backlog drain) on the long topic
+// (tawsil/v1/couriers/<20-char id>/pos, as issue 17 measured), live5: what
+// the agent sends at 1 fix/s with a 5 s publish delay (5 fixes a message,
+// the compact topic t/<24-char id>, as the backend issues ids), and
+// OwnTracks JSON for comparison. "wire" counts the whole MQTT PUBLISH
+// packet (QoS1); TCP/TLS overhead, the PUBACK and the storage
+// acknowledgements are excluded (agent/bench.sh measures those too).
 func BenchmarkBytesPerFix(b *testing.B) {
 	fixes := rideFixes(b, 1000)
 	tp := topic.Courier(topic.DefaultPrefix, "c0123456789abcdefghi", topic.Pos)
@@ -123,6 +148,26 @@ func BenchmarkBytesPerFix(b *testing.B) {
 			b.ReportMetric(float64(wireBytes)/float64(n), "wire-B/fix")
 		})
 	}
+	b.Run("live5", func(b *testing.B) {
+		live := liveFixes(b, 1000)
+		ctp := topic.CompactCourier(topic.DefaultPrefix, "5f2b3c4d5e6f708192a3b4c5", topic.Pos)
+		var buf []byte
+		var payload, wireBytes, n int
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			start := (i * 5) % (len(live) - 5)
+			var err error
+			buf, err = wire.EncodeBatch(buf[:0], live[start:start+5])
+			if err != nil {
+				b.Fatal(err)
+			}
+			payload += len(buf)
+			wireBytes += PublishPacketSize(ctp, len(buf), 1)
+			n += 5
+		}
+		b.ReportMetric(float64(payload)/float64(n), "payload-B/fix")
+		b.ReportMetric(float64(wireBytes)/float64(n), "wire-B/fix")
+	})
 	b.Run("owntracks", func(b *testing.B) {
 		p, _, err := golden.OwnTracksSample()
 		if err != nil {
