@@ -6,7 +6,7 @@
 #
 #   agent/bench.sh                      # ~2.5 min bytes + ~60 s run + 30 s fleet
 #   BYTES_ACKS=2 RUN_SECONDS=20 FLEET_SECONDS=10 FLEET_COURIERS=100 agent/bench.sh
-#   SECTIONS=bytes agent/bench.sh       # only the bytes per fix (also: codec, run, fleet)
+#   AGENT_SECTIONS=bytes agent/bench.sh       # only the bytes per fix (also: codec, run, fleet)
 #
 # The bytes-per-fix run builds and starts the backend (../backend/cmd/backend,
 # embedded broker and document store, default settings: storage
@@ -23,8 +23,8 @@ cd "$(dirname "$0")"
 
 RUN_SECONDS=${RUN_SECONDS:-60}
 BYTES_ACKS=${BYTES_ACKS:-3}
-SECTIONS=${SECTIONS:-bytes codec run fleet}
-has() { [[ " $SECTIONS " == *" $1 "* ]]; }
+AGENT_SECTIONS=${AGENT_SECTIONS:-bytes codec run fleet} # not SECTIONS: .ci/bench.sh exports its own
+has() { [[ " $AGENT_SECTIONS " == *" $1 "* ]]; }
 FLEET_SECONDS=${FLEET_SECONDS:-30}
 FLEET_COURIERS=${FLEET_COURIERS:-200}
 work=$(mktemp -d)
