@@ -21,8 +21,9 @@ import (
 
 // TestLinkHoldsLiveFixes runs the link against an embedded broker with a
 // publish delay far longer than the test: fresh fixes leave only as a full
-// batch_max batch, or when the link is flushed, each time as one message on
-// the compact topic.
+// batch_max batch, at once while a task is active (task_publish_delay_s 0),
+// or when the link is flushed, each time as one message on the compact
+// topic.
 func TestLinkHoldsLiveFixes(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -62,6 +63,8 @@ func TestLinkHoldsLiveFixes(t *testing.T) {
 	p := profile.Default()
 	p.MQTT.BatchMax = 5
 	p.MQTT.MaxPublishDelayS = 60
+	atOnce := 0.0
+	p.MQTT.TaskPublishDelayS = &atOnce // on a task: each fix at once
 	box := outbox.NewMemory(1000, 0)
 	l, err := New(Config{Broker: "tcp://" + ln.Addr().String(), ClientID: "dev-c1", Courier: "c1", Profile: p, Compact: true}, box)
 	if err != nil {
@@ -97,10 +100,16 @@ func TestLinkHoldsLiveFixes(t *testing.T) {
 	if got := waitBatches(1); len(got) != 1 || len(got[0]) != 5 {
 		t.Fatalf("batches %v, want one of 5", got)
 	}
-	enqueue(3) // held: the delay is 60 s
+	enqueue(1) // held: the delay is 60 s...
+	l.SetTaskActive(true)
+	if got := waitBatches(2); len(got) != 2 || len(got[1]) != 1 || got[1][0] != 6 {
+		t.Fatalf("batches %v, want [1..5] then [6] once a task is active", got)
+	}
+	l.SetTaskActive(false)
+	enqueue(3) // held again
 	l.Flush()
-	if got := waitBatches(2); len(got) != 2 || len(got[1]) != 3 || got[1][0] != 6 {
-		t.Fatalf("batches %v, want [1..5] then [6 7 8] at the flush", got)
+	if got := waitBatches(3); len(got) != 3 || len(got[2]) != 3 || got[2][0] != 7 {
+		t.Fatalf("batches %v, want [1..5] [6] then [7 8 9] at the flush", got)
 	}
 	if st := l.Stats(); st.ConnSent == 0 || st.ConnReceived == 0 || st.ConnSent < st.WireBytes {
 		t.Fatalf("connection bytes %d sent, %d received; %d B of pos PUBLISH", st.ConnSent, st.ConnReceived, st.WireBytes)
