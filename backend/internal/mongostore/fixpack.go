@@ -19,7 +19,9 @@ import (
 // One fix: flags (1 byte), then zigzag varints of seq−prev, t−prev (ms),
 // rt−prev (ms), lat−prev and lng−prev (1e-7°) or 8 raw bytes each, then
 // accuracy, speed, heading as uvarint(q+1) (0: unknown) or 8 raw bytes,
-// then zigzag battery. A typical fix takes 15 to 20 bytes.
+// then zigzag battery. A fix a second after the previous one, moving at
+// 8 m/s, takes about 19 bytes (TestFixpackLossless); fixes milliseconds
+// apart, as a drained backlog or the load generator sends them, fewer.
 const fixpackVersion = 1
 
 const (
