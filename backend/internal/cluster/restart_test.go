@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,16 +122,12 @@ func TestClusterRestarts(t *testing.T) {
 		}
 		dev.At(t, darkStore[0], darkStore[1], time.Now())
 		for _, id := range ids {
-			eventually(t, "pick-up accepted", 15*time.Second, func() bool {
-				return r[2].Do(t, "POST", "/v1/orders/"+id+"/pickup", cr.Token, nil).Status == 200
-			})
+			untilThere(t, r[2], "/v1/orders/"+id+"/pickup", cr.Token, nil)
 		}
 		dev.At(t, customer[0], customer[1], time.Now())
 		failedAt := time.Now()
 		for reason, id := range ids {
-			eventually(t, "failure recorded", 15*time.Second, func() bool {
-				return r[0].Do(t, "POST", "/v1/orders/"+id+"/fail", cr.Token, map[string]any{"reason": reason, "evidence": map[string]any{"call_attempts": 2}}).Status == 200
-			})
+			untilThere(t, r[0], "/v1/orders/"+id+"/fail", cr.Token, map[string]any{"reason": reason, "evidence": map[string]any{"call_attempts": 2}})
 		}
 		for i := range r {
 			c.Stop(i + 1)
@@ -165,4 +163,26 @@ func TestClusterRestarts(t *testing.T) {
 		r[2].Must(t, 200, "POST", "/v1/orders/"+ids["CUSTOMER_UNAVAILABLE"]+"/customer-reply", merchant.Token, map[string]any{"reachable": true})
 		r[0].Must(t, 409, "POST", "/v1/orders/"+ids["CUSTOMER_UNAVAILABLE"]+"/customer-reply", merchant.Token, map[string]any{"reachable": true})
 	})
+}
+
+// untilThere posts a courier's action until the replica's live index has the
+// device's last fix: only "no position" and "not at the place" are retried
+// (any other answer, a 409 "invalid transition" from a replica whose cache
+// is behind the others' writes included, fails the test).
+func untilThere(t *testing.T, rep *Replica, path, token string, body any) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		res := rep.Do(t, "POST", path, token, body)
+		if res.Status == 200 {
+			return
+		}
+		var p struct {
+			Type string `json:"type"`
+		}
+		_ = json.Unmarshal(res.Body, &p)
+		waiting := res.Status == 409 && (strings.HasSuffix(p.Type, "/no-position") || strings.HasSuffix(p.Type, "/not-at-place"))
+		if !waiting || time.Now().After(deadline) {
+			t.Fatalf("replica %d: POST %s = %d: %s", rep.N, path, res.Status, res.Body)
+		}
+	}
 }

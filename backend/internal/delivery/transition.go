@@ -21,22 +21,33 @@ import (
 // MongoDB and FerretDB alike), then the rest; the order's follow-up events
 // after that. On a lost claim it reloads from the store and steps again
 // (the event may still apply to the newer version); after maxTries losses
-// it is order.ErrConflict. No in-process lock is needed.
+// it is order.ErrConflict. No in-process lock is needed. A step decided on
+// the cached copy that the core refuses (refused) or that changes nothing
+// is decided once more on the store's copy: another replica may have moved
+// the order on (assigned it, picked it up, made the offer whose deadline
+// this is) since this replica's cache last followed the store.
 //
 // background runs a follow-up dispatch in the background (the caller is a
 // request that should not wait for the next offer); otherwise every
 // follow-up runs before run returns.
 func (s *Service) run(ctx context.Context, id string, ev core.Event, background bool) (*mongostore.StoredOrder, core.Result, error) {
+	fresh := false
 	for try := 0; ; try++ {
-		cur, err := s.load(ctx, id, try > 0)
+		cur, cached, err := s.lookup(ctx, id, fresh)
 		if err != nil {
 			return nil, core.Result{}, err
 		}
+		fresh = true
 		in, err := s.input(ctx, cur, ev)
 		if err != nil {
 			return nil, core.Result{}, err
 		}
 		res, err := s.core.Step(*cur, ev, in)
+		if cached && (refused(err) || err == nil && !res.Changed()) {
+			// Decided on the cached copy, which may be behind another
+			// replica's write: decided again on the store's.
+			continue
+		}
 		if err != nil {
 			return nil, res, err
 		}
@@ -59,6 +70,15 @@ func (s *Service) run(ctx context.Context, id string, ev core.Event, background 
 
 // maxTries bounds the attempts of one step against concurrent writers.
 const maxTries = 4
+
+// refused reports whether Step refused an event for the state of the
+// order it was given (not its own input): a transition not possible from
+// that status, an order not (or no longer, or not yet) the courier's, a
+// pin closed. On a cached copy this may only mean the copy is old.
+func refused(err error) bool {
+	return errors.Is(err, order.ErrInvalidTransition) || errors.Is(err, order.ErrForbidden) ||
+		errors.Is(err, order.ErrNotFound) || errors.Is(err, core.ErrPinClosed)
+}
 
 // claim arms the step's timers, then commits its event; the timers go
 // again when the claim is lost (a timer left behind finds nothing to do).
@@ -226,20 +246,27 @@ func (s *Service) logEvent(o *mongostore.StoredOrder, ev order.Event) {
 // load returns the order from the active cache, or the store when fresh
 // is asked or the order is not active.
 func (s *Service) load(ctx context.Context, id string, fresh bool) (*mongostore.StoredOrder, error) {
+	o, _, err := s.lookup(ctx, id, fresh)
+	return o, err
+}
+
+// lookup is load, and whether the order came from the cache (which follows
+// other replicas' writes only every few seconds, in refresh).
+func (s *Service) lookup(ctx context.Context, id string, fresh bool) (*mongostore.StoredOrder, bool, error) {
 	if !fresh {
 		s.mu.Lock()
 		o, ok := s.active[id]
 		s.mu.Unlock()
 		if ok {
-			return o, nil
+			return o, true, nil
 		}
 	}
 	o, err := s.d.Store.Order(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	s.remember(&o)
-	return &o, nil
+	return &o, false, nil
 }
 
 // remember updates the active cache and the density map with an order at

@@ -163,9 +163,16 @@ func (s *Service) AtRisk() []AtRiskOrder {
 	return out
 }
 
-// Order returns an order as stored (with live flags when active).
+// Order returns an order as stored (with live flags when active), from
+// this replica's cache when active (it follows other replicas' writes every
+// few seconds).
 func (s *Service) Order(ctx context.Context, id string) (*mongostore.StoredOrder, error) {
 	return s.load(ctx, id, false)
+}
+
+// FreshOrder is Order read from the store (and the cache updated).
+func (s *Service) FreshOrder(ctx context.Context, id string) (*mongostore.StoredOrder, error) {
+	return s.load(ctx, id, true)
 }
 
 // Orders lists orders.

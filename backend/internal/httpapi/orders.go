@@ -280,7 +280,13 @@ func (o Orders) owned(c *fiber.Ctx) (*mongostore.StoredOrder, error) {
 		}
 	case auth.RoleCourier:
 		if so.CourierID != p.CourierID && so.OfferedTo != p.CourierID {
-			return nil, notFound("order")
+			// The cached copy may be behind another replica's offer or assignment.
+			if so, err = o.Svc.FreshOrder(c.UserContext(), id); err != nil {
+				return nil, err
+			}
+			if so.CourierID != p.CourierID && so.OfferedTo != p.CourierID {
+				return nil, notFound("order")
+			}
 		}
 	}
 	return so, nil
