@@ -52,12 +52,13 @@ type cellGeom struct {
 	// with a margin (0 when not convex): a point within it is inside
 	// without the edge tests. The circle covers ~90 % of a hexagon, and the
 	// fields it needs share the object's first cache line.
-	in2            float64
+	in2 float64
+	// convex: a plain hexagon inside one icosahedron face; only then are
+	// in2 and normals valid.
+	convex         bool
 	parent8, city7 h3.Cell // parents at DensityRes and CityRes
-	// normals of the edge great circles, pointing inwards; valid only when
-	// convex is true (a plain hexagon inside one icosahedron face).
+	// normals of the edge great circles, pointing inwards.
 	normals [6]vec3
-	convex  bool
 	// nbrs holds the geometry of the adjacent cells, filled on first need.
 	nbrs atomic.Pointer[[]*cellGeom]
 	_    [40]byte // to 256 bytes: objects of that size class are cache-line aligned
@@ -71,11 +72,12 @@ const inMargin = 1e-7
 // contains reports whether v is certainly inside the cell. False means "ask
 // H3", not "outside".
 func (g *cellGeom) contains(v vec3) bool {
-	if !g.convex {
-		return false
-	}
+	// in2 is 0 unless convex: the circle test needs only the first line.
 	if dx, dy, dz := v.x-g.center.x, v.y-g.center.y, v.z-g.center.z; dx*dx+dy*dy+dz*dz < g.in2 {
 		return true
+	}
+	if !g.convex {
+		return false
 	}
 	for i := range g.normals {
 		if g.normals[i].dot(v) <= containMargin {
