@@ -72,7 +72,7 @@ type Task struct {
 	Type      string     `json:"type"`
 	OrderID   string     `json:"order_id,omitempty"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"` // offers
-	Reason    string     `json:"reason,omitempty"`     // cancellations, re-plans
+	Reason    string     `json:"reason,omitempty"`     // cancellations, re-plans, an offer withdrawn at a shift's end
 	Order     *TaskOrder `json:"order,omitempty"`      // offers and assignments
 	Route     *Route     `json:"route,omitempty"`      // route plans
 	At        time.Time  `json:"at"`

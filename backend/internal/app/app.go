@@ -350,6 +350,12 @@ func (m *Main) SetShift(ctx context.Context, courierID string, on bool) error {
 	}
 	at := time.Now().UTC()
 	m.setShiftIndex(courierID, on)
+	if !on && m.Delivery != nil {
+		// What it was offered or assigned and not carrying goes to others.
+		if err := m.Delivery.ShiftEnded(ctx, courierID); err != nil {
+			m.Log.Warn("shift ended: orders not all handed on", "courier_id", courierID, "err", err)
+		}
+	}
 	if m.clustered() {
 		c, err := m.Accounts.Courier(ctx, courierID)
 		if err != nil {

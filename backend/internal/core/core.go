@@ -1,7 +1,7 @@
 // Package core is the order side's one deterministic core: Step takes an
 // order's state, an event (a booking, an offer's answer, a timer come due, a
 // pick-up, a delivery, a failure report with its evidence, a customer's
-// reply, a dispatcher's action, a courier gone) and what the shell knows of
+// reply, a dispatcher's action, a courier gone, a shift ended) and what the shell knows of
 // the world at that moment (the clock, candidate couriers, planned
 // departures), and returns the new state and the effects to carry out
 // (append the event, publish a task, arm or cancel a timer, enqueue a

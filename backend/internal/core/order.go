@@ -194,14 +194,23 @@ type PinConfirmed struct {
 	Later    time.Time // a later honest promise when no courier makes the hour (zero: none)
 }
 
-// CourierGone: the courier left (account disabled or erased, shift over):
-// its offer goes to the next candidate, an assignment not picked up goes
-// back to dispatch without it, a parcel it carries goes to a dispatcher.
+// CourierGone: the courier left (account disabled or erased): its offer
+// goes to the next candidate, an assignment not picked up goes back to
+// dispatch without it, a parcel it carries goes to a dispatcher.
 type CourierGone struct {
 	Courier string
 	By      order.Actor
 	Why     string
 }
+
+// ShiftEnded: the courier ended its shift. Its open offer is withdrawn and
+// the next candidate offered; an order assigned to it and not picked up is
+// unassigned (reason ShiftEndedReason) and dispatched again without it; a
+// parcel on board stays with it (a courier finishes what it carries).
+type ShiftEnded struct{ Courier string }
+
+// ShiftEndedReason is the reason of what a shift's end does to an order.
+const ShiftEndedReason = "shift ended"
 
 // AtRisk sets or clears the order's at-risk flag (the shell's ETA loop
 // predicts; the flag is stored when it flips).
@@ -233,6 +242,7 @@ func (Unassign) event()      {}
 func (Cancel) event()        {}
 func (PinConfirmed) event()  {}
 func (CourierGone) event()   {}
+func (ShiftEnded) event()    {}
 
 // Effect is what the shell carries out after a step: one of the types below.
 type Effect interface{ effect() }
@@ -458,6 +468,8 @@ func (c *Core) Step(cur State, ev Event, in Input) (Result, error) {
 		err = s.pin(e)
 	case CourierGone:
 		err = s.gone(e)
+	case ShiftEnded:
+		err = s.shiftEnded(e)
 	case AtRisk:
 		if !s.next.Status.Terminal() && s.next.Flags.AtRisk != e.Risk {
 			s.next.Flags.AtRisk = e.Risk
@@ -891,11 +903,17 @@ func (s *step) assign(e Assign) error {
 }
 
 func (s *step) unassign(e Unassign) error {
+	return s.unassignTelling(e, "unassigned by a dispatcher")
+}
+
+// unassignTelling unassigns the order, tells the courier why (tell), and
+// dispatches it again without that courier.
+func (s *step) unassignTelling(e Unassign, tell string) error {
 	courier := s.next.CourierID
 	if err := s.apply(order.Action{Kind: order.ActUnassign, Reason: e.Reason}, e.Actor); err != nil {
 		return err
 	}
-	s.released(courier, "unassigned by a dispatcher")
+	s.released(courier, tell)
 	s.add(FollowUp{Dispatch{Exclude: map[string]bool{courier: true}}})
 	return nil
 }
@@ -954,23 +972,46 @@ func (s *step) gone(e CourierGone) error {
 	}
 	switch {
 	case n.Status == order.StatusOffered && n.OfferedTo == e.Courier:
-		if n.Round != nil {
-			r := dispatch.RestoreOfferRound(*n.Round)
-			if err := r.Decline(e.Courier, s.in.Now); err == nil {
-				st := r.State()
-				n.Round = &st
-			}
-		}
-		if err := s.apply(order.Action{Kind: order.ActExpire, Reason: why}, SystemActor); err != nil {
-			return err
-		}
-		s.cancelOffer()
-		s.add(FollowUp{Dispatch{Exclude: map[string]bool{e.Courier: true}}})
+		return s.withdraw(e.Courier, why)
 	case n.CourierID == e.Courier && n.Status == order.StatusAssigned:
 		return s.unassign(Unassign{Actor: e.By, Reason: why})
 	case n.CourierID == e.Courier && !n.Status.Terminal():
 		return s.flag(why+" while carrying the order", SystemActor)
 	}
+	return nil
+}
+
+func (s *step) shiftEnded(e ShiftEnded) error {
+	n := &s.next
+	switch {
+	case n.Status == order.StatusOffered && n.OfferedTo == e.Courier:
+		if err := s.withdraw(e.Courier, ShiftEndedReason); err != nil {
+			return err
+		}
+		s.add(Publish{Courier: e.Courier, Task: wire.Task{Type: wire.TaskOfferExpired, OrderID: n.ID, Reason: ShiftEndedReason}})
+	case n.Status == order.StatusAssigned && n.CourierID == e.Courier:
+		return s.unassignTelling(Unassign{Actor: SystemActor, Reason: ShiftEndedReason}, ShiftEndedReason)
+	}
+	return nil // on board, or not the courier's: it finishes what it carries
+}
+
+// withdraw takes the open offer back from courier (an expiry for why) and
+// offers the order to the next candidate of its round, or a new round
+// without that courier.
+func (s *step) withdraw(courier, why string) error {
+	n := &s.next
+	if n.Round != nil {
+		r := dispatch.RestoreOfferRound(*n.Round)
+		if err := r.Decline(courier, s.in.Now); err == nil {
+			st := r.State()
+			n.Round = &st
+		}
+	}
+	if err := s.apply(order.Action{Kind: order.ActExpire, Reason: why}, SystemActor); err != nil {
+		return err
+	}
+	s.cancelOffer()
+	s.add(FollowUp{Dispatch{Exclude: map[string]bool{courier: true}}})
 	return nil
 }
 

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 
 	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/order"
@@ -34,4 +35,30 @@ func (s *Service) CourierGone(ctx context.Context, courierID string, by order.Ac
 func (s *Service) reachable(courierID string) bool {
 	lc, ok := s.d.Index.Get(courierID)
 	return ok && lc.OnShift
+}
+
+// ShiftEnded hands on what a courier who ended its shift was not carrying
+// yet (the caller has marked it off shift in the live index first, so no
+// new offer goes to it): its open offer goes to the next candidate, orders
+// assigned to it and not picked up are unassigned ("shift ended") and
+// dispatched again; parcels on board stay with it. The orders are looked up
+// in the store, not this replica's cache: another replica may have made
+// the offer or the assignment a moment ago.
+func (s *Service) ShiftEnded(ctx context.Context, courierID string) error {
+	orders, err := s.d.Store.ActiveOrders(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, o := range orders {
+		if o.OfferedTo != courierID && o.CourierID != courierID {
+			continue
+		}
+		s.remember(&o)
+		if _, _, err := s.run(ctx, o.ID, core.ShiftEnded{Courier: courierID}, true); err != nil {
+			s.d.Log.Warn("order of a courier off shift not handed on", "order_id", o.ID, "err", err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
