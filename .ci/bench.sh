@@ -20,7 +20,7 @@
 #   its reference with the ratio (rows added with `summary`, see below).
 #
 # Knobs (environment): SECTIONS="micro e2e wrk sim agent mdrp web", BENCHTIME=1s, MDRP_DIR, BENCH_COURIERS=10000,
-# PUBLISHERS=50 BATCH=10 MESSAGES=1000 WINDOW=16 DURATION=60s PROBES=4 SHARE_GROUP=1,
+# PUBLISHERS=50 BATCH=10 MESSAGES=1000 WINDOW=16 DURATION=60s PROBES=4 SHARE_GROUP=1 PACED=100,
 # WRK_COURIERS=1000 WRK_SECONDS=15 WRK_CONNECTIONS=16 WRK_THREADS=2,
 # AGENT_RUN_SECONDS=20 AGENT_FLEET_SECONDS=10, NEAR_COURIERS=50000 NEAR_SECONDS=15.
 # Everything listens on 127.0.0.1 only, and everything started here (Mosquitto,
@@ -35,6 +35,7 @@ NEAR_COURIERS=${NEAR_COURIERS:-50000}
 NEAR_SECONDS=${NEAR_SECONDS:-15}
 BENCHTIME=${BENCHTIME:-1s}
 PUBLISHERS=${PUBLISHERS:-50}
+PACED=${PACED:-100}
 BATCH=${BATCH:-10}
 MESSAGES=${MESSAGES:-1000}
 WINDOW=${WINDOW:-16}
@@ -381,6 +382,18 @@ if has e2e; then
         grep -E '^ +[0-9]' | head -25 | cut -c1-120 | sed 's/^/   /'; } || true
   fi
   grep -h -i 'level=error\|"level":"ERROR"' "$work/backend.log" | tail -3 || true
+
+  # Paced below the ceiling: what a dispatcher sees while ingest keeps up
+  # with a heavy but sustainable load (PACED messages/s per device).
+  echo "-- paced: $PUBLISHERS devices at $PACED messages/s of $BATCH fixes ($((PUBLISHERS * PACED * BATCH)) fixes/s offered) for 15 s"
+  args=(-broker "$broker" -api "$api" -creds "$work/creds.json" -publishers "$PUBLISHERS" -probes "$PROBES"
+    -batch "$BATCH" -rate "$PACED" -messages $((PACED * 15)) -window "$WINDOW" -duration 30s)
+  cmd "loadgen ingest ${args[*]}"
+  "$work/loadgen" ingest "${args[@]}" 2>>"$work/loadgen.log" | tee "$work/paced.out" || { echo "   (failed)"; tail -20 "$work/loadgen.log"; }
+  paced99=$(sed -n 's/^ingest: publish->queryable.* p99=\([0-9.]*ms\).*/\1/p' "$work/paced.out")
+  paced_rate=$(sed -n 's/.*: \([0-9]*\) fixes\/s published-to-stored$/\1/p' "$work/paced.out")
+  [[ -z "$paced99" ]] || summary "publish->queryable p99, $((PUBLISHERS * PACED * BATCH)) fixes/s offered (paced)" \
+    "$paced99 ($paced_rate fixes/s stored)" "" ""
 
   echo "-- steady load: every device at 1 message/s (1 fix), latency under a realistic rate"
   args=(-broker "$broker" -api "$api" -creds "$work/creds.json" -publishers "$PUBLISHERS" -probes "$PROBES"
