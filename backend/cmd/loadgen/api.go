@@ -125,9 +125,14 @@ func (a *api) track(ctx context.Context, token, courierID string, from, to time.
 		if len(out.Positions) < page {
 			return all, nil
 		}
-		// Next page: fixes at the same millisecond as the last may repeat;
-		// the caller counts distinct sequence numbers.
-		from = out.Positions[len(out.Positions)-1].T
+		// The track is the latest `limit` fixes of the window, oldest
+		// first: the next page ends where this one begins. Fixes at that
+		// millisecond repeat; the caller counts distinct sequence numbers.
+		first := out.Positions[0].T
+		if !first.Before(to) {
+			return all, nil // a whole page in one millisecond: no way further back
+		}
+		to = first
 	}
 }
 
