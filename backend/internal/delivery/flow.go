@@ -66,11 +66,7 @@ func (s *Service) Cancel(ctx context.Context, actor order.Actor, id, reason stri
 
 // Pickup records the parcel collected; the courier must be at the pick-up.
 func (s *Service) Pickup(ctx context.Context, courier order.Actor, id string) (*mongostore.StoredOrder, error) {
-	cur, err := s.load(ctx, id, false)
-	if err != nil {
-		return nil, err
-	}
-	where, err := s.near(courier.ID, cur.Pickup)
+	where, err := s.nearOrder(ctx, id, courier.ID, func(o *mongostore.StoredOrder) order.Place { return o.Pickup })
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +100,7 @@ func (s *Service) Deliver(ctx context.Context, courier order.Actor, id, code, pr
 		}
 		handover = &h
 	}
-	where, err := s.near(courier.ID, cur.Dropoff)
+	where, err := s.nearOrder(ctx, id, courier.ID, func(o *mongostore.StoredOrder) order.Place { return o.Dropoff })
 	if err != nil {
 		return nil, err
 	}
@@ -163,22 +159,43 @@ func proofNote(ref string) string {
 
 // Returned records a parcel back at the merchant.
 func (s *Service) Returned(ctx context.Context, actor order.Actor, id string) (*mongostore.StoredOrder, error) {
-	cur, err := s.load(ctx, id, false)
-	if err != nil {
+	if _, err := s.load(ctx, id, false); err != nil {
 		return nil, err
 	}
 	var where *order.Point
 	if actor.Role == order.RoleCourier {
-		back := cur.Pickup
-		if cur.OrigPickup != nil {
-			back = *cur.OrigPickup
+		back := func(o *mongostore.StoredOrder) order.Place {
+			if o.OrigPickup != nil {
+				return *o.OrigPickup
+			}
+			return o.Pickup
 		}
-		if where, err = s.near(actor.ID, back); err != nil {
+		var err error
+		if where, err = s.nearOrder(ctx, id, actor.ID, back); err != nil {
 			return nil, err
 		}
 	}
 	o, _, err := s.run(ctx, id, core.ReturnedBack{Actor: actor, Where: where}, true)
 	return o, err
+}
+
+// nearOrder checks the courier's live position against a place of an order
+// (place picks it): on the cached copy, and when the courier is not there,
+// on the store's (another replica may have moved the place since: a
+// hand-over to another courier, a relay point).
+func (s *Service) nearOrder(ctx context.Context, id, courierID string, place func(*mongostore.StoredOrder) order.Place) (*order.Point, error) {
+	cur, cached, err := s.lookup(ctx, id, false)
+	if err != nil {
+		return nil, err
+	}
+	where, err := s.near(courierID, place(cur))
+	if errors.Is(err, ErrTooFar) && cached {
+		if cur, err = s.load(ctx, id, true); err != nil {
+			return nil, err
+		}
+		where, err = s.near(courierID, place(cur))
+	}
+	return where, err
 }
 
 // near checks the courier's live position against a place.

@@ -78,3 +78,37 @@ func TestStaleCacheAcrossReplicas(t *testing.T) {
 		t.Fatalf("after the first offer's deadline (fired on b): %s to %q, first offer to %q", o.Status, o.OfferedTo, first)
 	}
 }
+
+// A hand-over decided on one replica moves the pick-up to where the first
+// courier stood; the next courier picks the parcel up there on the replica
+// whose cached copy still has the merchant's pick-up: the "at the place"
+// check is made on the store's copy, not refused as too far.
+func TestStaleCachePickupAtHandover(t *testing.T) {
+	w := mustWorld(t)
+	ctx := context.Background()
+	c1, c2 := order.Actor{Role: order.RoleCourier, ID: "c1"}, order.Actor{Role: order.RoleCourier, ID: "c2"}
+	near := map[string]order.Place{"c1": shop, "c2": {Lat: shop.Lat + 0.003, Lng: shop.Lng}}
+	a := w.process(t, near)
+	b := w.process(t, near)
+	w.book(t, a, "h")
+	mustOrder(t, b, "h") // b caches the booking, pick-up at the shop
+	w.assignAndPickup(t, a, "h")
+	w.at(t, a, "c1", custA)
+	if res, err := a.Fail(ctx, c1, "h", FailRequest{Reason: "ADDRESS_INACCESSIBLE"}); err != nil || res.Decision.Action != "dispatcher_review" {
+		t.Fatalf("fail: %+v, %v", res, err)
+	}
+	if _, err := a.Resolve(ctx, order.Actor{Role: order.RoleDispatcher, ID: "d1"}, "h", "reassign"); err != nil {
+		t.Fatal(err)
+	}
+	a.bg.Wait() // the hand-over's dispatch
+	if o := mustOrder(t, a, "h"); o.OfferedTo != "c2" || o.Pickup.Lat != custA.Lat {
+		t.Fatalf("hand-over: %s to %q, pick-up %+v", o.Status, o.OfferedTo, o.Pickup)
+	}
+	if _, err := a.Accept(ctx, c2, "h"); err != nil {
+		t.Fatal(err)
+	}
+	w.at(t, b, "c2", custA)
+	if o, err := b.Pickup(ctx, c2, "h"); err != nil || o.Status != order.StatusPickedUp || o.CourierID != "c2" {
+		t.Fatalf("pickup at the hand-over on the replica with the booking cached: %v (%+v)", err, o)
+	}
+}
