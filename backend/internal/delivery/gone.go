@@ -15,19 +15,34 @@ import (
 // go back to dispatch without it, and orders it carries are flagged for a
 // dispatcher. by is the admin who disabled or erased the account.
 func (s *Service) CourierGone(ctx context.Context, courierID string, by order.Actor) {
-	var ids []string
-	s.mu.Lock()
-	for id, o := range s.active {
-		if o.OfferedTo == courierID || o.CourierID == courierID {
-			ids = append(ids, id)
-		}
+	ids, err := s.courierOrders(ctx, courierID)
+	if err != nil {
+		s.d.Log.Warn("orders of a disabled courier not found", "courier_id", courierID, "err", err)
+		return
 	}
-	s.mu.Unlock()
 	for _, id := range ids {
 		if _, _, err := s.run(ctx, id, core.CourierGone{Courier: courierID, By: by, Why: "courier account disabled"}, true); err != nil {
 			s.d.Log.Warn("order of a disabled courier not handed on", "order_id", id, "err", err)
 		}
 	}
+}
+
+// courierOrders lists the active orders offered or assigned to a courier,
+// from the store, not this replica's cache: another replica may have made
+// the offer or the assignment a moment ago.
+func (s *Service) courierOrders(ctx context.Context, courierID string) ([]string, error) {
+	orders, err := s.d.Store.ActiveOrders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, o := range orders {
+		if o.OfferedTo == courierID || o.CourierID == courierID {
+			s.remember(&o)
+			ids = append(ids, o.ID)
+		}
+	}
+	return ids, nil
 }
 
 // reachable reports whether a courier may get an offer: in the live index
@@ -41,22 +56,16 @@ func (s *Service) reachable(courierID string) bool {
 // yet (the caller has marked it off shift in the live index first, so no
 // new offer goes to it): its open offer goes to the next candidate, orders
 // assigned to it and not picked up are unassigned ("shift ended") and
-// dispatched again; parcels on board stay with it. The orders are looked up
-// in the store, not this replica's cache: another replica may have made
-// the offer or the assignment a moment ago.
+// dispatched again; parcels on board stay with it.
 func (s *Service) ShiftEnded(ctx context.Context, courierID string) error {
-	orders, err := s.d.Store.ActiveOrders(ctx)
+	ids, err := s.courierOrders(ctx, courierID)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, o := range orders {
-		if o.OfferedTo != courierID && o.CourierID != courierID {
-			continue
-		}
-		s.remember(&o)
-		if _, _, err := s.run(ctx, o.ID, core.ShiftEnded{Courier: courierID}, true); err != nil {
-			s.d.Log.Warn("order of a courier off shift not handed on", "order_id", o.ID, "err", err)
+	for _, id := range ids {
+		if _, _, err := s.run(ctx, id, core.ShiftEnded{Courier: courierID}, true); err != nil {
+			s.d.Log.Warn("order of a courier off shift not handed on", "order_id", id, "err", err)
 			errs = append(errs, err)
 		}
 	}

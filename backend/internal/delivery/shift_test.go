@@ -64,11 +64,37 @@ func TestShiftEndedHandsOn(t *testing.T) {
 	}
 	told := map[string]string{}
 	for _, tk := range w.bus.all()[topic.Courier(topic.DefaultPrefix, "c1", topic.Tasks)] {
-		if tk.Reason == core.ShiftEndedReason {
+		if tk.Reason == core.ShiftEndedReason && tk.OrderID != "" {
 			told[tk.OrderID] = tk.Type
 		}
 	}
 	if told["offer"] != wire.TaskOfferExpired || told["assigned"] != wire.TaskCancellation || len(told) != 2 {
 		t.Fatalf("c1's device was told %v", told)
+	}
+}
+
+// A courier disabled on a replica whose cache knows none of its orders:
+// its assignment not picked up goes back to dispatch, its parcel on board
+// to a dispatcher.
+func TestCourierGoneAcrossReplicas(t *testing.T) {
+	w := mustWorld(t)
+	ctx := context.Background()
+	couriers := map[string]order.Place{"c1": shop, "c2": {Lat: shop.Lat + 0.003, Lng: shop.Lng}}
+	a := w.process(t, couriers)
+	b := w.process(t, couriers)
+	w.book(t, a, "assigned")
+	if _, err := a.Assign(ctx, order.Actor{Role: order.RoleDispatcher, ID: "d1"}, "assigned", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	w.book(t, a, "onboard")
+	w.assignAndPickup(t, a, "onboard")
+	b.d.Index.Remove("c1") // as the revocation does before
+	b.CourierGone(ctx, "c1", order.Actor{Role: order.RoleAdmin, ID: "a1"})
+	b.bg.Wait()
+	if o := mustOrder(t, a, "assigned"); o.CourierID != "" || o.Status == order.StatusAssigned {
+		t.Fatalf("the assignment: %s with %q", o.Status, o.CourierID)
+	}
+	if o := mustOrder(t, a, "onboard"); !o.Flags.NeedsDispatcher || o.Status != order.StatusPickedUp {
+		t.Fatalf("the parcel on board: %s, needs dispatcher %v", o.Status, o.Flags.NeedsDispatcher)
 	}
 }
