@@ -11,6 +11,12 @@
 // simulator (cmd/sim) drives the very same Step with a virtual clock, so a
 // simulated day follows the rules the server runs. The failure decisions'
 // effects (AfterFailure, CloseContact) are pure functions below.
+//
+// The courier side is CourierStep: a courier's load, orders assigned on
+// the merchant day (Casablanca's clock), idle time, shift and last fix,
+// changed by its orders' Assigned and Released effects, position
+// summaries, shift changes and the store's recounts; both shells hold a
+// CourierState per courier and build dispatch candidates from it.
 package core
 
 import (
