@@ -40,10 +40,8 @@ type simCourier struct {
 	legDone   float64
 	inService bool
 	svcLeft   float64
-	waitUntil time.Time // at route[0], waiting for a retry's "not before"
-	load      int       // orders assigned and not finished
-	assigned  int       // orders assigned today (fairness)
-	idleSince time.Time // when its load last went to zero
+	waitUntil time.Time         // at route[0], waiting for a retry's "not before"
+	st        core.CourierState // load, fairness count, idle since: changed only by the core's CourierStep
 	km        float64
 	busy      float64 // seconds riding or serving a stop
 	plans     int     // routes planned for it
@@ -175,7 +173,8 @@ func simulate(ctx context.Context, g *rig, w world, st Strategy) (Result, error)
 	p.cs = make([]*simCourier, len(w.starts))
 	p.byC = make(map[string]*simCourier, len(w.starts))
 	for i, s := range w.starts {
-		c := &simCourier{id: fmt.Sprintf("c%03d", i), pos: s, idleSince: w.open}
+		c := &simCourier{id: fmt.Sprintf("c%03d", i), pos: s}
+		c.st, _ = p.g.core.CourierStep(core.CourierState{ID: c.id}, core.ShiftStarted{}, w.open)
 		p.cs[i], p.byC[c.id] = c, c
 	}
 	next := 0
@@ -273,10 +272,10 @@ func (p *pass) step(o *simOrder, ev core.Event, now time.Time) error {
 			p.res.Flagged++
 		case core.Assigned:
 			c := p.byC[e.Courier]
-			c.assigned++
-			p.recount(c, now)
+			c.st, _ = p.g.core.CourierStep(c.st, core.OrderAssigned{Order: o.id}, now)
 		case core.Released:
-			p.recount(p.byC[e.Courier], now)
+			c := p.byC[e.Courier]
+			c.st, _ = p.g.core.CourierStep(c.st, core.OrderReleased{Order: o.id}, now)
 		case core.Replan:
 			if err := p.replan(p.byC[e.Courier], now); err != nil {
 				return err
@@ -305,7 +304,7 @@ func (p *pass) input(o *simOrder, ev core.Event, now time.Time) core.Input {
 	in := core.Input{Now: now}
 	need := p.g.core.Needs(o.st, ev)
 	if need.Candidates {
-		in.Candidates = p.candidates(o.st.Pickup) // every simulated courier is on shift: all reachable
+		in.Candidates = p.candidates(o.st.Pickup, now) // every simulated courier is on shift: all reachable
 	}
 	if need.Policy {
 		in.Policy = o.policy
@@ -323,9 +322,9 @@ func (p *pass) input(o *simOrder, ev core.Event, now time.Time) core.Input {
 // candidates are the couriers near a pick-up as the server's live index
 // gives them: within the search radius, nearest first, with a free place,
 // their routes and fairness figures.
-func (p *pass) candidates(at order.Place) []dispatch.Candidate {
+func (p *pass) candidates(at order.Place, now time.Time) []dispatch.Candidate {
 	cfg := p.g.cfg
-	near := nearest(p.cs, dispatch.Point{Lat: at.Lat, Lng: at.Lng}, cfg.Radius, cfg.K, func(c *simCourier) bool { return c.load < cfg.Capacity })
+	near := nearest(p.cs, dispatch.Point{Lat: at.Lat, Lng: at.Lng}, cfg.Radius, cfg.K, func(c *simCourier) bool { return c.st.Load() < cfg.Capacity })
 	out := make([]dispatch.Candidate, len(near))
 	lookup := func(id string) *core.State {
 		if o := p.byID[id]; o != nil && o.st.Order != nil {
@@ -335,8 +334,8 @@ func (p *pass) candidates(at order.Place) []dispatch.Candidate {
 	}
 	for i, c := range near {
 		q := c.at()
-		out[i] = core.Candidate(core.Courier{ID: c.id, At: q, DistanceM: geo.DistanceM(q, dispatch.Point{Lat: at.Lat, Lng: at.Lng}),
-			Load: c.load, Capacity: cfg.Capacity, AssignedToday: c.assigned, IdleSince: c.idleSince, Visits: c.visits}, lookup)
+		out[i] = core.Candidate(p.g.core.CandidateOf(c.st, core.Courier{At: q, DistanceM: geo.DistanceM(q, dispatch.Point{Lat: at.Lat, Lng: at.Lng}),
+			Capacity: cfg.Capacity, Visits: c.visits}, now), lookup)
 	}
 	return out
 }
@@ -349,17 +348,6 @@ func (p *pass) departsExcept(courier, orderID string) []time.Time {
 		return nil
 	}
 	return core.DepartsExcept(c.visits, orderID)
-}
-
-// recount sets a courier's load from the orders' states.
-func (p *pass) recount(c *simCourier, now time.Time) {
-	n := 0
-	for i := range p.orders {
-		if o := &p.orders[i]; o.st.Order != nil && o.st.CourierID == c.id && !o.st.Status.Terminal() {
-			n++
-		}
-	}
-	c.load, c.idleSince = n, core.Idle(c.idleSince, n, now)
 }
 
 // replan plans a courier's route as the server does: its orders' stops
@@ -481,7 +469,7 @@ func (p *pass) dispatcher(now time.Time) error {
 		switch o.st.Status {
 		case order.StatusBooked:
 			near := nearest(p.cs, dispatch.Point{Lat: o.st.Pickup.Lat, Lng: o.st.Pickup.Lng}, math.Inf(1), 1,
-				func(c *simCourier) bool { return c.load < p.g.cfg.Capacity })
+				func(c *simCourier) bool { return c.st.Load() < p.g.cfg.Capacity })
 			if len(near) == 0 {
 				continue
 			}

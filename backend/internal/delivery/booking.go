@@ -84,12 +84,16 @@ func (s *Service) candidates(lat, lng float64, exclude map[string]struct{}) []di
 	*hp = hits[:0]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rollDay()
+	now := s.now()
 	out := make([]dispatch.Candidate, 0, len(hits))
 	lookup := func(id string) *core.State { return s.active[id] }
 	for _, h := range hits {
-		c := core.Courier{ID: h.ID, At: geo.Point{Lat: h.Fix.Lat, Lng: h.Fix.Lng}, DistanceM: h.DistanceM, Load: h.Load,
-			Capacity: h.Capacity, Vehicle: h.Vehicle, AssignedToday: s.today[h.ID], IdleSince: s.idleSince(h.ID), LastSeen: h.LastSeen}
+		at := geo.Point{Lat: h.Fix.Lat, Lng: h.Fix.Lng}
+		st := s.stepCourier(h.ID, core.Seen{At: at, Time: h.LastSeen}, now) // the index's position summary
+		c := s.core.CandidateOf(st, core.Courier{At: at, DistanceM: h.DistanceM, Capacity: h.Capacity, Vehicle: h.Vehicle}, now)
+		// The load is the index's: every replica's assignments (cluster
+		// status), ahead of this replica's cache of the orders.
+		c.Load = h.Load
 		if r := s.routes[h.ID]; r != nil {
 			c.Visits = r.Visits
 		}
@@ -137,13 +141,6 @@ func (s *Service) queuedAt(lat, lng float64) []dispatch.Job {
 		jobs[i] = w.job
 	}
 	return jobs
-}
-
-func (s *Service) rollDay() {
-	if d := s.now().YearDay(); d != s.todayDay {
-		s.todayDay = d
-		clear(s.today)
-	}
 }
 
 // Quote computes feasibility, ETA and price.

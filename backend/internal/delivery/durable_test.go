@@ -388,3 +388,39 @@ func TestRestartKeepsFairness(t *testing.T) {
 		t.Errorf("c2 idle since %v, want its shift start %v", got, day.Add(-30*time.Minute))
 	}
 }
+
+// The fairness count is for the merchant day on Casablanca's clock: an
+// order assigned at 23:30 there (22:30 UTC) no longer counts an hour later
+// (00:30 the next day, still the same UTC day), before a restart or after.
+func TestFairnessDayIsCasablancas(t *testing.T) {
+	w := mustWorld(t)
+	ctx := context.Background()
+	w.clock.Add(12*time.Hour + 30*time.Minute) // 2026-11-21 22:30 UTC, 23:30 in Casablanca
+	at := map[string]order.Place{"c1": shop}
+	p1 := w.process(t, at)
+	w.book(t, p1, "late")
+	if _, err := p1.Assign(ctx, order.Actor{Role: order.RoleDispatcher, ID: "d1"}, "late", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	today := func(p *Service) int {
+		for _, c := range p.candidates(shop.Lat, shop.Lng, nil) {
+			if c.CourierID == "c1" {
+				return c.AssignedToday
+			}
+		}
+		t.Fatal("c1 is no candidate")
+		return 0
+	}
+	if n := today(p1); n != 1 {
+		t.Fatalf("assigned today at 23:30: %d, want 1", n)
+	}
+	w.clock.Add(time.Hour)
+	if n := today(p1); n != 0 {
+		t.Errorf("assigned today at 00:30 the next day: %d, want 0", n)
+	}
+	p1.Close()
+	p2 := w.process(t, at)
+	if n := today(p2); n != 0 {
+		t.Errorf("assigned today at 00:30 the next day, after a restart: %d, want 0", n)
+	}
+}

@@ -58,6 +58,9 @@ func (s *Service) reachable(courierID string) bool {
 // assigned to it and not picked up are unassigned ("shift ended") and
 // dispatched again; parcels on board stay with it.
 func (s *Service) ShiftEnded(ctx context.Context, courierID string) error {
+	s.mu.Lock()
+	s.stepCourier(courierID, core.ShiftEnded{Courier: courierID}, s.now()) // its idle time no longer counts from that shift
+	s.mu.Unlock()
 	ids, err := s.courierOrders(ctx, courierID)
 	if err != nil {
 		return err

@@ -123,15 +123,15 @@ type Service struct {
 	now  func() time.Time
 	core *core.Core // the order rules: every change of an order is one of its steps
 
-	mu       sync.Mutex
-	active   map[string]*mongostore.StoredOrder // non-terminal orders (a cache of the store)
-	routes   map[string]*courierRoute           // by courier (a cache of the store's route plans)
-	seq      map[string]uint64                  // last task seq seen by courier (a hint; the store issues them)
-	today    map[string]int                     // orders assigned today by courier (fairness), recounted from the store
-	todayDay int
-	idleAt   map[string]time.Time // when a courier's last order left its hands (fairness: idle time)
-	onShift  map[string]time.Time // open shift starts, from the store (idle since, when idleAt is unknown)
-	codes    codeThrottle         // wrong handover codes per courier (per replica)
+	mu     sync.Mutex
+	active map[string]*mongostore.StoredOrder // non-terminal orders (a cache of the store)
+	routes map[string]*courierRoute           // by courier (a cache of the store's route plans)
+	seq    map[string]uint64                  // last task seq seen by courier (a hint; the store issues them)
+	// couriers are the couriers' fairness state (load, orders assigned
+	// today, idle since, open shift), changed only by the core's
+	// CourierStep (stepCourier); the counts are recounted from the store.
+	couriers map[string]core.CourierState
+	codes    codeThrottle // wrong handover codes per courier (per replica)
 
 	hub       *Hub
 	webhooks  *Webhooks
@@ -155,8 +155,8 @@ func New(cfg Config, d Deps, hub *Hub, wh *Webhooks) *Service {
 	rules := &core.Core{Dispatch: d.Dispatch, OfferTimeout: cfg.OfferTimeout, Rules: d.Rules, Verify: cfg.Verify, Relays: cfg.Relays,
 		Zone: eta.Casablanca()} // every served city keeps Morocco's clock
 	return &Service{cfg: cfg, d: d, now: time.Now, core: rules, active: map[string]*mongostore.StoredOrder{},
-		routes: map[string]*courierRoute{}, seq: map[string]uint64{}, today: map[string]int{}, idleAt: map[string]time.Time{},
-		onShift: map[string]time.Time{}, hub: hub, webhooks: wh, stop: make(chan struct{})}
+		routes: map[string]*courierRoute{}, seq: map[string]uint64{},
+		couriers: map[string]core.CourierState{}, hub: hub, webhooks: wh, stop: make(chan struct{})}
 }
 
 // Start loads the active orders, the couriers' route plans and the fairness
@@ -216,8 +216,7 @@ func (s *Service) Close() {
 // recountToday rebuilds the fairness counters from the store.
 func (s *Service) recountToday(ctx context.Context) error {
 	now := s.now()
-	y, m, d := now.Date()
-	counts, err := s.d.Store.AssignedSince(ctx, time.Date(y, m, d, 0, 0, 0, 0, now.Location()).UTC())
+	counts, err := s.d.Store.AssignedSince(ctx, s.core.DayStart(now).UTC())
 	if err != nil {
 		return err
 	}
@@ -232,21 +231,33 @@ func (s *Service) recountToday(ctx context.Context) error {
 		}
 	}
 	s.mu.Lock()
-	s.todayDay = now.YearDay()
-	s.today = counts
-	s.onShift = open
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	ids := map[string]bool{}
+	for id := range counts {
+		ids[id] = true
+	}
+	for id := range open {
+		ids[id] = true
+	}
+	for id := range s.couriers {
+		ids[id] = true
+	}
+	for id := range ids {
+		s.stepCourier(id, core.Recounted{AssignedToday: counts[id], ShiftFrom: open[id]}, now)
+	}
 	return nil
 }
 
-// idleSince is when an idle courier became idle: its last order's end, or
-// its shift's start (zero when neither is known). Call with s.mu held.
-func (s *Service) idleSince(courier string) time.Time {
-	a, b := s.idleAt[courier], s.onShift[courier]
-	if a.After(b) {
-		return a
+// stepCourier applies a courier event to its state (the core's
+// CourierStep). Call with s.mu held.
+func (s *Service) stepCourier(courier string, ev core.CourierEvent, now time.Time) core.CourierState {
+	st, ok := s.couriers[courier]
+	if !ok {
+		st.ID = courier
 	}
-	return b
+	st, _ = s.core.CourierStep(st, ev, now)
+	s.couriers[courier] = st
+	return st
 }
 
 // nextSeq returns the next task sequence number of a courier, issued by the
@@ -293,17 +304,13 @@ func (s *Service) publish(courier string, t wire.Task, retained bool) {
 // syncLoad tells the live index how many orders a courier carries.
 func (s *Service) syncLoad(courier string) {
 	s.mu.Lock()
-	load := 0
+	var held []string
 	for _, o := range s.active {
 		if o.CourierID == courier {
-			load++
+			held = append(held, o.ID)
 		}
 	}
-	if idle := core.Idle(s.idleAt[courier], load, s.now()); idle.IsZero() {
-		delete(s.idleAt, courier)
-	} else {
-		s.idleAt[courier] = idle
-	}
+	load := s.stepCourier(courier, core.Holding{Orders: held}, s.now()).Load()
 	s.mu.Unlock()
 	lc, ok := s.d.Index.Get(courier)
 	if !ok {

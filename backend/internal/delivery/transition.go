@@ -183,8 +183,7 @@ func (s *Service) carry(ctx context.Context, o *mongostore.StoredOrder, effects 
 			s.observe("order.needs_dispatcher", "needs_dispatcher")
 		case core.Assigned:
 			s.mu.Lock()
-			s.rollDay()
-			s.today[e.Courier]++
+			s.stepCourier(e.Courier, core.OrderAssigned{Order: o.ID}, s.now())
 			s.mu.Unlock()
 			s.syncLoad(e.Courier)
 		case core.Released:
