@@ -156,9 +156,13 @@ func (BecameIdle) effect() {}
 
 // CandidateOf is a courier state as core.Courier for Candidate, at now's
 // merchant day: its load, fairness count and idle time (near: where it is
-// and how far from the pick-up, from the shell's index or world).
+// and how far from the pick-up, from the shell's index or world; its
+// LastSeen counts when later than the state's).
 func (c *Core) CandidateOf(st CourierState, near Courier, now time.Time) Courier {
 	near.ID, near.Load, near.AssignedToday = st.ID, st.Load(), st.AssignedOn(c.MerchantDay(now))
-	near.IdleSince, near.LastSeen = st.IdleSince(), st.LastSeen
+	near.IdleSince = st.IdleSince()
+	if st.LastSeen.After(near.LastSeen) {
+		near.LastSeen = st.LastSeen
+	}
 	return near
 }

@@ -144,6 +144,9 @@ func TestCandidateOf(t *testing.T) {
 	if d.CourierID != "k1" || d.DistanceM != 100 || !d.IdleSince.Equal(now.Add(-time.Minute)) {
 		t.Fatalf("only seen: %+v", d)
 	}
+	if d = Candidate(c.CandidateOf(st, Courier{LastSeen: now}, now), func(string) *State { return nil }); !d.IdleSince.Equal(now) {
+		t.Fatalf("the shell's later fix: %+v", d)
+	}
 	st, _ = cstep(t, c, st, ShiftStarted{}, now.Add(-time.Hour))
 	st, _ = cstep(t, c, st, OrderAssigned{Order: "o1"}, now)
 	d = Candidate(c.CandidateOf(st, Courier{}, now), func(string) *State { return nil })

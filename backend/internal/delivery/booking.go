@@ -89,8 +89,13 @@ func (s *Service) candidates(lat, lng float64, exclude map[string]struct{}) []di
 	lookup := func(id string) *core.State { return s.active[id] }
 	for _, h := range hits {
 		at := geo.Point{Lat: h.Fix.Lat, Lng: h.Fix.Lng}
-		st := s.stepCourier(h.ID, core.Seen{At: at, Time: h.LastSeen}, now) // the index's position summary
-		c := s.core.CandidateOf(st, core.Courier{At: at, DistanceM: h.DistanceM, Capacity: h.Capacity, Vehicle: h.Vehicle}, now)
+		st, known := s.couriers[h.ID] // read only: a courier with no state yet has nothing (no insert per hit)
+		if !known {
+			st.ID = h.ID
+		}
+		// The last fix is the live index's (fed at the ingest rate, not
+		// through this lock).
+		c := s.core.CandidateOf(st, core.Courier{At: at, DistanceM: h.DistanceM, Capacity: h.Capacity, Vehicle: h.Vehicle, LastSeen: h.LastSeen}, now)
 		// The load is the index's: every replica's assignments (cluster
 		// status), ahead of this replica's cache of the orders.
 		c.Load = h.Load
