@@ -36,6 +36,7 @@ func run() error {
 	flag.Float64Var(&o.Behaviour.AcceptRate, "accept", 0.85, "share of offers accepted")
 	flag.Float64Var(&o.Behaviour.FailRate, "fail", 0.08, "share of deliveries that fail at the door")
 	flag.Float64Var(&o.Behaviour.SpeedMPS, "speed", 8, "street speed, m/s")
+	flag.DurationVar(&o.Behaviour.DoorWait, "door-wait", 150*time.Second, "time at the door before a failed attempt is reported")
 	verbose := flag.Bool("v", false, "log every refused action")
 	flag.Parse()
 	o.Password = os.Getenv("TAWSIL_DEMO_PASSWORD")

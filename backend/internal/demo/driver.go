@@ -118,6 +118,11 @@ type Behaviour struct {
 	FailRate   float64 // share of deliveries that fail at the door (default 0.08)
 	SpeedMPS   float64 // street speed (default 8 m/s, about 30 km/h)
 	Poll       time.Duration
+	// DoorWait is how long a courier stays at the door, knocking and
+	// calling, before reporting a failed attempt (default 150 s: more than
+	// the 2 minutes of presence the failure rules ask as GPS evidence, so
+	// the demo's failures are verified and decided by the rules).
+	DoorWait time.Duration
 }
 
 func (b *Behaviour) defaults() {
@@ -132,6 +137,9 @@ func (b *Behaviour) defaults() {
 	}
 	if b.Poll == 0 {
 		b.Poll = 2 * time.Second
+	}
+	if b.DoorWait == 0 {
+		b.DoorWait = 150 * time.Second
 	}
 }
 
@@ -157,10 +165,7 @@ type stop struct {
 
 // failures are the reasons a simulated courier gives, with their weights:
 // mostly nobody at the door, then addresses that cannot be found, refusals.
-var failures = []struct {
-	reason, note string
-	weight       float64
-}{
+var failures = []failureReason{
 	{"CUSTOMER_UNAVAILABLE", "nobody answers the door or the phone", 0.55},
 	{"ADDRESS_NOT_FOUND", "no such number in the street", 0.2},
 	{"CUSTOMER_REFUSED", "the customer no longer wants it", 0.1},
@@ -182,6 +187,16 @@ type Courier struct {
 	answered map[string]bool // offers already answered
 	heading  string          // "orderID/kind" of the stop being driven to
 	arrived  <-chan struct{}
+	// door is the stop ("orderID/kind") where the courier waits at the door
+	// until doorUntil before reporting failure, for doorWhy.
+	door      string
+	doorUntil time.Time
+	doorWhy   failureReason
+}
+
+type failureReason = struct {
+	reason, note string
+	weight       float64
 }
 
 func (c *Courier) run(ctx context.Context) {
@@ -239,7 +254,7 @@ func (c *Courier) tick(ctx context.Context) error {
 	}
 	key := next.OrderID + "/" + next.Kind
 	if c.heading != key {
-		c.heading = key
+		c.heading, c.door = key, ""
 		c.arrived = c.pub.MoveTo(c.ID, next.Lat, next.Lng, c.b.SpeedMPS*(0.8+0.4*c.rng.Float64()))
 		return nil
 	}
@@ -248,18 +263,30 @@ func (c *Courier) tick(ctx context.Context) error {
 	default:
 		return nil // still driving
 	}
-	time.Sleep(2 * c.b.Poll) // the backend has the arrival fix before the action
 	t := byID[next.OrderID]
-	c.heading = ""
 	path := "/v1/orders/" + t.OrderID + "/"
+	if c.door == key {
+		if time.Now().Before(c.doorUntil) {
+			return nil // still at the door, knocking and calling (the publisher keeps sending fixes here)
+		}
+		c.heading, c.door = "", ""
+		if t.Status != "picked_up" && t.Status != "reattempt_scheduled" {
+			return nil // a dispatcher changed the order meanwhile
+		}
+		f := c.doorWhy
+		return c.api.do(ctx, "POST", path+"fail", map[string]any{"reason": f.reason, "note": f.note,
+			"evidence": map[string]any{"call_attempts": 2 + c.rng.IntN(2), "photo_ref": "demo:door-" + newKey()[:8]}}, nil, "Idempotency-Key", newKey())
+	}
+	time.Sleep(2 * c.b.Poll) // the backend has the arrival fix before the action
+	c.heading = ""
 	switch {
 	case next.Kind == "pickup" && t.Status == "assigned":
 		return c.api.do(ctx, "POST", path+"pickup", nil, nil, "Idempotency-Key", newKey())
 	case (next.Kind == "dropoff" || next.Kind == "relay") && (t.Status == "picked_up" || t.Status == "reattempt_scheduled"):
 		if c.rng.Float64() < c.b.FailRate {
-			f := pickFailure(c.rng)
-			return c.api.do(ctx, "POST", path+"fail", map[string]any{"reason": f.reason, "note": f.note,
-				"evidence": map[string]any{"call_attempts": 2 + c.rng.IntN(2), "photo_ref": "demo:door-" + newKey()[:8]}}, nil, "Idempotency-Key", newKey())
+			// Nobody opens: wait at the door first, then report (above).
+			c.heading, c.door, c.doorUntil, c.doorWhy = key, key, time.Now().Add(c.b.DoorWait), pickFailure(c.rng)
+			return nil
 		}
 		return c.api.do(ctx, "POST", path+"deliver", map[string]any{"handover_code": c.codes.get(t.OrderID), "cash_collected_mad": t.CODAmountMAD,
 			"proof_ref": "demo:signature"}, nil, "Idempotency-Key", newKey())
@@ -269,10 +296,7 @@ func (c *Courier) tick(ctx context.Context) error {
 	return nil
 }
 
-func pickFailure(rng *mrand.Rand) struct {
-	reason, note string
-	weight       float64
-} {
+func pickFailure(rng *mrand.Rand) failureReason {
 	x := rng.Float64()
 	for _, f := range failures {
 		if x < f.weight {
