@@ -14,6 +14,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 // Index is what ingest needs of the live index.
 type Index interface {
 	Update(id string, f wire.Fix, recv time.Time) (livemap.UpdateResult, error)
+	UpdateBatch(dst []livemap.MoveResult, moves []livemap.Move, recv time.Time) []livemap.MoveResult
 	Get(id string) (livemap.Courier, bool)
 	SetOnline(id string, online bool, at time.Time)
 }
@@ -357,25 +359,23 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 	}
 	prev, hasPrev := c.Fix, c.HasFix
 	keep := make([]mongostore.Position, 0, len(fixes))
+	// The fixes for the index are applied together after the loop, in one
+	// UpdateBatch (one lookup and the memory misses of one courier, not one
+	// per fix). The loop judges each fix against prev, the live fix as the
+	// index will have it by then: the stripe keeps every other writer of
+	// this courier's fix out, so the index applies exactly the fixes that
+	// pass wire.CheckFix and are Newer than the one before (see
+	// livemap.Update), and prev follows them here.
+	moves := make([]livemap.Move, 0, len(fixes))
+	at := make([]int, 0, len(fixes)) // keep's entry of each move
 	apply := func(f wire.Fix, late bool) {
-		res, err := p.index.Update(courier, f, now)
-		if err != nil {
-			p.reject(RejectMalformed, 1)
-			return
-		}
-		switch {
-		case res.Applied:
-			p.m.IngestFixes.WithLabelValues("accepted").Inc()
-			if p.onFix != nil {
-				p.onFix(courier, prev, hasPrev, f)
-			}
-			prev, hasPrev = f, true
-		case res.OutOfOrder:
-			p.m.IngestFixes.WithLabelValues("out_of_order").Inc()
-			late = true
-		}
+		moves = append(moves, livemap.Move{ID: courier, Fix: f})
+		at = append(at, len(keep))
 		keep = append(keep, mongostore.Position{CourierID: courier, Epoch: f.Epoch, Seq: f.Seq, Lat: f.Lat, Lng: f.Lng, AccuracyM: f.Accuracy,
 			SpeedMPS: f.Speed, HeadingDeg: f.Heading, Battery: f.Battery, T: f.Time, ReceivedAt: now, Late: late})
+		if wire.CheckFix(f) == nil && (!hasPrev || livemap.Newer(f, prev)) {
+			prev, hasPrev = f, true
+		}
 	}
 	judged := p.verdicts(courier)
 	if !live && len(judged.unstored) > 0 {
@@ -428,6 +428,7 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 			}
 		}
 	}
+	keep = p.applyMoves(courier, moves, at, keep, c.Fix, c.HasFix, now)
 	mu.Unlock()
 	if live {
 		return done, nil
@@ -447,6 +448,40 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 			return ctx.Err()
 		}
 	}, nil
+}
+
+// applyMoves updates the index with one message's moves (all of courier,
+// whose live fix was prev before them) and settles what each did: counted
+// accepted or out of order, an applied fix told to onFix, an out-of-order
+// one stored as late; a fix the index refused is counted malformed and
+// taken out of keep (at[i] is move i's entry there). It returns keep.
+func (p *Pipeline) applyMoves(courier string, moves []livemap.Move, at []int, keep []mongostore.Position, prev wire.Fix, hasPrev bool, now time.Time) []mongostore.Position {
+	if len(moves) == 0 {
+		return keep
+	}
+	var buf [16]livemap.MoveResult
+	refused := false
+	for i, r := range p.index.UpdateBatch(buf[:0], moves, now) {
+		f := moves[i].Fix
+		switch {
+		case r.Err != nil:
+			p.reject(RejectMalformed, 1)
+			keep[at[i]].CourierID, refused = "", true
+		case r.Applied:
+			p.m.IngestFixes.WithLabelValues("accepted").Inc()
+			if p.onFix != nil {
+				p.onFix(courier, prev, hasPrev, f)
+			}
+			prev, hasPrev = f, true
+		case r.OutOfOrder:
+			p.m.IngestFixes.WithLabelValues("out_of_order").Inc()
+			keep[at[i]].Late = true
+		}
+	}
+	if refused {
+		keep = slices.DeleteFunc(keep, func(k mongostore.Position) bool { return k.CourierID == "" })
+	}
+	return keep
 }
 
 // verdict is how a fix was judged: refused (held as a suspect), or

@@ -2,8 +2,10 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -392,5 +394,37 @@ func TestRefusalsLoggedRateLimited(t *testing.T) {
 	r.send(t, fixAt(ep1, 60, old, lat0, lng0))
 	if n := lines(); n != 2 || !strings.Contains(r.logs.String(), "count=50") {
 		t.Fatalf("after 10 s the next line carries the held count: %d lines\n%s", n, r.logs.String())
+	}
+}
+
+// TestMessageAppliedAsOneBatch: a message's fixes reach the index in one
+// UpdateBatch, with the verdicts of one Update per fix: a late fix in a
+// message is counted out of order and stored late, the others move
+// the courier in turn and each is told to the fix observer with the fix
+// before it.
+func TestMessageAppliedAsOneBatch(t *testing.T) {
+	r := newRig(t)
+	var seen []string
+	r.p.onFix = func(id string, prev wire.Fix, hadPrev bool, f wire.Fix) {
+		seen = append(seen, fmt.Sprintf("%d->%d %v", prev.Seq, f.Seq, hadPrev))
+	}
+	t0 := r.now.Add(-time.Minute)
+	w := walk(ep1, 1, t0, lat0, 5)
+	r.send(t, w[0], w[2])
+	r.send(t, w[1], w[3], w[4]) // seq 2 is late: 3 is live
+	if got := r.live(t); got.Seq != 5 {
+		t.Fatalf("live seq %d, want 5", got.Seq)
+	}
+	if want := []string{"0->1 false", "1->3 true", "3->4 true", "4->5 true"}; !slices.Equal(seen, want) {
+		t.Fatalf("fix observer saw %q, want %q", seen, want)
+	}
+	if a, o := testutil.ToFloat64(r.m.IngestFixes.WithLabelValues("accepted")), testutil.ToFloat64(r.m.IngestFixes.WithLabelValues("out_of_order")); a != 4 || o != 1 {
+		t.Fatalf("accepted %v, out of order %v; want 4, 1", a, o)
+	}
+	for s := uint64(1); s <= 5; s++ {
+		p, ok := r.store.get("c1", ep1, s)
+		if !ok || p.Late != (s == 2) {
+			t.Fatalf("seq %d stored %v late %v", s, ok, p.Late)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // The spatial part of the index is a pure-Go grid over latitude and
@@ -117,7 +118,8 @@ func listOf(class uint8) uint8 {
 func (l *cellLists) empty() bool { return len(l[0]) == 0 && len(l[1]) == 0 }
 
 // add appends e to its list and returns the list and the position; inline
-// is the cell's storage in its tile for the hot list.
+// is the cell's storage in its tile for the hot list. It keeps the entry
+// address hints (courier.ep) of the couriers whose entries it moves.
 func (l *cellLists) add(e entry, inline *[hotInline]entry) (list uint8, pos int32) {
 	list = listOf(e.class)
 	if l[list] == nil {
@@ -127,8 +129,18 @@ func (l *cellLists) add(e entry, inline *[hotInline]entry) (list uint8, pos int3
 			l[list] = make([]entry, 0, 4)
 		}
 	}
-	l[list] = append(l[list], e)
-	return list, int32(len(l[list]) - 1)
+	old := l[list]
+	es := append(old, e)
+	l[list] = es
+	pos = int32(len(es) - 1)
+	if len(old) > 0 && &old[0] != &es[0] { // the list moved
+		for i := range es {
+			es[i].c.ep.Store(uintptr(unsafe.Pointer(&es[i])))
+		}
+	} else {
+		e.c.ep.Store(uintptr(unsafe.Pointer(&es[pos])))
+	}
+	return list, pos
 }
 
 // remove takes out the entry at pos of list, moving the last one into its
@@ -140,6 +152,7 @@ func (l *cellLists) remove(list uint8, pos int32) {
 		moved := es[last]
 		es[pos] = moved
 		moved.c.pos = pos
+		moved.c.ep.Store(uintptr(unsafe.Pointer(&es[pos])))
 	}
 	es[last] = entry{}
 	l[list] = es[:last]

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math/bits"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,12 +32,16 @@ const (
 // cache-line aligned (Go's 256-byte size class), laid out in the order an
 // Update reads and writes them: the id and where the entry sits (line 0),
 // the fix (lines 1-2), the unit vector (line 2), last seen and the res-9
-// cell (line 3). The grid cell is not kept: it is gridCell of the fix. A short id lives inside the record, so that
-// the id map's key comparison touches the line the update needs anyway.
-// TestCourierRecordLayout holds the size.
+// cell (line 3). The grid cell is not kept: it is gridCell of the fix. A
+// short id lives inside the record, so that the id map's key comparison
+// touches the line the update needs anyway. TestCourierRecordLayout holds
+// the size.
 type courier struct {
-	id       string
-	hash     uint64   // of id
+	id string
+	// ep is the address of the courier's grid entry while it has one, kept
+	// by cellLists.add and remove: a hint for prefetch only, never
+	// dereferenced (it may be stale; a uintptr keeps nothing alive).
+	ep       atomic.Uintptr
 	idBuf    [24]byte // id's bytes when it fits (a 24-hex ObjectID does)
 	t        *tile    // grid tile while hasFix
 	pos      int32    // index in t.cells[slot][list], under t.mu
@@ -53,7 +59,7 @@ type courier struct {
 	lastSeen time.Time
 	geom     *cellGeom // res-9 cell of fix (nil without a fix)
 	vehicle  string
-	_        [8]byte // to 256 bytes
+	hash     uint64 // of id
 }
 
 // newCourier returns a fresh record for id: available, off shift, capacity 1.
@@ -354,16 +360,32 @@ func Newer(f, live wire.Fix) bool {
 // off shift, with capacity 1. It returns ErrInvalidFix for fixes that fail
 // wire.CheckFix.
 func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, error) {
-	var res UpdateResult
 	if err := wire.CheckFix(f); err != nil {
-		return res, fmt.Errorf("%w: courier %s seq %d: %w", ErrInvalidFix, id, f.Seq, err)
+		return UpdateResult{}, invalidFix(id, f, err)
 	}
-	v := vecOf(f.Lat, f.Lng)
 	s, h := x.idShard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, created := x.lookup(s, h, id)
-	res.Created = created
+	c.prefetch()
+	return x.update(c, created, f, recv)
+}
+
+// prefetch asks for the lines an update of c needs beyond c itself, at
+// once rather than one miss after the other: the tile's lock, the grid
+// entry, the cell geometry.
+func (c *courier) prefetch() {
+	prefetch4(uintptr(unsafe.Pointer(c.t)), c.ep.Load(), uintptr(unsafe.Pointer(c.geom)), 0)
+}
+
+func invalidFix(id string, f wire.Fix, err error) error {
+	return fmt.Errorf("%w: courier %s seq %d: %w", ErrInvalidFix, id, f.Seq, err)
+}
+
+// update is Update of a checked fix f to courier c (just created when
+// created). The caller holds c's id shard write lock.
+func (x *Index) update(c *courier, created bool, f wire.Fix, recv time.Time) (UpdateResult, error) {
+	res := UpdateResult{Created: created}
 	if c.hasFix && !Newer(f, c.fix) {
 		res.OutOfOrder = true
 		if recv.After(c.lastSeen) {
@@ -371,13 +393,14 @@ func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, err
 		}
 		return res, nil
 	}
+	v := vecOf(f.Lat, f.Lng)
 	var cur *cellGeom
 	if c.hasFix {
 		cur = c.geom
 	}
 	g, err := x.geoms.step(cur, v, f.Lat, f.Lng)
 	if err != nil {
-		return res, fmt.Errorf("%w: courier %s seq %d: %w", ErrInvalidFix, id, f.Seq, err)
+		return res, invalidFix(c.id, f, err)
 	}
 	res.Applied = true
 	res.CellChanged = !c.hasFix || g.cell != c.geom.cell
@@ -417,8 +440,107 @@ func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, err
 		c.hasFix = true
 		x.insert(c)
 	}
-	x.notify(id, prev, c.presence())
+	x.notify(c.id, prev, c.presence())
 	return res, nil
+}
+
+// Move is one fix of one courier, for UpdateBatch.
+type Move struct {
+	ID  string
+	Fix wire.Fix
+}
+
+// MoveResult is what UpdateBatch did with one Move: what Update would have
+// returned for it.
+type MoveResult struct {
+	UpdateResult
+	Err error // ErrInvalidFix: the fix changed nothing
+}
+
+// batchChunk is how many moves UpdateBatch takes at once: enough misses in
+// flight to hide most of the memory latency, few enough id shards held.
+const batchChunk = 32
+
+// UpdateBatch applies moves in order, as many calls of Update with the same
+// recv would, and writes each one's result into dst's storage (dst's
+// contents are discarded; with capacity len(moves) it allocates nothing on
+// success). Moves may name the same courier several times (one device's
+// batch of fixes) or many couriers (fixes drained from several messages):
+// either way the results, the index afterwards and the Observer's
+// notifications equal those of the calls one by one; only concurrent
+// readers may see a batch's moves land in a different interleaving with
+// other writers' than the calls would have given.
+//
+// It is faster per fix than Update because it overlaps the memory misses
+// of the moves of a chunk: with the id shards of the chunk held, a first
+// pass asks for the id table slots of all its moves, the next for their
+// records and then for their grid entries and tiles, and only then are
+// the moves applied, on lines already in cache.
+func (x *Index) UpdateBatch(dst []MoveResult, moves []Move, recv time.Time) []MoveResult {
+	dst = slices.Grow(dst[:0], len(moves))[:len(moves)]
+	for i := 0; i < len(moves); i += batchChunk {
+		j := min(i+batchChunk, len(moves))
+		x.updateChunk(dst[i:j], moves[i:j], recv)
+	}
+	return dst
+}
+
+// updateChunk is UpdateBatch of at most batchChunk moves.
+func (x *Index) updateChunk(res []MoveResult, moves []Move, recv time.Time) {
+	var hs [batchChunk]uint64
+	var cs [batchChunk]*courier
+	var valid uint64 // bit i: moves[i] passed CheckFix
+	var held uint64  // bit i: id shard i is locked
+	for i := range moves {
+		res[i] = MoveResult{}
+		if err := wire.CheckFix(moves[i].Fix); err != nil {
+			res[i].Err = invalidFix(moves[i].ID, moves[i].Fix, err)
+			continue
+		}
+		hs[i] = maphash.String(x.seed, moves[i].ID)
+		valid |= 1 << i
+		held |= 1 << (hs[i] % numShards)
+	}
+	// Ascending shard order: two batches (or a batch and the one-shard
+	// methods) cannot deadlock.
+	for m := held; m != 0; m &= m - 1 {
+		x.ids[bits.TrailingZeros64(m)].mu.Lock()
+	}
+	// Each pass asks for independent lines of every move; the CPU fetches
+	// them in parallel.
+	for m := valid; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros64(m)
+		if s := &x.ids[hs[i]%numShards]; s.n > 0 {
+			prefetch(uintptr(unsafe.Pointer(&s.slots[s.home(hs[i])])))
+		}
+	}
+	for m := valid; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros64(m)
+		if s := &x.ids[hs[i]%numShards]; s.n > 0 {
+			if c := s.slots[s.home(hs[i])].c; c != nil { // most likely id's record
+				p := uintptr(unsafe.Pointer(c))
+				prefetch4(p, p+64, p+128, p+192)
+			}
+		}
+	}
+	for m := valid; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros64(m)
+		if c := x.ids[hs[i]%numShards].get(hs[i], moves[i].ID); c != nil {
+			cs[i] = c
+			c.prefetch()
+		}
+	}
+	for m := valid; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros64(m)
+		c, created := cs[i], false
+		if c == nil { // new, or created by an earlier move of the chunk
+			c, created = x.lookup(&x.ids[hs[i]%numShards], hs[i], moves[i].ID)
+		}
+		res[i].UpdateResult, res[i].Err = x.update(c, created, moves[i].Fix, recv)
+	}
+	for m := held; m != 0; m &= m - 1 {
+		x.ids[bits.TrailingZeros64(m)].mu.Unlock()
+	}
 }
 
 // set upserts courier id and applies fn to it.
