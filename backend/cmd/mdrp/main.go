@@ -3,7 +3,7 @@
 // writes each policy's three solution files and prints the evaluator's
 // figures.
 //
-//	go run ./cmd/mdrp -instance DIR [-instance DIR2 ...] -out DIR
+//	go run ./cmd/mdrp -instance DIR [-instance DIR2 ...] -out DIR [-variants]
 //
 // DIR holds orders.txt, restaurants.txt, couriers.txt and
 // instance_parameters.txt; a DIR without orders.txt is taken as a folder
@@ -38,6 +38,7 @@ func run(args []string) error {
 	var instances dirs
 	fs.Var(&instances, "instance", "instance directory (repeatable); a folder of instance folders also works")
 	out := fs.String("out", "", "write each policy's solution files under OUT/<instance>/<policy>")
+	variants := fs.Bool("variants", false, "also run Tawsil's variant that takes back accepted orders not started on (not the server's policy)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,7 +66,7 @@ func run(args []string) error {
 		if err != nil {
 			return fmt.Errorf("load %s: %w", d, err)
 		}
-		ps, err := mdrp.Policies(in)
+		ps, err := mdrp.Policies(in, *variants)
 		if err != nil {
 			return err
 		}

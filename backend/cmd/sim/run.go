@@ -303,9 +303,6 @@ func (p *pass) step(o *simOrder, ev core.Event, now time.Time) error {
 func (p *pass) input(o *simOrder, ev core.Event, now time.Time) core.Input {
 	in := core.Input{Now: now}
 	need := p.g.core.Needs(o.st, ev)
-	if need.Candidates {
-		in.Candidates = p.candidates(o.st.Pickup, now) // every simulated courier is on shift: all reachable
-	}
 	if need.Policy {
 		in.Policy = o.policy
 	}
@@ -732,9 +729,11 @@ func nearest(cs []*simCourier, p dispatch.Point, radius float64, k int, keep fun
 	return res
 }
 
-// tawsil is Tawsil's dispatch: the core's offer rounds over the
-// dispatcher's ranking of the live candidates; an order nobody can take
-// goes to the (simulated) dispatcher, as on the server.
+// tawsil is Tawsil's dispatch, as the server runs it: a dispatch epoch
+// every step (core.Core.Decide over the orders waiting and the couriers
+// near their pick-ups, as the live index gives them), each decision
+// stepped into its order's core as an offer (core.Decided); an order
+// nobody can take goes to the (simulated) dispatcher.
 type tawsil struct{}
 
 func (tawsil) Name() string { return "tawsil dispatch" }
@@ -743,7 +742,45 @@ func (tawsil) dispatch(p *pass, o *simOrder, ev core.Dispatch, now time.Time) er
 	return p.step(o, ev, now)
 }
 
-func (tawsil) tick(*pass, time.Time) error { return nil }
+func (tawsil) tick(p *pass, now time.Time) error {
+	var waiting []core.State
+	seenAt := map[order.Place]bool{}
+	seen := map[string]bool{}
+	var cands []dispatch.Candidate
+	for i := range p.orders {
+		o := &p.orders[i]
+		if o.st.Order == nil || !core.Awaiting(o.st) {
+			continue
+		}
+		waiting = append(waiting, o.st)
+		at := order.Place{Lat: o.st.Pickup.Lat, Lng: o.st.Pickup.Lng}
+		if seenAt[at] {
+			continue
+		}
+		seenAt[at] = true
+		for _, c := range p.candidates(at, now) {
+			if !seen[c.CourierID] {
+				seen[c.CourierID] = true
+				cands = append(cands, c)
+			}
+		}
+	}
+	if len(waiting) == 0 {
+		return nil
+	}
+	decided, unplaced := p.g.core.Decide(waiting, cands, now, nil)
+	for _, d := range decided {
+		if err := p.step(p.byID[d.Order], core.Decided{Courier: d.Courier}, now); err != nil {
+			return err
+		}
+	}
+	for _, id := range unplaced {
+		if err := p.step(p.byID[id], core.Unplaced{}, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // nearestIdle is the baseline: no offer rounds; a dispatcher assigns each
 // order, oldest first, to the nearest courier with nothing to do. A courier
@@ -753,23 +790,18 @@ type nearestIdle struct{}
 
 func (nearestIdle) Name() string { return "nearest idle (baseline)" }
 
-func (nearestIdle) dispatch(_ *pass, o *simOrder, ev core.Dispatch, _ time.Time) error {
-	o.queued, o.exclude = true, ev.Exclude
-	return nil
+func (nearestIdle) dispatch(p *pass, o *simOrder, ev core.Dispatch, now time.Time) error {
+	return p.step(o, ev, now) // the core records whom not to offer it to
 }
 
 func (nearestIdle) tick(p *pass, now time.Time) error {
 	for i := range p.orders {
 		o := &p.orders[i]
-		if !o.queued {
-			continue
-		}
-		if o.st.Status != order.StatusBooked {
-			o.queued = false
+		if o.st.Order == nil || !core.Awaiting(o.st) {
 			continue
 		}
 		free := func(c *simCourier) bool {
-			if o.exclude[c.id] || c.inService {
+			if o.st.Round != nil && slices.Contains(o.st.Round.Ranked, c.id) || c.inService {
 				return false
 			}
 			for _, s := range c.route {
@@ -783,7 +815,6 @@ func (nearestIdle) tick(p *pass, now time.Time) error {
 		if len(near) == 0 {
 			continue
 		}
-		o.queued = false
 		if err := p.step(o, core.Assign{Actor: order.Actor{Role: order.RoleDispatcher, ID: "sim-dispatcher"}, Courier: near[0].id}, now); err != nil {
 			return err
 		}

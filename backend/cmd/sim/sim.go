@@ -71,12 +71,10 @@ type simOrder struct {
 	cod       bool           // cash on delivery
 	size      string         // S, M or L
 
-	st        core.State      // the order as the core keeps it
-	attempts  int             // drop-off attempts made
-	rules     []string        // the rule of each failed attempt's decision
-	flaggedAt time.Time       // when it last went to a dispatcher
-	queued    bool            // waiting in the baseline's queue
-	exclude   map[string]bool // the baseline: couriers not to assign it to (the core's Dispatch says)
+	st        core.State // the order as the core keeps it
+	attempts  int        // drop-off attempts made
+	rules     []string   // the rule of each failed attempt's decision
+	flaggedAt time.Time  // when it last went to a dispatcher
 }
 
 // Status is how an order ended.

@@ -93,7 +93,7 @@ func (m *Main) mountFeatures(ctx context.Context) error {
 		return err
 	}
 	dcfg := delivery.DefaultConfig()
-	dcfg.Prefix, dcfg.OfferTimeout, dcfg.Relays = cfg.TopicPrefix, cfg.OfferTimeout, relays
+	dcfg.Prefix, dcfg.OfferTimeout, dcfg.Relays, dcfg.DispatchEvery = cfg.TopicPrefix, cfg.OfferTimeout, relays, cfg.DispatchEvery
 	m.Delivery = delivery.New(dcfg, delivery.Deps{Store: m.Store, Index: m.Index, Density: densityBridge{m.Density}, ETA: etaModel,
 		Areas: areas, Pricer: pricer, Dispatch: disp, Rules: engine, Planner: planner, Bus: m.Bus, Log: m.Log, Cash: book, Observe: m.observeEvent,
 		Merchant: func(ctx context.Context, id string) (string, string, error) {

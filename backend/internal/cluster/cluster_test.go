@@ -151,6 +151,44 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("epoch", func(t *testing.T) {
+		// Dispatch epochs (every 200 ms here) run on one replica each: a
+		// booking is offered once, and one whose parcel is ready in 30
+		// minutes is held (its couriers would be more than the 10 min
+		// commit lead early), through many epochs on every replica.
+		later := bookBody("Later")
+		later["ready_in_min"] = 30
+		var held struct {
+			ID      string `json:"id"`
+			ReadyAt string `json:"ready_at"`
+		}
+		r[0].Must(t, 201, "POST", "/v1/orders", merchant.Token, later, "Idempotency-Key", "epoch-later").JSON(t, &held)
+		now := book(t, r[1], merchant, "epoch-now")
+		offers := func(id string) int {
+			var evs struct {
+				Events []struct {
+					Action string `json:"action"`
+				} `json:"events"`
+			}
+			r[2].Must(t, 200, "GET", "/v1/orders/"+id+"/events", dispatcher.Token, nil).JSON(t, &evs)
+			n := 0
+			for _, e := range evs.Events {
+				if e.Action == "offer" {
+					n++
+				}
+			}
+			return n
+		}
+		eventually(t, "the booking ready now is offered", 15*time.Second, func() bool { return offers(now) > 0 })
+		time.Sleep(2 * time.Second) // ten more epochs
+		if n, h := offers(now), offers(held.ID); n != 1 || h != 0 || held.ReadyAt == "" {
+			t.Fatalf("offers: %d of the order ready now (want 1), %d of the one ready in 30 min (want 0, ready_at %q)", n, h, held.ReadyAt)
+		}
+		for _, id := range []string{now, held.ID} {
+			r[0].Must(t, 200, "POST", "/v1/orders/"+id+"/cancel", merchant.Token, map[string]any{"reason": "test"})
+		}
+	})
+
 	t.Run("webhooks", func(t *testing.T) {
 		// A day of orders booked and cancelled through every replica: the
 		// receiver sees every event id of the outbox, each delivered once,

@@ -244,6 +244,7 @@ func NewCluster(tb testing.TB, n int) *Cluster {
 		"TAWSIL_MQTT_SHARE_GROUP":      shareGroup,
 		"TAWSIL_HTTP_LISTEN_FD":        "3",
 		"TAWSIL_LOG_LEVEL":             "info",
+		"TAWSIL_DISPATCH_EVERY":        "200ms",
 		"TAWSIL_WEBHOOK_ALLOW_PRIVATE": "true",
 	}
 	for i := 1; i <= n; i++ {

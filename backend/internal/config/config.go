@@ -58,6 +58,7 @@ type Config struct {
 	MaxSpeedMPS            float64       `yaml:"max_speed_mps"`            // TAWSIL_MAX_SPEED_MPS between consecutive fixes
 	RulesFile              string        `yaml:"rules_file"`               // TAWSIL_RULES_FILE: failed-delivery rules (empty: built-in)
 	OfferTimeout           time.Duration `yaml:"offer_timeout"`            // TAWSIL_OFFER_TIMEOUT
+	DispatchEvery          time.Duration `yaml:"dispatch_every"`           // TAWSIL_DISPATCH_EVERY: time between dispatch epochs
 	VROOMURL               string        `yaml:"vroom_url"`                // TAWSIL_VROOM_URL: optional route optimiser
 	BasemapURL             string        `yaml:"basemap_url"`              // TAWSIL_BASEMAP_URL: raster tile URL template with {z}/{x}/{y} for the console
 	BasemapPMTiles         string        `yaml:"basemap_pmtiles"`          // TAWSIL_BASEMAP_PMTILES: local .pmtiles file the backend serves
@@ -107,6 +108,7 @@ func Default() Config {
 		MaxAccuracyM:           100,
 		MaxSpeedMPS:            50,
 		OfferTimeout:           30 * time.Second,
+		DispatchEvery:          30 * time.Second,
 	}
 }
 
@@ -202,6 +204,7 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	dur("TAWSIL_MAX_FIX_AGE", &c.MaxFixAge)
 	dur("TAWSIL_MAX_FIX_FUTURE", &c.MaxFixFuture)
 	dur("TAWSIL_OFFER_TIMEOUT", &c.OfferTimeout)
+	dur("TAWSIL_DISPATCH_EVERY", &c.DispatchEvery)
 	num("TAWSIL_BODY_LIMIT", &c.BodyLimit)
 	num("TAWSIL_POSITIONS_RETENTION_DAYS", &c.PositionsRetentionDays)
 	num("TAWSIL_CUSTOMER_DATA_DAYS", &c.CustomerDataDays)
@@ -336,6 +339,7 @@ func (c Config) Validate() error {
 		{c.MaxSpeedMPS <= 0, "TAWSIL_MAX_SPEED_MPS: must be > 0"},
 		{c.CashCapMAD < 0 || c.CashCapMAD > 1_000_000 || c.CashCapMAD != float64(int64(c.CashCapMAD*100))/100, "TAWSIL_CASH_CAP_MAD: must be between 0 and 1000000 MAD, at most two decimals"},
 		{c.OfferTimeout < time.Second, "TAWSIL_OFFER_TIMEOUT: must be at least 1s"},
+		{c.DispatchEvery < 50*time.Millisecond || c.DispatchEvery > 10*time.Minute, "TAWSIL_DISPATCH_EVERY: must be between 50ms and 10m"},
 	}
 	for _, ch := range checks {
 		if ch.wrong {

@@ -43,6 +43,7 @@ Data and rules:
   TAWSIL_STALE_AFTER             a silent courier is offline after (default 5m)
   TAWSIL_HISTORY_FLUSH, TAWSIL_HISTORY_QUEUE_MAX  history group commit (default 100ms, 200000)
   TAWSIL_OFFER_TIMEOUT           unanswered offers move on after (default 30s)
+  TAWSIL_DISPATCH_EVERY          time between dispatch epochs (default 30s)
   TAWSIL_RULES_FILE              failed-delivery rules (YAML; default built-in)
   TAWSIL_VROOM_URL               optional VROOM route optimiser
   TAWSIL_WEBHOOK_ALLOW_PRIVATE   let webhooks reach private addresses (default false)

@@ -3,7 +3,9 @@ package core
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
@@ -99,13 +101,21 @@ type Event interface{ event() }
 // Booked: the order (State, version 1, made by order.Book) was just created.
 type Booked struct{}
 
-// Dispatch offers the order to the next courier of its round; without a
-// round (or after a dispatcher's flag) it starts one from Input.Candidates
-// (less Exclude) unless Continue is set, when only a running round goes on.
+// Dispatch offers the order to the next courier of its round, if one is
+// left; otherwise the order waits for the next dispatch epoch (Decide),
+// which will not offer it to Exclude.
 type Dispatch struct {
 	Exclude  map[string]bool
 	Continue bool
 }
+
+// Decided: a dispatch epoch (Decide) chose this courier for the order,
+// which is waiting for one (Awaiting): it is offered the order.
+type Decided struct{ Courier string }
+
+// Unplaced: a dispatch epoch found no courier for an order that may go to
+// anyone at any time (Decide's Unplaced): it goes to dispatchers.
+type Unplaced struct{}
 
 // Answered is the offered courier's answer.
 type Answered struct {
@@ -228,6 +238,8 @@ func (AtRisk) event()        {}
 func (Note) event()          {}
 func (Booked) event()        {}
 func (Dispatch) event()      {}
+func (Decided) event()       {}
+func (Unplaced) event()      {}
 func (Answered) event()      {}
 func (TimerDue) event()      {}
 func (PickedUp) event()      {}
@@ -313,9 +325,6 @@ func (FollowUp) effect()       {}
 // tell. The core asks nothing itself.
 type Input struct {
 	Now time.Time
-	// Candidates are couriers near the pick-up, for a new offer round
-	// (Dispatch), with their routes and fairness figures.
-	Candidates []dispatch.Candidate
 	// Reachable reports whether a courier may still get an offer (in the
 	// index, on shift); nil: everyone.
 	Reachable func(courierID string) bool
@@ -360,6 +369,9 @@ type Core struct {
 	// Zone is the city's clock: relay points' opening hours are read on it
 	// (nil: UTC).
 	Zone *time.Location
+	// MaxOffers is how many couriers an order is offered to, over all its
+	// epochs, before it goes to dispatchers (0: DefaultMaxOffers).
+	MaxOffers int
 }
 
 // local is t on the city's clock.
@@ -440,6 +452,12 @@ func (c *Core) Step(cur State, ev Event, in Input) (Result, error) {
 		err = s.booked()
 	case Dispatch:
 		err = s.dispatch(e)
+	case Decided:
+		err = s.decided(e)
+	case Unplaced:
+		if Awaiting(s.next) {
+			err = s.flag("no courier can take it", SystemActor)
+		}
 	case Answered:
 		err = s.answered(e)
 	case TimerDue:
@@ -506,35 +524,97 @@ func (s *step) booked() error {
 		Webhook{Merchant: o.MerchantID, Name: "order.booked", Payload: payload})
 	if o.PinPending() {
 		s.add(ArmTimer{Timer{ID: PinTimerID(o.ID), Kind: TimerPin, OrderID: o.ID, Due: o.Pin.ConfirmBy}})
-		return nil
 	}
-	s.add(FollowUp{Dispatch{}})
-	return nil
+	return nil // the next dispatch epoch places it (Decide)
 }
 
-// dispatch sends the next offer of the order's round, starting a round
-// from the candidates when it has none, or flags the order for
-// dispatchers when nobody is left.
+// dispatch goes on with the order's offer round: the next courier of the
+// round, if one is left. A new round is not started here: an order
+// waiting for a courier is placed by the next dispatch epoch (Decide, then
+// Decided), so the couriers to exclude (Exclude) are recorded in the
+// round for the epochs to skip. When a round has offered MaxOffers
+// couriers in all, the order goes to dispatchers.
 func (s *step) dispatch(e Dispatch) error {
 	n := &s.next
 	if n.Status != order.StatusBooked || n.PinPending() {
 		return nil // offered, assigned, cancelled meanwhile; or waiting for its pin
 	}
-	now := s.in.Now
-	if n.Round == nil || n.Round.Done {
+	if !roundOpen(n.Round) {
 		if e.Continue {
-			return nil
-		}
-		cands := make([]dispatch.Candidate, 0, len(s.in.Candidates))
-		for _, c := range s.in.Candidates {
-			if !e.Exclude[c.CourierID] {
-				cands = append(cands, c)
+			if n.Round != nil && len(n.Round.Ranked) >= s.c.maxOffers() {
+				return s.flag("no courier accepted or none available", SystemActor)
 			}
+			return nil // the next epoch places it
 		}
-		ranked, _ := s.c.Dispatch.Score(dispatch.JobFor(n.Order), cands, now)
-		st := dispatch.NewOfferRound(n.ID, ranked, s.c.OfferTimeout).State()
-		n.Round = &st
+		return s.exclude(e.Exclude)
 	}
+	return s.offerNext()
+}
+
+// roundOpen reports whether a booked order's offer round has a courier
+// left to offer (no offer is out: the order would be offered).
+func roundOpen(r *dispatch.RoundState) bool {
+	return r != nil && !r.Done && r.Next < len(r.Ranked)
+}
+
+// exclude records couriers the epochs must not offer the order to (its
+// round's offered couriers), for an order waiting for an epoch.
+func (s *step) exclude(ex map[string]bool) error {
+	n := &s.next
+	var add []string
+	for c := range ex {
+		if n.Round == nil || !slices.Contains(n.Round.Ranked, c) {
+			add = append(add, c)
+		}
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	slices.Sort(add)
+	st := dispatch.RoundState{OrderID: n.ID, Timeout: s.c.OfferTimeout}
+	if n.Round != nil {
+		st = n.Round.Clone()
+	}
+	st.Ranked = append(st.Ranked, add...)
+	st.Next, st.Done = len(st.Ranked), false
+	n.Round = &st
+	s.mark("dispatch_excluded", SystemActor, "not to be offered again: "+strings.Join(add, ", "))
+	return nil
+}
+
+// decided offers the order to the courier a dispatch epoch chose for it
+// (the round goes on from the couriers offered before). An order no
+// longer waiting (offered, assigned, flagged, cancelled meanwhile) or a
+// courier no longer reachable finds nothing to do: the next epoch decides
+// again.
+func (s *step) decided(e Decided) error {
+	n := &s.next
+	if !Awaiting(*n) || s.in.Reachable != nil && !s.in.Reachable(e.Courier) {
+		return nil
+	}
+	st := dispatch.RoundState{OrderID: n.ID, Timeout: s.c.OfferTimeout}
+	if n.Round != nil {
+		st = n.Round.Clone()
+	}
+	if slices.Contains(st.Ranked, e.Courier) {
+		return nil // offered before (declined, let expire, or excluded)
+	}
+	for i := range st.Log {
+		if st.Log[i].State == dispatch.OfferPending { // withdrawn or expired: the order is booked, no offer is out
+			st.Log[i].State, st.Log[i].AnswerAt = dispatch.OfferExpired, s.in.Now
+		}
+	}
+	st.Next, st.Done = len(st.Ranked), false
+	st.Ranked = append(st.Ranked, e.Courier)
+	n.Round = &st
+	return s.offerNext()
+}
+
+// offerNext sends the next offer of the order's round; a courier that left
+// since the round was ranked is skipped.
+func (s *step) offerNext() error {
+	n := &s.next
+	now := s.in.Now
 	r := dispatch.RestoreOfferRound(*n.Round)
 	off, err := r.Next(now)
 	for err == nil && s.in.Reachable != nil && !s.in.Reachable(off.CourierID) { // left since the round was ranked
@@ -542,7 +622,10 @@ func (s *step) dispatch(e Dispatch) error {
 		off, err = r.Next(now)
 	}
 	if errors.Is(err, dispatch.ErrNoCandidate) {
-		return s.flag("no courier accepted or none available", SystemActor)
+		if len(n.Round.Ranked) >= s.c.maxOffers() {
+			return s.flag("no courier accepted or none available", SystemActor)
+		}
+		return nil // the next epoch places it
 	}
 	if errors.Is(err, dispatch.ErrOfferPending) {
 		return nil // an offer runs: its answer or deadline goes on
@@ -959,8 +1042,7 @@ func (s *step) pin(e PinConfirmed) error {
 	n.Flags.NeedsDispatcher = false
 	s.mark("pin_confirmed", e.Actor, fmt.Sprintf("drop-off point set by the %s", e.Actor.Role))
 	s.add(CancelTimer{PinTimerID(n.ID)},
-		Notify{Name: "order.pin_confirmed", Data: map[string]any{"order_id": n.ID, "merchant_id": n.MerchantID, "by": string(e.Actor.Role)}},
-		FollowUp{Dispatch{}})
+		Notify{Name: "order.pin_confirmed", Data: map[string]any{"order_id": n.ID, "merchant_id": n.MerchantID, "by": string(e.Actor.Role)}})
 	return nil
 }
 
@@ -1079,25 +1161,18 @@ func TaskOrder(o State) *wire.TaskOrder {
 // Needs is what of the world Step needs for an event: the shell gathers
 // only that into the Input (a candidate query is the costly part).
 type Needs struct {
-	// Candidates: a new offer round starts, so Step ranks the couriers near
-	// the pick-up (less Exclude, which the shell may leave out of its query).
-	Candidates bool
-	Exclude    map[string]bool
-	Reachable  bool   // who may still get an offer
-	Policy     bool   // the merchant's failure policy
-	Departs    string // the courier whose other planned departures count
-	Position   string // the courier whose position counts (a reassign's hand-over)
+	Reachable bool   // who may still get an offer
+	Policy    bool   // the merchant's failure policy
+	Departs   string // the courier whose other planned departures count
+	Position  string // the courier whose position counts (a reassign's hand-over)
 }
 
 // Needs says what Step(st, ev, ·) will read of its Input besides the clock.
 func (c *Core) Needs(st State, ev Event) Needs {
 	var n Needs
 	switch e := ev.(type) {
-	case Dispatch:
+	case Dispatch, Decided:
 		n.Reachable = true
-		if (st.Round == nil || st.Round.Done) && !e.Continue && st.Status == order.StatusBooked && !st.PinPending() {
-			n.Candidates, n.Exclude = true, e.Exclude
-		}
 	case FailureReport:
 		n.Policy = true
 	case Execute:

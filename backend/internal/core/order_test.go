@@ -101,8 +101,17 @@ func appended(tb testing.TB, r Result) order.Event {
 func offered(tb testing.TB, c *Core, st State) Result {
 	tb.Helper()
 	r := mustStep(tb, c, st, Booked{}, Input{Now: t0})
-	f := one[FollowUp](tb, r)
-	return mustStep(tb, c, r.State, f.Event, Input{Now: t0, Candidates: []dispatch.Candidate{near("far", 0.01), near("near", 0.001)}})
+	return epoch(tb, c, r.State, t0, near("far", 0.01), near("near", 0.001))
+}
+
+// epoch runs a dispatch epoch at now over st alone and steps its decision.
+func epoch(tb testing.TB, c *Core, st State, now time.Time, cands ...dispatch.Candidate) Result {
+	tb.Helper()
+	decided, _ := c.Decide([]State{st}, cands, now, nil)
+	if len(decided) != 1 || decided[0].Order != st.ID {
+		tb.Fatalf("epoch decided %+v", decided)
+	}
+	return mustStep(tb, c, st, Decided{Courier: decided[0].Courier}, Input{Now: now})
 }
 
 func TestBookedThenOffered(t *testing.T) {
@@ -115,8 +124,8 @@ func TestBookedThenOffered(t *testing.T) {
 	if wh := one[Webhook](t, r); wh.Name != "order.booked" || wh.Payload["handover_code"] != st.HandoverCode {
 		t.Fatalf("webhook %+v", wh)
 	}
-	if _, ok := one[FollowUp](t, r).Event.(Dispatch); !ok {
-		t.Fatal("a booking is dispatched next")
+	if len(find[FollowUp](r)) != 0 || !Awaiting(r.State) {
+		t.Fatal("a booking waits for the next dispatch epoch")
 	}
 
 	r = offered(t, c, r.State)
@@ -130,16 +139,17 @@ func TestBookedThenOffered(t *testing.T) {
 	if p := one[Publish](t, r); p.Courier != "near" || p.Task.Type != wire.TaskOffer || !p.Task.ExpiresAt.Equal(tm.Due) || p.Task.Order.CustomerFirst != "Amina" {
 		t.Fatalf("offer task %+v", p)
 	}
-	if r.State.Round == nil || len(r.State.Round.Ranked) != 2 {
+	if r.State.Round == nil || len(r.State.Round.Ranked) != 1 || Awaiting(r.State) {
 		t.Fatalf("round %+v", r.State.Round)
 	}
 }
 
 func TestOfferDeclinedExpiredThenFlagged(t *testing.T) {
 	c := mustCore(t)
+	c.MaxOffers = 2
 	r := offered(t, c, mustBooked(t, order.Policy{}))
 
-	// The first courier declines: the round goes on with the second.
+	// The first courier declines: the next epoch offers the second.
 	r = mustStep(t, c, r.State, Answered{Courier: "near", Reason: "busy"}, Input{Now: t0.Add(5 * time.Second)})
 	if ev := appended(t, r); ev.Action != order.ActDecline || r.State.Status != order.StatusBooked {
 		t.Fatalf("decline %+v", ev)
@@ -152,7 +162,10 @@ func TestOfferDeclinedExpiredThenFlagged(t *testing.T) {
 		t.Fatalf("follow-up %#v", f)
 	}
 	now := t0.Add(5 * time.Second)
-	r = mustStep(t, c, r.State, f, Input{Now: now})
+	if w := mustStep(t, c, r.State, f, Input{Now: now}); len(w.Effects) != 0 || !Awaiting(r.State) {
+		t.Fatalf("the round has nobody left: it waits for an epoch, %#v", w.Effects)
+	}
+	r = epoch(t, c, r.State, now.Add(time.Minute), near("far", 0.01), near("near", 0.001))
 	if r.State.OfferedTo != "far" {
 		t.Fatalf("second offer to %q", r.State.OfferedTo)
 	}
@@ -165,7 +178,7 @@ func TestOfferDeclinedExpiredThenFlagged(t *testing.T) {
 	}
 
 	// The second offer's deadline passes: expired, the device told, and
-	// with nobody left the order goes to a dispatcher.
+	// with MaxOffers offered the order goes to a dispatcher.
 	r = mustStep(t, c, r.State, TimerDue{tm}, Input{Now: tm.Due})
 	if ev := appended(t, r); ev.Action != order.ActExpire || ev.At != tm.Due {
 		t.Fatalf("expire %+v", ev)
@@ -213,14 +226,27 @@ func TestAcceptInTimeOnly(t *testing.T) {
 func TestDispatchSkipsGoneAndExcluded(t *testing.T) {
 	c := mustCore(t)
 	st := mustStep(t, c, mustBooked(t, order.Policy{}), Booked{}, Input{Now: t0}).State
-	cands := []dispatch.Candidate{near("a", 0.001), near("b", 0.002), near("c", 0.003)}
-	r := mustStep(t, c, st, Dispatch{Exclude: map[string]bool{"a": true}}, Input{Now: t0, Candidates: cands,
-		Reachable: func(id string) bool { return id != "b" }})
+	x := mustStep(t, c, st, Dispatch{Exclude: map[string]bool{"a": true}}, Input{Now: t0})
+	if ev := appended(t, x); ev.Action != "dispatch_excluded" || !Awaiting(x.State) {
+		t.Fatalf("exclusion %+v", ev)
+	}
+	decided, _ := c.Decide([]State{x.State}, []dispatch.Candidate{near("a", 0.001), near("b", 0.002), near("c", 0.003)}, t0, nil)
+	if len(decided) != 1 || decided[0].Courier != "b" {
+		t.Fatalf("decided %+v, want b (a excluded)", decided)
+	}
+	gone := func(id string) bool { return id != "b" }
+	if got := mustStep(t, c, x.State, Decided{Courier: "b"}, Input{Now: t0, Reachable: gone}); len(got.Effects) != 0 {
+		t.Fatalf("offered to a courier gone: %#v", got.Effects)
+	}
+	if got := mustStep(t, c, x.State, Decided{Courier: "a"}, Input{Now: t0}); len(got.Effects) != 0 {
+		t.Fatalf("offered to an excluded courier: %#v", got.Effects)
+	}
+	r := epoch(t, c, x.State, t0, near("a", 0.001), near("c", 0.003))
 	if r.State.OfferedTo != "c" {
 		t.Fatalf("offered to %q, want c (a excluded, b gone)", r.State.OfferedTo)
 	}
 	// Continue without a round does nothing.
-	if got := mustStep(t, c, st, Dispatch{Continue: true}, Input{Now: t0, Candidates: cands}); len(got.Effects) != 0 {
+	if got := mustStep(t, c, st, Dispatch{Continue: true}, Input{Now: t0}); len(got.Effects) != 0 {
 		t.Fatalf("continue without a round: %#v", got.Effects)
 	}
 }
@@ -502,8 +528,11 @@ func TestPinWindow(t *testing.T) {
 	if _, err := c.Step(booked, Assign{Actor: order.Actor{Role: order.RoleDispatcher, ID: "d"}, Courier: "k"}, Input{Now: t0}); !errors.Is(err, ErrPinClosed) {
 		t.Fatalf("assign before the pin: %v", err)
 	}
-	if got := mustStep(t, c, booked, Dispatch{}, Input{Now: t0, Candidates: []dispatch.Candidate{near("a", 0.001)}}); len(got.Effects) != 0 {
+	if got := mustStep(t, c, booked, Dispatch{}, Input{Now: t0}); len(got.Effects) != 0 || Awaiting(booked) {
 		t.Fatal("dispatched before the pin")
+	}
+	if d, _ := c.Decide([]State{booked}, []dispatch.Candidate{near("a", 0.001)}, t0, nil); len(d) != 0 {
+		t.Fatal("an epoch placed it before the pin")
 	}
 	late := mustStep(t, c, booked, TimerDue{tm}, Input{Now: tm.Due})
 	if !late.State.Flags.NeedsDispatcher {
@@ -514,8 +543,8 @@ func TestPinWindow(t *testing.T) {
 	if p.State.PinPending() || !p.State.PromiseBy.Equal(at.Add(order.Promise)) || p.State.PriceMAD != 30 || p.State.Flags.NeedsDispatcher {
 		t.Fatalf("pin: %+v", p.State.Order)
 	}
-	if _, ok := one[FollowUp](t, p).Event.(Dispatch); !ok {
-		t.Fatal("dispatch follows the pin")
+	if !Awaiting(p.State) {
+		t.Fatal("the next epoch places it after the pin")
 	}
 	if _, err := c.Step(p.State, PinConfirmed{Actor: order.Actor{Role: order.RoleCustomer}, Dropoff: door}, Input{Now: at}); !errors.Is(err, ErrPinClosed) {
 		t.Fatalf("second pin: %v", err)
@@ -533,7 +562,7 @@ func TestCourierGone(t *testing.T) {
 	if d := one[FollowUp](t, g).Event.(Dispatch); !d.Exclude["near"] {
 		t.Fatal("re-offered without the courier")
 	}
-	if next := mustStep(t, c, g.State, Dispatch{Exclude: map[string]bool{"near": true}}, Input{Now: t0.Add(time.Second)}); next.State.OfferedTo != "far" {
+	if next := epoch(t, c, g.State, t0.Add(time.Minute), near("near", 0.001), near("far", 0.01)); next.State.OfferedTo != "far" {
 		t.Fatalf("next offer to %q", next.State.OfferedTo)
 	}
 
@@ -638,7 +667,8 @@ func TestNeeds(t *testing.T) {
 		ev   Event
 		want Needs
 	}{
-		{"new round", booked, Dispatch{Exclude: k1}, Needs{Candidates: true, Exclude: k1, Reachable: true}},
+		{"new round", booked, Dispatch{Exclude: k1}, Needs{Reachable: true}},
+		{"decided", booked, Decided{Courier: "k1"}, Needs{Reachable: true}},
 		{"round goes on", declined, Dispatch{}, Needs{Reachable: true}},
 		{"continue only", booked, Dispatch{Continue: true}, Needs{Reachable: true}},
 		{"failure", booked, FailureReport{Courier: "k1"}, Needs{Policy: true}},
@@ -648,7 +678,7 @@ func TestNeeds(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := c.Needs(tt.st, tt.ev)
-			if got.Candidates != tt.want.Candidates || len(got.Exclude) != len(tt.want.Exclude) || got.Reachable != tt.want.Reachable ||
+			if got.Reachable != tt.want.Reachable ||
 				got.Policy != tt.want.Policy || got.Departs != tt.want.Departs || got.Position != tt.want.Position {
 				t.Errorf("Needs = %+v, want %+v", got, tt.want)
 			}

@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/order"
 	"github.com/tawsil/tawsil/shared/wire"
 )
@@ -32,7 +31,10 @@ func TestShiftEnded(t *testing.T) {
 	if !d.Exclude["near"] {
 		t.Fatalf("dispatched again with %+v", d)
 	}
-	off2 := mustStep(t, c, g.State, d, Input{Now: off, Reachable: func(id string) bool { return id != "near" }})
+	if w := mustStep(t, c, g.State, d, Input{Now: off}); len(w.Effects) != 0 || !Awaiting(g.State) {
+		t.Fatalf("the order waits for the next epoch: %#v", w.Effects)
+	}
+	off2 := epoch(t, c, g.State, off, near("near", 0.001), near("far", 0.01))
 	if off2.State.OfferedTo != "far" || !one[ArmTimer](t, off2).Timer.Due.Equal(off.Add(30*time.Second)) {
 		t.Fatalf("next offer to %q", off2.State.OfferedTo)
 	}
@@ -59,7 +61,8 @@ func TestShiftEnded(t *testing.T) {
 		t.Fatalf("released %+v", rel)
 	}
 	d = one[FollowUp](t, a).Event.(Dispatch)
-	re := mustStep(t, c, a.State, d, Input{Now: off, Candidates: []dispatch.Candidate{near("k1", 0.0005), near("k2", 0.002)}})
+	x := mustStep(t, c, a.State, d, Input{Now: off})
+	re := epoch(t, c, x.State, off, near("k1", 0.0005), near("k2", 0.002))
 	if re.State.OfferedTo != "k2" {
 		t.Fatalf("re-dispatched to %q, want k2 (k1 is off shift)", re.State.OfferedTo)
 	}

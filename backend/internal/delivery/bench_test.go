@@ -11,9 +11,11 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
 	"github.com/tawsil/tawsil/backend/internal/eta"
 	"github.com/tawsil/tawsil/backend/internal/livemap"
+	"github.com/tawsil/tawsil/backend/internal/order"
 	"github.com/tawsil/tawsil/shared/wire"
 )
 
@@ -65,9 +67,10 @@ func itoa(i int) string {
 	}
 }
 
-// BenchmarkDispatchDecision measures one dispatch decision as the service
-// makes it: candidate search in the live index (50,000 couriers) and
-// scoring with route insertion. Reports p50/p99 per decision.
+// BenchmarkDispatchDecision measures one order's dispatch decision as the
+// service's epoch makes it: candidate search in the live index (50,000
+// couriers) and the core's epoch (core.Core.Decide: dispatch.Epoch, route
+// insertion) over that order. Reports p50/p99 per decision.
 func BenchmarkDispatchDecision(b *testing.B) {
 	s := mustFleet(b, 50_000)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -83,13 +86,14 @@ func BenchmarkDispatchDecision(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		pick := dispatch.Point{Lat: 33.50 + rng.Float64()*0.1, Lng: -7.70 + rng.Float64()*0.2}
-		job := dispatch.Job{OrderID: "o", Pickup: pick, Dropoff: dispatch.Point{Lat: pick.Lat + 0.01, Lng: pick.Lng + 0.01}, PromiseBy: now.Add(time.Hour)}
+		st := core.State{Order: &order.Order{ID: "o", Status: order.StatusBooked, Version: 1, BookedAt: now, PromiseBy: now.Add(time.Hour),
+			Pickup: order.Place{Lat: pick.Lat, Lng: pick.Lng}, Dropoff: order.Place{Lat: pick.Lat + 0.01, Lng: pick.Lng + 0.01}}}
 		cpu0 := threadCPU(b)
 		start := time.Now()
-		ranked, _ := s.d.Dispatch.Score(job, s.candidates(pick.Lat, pick.Lng, nil), now)
+		decided, _ := s.core.Decide([]core.State{st}, s.candidates(pick.Lat, pick.Lng, nil), now, nil)
 		durs = append(durs, time.Since(start))
 		cpus = append(cpus, threadCPU(b)-cpu0)
-		if len(ranked) == 0 {
+		if len(decided) == 0 {
 			b.Fatal("no candidate in a city of 50,000 couriers")
 		}
 	}

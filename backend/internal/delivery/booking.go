@@ -188,6 +188,22 @@ type BookRequest struct {
 	Pin           bool
 	Located       bool
 	ConfirmWithin time.Duration
+	// ReadyIn is the merchant's preparation time: the parcel is ready this
+	// long after booking (zero: now). Dispatch holds the order while its
+	// best courier would be early (dispatch.Config.CommitLead).
+	ReadyIn time.Duration
+}
+
+// MaxReadyIn is the longest preparation time a booking may give: a parcel
+// ready later cannot make the hour.
+const MaxReadyIn = 45 * time.Minute
+
+// ReadyIn reads a booking's ready_in_min (0: ready now).
+func ReadyIn(minutes int) (time.Duration, error) {
+	if minutes < 0 || time.Duration(minutes)*time.Minute > MaxReadyIn {
+		return 0, fmt.Errorf("%w: ready_in_min must be between 0 and 45", ErrInput)
+	}
+	return time.Duration(minutes) * time.Minute, nil
 }
 
 // Book creates an order for merchant under an idempotency key. The same key
@@ -195,6 +211,9 @@ type BookRequest struct {
 func (s *Service) Book(ctx context.Context, merchantID, key string, body []byte, r BookRequest) (o *mongostore.StoredOrder, created bool, err error) {
 	if err := r.check(); err != nil {
 		return nil, false, err
+	}
+	if _, err := ReadyIn(int(r.ReadyIn / time.Minute)); err != nil || r.ReadyIn%time.Minute != 0 {
+		return nil, false, fmt.Errorf("%w: ready_in_min must be between 0 and 45", ErrInput)
 	}
 	name, phone := textsafe.Name(r.CustomerName), strings.TrimSpace(r.CustomerPhone)
 	r.Notes = textsafe.Name(r.Notes)
@@ -241,9 +260,13 @@ func (s *Service) Book(ctx context.Context, merchantID, key string, body []byte,
 		return nil, false, err
 	}
 	now := s.now().UTC()
+	var ready time.Time
+	if r.ReadyIn > 0 {
+		ready = now.Add(r.ReadyIn)
+	}
 	booked, err := order.Book(order.Booking{ID: claim.OrderID, MerchantID: merchantID, Pickup: r.Pickup, Dropoff: r.Dropoff, Size: r.Size,
 		CODAmountMAD: r.CODAmount, CustomerName: name, CustomerPhone: phone, Notes: r.Notes, PriceMAD: q.PriceMAD,
-		Policy: order.Policy{RequireHandoverCode: deliverMode != "proof", AllowRelay: policyName == "relay_ok"}}, now)
+		Policy: order.Policy{RequireHandoverCode: deliverMode != "proof", AllowRelay: policyName == "relay_ok"}, ReadyAt: ready}, now)
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %v", ErrInput, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -228,6 +229,9 @@ func TestRestartKeepsOffer(t *testing.T) {
 	if n, err := p2.FireDue(ctx); err != nil || n != 1 {
 		t.Fatalf("fired %d at the deadline (%v)", n, err)
 	}
+	if err := p2.dispatchOrder(ctx, "o1", nil); err != nil { // the next epoch
+		t.Fatal(err)
+	}
 	if o := mustOrder(t, p2, "o1"); o.Status != order.StatusOffered || o.OfferedTo != "c2" {
 		t.Fatalf("after the deadline: %s to %q, want offered to c2", o.Status, o.OfferedTo)
 	}
@@ -252,6 +256,9 @@ func TestRestartKeepsOffer(t *testing.T) {
 	wg.Wait()
 	if fired.Load() != 1 {
 		t.Fatalf("the timer fired %d times", fired.Load())
+	}
+	if _, err := p3.epoch(ctx, w.clock.Now()); err != nil { // nobody left: to a dispatcher
+		t.Fatal(err)
 	}
 	evs, err := w.st.Events(ctx, "o1")
 	if err != nil {
@@ -423,4 +430,20 @@ func TestFairnessDayIsCasablancas(t *testing.T) {
 	if n := today(p2); n != 0 {
 		t.Errorf("assigned today at 00:30 the next day, after a restart: %d, want 0", n)
 	}
+}
+
+// dispatchOrder runs a dispatch epoch at the service's clock (no slot
+// claim): the waiting orders, id among them, get their offers.
+func (s *Service) dispatchOrder(ctx context.Context, id string, _ map[string]bool) error {
+	if _, err := s.epoch(ctx, s.now().UTC()); err != nil {
+		return err
+	}
+	o, err := s.load(ctx, id, true)
+	if err != nil {
+		return err
+	}
+	if o.OfferedTo == "" && o.CourierID == "" {
+		return fmt.Errorf("order %s: not offered by the epoch (%s)", id, o.Status)
+	}
+	return nil
 }

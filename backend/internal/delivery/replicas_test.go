@@ -73,6 +73,9 @@ func TestStaleCacheAcrossReplicas(t *testing.T) {
 	if n, err := b.FireDue(ctx); err != nil || n != 1 {
 		t.Fatalf("b fired %d (%v)", n, err)
 	}
+	if err := b.dispatchOrder(ctx, "o2", nil); err != nil { // the next epoch, on b
+		t.Fatal(err)
+	}
 	o := mustOrder(t, a, "o2")
 	if o.Status != order.StatusOffered || o.OfferedTo == first || o.OfferedTo == "" {
 		t.Fatalf("after the first offer's deadline (fired on b): %s to %q, first offer to %q", o.Status, o.OfferedTo, first)
@@ -100,7 +103,10 @@ func TestStaleCachePickupAtHandover(t *testing.T) {
 	if _, err := a.Resolve(ctx, order.Actor{Role: order.RoleDispatcher, ID: "d1"}, "h", "reassign"); err != nil {
 		t.Fatal(err)
 	}
-	a.bg.Wait() // the hand-over's dispatch
+	a.bg.Wait()                                            // the hand-over's dispatch
+	if err := a.dispatchOrder(ctx, "h", nil); err != nil { // the next epoch
+		t.Fatal(err)
+	}
 	if o := mustOrder(t, a, "h"); o.OfferedTo != "c2" || o.Pickup.Lat != custA.Lat {
 		t.Fatalf("hand-over: %s to %q, pick-up %+v", o.Status, o.OfferedTo, o.Pickup)
 	}

@@ -65,14 +65,22 @@ type Config struct {
 	Relays         []failure.Relay
 	UnderSupplyRat float64       // a pickup cell is under-supplied above this demand/supply ratio
 	TimerPoll      time.Duration // how often due timers are looked for
+	// DispatchEvery is the time between dispatch epochs: orders waiting
+	// for a courier are decided together once per epoch (RunEpoch).
+	DispatchEvery time.Duration
 }
 
 // DefaultConfig returns production defaults.
 func DefaultConfig() Config {
 	return Config{Prefix: topic.DefaultPrefix, OfferTimeout: 30 * time.Second, SearchRadiusM: 8000, Candidates: 25,
 		ArriveRadiusM: 250, AtRiskMargin: 5 * time.Minute, Verify: failure.DefaultVerifyConfig(), UnderSupplyRat: 2,
-		TimerPoll: 250 * time.Millisecond}
+		TimerPoll: 250 * time.Millisecond, DispatchEvery: DefaultDispatchEvery}
 }
+
+// DefaultDispatchEvery is the time between dispatch epochs unless
+// configured: short beside the hour, long enough that orders booked
+// together are decided together (the simulator's step).
+const DefaultDispatchEvery = 30 * time.Second
 
 // Deps are the collaborators.
 type Deps struct {
@@ -152,6 +160,9 @@ func New(cfg Config, d Deps, hub *Hub, wh *Webhooks) *Service {
 	if cfg.TimerPoll <= 0 {
 		cfg.TimerPoll = 250 * time.Millisecond
 	}
+	if cfg.DispatchEvery <= 0 {
+		cfg.DispatchEvery = DefaultDispatchEvery
+	}
 	rules := &core.Core{Dispatch: d.Dispatch, OfferTimeout: cfg.OfferTimeout, Rules: d.Rules, Verify: cfg.Verify, Relays: cfg.Relays,
 		Zone: eta.Casablanca()} // every served city keeps Morocco's clock
 	return &Service{cfg: cfg, d: d, now: time.Now, core: rules, active: map[string]*mongostore.StoredOrder{},
@@ -168,9 +179,10 @@ func (s *Service) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.bg.Add(2)
+	s.bg.Add(3)
 	go s.atRiskLoop()
 	go s.timerLoop()
+	go s.epochLoop()
 	s.d.Log.Info("delivery state restored", "active_orders", n, "couriers_with_routes", couriers)
 	return nil
 }
@@ -200,7 +212,7 @@ func (s *Service) restore(ctx context.Context) (orderCount, courierCount int, er
 	}
 	for _, o := range orders {
 		if o.Status == order.StatusBooked && !o.Flags.NeedsDispatcher && !o.PinPending() {
-			s.goRun(o.ID, core.Dispatch{}) // continues its round, if it had one
+			s.goRun(o.ID, core.Dispatch{Continue: true}) // continues its round, if it had one; else the next epoch places it
 		}
 	}
 	return len(orders), len(couriers), nil

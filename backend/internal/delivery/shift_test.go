@@ -39,7 +39,10 @@ func TestShiftEndedHandsOn(t *testing.T) {
 	if err := b.ShiftEnded(ctx, "c1"); err != nil {
 		t.Fatal(err)
 	}
-	b.bg.Wait() // the follow-up dispatches
+	b.bg.Wait()                                                // the follow-up dispatches
+	if err := b.dispatchOrder(ctx, "offer", nil); err != nil { // the next epoch
+		t.Fatal(err)
+	}
 
 	if o := mustOrder(t, a, "offer"); o.Status != order.StatusOffered || o.OfferedTo != "c2" {
 		t.Fatalf("the open offer: %s to %q, want offered to c2", o.Status, o.OfferedTo)

@@ -124,16 +124,6 @@ func (s *Service) input(ctx context.Context, cur *mongostore.StoredOrder, ev cor
 	if need.Reachable {
 		in.Reachable = s.reachable
 	}
-	if need.Candidates {
-		var exclude map[string]struct{}
-		if len(need.Exclude) > 0 {
-			exclude = make(map[string]struct{}, len(need.Exclude))
-			for c := range need.Exclude {
-				exclude[c] = struct{}{}
-			}
-		}
-		in.Candidates = s.capCash(s.candidates(cur.Pickup.Lat, cur.Pickup.Lng, exclude), cur.CODAmountMAD)
-	}
 	if need.Policy {
 		policy, _, err := s.d.Merchant(ctx, cur.MerchantID)
 		if err != nil {
@@ -216,13 +206,6 @@ func (s *Service) goRun(id string, ev core.Event) {
 			s.d.Log.Warn("order event", "order_id", id, "event", fmt.Sprintf("%T", ev), "err", err)
 		}
 	}()
-}
-
-// dispatchOrder offers a booked order to the next courier of its round, or
-// starts a round when it has none (exclude: couriers not to rank).
-func (s *Service) dispatchOrder(ctx context.Context, id string, exclude map[string]bool) error {
-	_, _, err := s.run(ctx, id, core.Dispatch{Exclude: exclude}, false)
-	return err
 }
 
 // logEvent writes one line per business event: ids and the transition, no

@@ -40,9 +40,9 @@
 // a courier that has not started on it) is scored, the cheapest commit is
 // made first and the orders it affects are scored again, and an order with
 // a ready time whose best courier would arrive more than
-// Config.CommitLead early is held for a later epoch (Hold). cmd/mdrp runs
-// the day this way; the server commits each order when it is booked (its
-// orders carry no ready time).
+// Config.CommitLead early is held for a later epoch (Hold). The server
+// (core.Core.Decide, run by the delivery shell's epoch loop), the
+// simulator and cmd/mdrp all decide this way, with this Config.
 //
 // The weights were checked with cmd/sim (a simulated Casablanca day against
 // a nearest-idle-courier baseline).
@@ -151,6 +151,7 @@ func JobFor(o *order.Order) Job {
 		Pickup:    Point{Lat: o.Pickup.Lat, Lng: o.Pickup.Lng},
 		Dropoff:   Point{Lat: o.Dropoff.Lat, Lng: o.Dropoff.Lng},
 		PromiseBy: o.PromiseBy,
+		ReadyAt:   o.ReadyAt,
 	}
 }
 
@@ -183,7 +184,16 @@ type Config struct {
 	// courier would reach the pick-up more than this before it is ready;
 	// zero commits every job at once.
 	CommitLead time.Duration `json:"commit_lead" yaml:"commit_lead"`
-	Weights    Weights       `json:"weights" yaml:"weights"`
+	// EpochCandidates is how many couriers an epoch scores per order (the
+	// soonest at its pick-up, plus those going there already).
+	EpochCandidates int `json:"epoch_candidates" yaml:"epoch_candidates"`
+	// Latest: when no courier keeps an order's promise, an epoch tries to
+	// hand it over within this of its booking (zero: no second tier).
+	Latest time.Duration `json:"latest" yaml:"latest"`
+	// LateAfter: an order still waiting this long after it is ready (or
+	// booked) goes, late, to whoever hands it over soonest.
+	LateAfter time.Duration `json:"late_after" yaml:"late_after"`
+	Weights   Weights       `json:"weights" yaml:"weights"`
 }
 
 // Default returns the configuration used unless overridden.
@@ -199,6 +209,10 @@ func Default() Config {
 		IdleCap:         60 * time.Minute,
 		Promise:         time.Hour,
 		OfferTimeout:    30 * time.Second,
+		CommitLead:      10 * time.Minute,
+		EpochCandidates: 16,
+		Latest:          90 * time.Minute,
+		LateAfter:       30 * time.Minute,
 		Weights: Weights{
 			PickupMin:     1,
 			DetourMin:     1,
@@ -208,6 +222,7 @@ func Default() Config {
 			Load:          2,
 			AssignedToday: 0.1,
 			IdleMin:       0.02,
+			WaitMin:       0.3,
 		},
 	}
 }
@@ -227,12 +242,14 @@ func (c Config) Validate() error {
 		}
 	}
 	switch {
-	case c.PickupService < 0 || c.DropoffService < 0 || c.Margin < 0 || c.MarginPerStop < 0 || c.SlackTarget < 0 || c.IdleCap < 0 || c.CommitLead < 0:
+	case c.PickupService < 0 || c.DropoffService < 0 || c.Margin < 0 || c.MarginPerStop < 0 || c.SlackTarget < 0 || c.IdleCap < 0 || c.CommitLead < 0 || c.Latest < 0 || c.LateAfter < 0:
 		return fmt.Errorf("%w: negative duration", ErrConfig)
 	case c.Promise <= 0:
 		return fmt.Errorf("%w: promise %v", ErrConfig, c.Promise)
 	case c.OfferTimeout <= 0:
 		return fmt.Errorf("%w: offer_timeout %v", ErrConfig, c.OfferTimeout)
+	case c.EpochCandidates < 1:
+		return fmt.Errorf("%w: epoch_candidates %d", ErrConfig, c.EpochCandidates)
 	case c.DefaultCapacity < 1:
 		return fmt.Errorf("%w: default_capacity %d", ErrConfig, c.DefaultCapacity)
 	}

@@ -63,8 +63,15 @@ type Accept func(job, cand int, promiseBy time.Time, r Ranked) bool
 // not modified; the commits are returned in the order made, each Plan
 // holding the courier's earlier commits of the epoch.
 func (d *Dispatcher) Epoch(jobs []EpochJob, cands []Candidate, now time.Time, k int, accept Accept) []Commit {
+	commits, _ := d.EpochHeld(jobs, cands, now, k, accept)
+	return commits
+}
+
+// EpochHeld is Epoch, and which jobs were held (true at a job's index):
+// those not committed and not held found no candidate.
+func (d *Dispatcher) EpochHeld(jobs []EpochJob, cands []Candidate, now time.Time, k int, accept Accept) ([]Commit, []bool) {
 	if len(jobs) == 0 || len(cands) == 0 {
-		return nil
+		return nil, make([]bool, len(jobs))
 	}
 	if k <= 0 || k > len(cands) {
 		k = len(cands)
@@ -93,7 +100,11 @@ func (d *Dispatcher) Epoch(jobs []EpochJob, cands []Candidate, now time.Time, k 
 			}
 		}
 		if bj < 0 {
-			return commits
+			held := make([]bool, len(jobs))
+			for j := range ep.best {
+				held[j] = ep.best[j].state == epochHeld
+			}
+			return commits, held
 		}
 		b := ep.best[bj]
 		ep.best[bj].state = epochDone

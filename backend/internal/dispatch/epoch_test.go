@@ -31,7 +31,7 @@ func TestHold(t *testing.T) {
 			}
 		})
 	}
-	if mustDispatcher(t, nil).Hold(Job{ReadyAt: now.Add(time.Hour)}, Ranked{PickupAt: now}) {
+	if mustDispatcher(t, func(c *Config) { c.CommitLead = 0 }).Hold(Job{ReadyAt: now.Add(time.Hour)}, Ranked{PickupAt: now}) {
 		t.Error("held with CommitLead 0")
 	}
 }

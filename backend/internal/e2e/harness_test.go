@@ -92,6 +92,7 @@ func mustConfig(tb testing.TB) config.Config {
 		"TAWSIL_MQTT_USERNAME":  "ops",
 		"TAWSIL_MQTT_PASSWORD":  "ops-password-e2e",
 		"TAWSIL_LOG_LEVEL":      "debug",
+		"TAWSIL_DISPATCH_EVERY": "200ms", // bookings are offered within 0.2 s
 	}
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {

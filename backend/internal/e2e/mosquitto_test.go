@@ -504,6 +504,7 @@ func e2eEnv(tb testing.TB) map[string]string {
 		"TAWSIL_ADMIN_PASSWORD": adminPass,
 		"TAWSIL_DATA_DIR":       tb.TempDir(),
 		"TAWSIL_LOG_LEVEL":      "debug",
+		"TAWSIL_DISPATCH_EVERY": "200ms",
 	}
 }
 

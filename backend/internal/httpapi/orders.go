@@ -195,6 +195,7 @@ type bookJSON struct {
 	} `json:"customer"`
 	Notes            string `json:"notes"`
 	ConfirmWithinMin int    `json:"confirm_within_min"`
+	ReadyInMin       int    `json:"ready_in_min"`
 }
 
 func (o Orders) book(c *fiber.Ctx) error {
@@ -218,11 +219,15 @@ func (o Orders) book(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	readyIn, err := delivery.ReadyIn(req.ReadyInMin)
+	if err != nil {
+		return err
+	}
 	qr := delivery.QuoteRequest{Pickup: pu, Dropoff: do, Size: order.Size(req.Parcel.Size), CODAmount: req.CODAmountMAD, AllowLater: req.AllowLater}
 	p := principal(c)
 	so, created, err := o.Svc.Book(c.UserContext(), p.MerchantID, key, c.Body(), delivery.BookRequest{QuoteRequest: qr,
 		CustomerName: req.Customer.Name, CustomerPhone: req.Customer.Phone, Notes: req.Notes,
-		Pin: pin, Located: located, ConfirmWithin: within})
+		Pin: pin, Located: located, ConfirmWithin: within, ReadyIn: readyIn})
 	if err != nil {
 		return err
 	}

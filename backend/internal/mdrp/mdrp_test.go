@@ -21,7 +21,7 @@ func mustLoad(tb testing.TB, dir string) *Instance {
 
 func mustPolicies(tb testing.TB, in *Instance) []Policy {
 	tb.Helper()
-	ps, err := Policies(in)
+	ps, err := Policies(in, true)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func instance(orders []Order, rests []Restaurant, couriers []Courier) *Instance 
 // Tawsil and the rolling horizon, in two trips with the greedy baseline.
 func TestBundle(t *testing.T) {
 	in := instance(
-		[]Order{{"o1", 1000, 1000, 0, "r1", 15}, {"o2", 1200, 1000, 1, "r1", 15}},
+		[]Order{{"o1", 1000, 500, 0, "r1", 15}, {"o2", 1200, 500, 1, "r1", 15}},
 		[]Restaurant{{"r1", 1000, 0}},
 		[]Courier{{"c1", 0, 0, 0, 200}})
 	sizes := map[string]int{}
@@ -99,9 +99,9 @@ func TestBundle(t *testing.T) {
 		sizes[strings.Fields(p.Name())[0]] = len(r.Solution.Assignments)
 		if strings.HasPrefix(p.Name(), "tawsil") {
 			a := r.Solution.Assignments[0]
-			// Both ready at 15: picked up together at 15, o1 (nearer) first: at o1 15+2+10=27, hand over 29;
-			// o2 200 m on: leave 31, arrive 33, hand over 35.
-			if a.PickupAt != 15 || !slices.Equal(a.Orders, []string{"o1", "o2"}) || r.Solution.Orders["o2"].DropoffAt != 35 {
+			// Both ready at 15: picked up together at 15 (4 min service), o1 (nearer) first: at o1 19+5=24,
+			// served until 28; o2 200 m on: at o2 at 30.
+			if a.PickupAt != 15 || !slices.Equal(a.Orders, []string{"o1", "o2"}) || r.Solution.Orders["o2"].DropoffAt != 30 {
 				t.Errorf("bundle %+v, o2 %+v", a, r.Solution.Orders["o2"])
 			}
 		}
@@ -203,7 +203,7 @@ func TestReplanMovesUnpickedOrder(t *testing.T) {
 		[]Courier{{"c1", 0, 0, 0, 300}, {"c2", 2000, 0, 6, 300}})
 	for _, replan := range []bool{true, false} {
 		p := mustPolicies(t, in)[0].(*Tawsil)
-		p.replan = replan
+		p.takeBack = replan
 		r := Play(in, p)
 		if len(r.Violations) > 0 {
 			t.Fatal(r.Violations)

@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tawsil/tawsil/backend/internal/core"
 	"github.com/tawsil/tawsil/backend/internal/dispatch"
+	"github.com/tawsil/tawsil/backend/internal/order"
 )
 
 // Greedy is the baseline: each open order, oldest first, goes alone to the
@@ -137,29 +139,32 @@ func nearestFirst(in *Instance, os []int) []int {
 	return out
 }
 
-// Tawsil dispatches with the server's own dispatcher (package dispatch):
-// every minute, one decision epoch (Dispatcher.Epoch) over the open orders
-// and those taken back from couriers that had not started on them, scored
-// by route insertion with batching from the same restaurant; the best
-// courier whose exact route keeps its shift gets each order committed, an
-// order whose best courier would be early for its ready time waits. The
-// one-hour promise is replaced by the instance's target click-to-door; when
-// no courier can keep it, by the maximum; an order still waiting 30 minutes
-// after it is ready goes, late, to whoever brings it soonest.
+// Tawsil dispatches with the server's own decision: every minute, one
+// dispatch epoch of the core (core.Core.Decide, which runs
+// dispatch.Dispatcher.Epoch) over the open orders, as the server's epoch
+// loop runs it, with the server's dispatch configuration (TawsilConfig:
+// dispatch.Default with only the instance's facts put in). Orders are
+// scored by route insertion with batching from the same restaurant; an
+// order whose best courier would be early for its ready time waits; when
+// no courier keeps the target click-to-door, the maximum is tried; an
+// order still waiting 30 minutes after it is ready goes, late, to whoever
+// brings it soonest. Offers are always accepted. The server does not take
+// back an order a courier has accepted; TakeBack (a variant, not the
+// server's) does: orders given to couriers not yet started on them are
+// decided again each epoch.
 type Tawsil struct {
-	d *dispatch.Dispatcher
-	k int
-	// lateAfter: minutes after an order is ready before it goes, late, to
-	// whoever can bring it soonest.
-	lateAfter int
-	promise   map[int]time.Time // order → promise it was assigned under
-	replan    bool
+	c    *core.Core
+	name string
+	// takeBack: re-plan orders not started on (not what the server does).
+	takeBack bool
+	states   []core.State      // per order, as the core sees it while open
+	promise  map[int]time.Time // order → promise it was assigned under
 	// scratch, reused across epochs
 	cands  []dispatch.Candidate
 	stops  []dispatch.Stop
 	cis    []int // candidate → courier index
 	locked []int // candidate → its courier's locked stops
-	jobs   []dispatch.EpochJob
+	open   []core.State
 	ids    []string // courier index → id for the dispatcher
 	// Decisions are the wall-clock time of each epoch divided by the
 	// orders decided in it, once per order and epoch; DecisionsCPU the
@@ -170,52 +175,42 @@ type Tawsil struct {
 }
 
 // TawsilConfig is the dispatch configuration Tawsil runs MDRP with: the
-// server's defaults and weights, except
-//   - the instance's service times and target click-to-door as the promise;
-//   - batching only from the same restaurant (a bundle is one restaurant's);
-//   - travel times are exact here, so smaller safety margins (2 min + 1 per stop);
-//   - up to four orders at a time (MDRP couriers carry whole bundles);
-//   - a stronger fairness term (6 per order done today, 0.5 per idle minute
-//     up to 30): couriers are paid per order with an hourly guarantee, so
-//     spreading orders over couriers still under their guarantee is what
-//     keeps the pay per order down;
-//   - deferred commitment: an order waits while its best courier would
-//     reach the restaurant more than 10 minutes before the food is ready;
-//   - in each minute's epoch, a small priority for orders that have waited
-//     (0.3 per minute since placed) over the cheapest-first order.
-//
-// The fairness and margins were tuned on 0o100t100s1p100 and
-// 5o50t100s1p100; the epoch's k, CommitLead and WaitMin on 5o50t100s1p100
-// alone (see README).
+// server's own (dispatch.Default), with only what the instance says put
+// in: its service times, its target click-to-door as the promise and its
+// maximum as the latest hand-over, and bundles from one restaurant only
+// (a bundle is one restaurant's: projected points of one place are equal,
+// so a 1 m batching radius is exactly that rule).
 func TawsilConfig(p Params) dispatch.Config {
 	cfg := dispatch.Default()
 	cfg.PickupService = time.Duration(p.PickupService) * time.Minute
 	cfg.DropoffService = time.Duration(p.DropoffService) * time.Minute
 	cfg.Promise = time.Duration(p.TargetC2D) * time.Minute
-	cfg.BatchRadiusM = 1 // the same restaurant: projected points of one place are equal
-	cfg.DefaultCapacity = 4
-	cfg.Margin = 2 * time.Minute
-	cfg.MarginPerStop = time.Minute
-	cfg.Weights.AssignedToday = 6
-	cfg.Weights.IdleMin = 0.5
-	cfg.IdleCap = 30 * time.Minute
-	cfg.CommitLead = 10 * time.Minute
-	cfg.Weights.WaitMin = 0.3
+	cfg.Latest = time.Duration(p.MaxC2D) * time.Minute
+	cfg.BatchRadiusM = 1
 	return cfg
 }
 
-// NewTawsil returns the policy, scoring per order the k couriers that
-// could be at its restaurant soonest (and those going there already).
-func NewTawsil(in *Instance, cfg dispatch.Config, k int) (*Tawsil, error) {
+// NewTawsil returns the policy with a dispatch configuration (TawsilConfig
+// for the server's); takeBack makes it the re-planning variant.
+func NewTawsil(in *Instance, cfg dispatch.Config, takeBack bool, name string) (*Tawsil, error) {
 	d, err := dispatch.New(cfg, constPace(60/in.Params.MetersPerMinute))
 	if err != nil {
 		return nil, err
 	}
-	return &Tawsil{d: d, k: k, lateAfter: 30, promise: map[int]time.Time{}, replan: true}, nil
+	t := &Tawsil{c: &core.Core{Dispatch: d, OfferTimeout: cfg.OfferTimeout}, name: name, takeBack: takeBack, promise: map[int]time.Time{}}
+	t.states = make([]core.State, len(in.Orders))
+	for i, o := range in.Orders {
+		r := in.Restaurants[o.Restaurant]
+		pu, do := project(r.X, r.Y), project(o.X, o.Y)
+		t.states[i] = core.State{Order: &order.Order{ID: o.ID, MerchantID: o.Restaurant, Status: order.StatusBooked, Version: 1,
+			Pickup: order.Place{Lat: pu.Lat, Lng: pu.Lng}, Dropoff: order.Place{Lat: do.Lat, Lng: do.Lng},
+			BookedAt: clock(o.Placed), PromiseBy: clock(o.Placed + in.Params.TargetC2D), ReadyAt: clock(o.Ready)}}
+	}
+	return t, nil
 }
 
 // Name implements Policy.
-func (t *Tawsil) Name() string { return "tawsil (server dispatch core)" }
+func (t *Tawsil) Name() string { return t.name }
 
 type constPace float64
 
@@ -233,16 +228,18 @@ func project(x, y float64) dispatch.Point {
 	return dispatch.Point{Lat: lat0 + y/mPerDeg, Lng: lng0 + x/(mPerDeg*math.Cos(lat0*math.Pi/180))}
 }
 
-// Decide implements Policy: one decision epoch of the dispatcher
-// (dispatch.Dispatcher.Epoch) every minute. Orders given to a courier that
-// has not started on their pick-up are taken back first and decided again
-// with the others (re-planning), so only the stop a courier drives to (or
-// the pick-up it waits at) and the parcels on board are fixed.
+// Decide implements Policy: one dispatch epoch of the core every minute
+// over the open orders and the couriers on shift, each with the part of
+// its route that can no longer change (the stop it drives to, or the
+// pick-up it waits at, and the parcels on board) and the rest as planned.
+// The engine's exact prediction is the shell's last word (core.Accept): a
+// route that makes the courier pick up after its off time, or a drop-off
+// past the maximum click-to-door under a promise, is refused.
 func (t *Tawsil) Decide(e *Engine, _ []int) {
 	in := e.Instance()
 	now := e.Now()
-	if t.replan {
-		t.takeBack(e)
+	if t.takeBack {
+		t.replan(e)
 	}
 	open := e.Open()
 	if len(open) == 0 {
@@ -285,52 +282,42 @@ func (t *Tawsil) Decide(e *Engine, _ []int) {
 	if len(cands) == 0 {
 		return
 	}
-	jobs := t.jobs[:0]
+	states := t.open[:0]
 	for _, o := range open {
-		ord := &in.Orders[o]
-		r := in.Restaurants[ord.Restaurant]
-		jobs = append(jobs, dispatch.EpochJob{
-			Job: dispatch.Job{OrderID: ord.ID, Pickup: project(r.X, r.Y), Dropoff: project(ord.X, ord.Y),
-				ReadyAt: clock(ord.Ready), PromiseBy: clock(ord.Placed + in.Params.TargetC2D)},
-			PlacedAt: clock(ord.Placed),
-			LatestBy: clock(ord.Placed + in.Params.MaxC2D),
-			// Nobody could keep even the maximum for lateAfter minutes
-			// past ready: rather late than never, as a dispatcher would
-			// (the promises already given still hold).
-			AnyTime: now >= ord.Ready+t.lateAfter,
-		})
+		states = append(states, t.states[o])
 	}
-	t.jobs = jobs
-	accept := func(j, k int, promise time.Time, r dispatch.Ranked) bool {
-		o := open[j]
+	t.open = states
+	accept := func(st *core.State, k int, promise time.Time, r dispatch.Ranked) bool {
+		o := e.orderIndex(st.ID)
 		pr := e.Predict(cis[k], t.route(e, cis[k], t.locked[k], r.Plan), o)
 		return pr.Feasible && (promise.IsZero() || pr.Dropoff-in.Orders[o].Placed <= in.Params.MaxC2D)
 	}
 	runtime.LockOSThread()
 	start, cpu := time.Now(), threadCPU()
-	commits := t.d.Epoch(jobs, cands, clock(now), t.k, accept)
+	decided, _ := t.c.Decide(states, cands, clock(now), accept)
 	el, elCPU := time.Since(start), threadCPU()-cpu
 	runtime.UnlockOSThread()
 	t.Epochs = append(t.Epochs, el)
-	for range jobs {
-		t.Decisions = append(t.Decisions, el/time.Duration(len(jobs)))
-		t.DecisionsCPU = append(t.DecisionsCPU, elCPU/time.Duration(len(jobs)))
+	for range states {
+		t.Decisions = append(t.Decisions, el/time.Duration(len(states)))
+		t.DecisionsCPU = append(t.DecisionsCPU, elCPU/time.Duration(len(states)))
 	}
-	for _, c := range commits {
-		o := open[c.Job]
-		ci := cis[c.Cand]
-		route := t.route(e, ci, t.locked[c.Cand], c.Ranked.Plan)
-		t.promise[o] = c.PromiseBy
-		if c.PromiseBy.IsZero() {
+	// Offers are always accepted: each decision becomes the courier's route.
+	for _, d := range decided {
+		o := e.orderIndex(d.Order)
+		ci := cis[d.Commit.Cand]
+		route := t.route(e, ci, t.locked[d.Commit.Cand], d.Commit.Ranked.Plan)
+		t.promise[o] = d.Commit.PromiseBy
+		if d.Commit.PromiseBy.IsZero() {
 			t.promise[o] = clock(e.Predict(ci, route, o).Dropoff) // late: may get no later
 		}
 		e.Assign(ci, route)
 	}
 }
 
-// takeBack returns to the open list every order whose pick-up a courier
-// has not started on.
-func (t *Tawsil) takeBack(e *Engine) {
+// replan returns to the open list every order whose pick-up a courier
+// has not started on (the TakeBack variant).
+func (t *Tawsil) replan(e *Engine) {
 	for ci := 0; ci < e.Couriers(); ci++ {
 		rt := e.Route(ci)
 		n, _, _, _ := e.Locked(ci)

@@ -38,13 +38,29 @@ func percentiles(ds []time.Duration) (p50, p99 time.Duration) {
 	return d[len(d)/2], d[len(d)*99/100]
 }
 
-// Policies returns Tawsil's dispatch and the two baselines for in.
-func Policies(in *Instance) ([]Policy, error) {
-	t, err := NewTawsil(in, TawsilConfig(in.Params), 16)
+// Policy names of Tawsil's rows: the server's decision, and the variant
+// that takes back orders not started on (not what the server does).
+const (
+	ServerName   = "tawsil (the server's epoch dispatch)"
+	TakeBackName = "tawsil-takeback (variant, not server's)"
+)
+
+// Policies returns Tawsil's dispatch and the two baselines for in; with
+// variants, also Tawsil's take-back variant.
+func Policies(in *Instance, variants bool) ([]Policy, error) {
+	t, err := NewTawsil(in, TawsilConfig(in.Params), false, ServerName)
 	if err != nil {
 		return nil, err
 	}
-	return []Policy{t, Greedy{}, Rolling{Horizon: 10, Window: 10, MaxBundle: 3}}, nil
+	ps := []Policy{t, Greedy{}, Rolling{Horizon: 10, Window: 10, MaxBundle: 3}}
+	if variants {
+		v, err := NewTawsil(in, TawsilConfig(in.Params), true, TakeBackName)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, v)
+	}
+	return ps, nil
 }
 
 // WriteTable prints the results side by side, with the instance's upper

@@ -196,8 +196,9 @@ type Order struct {
 	OfferedTo     string     `json:"offered_to,omitempty"` // courier holding the current offer
 	BookedAt      time.Time  `json:"booked_at"`
 	PromiseBy     time.Time  `json:"promise_by"`
-	TrackingToken string     `json:"-"` // secret: only the store and the public track link see it
-	HandoverCode  string     `json:"-"` // secret: only the customer sees it
+	ReadyAt       time.Time  `json:"ready_at,omitzero"` // the merchant's parcel is ready (prepared) at this time; zero: at booking
+	TrackingToken string     `json:"-"`                 // secret: only the store and the public track link see it
+	HandoverCode  string     `json:"-"`                 // secret: only the customer sees it
 	Attempts      []Attempt  `json:"attempts,omitempty"`
 	Reassignments int        `json:"reassignments,omitempty"`
 	PriceMAD      float64    `json:"price_mad"`
@@ -223,6 +224,7 @@ type Booking struct {
 	Notes         string
 	PriceMAD      float64
 	Policy        Policy
+	ReadyAt       time.Time // zero: ready at booking
 }
 
 // Promise is the delivery promise to the end customer.
@@ -231,7 +233,7 @@ const Promise = time.Hour
 // Book validates b and returns a new booked order promised within the hour
 // of now, with a fresh tracking token and handover code.
 func Book(b Booking, now time.Time) (*Order, error) {
-	if err := b.check(); err != nil {
+	if err := b.check(now); err != nil {
 		return nil, err
 	}
 	code, err := NewHandoverCode()
@@ -247,11 +249,11 @@ func Book(b Booking, now time.Time) (*Order, error) {
 		Status: StatusBooked, Version: 1,
 		BookedAt: now, PromiseBy: now.Add(Promise),
 		TrackingToken: tok, HandoverCode: code,
-		PriceMAD: b.PriceMAD, Policy: b.Policy,
+		PriceMAD: b.PriceMAD, Policy: b.Policy, ReadyAt: b.ReadyAt,
 	}, nil
 }
 
-func (b Booking) check() error {
+func (b Booking) check(now time.Time) error {
 	switch {
 	case strings.TrimSpace(b.ID) == "":
 		return fmt.Errorf("%w: missing id", ErrInvalidOrder)
@@ -265,6 +267,8 @@ func (b Booking) check() error {
 		return fmt.Errorf("%w: price %v MAD", ErrInvalidOrder, b.PriceMAD)
 	case strings.TrimSpace(b.CustomerPhone) == "":
 		return fmt.Errorf("%w: missing customer phone", ErrInvalidOrder)
+	case !b.ReadyAt.IsZero() && b.ReadyAt.Before(now):
+		return fmt.Errorf("%w: ready at %v, before the booking", ErrInvalidOrder, b.ReadyAt)
 	case b.Policy.MaxAttempts < 0:
 		return fmt.Errorf("%w: max attempts %d", ErrInvalidOrder, b.Policy.MaxAttempts)
 	}
