@@ -368,7 +368,15 @@ func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, err
 	defer s.mu.Unlock()
 	c, created := x.lookup(s, h, id)
 	c.prefetch()
-	return x.update(c, created, f, recv)
+	return x.update(c, created, f, recv, nil)
+}
+
+// release unlocks the tile held in *hold, if any (see update).
+func release(hold **tile) {
+	if hold != nil && *hold != nil {
+		(*hold).mu.Unlock()
+		*hold = nil
+	}
 }
 
 // prefetch asks for the lines an update of c needs beyond c itself, at
@@ -383,11 +391,16 @@ func invalidFix(id string, f wire.Fix, err error) error {
 }
 
 // update is Update of a checked fix f to courier c (just created when
-// created). The caller holds c's id shard write lock.
-func (x *Index) update(c *courier, created bool, f wire.Fix, recv time.Time) (UpdateResult, error) {
+// created). The caller holds c's id shard write lock. With hold not nil
+// (UpdateBatch), the common case leaves its tile write-locked in *hold for
+// the next moves (one courier's message of fixes, or couriers side by
+// side), and every other case first releases a tile held there: at most
+// one tile is locked at a time, and never across a notification.
+func (x *Index) update(c *courier, created bool, f wire.Fix, recv time.Time, hold **tile) (UpdateResult, error) {
 	res := UpdateResult{Created: created}
 	if c.hasFix && !Newer(f, c.fix) {
 		res.OutOfOrder = true
+		release(hold)
 		if recv.After(c.lastSeen) {
 			c.mutate(func(c *courier) { c.lastSeen = recv })
 		}
@@ -415,15 +428,24 @@ func (x *Index) update(c *courier, created bool, f wire.Fix, recv time.Time) (Up
 		// same grid and res-9 cells. Only the position changes in the
 		// entry, and the presence stays (same cells, same supply).
 		t := c.t
-		t.mu.Lock()
+		if hold == nil {
+			t.mu.Lock()
+		} else if *hold != t {
+			release(hold)
+			t.mu.Lock()
+			*hold = t
+		}
 		c.fix, c.v = f, v
 		if recv.After(c.lastSeen) {
 			c.lastSeen = recv
 		}
 		t.cells[c.slot][c.list][c.pos].v = v
-		t.mu.Unlock()
+		if hold == nil {
+			t.mu.Unlock()
+		}
 		return res, nil
 	}
+	release(hold)
 	prev := c.presence()
 	apply := func(c *courier) {
 		c.fix, c.v, c.online = f, v, true
@@ -490,31 +512,39 @@ func (x *Index) updateChunk(res []MoveResult, moves []Move, recv time.Time) {
 	var hs [batchChunk]uint64
 	var cs [batchChunk]*courier
 	var valid uint64 // bit i: moves[i] passed CheckFix
+	var heads uint64 // bit i: valid, and not of the courier of the valid move before
 	var held uint64  // bit i: id shard i is locked
+	prev := -1
 	for i := range moves {
 		res[i] = MoveResult{}
 		if err := wire.CheckFix(moves[i].Fix); err != nil {
 			res[i].Err = invalidFix(moves[i].ID, moves[i].Fix, err)
 			continue
 		}
-		hs[i] = maphash.String(x.seed, moves[i].ID)
 		valid |= 1 << i
-		held |= 1 << (hs[i] % numShards)
+		if prev >= 0 && moves[i].ID == moves[prev].ID { // one device's message: one lookup
+			hs[i] = hs[prev]
+		} else {
+			hs[i] = maphash.String(x.seed, moves[i].ID)
+			heads |= 1 << i
+			held |= 1 << (hs[i] % numShards)
+		}
+		prev = i
 	}
 	// Ascending shard order: two batches (or a batch and the one-shard
 	// methods) cannot deadlock.
 	for m := held; m != 0; m &= m - 1 {
 		x.ids[bits.TrailingZeros64(m)].mu.Lock()
 	}
-	// Each pass asks for independent lines of every move; the CPU fetches
-	// them in parallel.
-	for m := valid; m != 0; m &= m - 1 {
+	// Each pass asks for independent lines of every courier; the CPU
+	// fetches them in parallel.
+	for m := heads; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
 		if s := &x.ids[hs[i]%numShards]; s.n > 0 {
 			prefetch(uintptr(unsafe.Pointer(&s.slots[s.home(hs[i])])))
 		}
 	}
-	for m := valid; m != 0; m &= m - 1 {
+	for m := heads; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
 		if s := &x.ids[hs[i]%numShards]; s.n > 0 {
 			if c := s.slots[s.home(hs[i])].c; c != nil { // most likely id's record
@@ -523,21 +553,26 @@ func (x *Index) updateChunk(res []MoveResult, moves []Move, recv time.Time) {
 			}
 		}
 	}
-	for m := valid; m != 0; m &= m - 1 {
+	for m := heads; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
 		if c := x.ids[hs[i]%numShards].get(hs[i], moves[i].ID); c != nil {
 			cs[i] = c
 			c.prefetch()
 		}
 	}
+	var hold *tile
+	var c *courier
 	for m := valid; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
-		c, created := cs[i], false
-		if c == nil { // new, or created by an earlier move of the chunk
-			c, created = x.lookup(&x.ids[hs[i]%numShards], hs[i], moves[i].ID)
+		created := false
+		if heads&(1<<i) != 0 {
+			if c = cs[i]; c == nil { // new, or created by an earlier move of the chunk
+				c, created = x.lookup(&x.ids[hs[i]%numShards], hs[i], moves[i].ID)
+			}
 		}
-		res[i].UpdateResult, res[i].Err = x.update(c, created, moves[i].Fix, recv)
+		res[i].UpdateResult, res[i].Err = x.update(c, created, moves[i].Fix, recv, &hold)
 	}
+	release(&hold)
 	for m := held; m != 0; m &= m - 1 {
 		x.ids[bits.TrailingZeros64(m)].mu.Unlock()
 	}
