@@ -489,17 +489,33 @@ if has near; then
         python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
       export NEARBENCH_TOKEN
       for c in 1 8; do
-        cmd "nearbench http -conns $c -duration ${NEAR_SECONDS}s   # near=random Casablanca point, status=available, limit=5"
-        "$work/nearbench" http -api "http://$naddr" -conns "$c" -duration "${NEAR_SECONDS}s" | tee "$work/near-$c.out" | sed 's/^/   /' || echo "   (failed)"
+        cmd "nearbench http -conns $c -duration ${NEAR_SECONDS}s -pid BACKEND   # near=random Casablanca point, status=available, limit=5"
+        "$work/nearbench" http -api "http://$naddr" -conns "$c" -duration "${NEAR_SECONDS}s" -pid "${pids[-1]}" | tee "$work/near-$c.out" | sed 's/^/   /' || echo "   (failed)"
       done
-      # near-8: "... 8 connections, 15s: 26934 req/s, p50 180µs, p90 ..., p99 21ms, ..."
+      # The machine's ceiling for this load: the same client against a bare
+      # Fiber app answering a constant body of the same size.
+      cmd "nearbench bare -conns 8 -duration ${NEAR_SECONDS}s   # bare Fiber, no middleware, constant JSON: this machine's ceiling"
+      "$work/nearbench" bare -conns 8 -duration "${NEAR_SECONDS}s" | tee "$work/near-bare.out" | sed 's/^/   /' || echo "   (failed)"
+      # near-8: "... 8 connections, 15s: 26934 req/s, p50 180µs, p90 ..., p99 2.1ms, ..., server CPU 31.2 µs/request"
       nqps=$(grep -o '[0-9.]* req/s' "$work/near-8.out" 2>/dev/null | cut -d' ' -f1 || true)
       np99=$(grep -o 'p99 [^,]*' "$work/near-8.out" 2>/dev/null | cut -d' ' -f2 || true)
+      ncpu=$(grep -o 'server CPU [0-9.]*' "$work/near-8.out" 2>/dev/null | cut -d' ' -f3 || true)
+      bqps=$(grep -o '[0-9.]* req/s' "$work/near-bare.out" 2>/dev/null | cut -d' ' -f1 || true)
+      bp99=$(grep -o 'p99 [^,]*' "$work/near-bare.out" 2>/dev/null | cut -d' ' -f2 || true)
+      bcpu=$(grep -o 'server CPU [0-9.]*' "$work/near-bare.out" 2>/dev/null | cut -d' ' -f3 || true)
       if [[ -n "$nqps" ]]; then
-        summary "near= over HTTP, $NEAR_COURIERS live couriers, 8 connections" \
+        # p99 in ms for the ratio (nearbench prints Go durations: 812µs, 2.6ms)
+        np99ms=$(awk -v d="$np99" 'BEGIN { v = d + 0; if (d ~ /µs$/) v /= 1000; else if (d ~ /[0-9]s$/ && d !~ /ms$/) v *= 1000; print v }')
+        summary "near= over HTTP, $NEAR_COURIERS live couriers, 8 connections (aim: 3x Tile38's throughput, lower p99)" \
           "$(printf '%.1fk req/s, p99 %s' "$(awk -v q="$nqps" 'BEGIN{print q/1000}')" "$np99")" \
-          "Tile38 NEARBY LIMIT 5, 8 clients: 16.7k qps, p99 4.3 ms (RECORDED in issue 17 on this machine, NOT measured in this run)" \
-          "$(ratio "$nqps" 16700) throughput"
+          "Tile38 NEARBY LIMIT 5, 8 clients: 16.7k qps, p99 4.3 ms (RECORDED in issue 17 on this machine, NOT measured in this run: Tile38 cannot be built here)" \
+          "$(ratio "$nqps" 16700) throughput, p99 $(ratio "$np99ms" 4.3) of Tile38's"
+      fi
+      if [[ -n "$bqps" && -n "$nqps" ]]; then
+        summary "near= beside a bare Fiber app (constant body of the same size, no middleware; same client, 8 connections, this run)" \
+          "$(printf '%.1fk req/s, p99 %s, server CPU %s µs/request' "$(awk -v q="$nqps" 'BEGIN{print q/1000}')" "$np99" "${ncpu:-?}")" \
+          "$(printf 'bare Fiber %.1fk req/s, p99 %s, server CPU %s µs/request' "$(awk -v q="$bqps" 'BEGIN{print q/1000}')" "$bp99" "${bcpu:-?}")" \
+          "$(ratio "$nqps" "$bqps") of the bare throughput"
       fi
       unset NEARBENCH_TOKEN
       echo "   Tile38 reference: NOT measured in this run: it cannot be built here (the module proxy answers 403 for"

@@ -3,6 +3,7 @@
 //
 //	nearbench fleet -mongo URI -n 50000        # couriers on shift + their last positions, written to the store
 //	nearbench http  -api URL -conns 8 -duration 15s   # token from $NEARBENCH_TOKEN
+//	nearbench bare  -conns 8 -duration 15s            # the same load against a bare Fiber app
 //
 // fleet writes what a running backend would have saved (the couriers
 // collection and courier_state) so that a backend started on that store
@@ -12,6 +13,12 @@
 // connection, so its latencies are the server's answer times; query points
 // vary over Casablanca in the same deterministic order as the wrk script of
 // .ci/bench.sh.
+//
+// bare is the machine's ceiling for that load: the same client, in the same
+// process layout (one server process, one load process on the same cores),
+// against a Fiber app with no middleware that answers every request with a
+// constant JSON body as long as a near= answer of 5 couriers. What the
+// backend loses against it is the cost of its own work per request.
 package main
 
 import (
@@ -26,9 +33,11 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -36,6 +45,8 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/gofiber/fiber/v2"
 
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
 )
@@ -70,6 +81,7 @@ func run(ctx context.Context, args []string) error {
 		conns := fs.Int("conns", 8, "connections")
 		d := fs.Duration("duration", 15*time.Second, "measured time")
 		warm := fs.Duration("warmup", 2*time.Second, "unmeasured time first")
+		pid := fs.Int("pid", 0, "the server's process id: report its CPU time per request")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -77,13 +89,22 @@ func run(ctx context.Context, args []string) error {
 		if token == "" {
 			return errors.New("NEARBENCH_TOKEN is empty")
 		}
-		r, err := load(ctx, *api, token, *conns, *warm, *d)
+		r, err := load(ctx, *api, token, *conns, *warm, *d, *pid)
 		if err != nil {
 			return err
 		}
-		fmt.Printf("near= over HTTP, %d connections, %v: %.0f req/s, p50 %v, p90 %v, p99 %v, max %v, %d requests, %d errors\n",
-			*conns, *d, r.qps, r.p(0.50), r.p(0.90), r.p(0.99), r.p(1), len(r.durs), r.errors)
+		fmt.Printf("near= over HTTP, %d connections, %v: %.0f req/s, p50 %v, p90 %v, p99 %v, max %v, %d requests, %d errors%s\n",
+			*conns, *d, r.qps, r.p(0.50), r.p(0.90), r.p(0.99), r.p(1), len(r.durs), r.errors, r.cpuNote())
 		return nil
+	case "bare":
+		conns := fs.Int("conns", 8, "connections")
+		d := fs.Duration("duration", 15*time.Second, "measured time")
+		warm := fs.Duration("warmup", 2*time.Second, "unmeasured time first")
+		serve := fs.String("serve", "", "only serve the bare app on this address (no load)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return bare(ctx, *serve, *conns, *warm, *d)
 	}
 	return fmt.Errorf("unknown mode %q", args[0])
 }
@@ -139,10 +160,104 @@ func fleet(ctx context.Context, uri, dbName string, n int, seed uint64) error {
 	return nil
 }
 
+// bareBody is a near= answer's size (5 couriers with names, ~1.4 kB).
+var bareBody = func() []byte {
+	b := []byte(`{"couriers":[`)
+	for i := range 5 {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fmt.Appendf(b, `{"id":"bench-courier-%06d","name":"Bench %d","lat":33.54992240655483,"lng":-7.600087813356795,`+
+			`"distance_m":11.9,"cell":"8939aab9223ffff","status":"available","online":true,"on_shift":true,"load":0,`+
+			`"capacity":2,"vehicle":"scooter","battery":80,"updated_at":"2026-12-02T02:38:16Z"}`, 19638+i, 19638+i)
+	}
+	return append(b, "]}"...)
+}()
+
+// bare serves a Fiber app with one constant route in a child process (so
+// that server and client are two processes sharing the cores, as with the
+// backend) and loads it as http does; with serve set it is that child.
+func bare(ctx context.Context, serve string, conns int, warm, d time.Duration) error {
+	if serve != "" {
+		ln, err := net.Listen("tcp", serve)
+		if err != nil {
+			return err
+		}
+		app := fiber.New(fiber.Config{DisableStartupMessage: true})
+		app.Get("/v1/couriers", func(c *fiber.Ctx) error {
+			c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+			return c.Send(bareBody)
+		})
+		fmt.Println(ln.Addr().String())
+		go func() { <-ctx.Done(); _ = app.Shutdown() }()
+		return app.Listener(ln)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, self, "bare", "-serve", "127.0.0.1:0")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("bare server: %w", err)
+	}
+	r, err := load(ctx, "http://"+strings.TrimSpace(addr), "bare", conns, warm, d, cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("bare Fiber, constant %d-byte JSON, %d connections, %v: %.0f req/s, p50 %v, p90 %v, p99 %v, max %v, %d requests, %d errors%s\n",
+		len(bareBody), conns, d, r.qps, r.p(0.50), r.p(0.90), r.p(0.99), r.p(1), len(r.durs), r.errors, r.cpuNote())
+	return nil
+}
+
 type result struct {
 	durs   []time.Duration
 	errors int
 	qps    float64
+	cpu    time.Duration // the server's CPU time over the measured window, if known
+}
+
+// cpuNote is ", server CPU 31.2 µs/request" when the server's CPU time is
+// known: a per-request cost that other processes on the machine disturb
+// less than the throughput.
+func (r *result) cpuNote() string {
+	if r.cpu <= 0 || len(r.durs) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", server CPU %.1f µs/request", float64(r.cpu.Microseconds())/float64(len(r.durs)))
+}
+
+// procCPU is the CPU time (user + system) process pid has used, from
+// /proc/pid/stat in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
 func (r *result) p(q float64) time.Duration {
@@ -152,8 +267,9 @@ func (r *result) p(q float64) time.Duration {
 	return r.durs[int(q*float64(len(r.durs)-1))].Round(time.Microsecond)
 }
 
-// load runs conns closed-loop clients for warm+d and measures the last d.
-func load(ctx context.Context, api, token string, conns int, warm, d time.Duration) (result, error) {
+// load runs conns closed-loop clients for warm+d and measures the last d;
+// with pid > 0, also that process's CPU time over the last d.
+func load(ctx context.Context, api, token string, conns int, warm, d time.Duration, pid int) (result, error) {
 	u, err := url.Parse(api)
 	if err != nil || u.Host == "" {
 		return result{}, fmt.Errorf("bad -api %q", api)
@@ -178,9 +294,24 @@ func load(ctx context.Context, api, token string, conns int, warm, d time.Durati
 			}
 		})
 	}
+	var cpu0, cpu1 time.Duration
+	var cpuErr error
+	if pid > 0 {
+		wg.Go(func() {
+			time.Sleep(time.Until(measureFrom))
+			if cpu0, cpuErr = procCPU(pid); cpuErr != nil {
+				return
+			}
+			time.Sleep(time.Until(end))
+			cpu1, cpuErr = procCPU(pid)
+		})
+	}
 	wg.Wait()
 	if first != nil {
 		return result{}, first
+	}
+	if pid > 0 && cpuErr == nil {
+		all.cpu = cpu1 - cpu0
 	}
 	slices.Sort(all.durs)
 	all.qps = float64(len(all.durs)) / d.Seconds()

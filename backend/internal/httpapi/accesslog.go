@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -63,8 +65,11 @@ func (s *Server) accessLog(c *fiber.Ctx) error {
 		if !c.Response().IsBodyStream() {
 			size = len(c.Response().Body())
 		}
-		s.log.Info("http", "method", c.Method(), "route", c.Route().Path, "status", c.Response().StatusCode(),
-			"ms", float64(time.Since(start).Microseconds())/1000, "bytes", size, "request_id", id)
+		// LogAttrs: the same line as Info with key-value pairs, without
+		// boxing each value.
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, "http", slog.String("method", c.Method()),
+			slog.String("route", c.Route().Path), slog.Int("status", c.Response().StatusCode()),
+			slog.Float64("ms", float64(time.Since(start).Microseconds())/1000), slog.Int("bytes", size), slog.String("request_id", id))
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ func appendCourierJSON(b []byte, c *livemap.Courier, name string, dist float64, 
 	}
 	if withDist {
 		b = append(b, `,"distance_m":`...)
-		b = appendJSONFloat(b, math.Round(dist*10)/10)
+		b = appendDecimetres(b, dist)
 	}
 	if c.HasFix {
 		b = append(b, `,"cell":"`...)
@@ -86,11 +86,32 @@ func appendCourierJSON(b []byte, c *livemap.Courier, name string, dist float64, 
 	return append(b, '}')
 }
 
+// jsonPlain marks the bytes encoding/json copies into a string as they
+// are: printable ASCII other than the quote, the backslash and the HTML
+// characters it escapes.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendJSONString quotes s as encoding/json does (HTML-safe escapes). A
 // string with non-ASCII bytes goes through encoding/json itself.
 func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
+	// Most strings (ids, names, vehicles) need no escape: one pass over
+	// them, then one copy.
+	i := 0
+	for i < len(s) && jsonPlain[s[i]] {
+		i++
+	}
+	if i == len(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	for j := i; j < len(s); j++ {
+		if s[j] >= utf8.RuneSelf {
 			q, err := json.Marshal(s)
 			if err != nil {
 				return append(b, `""`...)
@@ -100,11 +121,6 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
-	// Most strings (ids, names, vehicles) need no escape: copy them whole.
-	i := 0
-	for i < len(s) && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' && s[i] != '<' && s[i] != '>' && s[i] != '&' {
-		i++
-	}
 	b = append(b, s[:i]...)
 	for ; i < len(s); i++ {
 		c := s[i]
@@ -124,6 +140,24 @@ func appendJSONString(b []byte, s string) []byte {
 		}
 	}
 	return append(b, '"')
+}
+
+// appendDecimetres writes math.Round(m*10)/10 as encoding/json does,
+// without the shortest-float search: for a whole number k of decimetres
+// below 10^15, k/10 is the float nearest to the decimal k/10 and floats
+// there are less than 0.05 apart, so the shortest text that reads back as
+// it is k/10's own digits, with the ".0" left out.
+func appendDecimetres(b []byte, m float64) []byte {
+	k := math.Round(m * 10)
+	if !(k >= 1 && k < 1e15) { // 0, negative, huge, NaN: the general way
+		return appendJSONFloat(b, k/10)
+	}
+	n := int64(k)
+	b = strconv.AppendInt(b, n/10, 10)
+	if d := n % 10; d != 0 {
+		b = append(b, '.', byte('0'+d))
+	}
+	return b
 }
 
 // appendJSONFloat formats f as encoding/json formats a float64.

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -49,6 +50,22 @@ func TestNearJSONMatchesEncodingJSON(t *testing.T) {
 		}
 		if got := appendCouriersJSON(nil, hits, tr.Name); string(got) != string(want) {
 			t.Fatalf("case %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+}
+
+// TestDecimetresMatchAppendFloat: the distance's short way writes what the
+// general one writes, at every magnitude (and at the edges it leaves to it).
+func TestDecimetresMatchAppendFloat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	gives := []float64{0, 0.04, 0.05, 0.06, 0.95, 1, 9.95, 10, 99.99, 1e14 - 0.04, 1e14, 1e15, 1e16, -1, -0.04}
+	for range 200_000 {
+		gives = append(gives, math.Pow(10, rng.Float64()*20-2)*rng.Float64())
+	}
+	for _, m := range gives {
+		want := appendJSONFloat(nil, math.Round(m*10)/10)
+		if got := appendDecimetres(nil, m); string(got) != string(want) {
+			t.Fatalf("%v m: got %s, want %s", m, got, want)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/utils"
 
 	"github.com/tawsil/tawsil/backend/internal/auth"
 	"github.com/tawsil/tawsil/backend/internal/density"
@@ -132,7 +133,7 @@ func parseBBox(v string) (density.BBox, error) {
 }
 
 func queryInt(c *fiber.Ctx, name string, def, lo, hi int) (int, error) {
-	v := c.Query(name)
+	v := queryView(c, name)
 	if v == "" {
 		return def, nil
 	}
@@ -141,6 +142,13 @@ func queryInt(c *fiber.Ctx, name string, def, lo, hi int) (int, error) {
 		return 0, badRequest(name + " must be an integer from " + strconv.Itoa(lo) + " to " + strconv.Itoa(hi))
 	}
 	return n, nil
+}
+
+// queryView is the query parameter name in place: valid only during the
+// handler, for values parsed there and not kept (c.Query copies, as the
+// app is Immutable).
+func queryView(c *fiber.Ctx, name string) string {
+	return utils.UnsafeString(c.Context().QueryArgs().Peek(name))
 }
 
 func (t Tracking) named(cj courierJSON) courierJSON {
@@ -165,7 +173,7 @@ func (t Tracking) listCouriers(c *fiber.Ctx) error {
 		return err
 	}
 	var f livemap.Filter
-	if st := c.Query("status"); st != "" {
+	if st := queryView(c, "status"); st != "" {
 		status, err := livemap.ParseStatus(st)
 		if err != nil {
 			return badRequest("status must be offline, available, busy or on_break")
@@ -175,7 +183,7 @@ func (t Tracking) listCouriers(c *fiber.Ctx) error {
 			f.Online, f.OnShift = true, true
 		}
 	}
-	if near := c.Query("near"); near != "" {
+	if near := queryView(c, "near"); near != "" {
 		lat, lng, ok := parseLatLng(near)
 		if !ok {
 			return badRequest("near must be LAT,LNG in degrees")
