@@ -51,11 +51,15 @@ func TestEpochHoldsUntilNearReady(t *testing.T) {
 
 // Two orders of one shop, ready together, go to one courier in one epoch
 // (the second slipped into the first's route: one pick-up visit), not one
-// to each of two couriers.
+// to each of two couriers (both just became idle, the second 2 km
+// farther).
 func TestEpochBundlesOneShop(t *testing.T) {
 	c := mustCore(t)
 	a, b := bookedReady(t, c, "o1", 15*time.Minute), bookedReady(t, c, "o2", 15*time.Minute)
-	cands := []dispatch.Candidate{near("k1", 0.01), near("k2", 0.012)}
+	cands := []dispatch.Candidate{near("k1", 0.01), near("k2", 0.03)}
+	for i := range cands {
+		cands[i].IdleSince = t0.Add(9 * time.Minute)
+	}
 	decided, _ := c.Decide([]State{a, b}, cands, t0.Add(10*time.Minute), nil)
 	if len(decided) != 2 || decided[0].Courier != decided[1].Courier {
 		t.Fatalf("decided %+v, want both to one courier", decided)

@@ -28,8 +28,8 @@
 // Survivors are ranked by a weighted sum of minutes (Weights; lower is
 // better): time to the pick-up, minutes added to the route, time to the new
 // handover, delay imposed on carried orders, shortfall of slack under
-// Config.SlackTarget, orders carried, and a small fairness term (orders done
-// today, minus a bonus for idle time). Ties are broken by courier id. The
+// Config.SlackTarget, orders carried, and a fairness term (orders done
+// today, minus a bonus for idle time: work goes to couriers with less). Ties are broken by courier id. The
 // same cost picks the insertion, and each Ranked carries its breakdown,
 // shown to dispatchers as is.
 //
@@ -40,12 +40,15 @@
 // a courier that has not started on it) is scored, the cheapest commit is
 // made first and the orders it affects are scored again, and an order with
 // a ready time whose best courier would arrive more than
-// Config.CommitLead early is held for a later epoch (Hold). The server
+// Config.CommitLead early is held for a later epoch (Hold), as is one
+// whose best courier would reach the pick-up only after
+// Config.CommitHorizon (busy until then). The server
 // (core.Core.Decide, run by the delivery shell's epoch loop), the
 // simulator and cmd/mdrp all decide this way, with this Config.
 //
 // The weights were checked with cmd/sim (a simulated Casablanca day against
-// a nearest-idle-courier baseline).
+// a nearest-idle-courier baseline); CommitHorizon and the fairness weights
+// were chosen on one public MDRP instance (cmd/mdrp, README).
 package dispatch
 
 import (
@@ -184,6 +187,11 @@ type Config struct {
 	// courier would reach the pick-up more than this before it is ready;
 	// zero commits every job at once.
 	CommitLead time.Duration `json:"commit_lead" yaml:"commit_lead"`
+	// CommitHorizon: an epoch also holds a job whose best courier would
+	// reach the pick-up more than this after the decision (busy until
+	// then): a later epoch may find a better one, as the courier's other
+	// work is done. Zero: never.
+	CommitHorizon time.Duration `json:"commit_horizon" yaml:"commit_horizon"`
 	// EpochCandidates is how many couriers an epoch scores per order (the
 	// soonest at its pick-up, plus those going there already).
 	EpochCandidates int `json:"epoch_candidates" yaml:"epoch_candidates"`
@@ -210,6 +218,7 @@ func Default() Config {
 		Promise:         time.Hour,
 		OfferTimeout:    30 * time.Second,
 		CommitLead:      10 * time.Minute,
+		CommitHorizon:   25 * time.Minute,
 		EpochCandidates: 16,
 		Latest:          90 * time.Minute,
 		LateAfter:       30 * time.Minute,
@@ -220,8 +229,8 @@ func Default() Config {
 			DelayMin:      1,
 			SlackShortMin: 0.5,
 			Load:          2,
-			AssignedToday: 0.1,
-			IdleMin:       0.02,
+			AssignedToday: 6,
+			IdleMin:       0.5,
 			WaitMin:       0.3,
 		},
 	}
@@ -242,7 +251,7 @@ func (c Config) Validate() error {
 		}
 	}
 	switch {
-	case c.PickupService < 0 || c.DropoffService < 0 || c.Margin < 0 || c.MarginPerStop < 0 || c.SlackTarget < 0 || c.IdleCap < 0 || c.CommitLead < 0 || c.Latest < 0 || c.LateAfter < 0:
+	case c.PickupService < 0 || c.DropoffService < 0 || c.Margin < 0 || c.MarginPerStop < 0 || c.SlackTarget < 0 || c.IdleCap < 0 || c.CommitLead < 0 || c.CommitHorizon < 0 || c.Latest < 0 || c.LateAfter < 0:
 		return fmt.Errorf("%w: negative duration", ErrConfig)
 	case c.Promise <= 0:
 		return fmt.Errorf("%w: promise %v", ErrConfig, c.Promise)

@@ -57,9 +57,10 @@ type Accept func(job, cand int, promiseBy time.Time, r Ranked) bool
 // since it was placed), so a far order is not starved.
 //
 // A job whose best candidate would reach the pick-up more than
-// Config.CommitLead before it is ready is held (Hold), unless it goes
-// without a promise (AnyTime): it waits for a later epoch, and does not take
-// the courier meanwhile. cands' routes are
+// Config.CommitLead before it is ready (Hold), or more than
+// Config.CommitHorizon after now, is held, unless it goes without a
+// promise (AnyTime): it waits for a later epoch, and does not take the
+// courier meanwhile. cands' routes are
 // not modified; the commits are returned in the order made, each Plan
 // holding the courier's earlier commits of the epoch.
 func (d *Dispatcher) Epoch(jobs []EpochJob, cands []Candidate, now time.Time, k int, accept Accept) []Commit {
@@ -206,7 +207,7 @@ func (ep *epoch) score(j int) {
 				continue
 			}
 			*b = epochBest{state: epochReady, cand: ci, r: r, promise: jj.PromiseBy}
-			if !jj.PromiseBy.IsZero() && ep.d.Hold(jj, r) {
+			if !jj.PromiseBy.IsZero() && (ep.d.Hold(jj, r) || ep.d.cfg.CommitHorizon > 0 && r.PickupAt.Sub(ep.now) > ep.d.cfg.CommitHorizon) {
 				b.state = epochHeld
 			}
 			b.key = r.Cost

@@ -112,7 +112,7 @@ func TestEpochCheapestFirst(t *testing.T) {
 // one no courier can bring by LatestBy either waits unless AnyTime. The
 // courier is busy 40 min: a promise in 30 min is out of reach.
 func TestEpochTiers(t *testing.T) {
-	d := mustDispatcher(t, nil)
+	d := mustDispatcher(t, func(c *Config) { c.CommitHorizon = 0 })
 	c := idle("c", store, 0)
 	c.FreeAt = now.Add(40 * time.Minute)
 	job := epochJob("J", store, move(store, 500, 0), 0)
@@ -134,6 +134,35 @@ func TestEpochTiers(t *testing.T) {
 			cs := d.Epoch([]EpochJob{j}, []Candidate{c}, now, 0, nil)
 			if len(cs) == 1 != tt.ok || tt.ok && !cs[0].PromiseBy.Equal(tt.want) {
 				t.Errorf("commits %+v, want ok %v under %v", cs, tt.ok, tt.want)
+			}
+		})
+	}
+}
+
+// A job whose only courier is busy for 40 min is held under a 25 min
+// commit horizon (a later epoch may find a courier free sooner), and taken
+// by it with no horizon, or when it may go to anyone at any time.
+func TestEpochCommitHorizon(t *testing.T) {
+	c := idle("c", store, 0)
+	c.FreeAt = now.Add(40 * time.Minute)
+	job := epochJob("J", store, move(store, 500, 0), 0)
+	job.PromiseBy = now.Add(2 * time.Hour)
+	for _, tt := range []struct {
+		name    string
+		horizon time.Duration
+		anyTime bool
+		want    bool
+	}{{"held", 25 * time.Minute, false, false}, {"no-horizon", 0, false, true}, {"any-time", 25 * time.Minute, true, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := mustDispatcher(t, func(cfg *Config) { cfg.CommitHorizon = tt.horizon })
+			j := job
+			j.AnyTime = tt.anyTime
+			if tt.anyTime {
+				j.PromiseBy = now.Add(30 * time.Minute) // out of reach: only the any-time tier takes it
+			}
+			cs, held := d.EpochHeld([]EpochJob{j}, []Candidate{c}, now, 0, nil)
+			if len(cs) == 1 != tt.want || !tt.want && !held[0] {
+				t.Errorf("commits %+v held %v, want committed %v", cs, held, tt.want)
 			}
 		})
 	}
