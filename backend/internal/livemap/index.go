@@ -489,15 +489,17 @@ const batchChunk = 32
 // success). Moves may name the same courier several times (one device's
 // batch of fixes) or many couriers (fixes drained from several messages):
 // either way the results, the index afterwards and the Observer's
-// notifications equal those of the calls one by one; only concurrent
-// readers may see a batch's moves land in a different interleaving with
-// other writers' than the calls would have given.
+// notifications equal those of the calls one by one. Moves are taken in
+// chunks of batchChunk, each under the write locks of the id shards it
+// touches (so the Observer is called holding those), with at most one grid
+// tile locked at a time.
 //
 // It is faster per fix than Update because it overlaps the memory misses
-// of the moves of a chunk: with the id shards of the chunk held, a first
-// pass asks for the id table slots of all its moves, the next for their
-// records and then for their grid entries and tiles, and only then are
-// the moves applied, on lines already in cache.
+// of the couriers of a chunk: with the chunk's id shards held, a first
+// pass asks for the id table slots of all its couriers, the next for their
+// records, the next for their tiles, grid entries and cells, and only then
+// are the moves applied, on lines already in cache. One courier's run of
+// moves is looked up once and takes its tile's lock once.
 func (x *Index) UpdateBatch(dst []MoveResult, moves []Move, recv time.Time) []MoveResult {
 	dst = slices.Grow(dst[:0], len(moves))[:len(moves)]
 	for i := 0; i < len(moves); i += batchChunk {
