@@ -346,7 +346,10 @@ func (x *Index) notify(id string, prev, next Presence) {
 // sequence epoch its sequence number must be above and its device time not
 // before; across epochs (a new outbox, another phone, OwnTracks beside the
 // agent) sequence numbers are not comparable and device time decides.
-func Newer(f, live wire.Fix) bool {
+func Newer(f, live wire.Fix) bool { return newer(&f, &live) }
+
+// newer is Newer without copying the fixes (Update's hot path).
+func newer(f, live *wire.Fix) bool {
 	if f.Epoch == live.Epoch {
 		return f.Seq > live.Seq && !f.Time.Before(live.Time)
 	}
@@ -368,7 +371,7 @@ func (x *Index) Update(id string, f wire.Fix, recv time.Time) (UpdateResult, err
 	defer s.mu.Unlock()
 	c, created := x.lookup(s, h, id)
 	c.prefetch()
-	return x.update(c, created, f, recv, nil)
+	return x.update(c, created, &f, recv, nil)
 }
 
 // release unlocks the tile held in *hold, if any (see update).
@@ -396,9 +399,9 @@ func invalidFix(id string, f wire.Fix, err error) error {
 // the next moves (one courier's message of fixes, or couriers side by
 // side), and every other case first releases a tile held there: at most
 // one tile is locked at a time, and never across a notification.
-func (x *Index) update(c *courier, created bool, f wire.Fix, recv time.Time, hold **tile) (UpdateResult, error) {
+func (x *Index) update(c *courier, created bool, f *wire.Fix, recv time.Time, hold **tile) (UpdateResult, error) {
 	res := UpdateResult{Created: created}
-	if c.hasFix && !Newer(f, c.fix) {
+	if c.hasFix && !newer(f, &c.fix) {
 		res.OutOfOrder = true
 		release(hold)
 		if recv.After(c.lastSeen) {
@@ -413,7 +416,7 @@ func (x *Index) update(c *courier, created bool, f wire.Fix, recv time.Time, hol
 	}
 	g, err := x.geoms.step(cur, v, f.Lat, f.Lng)
 	if err != nil {
-		return res, invalidFix(c.id, f, err)
+		return res, invalidFix(c.id, *f, err)
 	}
 	res.Applied = true
 	res.CellChanged = !c.hasFix || g.cell != c.geom.cell
@@ -435,7 +438,7 @@ func (x *Index) update(c *courier, created bool, f wire.Fix, recv time.Time, hol
 			t.mu.Lock()
 			*hold = t
 		}
-		c.fix, c.v = f, v
+		c.fix, c.v = *f, v
 		if recv.After(c.lastSeen) {
 			c.lastSeen = recv
 		}
@@ -447,8 +450,9 @@ func (x *Index) update(c *courier, created bool, f wire.Fix, recv time.Time, hol
 	}
 	release(hold)
 	prev := c.presence()
+	fix := *f
 	apply := func(c *courier) {
-		c.fix, c.v, c.online = f, v, true
+		c.fix, c.v, c.online = fix, v, true
 		c.setGeom(g)
 		if recv.After(c.lastSeen) {
 			c.lastSeen = recv
@@ -572,7 +576,7 @@ func (x *Index) updateChunk(res []MoveResult, moves []Move, recv time.Time) {
 				c, created = x.lookup(&x.ids[hs[i]%numShards], hs[i], moves[i].ID)
 			}
 		}
-		res[i].UpdateResult, res[i].Err = x.update(c, created, moves[i].Fix, recv, &hold)
+		res[i].UpdateResult, res[i].Err = x.update(c, created, &moves[i].Fix, recv, &hold)
 	}
 	release(&hold)
 	for m := held; m != 0; m &= m - 1 {
