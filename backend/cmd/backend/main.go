@@ -57,7 +57,9 @@ func run(args []string, stdout io.Writer, getenv func(string) string) error {
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logBuf := newLogBuffer(os.Stderr)
+	defer func() { _ = logBuf.Close() }()
+	log := slog.New(logHandler{Handler: slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: level}), buf: logBuf})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ln, err := inheritedListener()

@@ -38,6 +38,11 @@ func (s userStore) UserByID(_ context.Context, id string) (account.User, error) 
 	return u, nil
 }
 
+// discardLines is a JSONLineWriter that writes nowhere.
+type discardLines struct{ slog.Handler }
+
+func (discardLines) JSONLines() io.Writer { return io.Discard }
+
 // nearFixture is the near= path as the backend mounts it: the real Server
 // (access log, recover, metrics, no-store, authn, role check) over a live
 // index of 50,000 available couriers with names, as cmd/nearbench loads it.
@@ -82,9 +87,10 @@ func newNearFixture(tb testing.TB, n int) *nearFixture {
 		idx.SetOnline(id, true, now)
 		names[id] = "Bench " + strconv.Itoa(i)
 	}
-	// The backend's access log is on at info: a JSON line per request (here
-	// into io.Discard, so the write itself is not counted).
-	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	// The backend's access log is on at info: a JSON line per request,
+	// handed whole to its log buffer as cmd/backend's handler takes it
+	// (here into io.Discard, so the write itself is not counted).
+	log := slog.New(discardLines{slog.NewJSONHandler(io.Discard, nil)})
 	s := New(Options{}, accounts, func(context.Context) error { return nil }, metrics.New(func() float64 { return 0 }), log)
 	s.MountTracking(Tracking{Index: idx, Name: func(id string) string { return names[id] }})
 	return &nearFixture{s: s, token: token, bearer: []byte("Bearer " + token), names: names}

@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"mime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -44,6 +46,8 @@ type Options struct {
 type Server struct {
 	app      *fiber.App
 	opts     Options
+	routeM   sync.Map // route path -> *routeMetrics
+	routeN   atomic.Int32
 	accounts *account.Service
 	m        *metrics.Metrics
 	log      *slog.Logger
@@ -101,9 +105,8 @@ func New(o Options, accounts *account.Service, ready func(context.Context) error
 		cfg.TrustedProxies = o.TrustedProxies
 	}
 	s.app = fiber.New(cfg)
-	s.app.Use(s.accessLog)
+	s.app.Use(s.accessLog) // and the request metrics
 	s.app.Use(recover.New())
-	s.app.Use(s.observe)
 
 	s.addMapping(account.ErrNotFound, 404, "not-found")
 	s.addMapping(account.ErrConflict, 409, "conflict")
@@ -149,36 +152,12 @@ func (s *Server) Listen(addr string) error { return s.app.Listen(addr) }
 // Shutdown finishes in-flight requests until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWithContext(ctx) }
 
-func (s *Server) observe(c *fiber.Ctx) error {
-	start := time.Now()
-	if err := c.Next(); err != nil {
-		// Answer here, so that the status counted is the one sent (a
-		// mapped domain error is a 4xx, not a 5xx).
-		if herr := s.errorHandler(c, err); herr != nil {
-			s.log.Error("error response not written", "err", herr)
-			c.Status(fiber.StatusInternalServerError)
-		}
-	}
-	status := c.Response().StatusCode()
-	route := c.Route().Path
-	class := "5xx"
-	if status >= 100 && status < 600 {
-		class = statusClasses[status/100-1]
-	}
-	s.m.HTTPRequests.WithLabelValues(route, class).Inc()
-	s.m.HTTPDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
-	return nil
-}
-
 // noStore keeps API answers out of every cache: many carry a token, a
 // secret, a handover code or personal data.
 func noStore(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.Next()
 }
-
-// statusClasses are the status labels of HTTPRequests, made once.
-var statusClasses = [5]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // limit is a per-client-address rate limit (requests per minute).
 func (s *Server) limit(perMinute int) fiber.Handler {
