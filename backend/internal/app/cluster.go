@@ -131,3 +131,28 @@ func (x noteMux) Stage(ctx context.Context, t string, payload []byte, retained b
 	}
 	return x.next.Stage(ctx, t, payload, retained)
 }
+
+// StageNotify is Stage with a callback (mqttack.NotifyingHandler), when
+// the next handler has it.
+func (x noteMux) StageNotify(ctx context.Context, t string, payload []byte, retained bool, done func(error)) error {
+	if id, ok := strings.CutPrefix(t, x.prefix); ok {
+		if err := x.m.applyNote(id, payload); err != nil {
+			return err
+		}
+		done(nil)
+		return nil
+	}
+	if n, ok := x.next.(mqttack.NotifyingHandler); ok {
+		return n.StageNotify(ctx, t, payload, retained, done)
+	}
+	wait, err := x.next.Stage(ctx, t, payload, retained)
+	if err != nil {
+		return err
+	}
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		done(wait(wctx))
+	}()
+	return nil
+}

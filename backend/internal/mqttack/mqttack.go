@@ -26,5 +26,16 @@ type StagedHandler interface {
 	Stage(ctx context.Context, topic string, payload []byte, retained bool) (wait func(context.Context) error, err error)
 }
 
+// NotifyingHandler is a StagedHandler that also reports the end of the wait
+// by callback, so a transport needs no goroutine per message to wait in.
+// StageNotify's error means what Stage's does; when it returns nil, done is
+// called exactly once with what wait would have returned (never ErrDrop),
+// perhaps before StageNotify returns, perhaps on another goroutine under a
+// lock: done must not block.
+type NotifyingHandler interface {
+	StagedHandler
+	StageNotify(ctx context.Context, topic string, payload []byte, retained bool, done func(error)) error
+}
+
 // ErrDrop tells the transport to acknowledge but discard a message.
 var ErrDrop = errors.New("message dropped")

@@ -20,10 +20,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -64,6 +64,7 @@ type link struct {
 	filters map[string]byte
 	handler mqttack.Handler
 	work    []chan paho.Message // by hash of the topic: one courier's messages stay in order
+	acks    ackQueue
 	stop    chan struct{}
 	life    context.Context // ends at Close
 	end     context.CancelFunc
@@ -93,7 +94,8 @@ func Connect(ctx context.Context, o Options) (*Bus, error) {
 }
 
 func connect(ctx context.Context, o Options, clientID string, clean bool, filters map[string]byte, h mqttack.Handler) (*link, error) {
-	b := &link{o: o, filters: filters, handler: h, work: make([]chan paho.Message, o.Workers), stop: make(chan struct{})}
+	b := &link{o: o, filters: filters, handler: h, work: make([]chan paho.Message, o.Workers), stop: make(chan struct{}),
+		acks: ackQueue{wake: make(chan struct{}, 1)}}
 	b.life, b.end = context.WithCancel(context.Background())
 	for i := range b.work {
 		// Deeper than the broker's in-flight window (deploy/mosquitto: 1000):
@@ -109,6 +111,7 @@ func connect(ctx context.Context, o Options, clientID string, clean bool, filter
 		SetOrderMatters(true).               // keep arrival order; the handler only enqueues (see enqueue)
 		SetAutoAckDisabled(true).            // ack only after the message is safe
 		SetDefaultPublishHandler(b.enqueue). // persistent sessions may deliver before Subscribe returns
+		SetStore(&outboundStore{MemoryStore: paho.NewMemoryStore()}).
 		SetOnConnectHandler(func(c paho.Client) { go b.subscribe(c) }).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			o.Logger.Warn("mqtt connection lost", "client_id", clientID, "err", err)
@@ -128,10 +131,14 @@ func connect(ctx context.Context, o Options, clientID string, clean bool, filter
 		}
 		opts.SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
+	if dial := bufferedDial(o.URL); dial != nil {
+		opts.SetCustomOpenConnectionFn(dial)
+	}
 	b.c = paho.NewClient(opts)
 	for _, ch := range b.work {
 		go b.worker(ch)
 	}
+	go b.acker()
 	tok := b.c.Connect()
 	select {
 	case <-tok.Done():
@@ -191,7 +198,9 @@ func liveFilters(o Options) map[string]byte {
 }
 
 func (b *link) subscribe(c paho.Client) {
-	tok := c.SubscribeMultiple(b.filters, b.enqueue)
+	// No callback: every message goes to the default handler (enqueue),
+	// which spares paho's router matching each topic against each filter.
+	tok := c.SubscribeMultiple(b.filters, nil)
 	if tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
 		b.o.Logger.Info("mqtt subscribed", "url", b.o.URL, "group", b.o.Group, "filters", len(b.filters))
 		return
@@ -208,12 +217,20 @@ const workerQueue = 1024
 // and a replica's note putting a courier on shift is applied before the
 // positions that follow it).
 func (b *link) enqueue(_ paho.Client, m paho.Message) {
-	h := fnv.New32a()
-	h.Write([]byte(courierKey(m.Topic())))
 	select {
-	case b.work[h.Sum32()%uint32(len(b.work))] <- m:
+	case b.work[fnv32a(courierKey(m.Topic()))%uint32(len(b.work))] <- m:
 	case <-b.stop:
 	}
+}
+
+// fnv32a is FNV-1a of s (hash/fnv's, without its allocations).
+func fnv32a(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
 }
 
 // courierKey is the courier segment of a topic (…/couriers/{id}/…,
@@ -252,6 +269,13 @@ func (b *link) worker(work <-chan paho.Message) {
 // blocks and stops reading the connection, and the broker holds the rest:
 // that is the backpressure.
 func (b *link) handle(m paho.Message) {
+	if n, ok := b.handler.(mqttack.NotifyingHandler); ok {
+		err := n.StageNotify(b.life, m.Topic(), m.Payload(), m.Retained(), func(err error) { b.acks.push(m, err) })
+		if err != nil {
+			b.finish(m, err)
+		}
+		return
+	}
 	staged, ok := b.handler.(mqttack.StagedHandler)
 	if !ok {
 		ctx, cancel := context.WithTimeout(b.life, 30*time.Second)
@@ -269,6 +293,50 @@ func (b *link) handle(m paho.Message) {
 		defer cancel()
 		b.finish(m, wait(ctx))
 	}()
+}
+
+// ackQueue holds the messages whose handling ended (a NotifyingHandler's
+// done), for the link's acker to acknowledge: done must not block, and
+// paho's Ack may.
+type ackQueue struct {
+	mu   sync.Mutex
+	q    []handled
+	wake chan struct{}
+}
+
+type handled struct {
+	m   paho.Message
+	err error
+}
+
+func (a *ackQueue) push(m paho.Message, err error) {
+	a.mu.Lock()
+	a.q = append(a.q, handled{m, err})
+	a.mu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// acker acknowledges what the handler finished, in the order it finished.
+// What is left at Close stays unacknowledged: the broker redelivers it.
+func (b *link) acker() {
+	var batch []handled
+	for {
+		select {
+		case <-b.acks.wake:
+		case <-b.stop:
+			return
+		}
+		b.acks.mu.Lock()
+		batch, b.acks.q = b.acks.q, batch[:0]
+		b.acks.mu.Unlock()
+		for i, h := range batch {
+			b.finish(h.m, h.err)
+			batch[i] = handled{}
+		}
+	}
 }
 
 func (b *link) finish(m paho.Message, err error) {

@@ -2,6 +2,9 @@ package mqttbus
 
 import (
 	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"testing"
 )
 
@@ -66,5 +69,49 @@ func TestStageWithoutDeadline(t *testing.T) {
 	<-m.acked
 	if p.stageDeadline || !p.waitDeadline {
 		t.Fatalf("stage deadline %v (want none), wait deadline %v (want one)", p.stageDeadline, p.waitDeadline)
+	}
+}
+
+// notifyProbe is a NotifyingHandler whose done the test calls.
+type notifyProbe struct {
+	stagedProbe
+	done chan func(error)
+}
+
+func (p *notifyProbe) StageNotify(_ context.Context, _ string, _ []byte, _ bool, done func(error)) error {
+	p.done <- done
+	return nil
+}
+
+// TestNotifiedAck: with a NotifyingHandler a message is acknowledged once
+// its done reports success, not before (the write is durable only then), and
+// not at all when done reports an error (the broker redelivers it).
+func TestNotifiedAck(t *testing.T) {
+	p := &notifyProbe{done: make(chan func(error), 2)}
+	b := &link{handler: p, stop: make(chan struct{}), acks: ackQueue{wake: make(chan struct{}, 1)},
+		o: Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}}
+	b.life, b.end = context.WithCancel(context.Background())
+	defer b.end()
+	go b.acker()
+	defer close(b.stop)
+
+	ok := &fakeMessage{topic: "tawsil/v1/couriers/c1/pos", acked: make(chan struct{})}
+	failed := &fakeMessage{topic: "tawsil/v1/couriers/c2/pos", acked: make(chan struct{})}
+	b.handle(ok)
+	b.handle(failed)
+	doneOK, doneFailed := <-p.done, <-p.done
+	select {
+	case <-ok.acked:
+		t.Fatal("acknowledged before done")
+	default:
+	}
+	doneFailed(errors.New("store down"))
+	doneOK(nil)
+	<-ok.acked
+	// The acker handles in order: the failed one, before ok, was not acknowledged.
+	select {
+	case <-failed.acked:
+		t.Fatal("a message whose handling failed was acknowledged")
+	default:
 	}
 }
