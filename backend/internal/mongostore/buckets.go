@@ -105,36 +105,31 @@ func (s *Store) InsertPositions(ctx context.Context, ps []Position) (inserted in
 	if len(ps) == 0 {
 		return 0, nil
 	}
-	sorted := slices.Clone(ps)
-	slices.SortStableFunc(sorted, func(a, b Position) int {
-		return cmp.Or(cmp.Compare(a.CourierID, b.CourierID), cmp.Compare(a.Epoch, b.Epoch), cmp.Compare(a.Seq, b.Seq))
-	})
-	// The same fix twice in one batch (a redelivery that caught up with
-	// its first delivery): once.
-	sorted = slices.CompactFunc(sorted, func(a, b Position) bool {
-		return a.CourierID == b.CourierID && a.Epoch == b.Epoch && a.Seq == b.Seq
-	})
-	sorted = s.recent.unwritten(sorted)
-	if len(sorted) == 0 {
-		return 0, nil
-	}
+	groups := groupPositions(ps)
 	var docs []any
 	var sizes []int
-	for i := 0; i < len(sorted); {
-		j := i + 1
-		for j < len(sorted) && j-i < bucketMax && sorted[j].CourierID == sorted[i].CourierID && sorted[j].Epoch == sorted[i].Epoch {
-			j++
+	var stored [][]Position
+	for _, g := range groups {
+		g = s.recent.unwritten(g)
+		if len(g) == 0 {
+			continue
 		}
-		docs = append(docs, newBucket(sorted[i:j]))
-		sizes = append(sizes, j-i)
-		i = j
+		stored = append(stored, g)
+		for i := 0; i < len(g); i += bucketMax {
+			chunk := g[i:min(i+bucketMax, len(g))]
+			docs = append(docs, newBucket(chunk))
+			sizes = append(sizes, len(chunk))
+		}
+	}
+	if len(docs) == 0 {
+		return 0, nil
 	}
 	_, err = s.c(bucketsColl).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	for _, n := range sizes {
 		inserted += n
 	}
 	if err == nil {
-		s.recent.written(sorted)
+		s.recent.written(stored)
 		return inserted, nil
 	}
 	var bwe mongo.BulkWriteException
@@ -145,10 +140,55 @@ func (s *Store) InsertPositions(ctx context.Context, ps []Position) (inserted in
 			}
 			inserted -= sizes[we.Index]
 		}
-		s.recent.written(sorted) // a duplicate is a bucket stored before
+		s.recent.written(stored) // a duplicate is a bucket stored before
 		return inserted, nil
 	}
 	return 0, fmt.Errorf("insert history buckets: %w", err)
+}
+
+// groupPositions splits ps into one group per courier and epoch, the groups
+// ordered by courier and epoch, each sorted by seq with the copies of a fix
+// (a redelivery that caught up with its first delivery) dropped, the first
+// received kept. The groups are new slices: ps is not changed. A history
+// flush holds many messages of a few couriers, each message already in seq
+// order: grouping is linear where a sort of the whole batch was not.
+func groupPositions(ps []Position) [][]Position {
+	index := map[recentKey]int{}
+	var groups [][]Position
+	var keys []recentKey
+	for i := range ps {
+		k := recentKey{ps[i].CourierID, ps[i].Epoch}
+		g, ok := index[k]
+		if !ok {
+			g = len(groups)
+			index[k] = g
+			groups = append(groups, nil)
+			keys = append(keys, k)
+		}
+		groups[g] = append(groups[g], ps[i])
+	}
+	order := make([]int, len(groups))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(keys[a].courier, keys[b].courier), cmp.Compare(keys[a].epoch, keys[b].epoch))
+	})
+	out := make([][]Position, len(groups))
+	for i, g := range order {
+		out[i] = sortedBySeq(groups[g])
+	}
+	return out
+}
+
+// sortedBySeq sorts one courier and epoch's fixes by seq (stable: the first
+// received of a fix's copies stays first) and drops the copies.
+func sortedBySeq(g []Position) []Position {
+	bySeq := func(a, b Position) int { return cmp.Compare(a.Seq, b.Seq) }
+	if !slices.IsSortedFunc(g, bySeq) {
+		slices.SortStableFunc(g, bySeq)
+	}
+	return slices.CompactFunc(g, func(a, b Position) bool { return a.Seq == b.Seq })
 }
 
 // recentWrites remembers, per courier and epoch, the runs of sequence
@@ -173,13 +213,17 @@ const (
 	recentKeys = 200_000 // past this many keys the memory starts again
 )
 
-// unwritten returns the fixes of ps (sorted by courier, epoch, seq) not
-// known to be stored, in place.
-func (r *recentWrites) unwritten(ps []Position) []Position {
+// unwritten returns the fixes of g (one courier and epoch, sorted by seq)
+// not known to be stored, in place.
+func (r *recentWrites) unwritten(g []Position) []Position {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.DeleteFunc(ps, func(p Position) bool {
-		for _, run := range r.m[recentKey{p.CourierID, p.Epoch}] {
+	runs := r.m[recentKey{g[0].CourierID, g[0].Epoch}]
+	r.mu.Unlock()
+	if len(runs) == 0 {
+		return g
+	}
+	return slices.DeleteFunc(g, func(p Position) bool {
+		for _, run := range runs {
 			if p.Seq >= run.from && p.Seq <= run.to {
 				return true
 			}
@@ -188,21 +232,24 @@ func (r *recentWrites) unwritten(ps []Position) []Position {
 	})
 }
 
-// written records ps (sorted by courier, epoch, seq) as stored.
-func (r *recentWrites) written(ps []Position) {
+// written records groups (each one courier and epoch, sorted by seq) as
+// stored.
+func (r *recentWrites) written(groups [][]Position) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil || len(r.m) > recentKeys {
 		r.m = map[recentKey][]seqRun{}
 	}
-	for i := 0; i < len(ps); {
-		j := i
-		for j+1 < len(ps) && ps[j+1].CourierID == ps[i].CourierID && ps[j+1].Epoch == ps[i].Epoch && ps[j+1].Seq == ps[j].Seq+1 {
-			j++
+	for _, g := range groups {
+		k := recentKey{g[0].CourierID, g[0].Epoch}
+		for i := 0; i < len(g); {
+			j := i
+			for j+1 < len(g) && g[j+1].Seq == g[j].Seq+1 {
+				j++
+			}
+			r.m[k] = addRun(r.m[k], seqRun{g[i].Seq, g[j].Seq})
+			i = j + 1
 		}
-		k := recentKey{ps[i].CourierID, ps[i].Epoch}
-		r.m[k] = addRun(r.m[k], seqRun{ps[i].Seq, ps[j].Seq})
-		i = j + 1
 	}
 }
 
