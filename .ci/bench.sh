@@ -20,7 +20,7 @@
 #   its reference with the ratio (rows added with `summary`, see below).
 #
 # Knobs (environment): SECTIONS="micro e2e wrk sim agent mdrp web", BENCHTIME=1s, MDRP_DIR, BENCH_COURIERS=10000,
-# PUBLISHERS=50 BATCH=10 MESSAGES=1000 WINDOW=16 DURATION=60s PROBES=4 SHARE_GROUP=1 PACED=100,
+# PUBLISHERS=50 BATCH=10 MESSAGES=1000 WINDOW=16 DURATION=60s PROBES=4 SHARE_GROUP=0 PACED=100,
 # WRK_COURIERS=1000 WRK_SECONDS=15 WRK_CONNECTIONS=16 WRK_THREADS=2,
 # AGENT_RUN_SECONDS=20 AGENT_FLEET_SECONDS=10, NEAR_COURIERS=50000 NEAR_SECONDS=15.
 # Everything listens on 127.0.0.1 only, and everything started here (Mosquitto,
@@ -286,27 +286,39 @@ EOF
   cmd "mosquitto -c mosquitto.conf   # $(tr '\n' ';' <"$work/mosquitto.conf")"
   "$mosq" -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
   pids+=($!)
+  mosq_pid=$!
   broker="tcp://127.0.0.1:$mport"
   sleep 0.3
   kill -0 "${pids[-1]}" 2>/dev/null || { echo "mosquitto did not start:"; cat "$work/mosquitto.log"; exit 1; }
 
   # The backend listens on port 0; its log names the address it got.
   mkdir -p "$work/data"
-  # SHARE_GROUP=0: one plain subscription, as a single replica can run (the
-  # default, a share group, adds a second connection for the live index, so
-  # the broker delivers every position twice).
+  # The backend runs as one replica (SHARE_GROUP=0, the default here):
+  # mqtt_group "" (TAWSIL_MQTT_SHARE_GROUP=""), one connection with plain
+  # subscriptions, so the broker delivers each position once, as to the
+  # ceiling's subscriber. SHARE_GROUP=1: the shipped default for several
+  # replicas, a shared subscription that stores plus a plain one for the
+  # live index: the broker delivers every position twice to this one
+  # backend.
   local conf=()
-  if [[ "${SHARE_GROUP:-1}" == 0 ]]; then
+  e2e_config='one replica (mqtt_group "": one subscription, each position delivered once)'
+  if [[ "${SHARE_GROUP:-0}" == 0 ]]; then
     echo 'mqtt_group: ""' >"$work/backend.yaml"
     conf=(TAWSIL_CONFIG="$work/backend.yaml")
+  else
+    e2e_config='share group (mqtt_group tawsil-backend: shared subscription for storage + plain one for the live index)'
   fi
-  cmd "MQTT_URL=$broker TAWSIL_FERRET_HANDLER=$handler TAWSIL_HTTP_ADDR=127.0.0.1:0 ${conf[*]:+${conf[*]} (mqtt_group: \"\")} backend"
+  echo "   backend config: $e2e_config"
+  # PERF=1: Go's profiler on a loopback port, for a CPU profile of the saturated run.
+  [[ -z "${PERF:-}" ]] || conf+=(TAWSIL_PPROF_ADDR=127.0.0.1:0)
+  cmd "MQTT_URL=$broker TAWSIL_FERRET_HANDLER=$handler TAWSIL_HTTP_ADDR=127.0.0.1:0 ${conf[*]} backend"
   env MQTT_URL="$broker" TAWSIL_MQTT_USERNAME=backend TAWSIL_MQTT_PASSWORD=unused-open-broker "${conf[@]}" \
     TAWSIL_MQTT_CLIENT_ID="tawsil-bench-$$" TAWSIL_HTTP_ADDR="127.0.0.1:0" TAWSIL_DATA_DIR="$work/data" \
     TAWSIL_FERRET_HANDLER="$handler" TAWSIL_FERRET_PG_URL="$pg_url" TAWSIL_ACCESS_TTL=2h TAWSIL_LOG_LEVEL=info TAWSIL_ACCESS_LOG=false \
     TAWSIL_JWT_SECRET="bench-$(head -c 24 /dev/urandom | base64)" \
     "$work/backend" >"$work/backend.log" 2>&1 &
   pids+=($!)
+  backend_pid=$!
   local addr=""
   for ((i = 0; i < 600; i++)); do
     addr=$(grep -m1 'HTTP API listening' "$work/backend.log" 2>/dev/null | grep -o '"addr":"[^"]*"' | cut -d'"' -f4 || true)
@@ -337,17 +349,28 @@ e2e_summary() {
   p99=$(sed -n 's/^ingest: publish->queryable.* p99=\([0-9.]*ms\).*/\1/p' "$1")
   ceil99=$(sed -n 's/^ceiling: publish->delivered.* p99=\([0-9.]*ms\).*/\1/p' "$1")
   loss=$(sed -n 's/^ingest: \(ZERO LOSS\|LOSS\): .* \([0-9]*\) missing,.*/\1, \2 missing/p' "$1")
+  local cpu_line ceil_cpu ing_cpu cpu_pct
+  cpu_line=$(grep -m1 '^ratio: cpu per fix' "$1" || true)
   bytes=$(history_bytes)
   written=$(curl -fsS "$api/metrics" | awk '$1 == "tawsil_history_written_total" { printf "%.0f", $2 }')
   echo "-- headline"
   if [[ -n "$ours" && -n "$ceil" ]]; then
     ratio=$(awk -v a="$ours" -v b="$ceil" 'BEGIN { printf "%.1f %%", 100 * a / b }')
     echo "   ingest stored $ours fixes/s, broker-only ceiling $ceil fixes/s: $ratio ($loss); publish->queryable p99 $p99 (broker-only publish->delivered p99 $ceil99)"
-    summary "ingest stored fixes/s vs broker-only ceiling ($PUBLISHERS publishers, batches of $BATCH)" "$ours fixes/s, $loss" "$ceil fixes/s" "$ratio"
+    summary "ingest stored fixes/s vs broker-only ceiling ($PUBLISHERS publishers, batches of $BATCH; backend: $e2e_config)" "$ours fixes/s, $loss" "$ceil fixes/s" "$ratio"
     summary "publish->queryable p99 under that load (reference: publish->delivered at the bare subscriber)" "$p99" "$ceil99" \
       "$(ratio "${p99%ms}" "${ceil99%ms}")"
   else
     echo "   ingest figures missing (see above)"
+  fi
+  if [[ -n "$cpu_line" ]]; then
+    # "ratio: cpu per fix, broker-only / ingest = A / B CPU ms per 1000 fixes = P %"
+    ceil_cpu=$(awk '{ print $9 }' <<<"$cpu_line"); ing_cpu=$(awk '{ print $11 }' <<<"$cpu_line"); cpu_pct=$(awk '{ print $(NF-1) }' <<<"$cpu_line")
+    echo "   CPU per 1000 fixes (all processes of the run): ingest $ing_cpu ms, broker-only $ceil_cpu ms: $cpu_pct %"
+    echo "     ingest:  $(sed -n 's/^ingest: cpu [0-9.]* CPU ms per 1000 fixes (\(.*\)), .*/\1/p' "$1")"
+    echo "     ceiling: $(sed -n 's/^ceiling: cpu [0-9.]* CPU ms per 1000 fixes (\(.*\)), .*/\1/p' "$1")"
+    summary "CPU ms per 1000 fixes, every process of the run (broker, load generator, backend, PostgreSQL), ingest vs broker-only" \
+      "$ing_cpu ms ($(sed -n 's/^ingest: cpu [0-9.]* CPU ms per 1000 fixes (\(.*\)), .*/\1/p' "$1"))" "$ceil_cpu ms" "$cpu_pct %"
   fi
   if [[ -n "$bytes" && -n "$written" && "$written" != 0 ]]; then
     echo "   history on PostgreSQL: $bytes bytes for $written fixes written: $((bytes / written)) bytes per fix"
@@ -358,7 +381,7 @@ e2e_summary() {
   fi
 }
 
-api="" broker=""
+api="" broker="" backend_pid="" mosq_pid="" e2e_config=""
 if has e2e || has wrk; then
   section "2. end-to-end ingest (simulated devices -> Mosquitto -> backend -> FerretDB)"
   start_stack
@@ -377,9 +400,29 @@ if has e2e; then
     perf record -a -g -F 199 -o "$work/perf.data" >/dev/null 2>&1 &
     perf_pid=$!
   fi
+  # The CPU time each process spends per fix (from /proc), beside the
+  # throughput: on a shared machine the ratio of CPU per fix moves much
+  # less than the ratio of throughputs.
+  args+=(-cpu "mosquitto=$mosq_pid,backend=$backend_pid")
+  [[ -z "$pg_db" ]] || args+=(-cpu-pg "$pg_db")
+  pprof_pid=""
+  if [[ -n "${PERF:-}" ]]; then # the backend's own CPU profile of the saturated ingest (it starts after the ceiling)
+    pprof_addr=$(grep -m1 '"pprof listening"' "$work/backend.log" | grep -o '"addr":"[^"]*"' | cut -d'"' -f4 || true)
+    if [[ -n "$pprof_addr" ]]; then
+      ( for ((i = 0; i < 600; i++)); do grep -q '^ceiling: cpu\|^ceiling: publish->delivered' "$work/e2e.out" 2>/dev/null && break; sleep 0.1; done
+        curl -fsS -o "$work/backend.pprof" "http://$pprof_addr/debug/pprof/profile?seconds=${PPROF_SECONDS:-4}" ) &
+      pprof_pid=$!
+    fi
+  fi
+  : >"$work/e2e.out"
   cmd "loadgen bench ${args[*]}"
   "$work/loadgen" bench "${args[@]}" 2>"$work/loadgen.log" | tee "$work/e2e.out" || { echo "   (failed)"; tail -20 "$work/loadgen.log"; }
   e2e_summary "$work/e2e.out"
+  if [[ -n "$pprof_pid" ]]; then
+    wait "$pprof_pid" || true
+    cmd "go tool pprof -top -cum backend backend.pprof   # the first ${PPROF_SECONDS:-4} s of the ingest run"
+    (cd backend && go tool pprof -top -cum "$work/backend" "$work/backend.pprof" 2>/dev/null) | sed -n '1,45p' | cut -c1-150 | sed 's/^/   /' || true
+  fi
   if [[ -n "$perf_pid" ]]; then
     kill -INT "$perf_pid"; wait "$perf_pid" || true
     cmd "perf record -a -g -F 199 (during the run); perf report --sort comm / --comm backend --sort symbol"

@@ -90,12 +90,13 @@ type ceilingResult struct {
 	FixesPerS  float64
 	MessagesPS float64
 	Delays     []time.Duration // publish→delivered, sampled
+	CPU        cpuUse          // first publish to last delivery (about)
 }
 
 // runCeiling publishes the same traffic as an ingest run under a prefix the
 // backend does not subscribe to, and counts it with one bare subscriber
 // connection (as the backend has one).
-func runCeiling(ctx context.Context, creds []Credential, o loadOptions, sub Credential, drain time.Duration, log *slog.Logger) (ceilingResult, error) {
+func runCeiling(ctx context.Context, creds []Credential, o loadOptions, sub Credential, drain time.Duration, cpu cpuMeter, log *slog.Logger) (ceilingResult, error) {
 	var c counter
 	opts := paho.NewClientOptions().AddBroker(o.Broker).SetClientID(sub.ClientID).SetUsername(sub.Username).SetPassword(sub.Password).
 		SetCleanSession(true).SetOrderMatters(false).SetKeepAlive(30 * time.Second).SetDefaultPublishHandler(c.handle)
@@ -107,6 +108,7 @@ func runCeiling(ctx context.Context, creds []Credential, o loadOptions, sub Cred
 	if tok := cl.Subscribe(topic.Filter(o.Prefix, topic.Pos), 1, c.handle); tok.Wait() && tok.Error() != nil {
 		return ceilingResult{}, fmt.Errorf("ceiling subscribe: %w", tok.Error())
 	}
+	cpu0 := cpu.sample()
 	fleet, err := runFleet(ctx, creds, o, log)
 	if err != nil {
 		return ceilingResult{}, err
@@ -119,6 +121,7 @@ func runCeiling(ctx context.Context, creds []Credential, o loadOptions, sub Cred
 	case <-ctx.Done():
 		return res, ctx.Err()
 	}
+	res.CPU = cpu0.until(cpu.sample())
 	res.Messages, res.Received, res.Bad, res.LastRecv = c.snapshot()
 	c.mu.Lock()
 	res.Delays = slices.Clone(c.delays)

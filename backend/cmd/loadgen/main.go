@@ -62,6 +62,7 @@ type config struct {
 	Stall         time.Duration
 	CPUProfile    string
 	Verify        bool
+	CPU           cpuMeter
 }
 
 func parse(mode string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -95,10 +96,16 @@ func parse(mode string, args []string, getenv func(string) string, stderr io.Wri
 	fs.DurationVar(&c.Stall, "stall", 60*time.Second, "give up waiting for storage after this long without progress")
 	fs.BoolVar(&c.Verify, "verify", true, "ingest: compare acknowledged and stored fixes per courier")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write loadgen's own CPU profile here")
+	cpuPids := fs.String("cpu", "", "ceiling, ingest: report the CPU time these processes (name=pid,name=pid) used per fix, from /proc")
+	fs.StringVar(&c.CPU.pgDB, "cpu-pg", "", "ceiling, ingest: also the CPU time of the PostgreSQL backends serving this database")
 	if err := fs.Parse(args); err != nil {
 		return c, errUsage
 	}
 	c.Load.Broker = c.Broker
+	var err error
+	if c.CPU.pids, err = parseCPUFlag(*cpuPids); err != nil {
+		return c, err
+	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("%w: unexpected %q", errUsage, fs.Arg(0))
 	}
@@ -202,7 +209,7 @@ func ceilingMode(ctx context.Context, c config, stdout io.Writer, log *slog.Logg
 	o.Prefix = c.CeilingPrefix
 	o.SeqBase = uint64(time.Now().UnixMicro())
 	sub := Credential{ClientID: fmt.Sprintf("loadgen-ceiling-%d", os.Getpid()), Username: "loadgen-ceiling"}
-	res, err := runCeiling(ctx, load, o, sub, c.Stall, log)
+	res, err := runCeiling(ctx, load, o, sub, c.Stall, c.CPU, log)
 	if err != nil {
 		return res, err
 	}
@@ -217,6 +224,9 @@ func ceilingMode(ctx context.Context, c config, stdout io.Writer, log *slog.Logg
 		res.FixesPerS, res.MessagesPS)
 	fmt.Fprintf(stdout, "ceiling: publish->delivered (bare subscriber, 1 message in %d): n=%d p50=%s p99=%s max=%s\n",
 		sampleEvery, len(res.Delays), ms(quantile(res.Delays, 0.5)), ms(quantile(res.Delays, 0.99)), ms(quantile(res.Delays, 1)))
+	if c.CPU.enabled() {
+		fmt.Fprintf(stdout, "ceiling: cpu %s, first publish to last delivery\n", res.CPU.perKFix(res.Received))
+	}
 	return res, nil
 }
 
@@ -236,6 +246,7 @@ type ingestResult struct {
 	Latency   []time.Duration
 	Unseen    int
 	Verified  bool
+	CPU       cpuUse
 }
 
 func ingestMode(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) (ingestResult, error) {
@@ -271,6 +282,7 @@ func ingestMode(ctx context.Context, c config, stdout io.Writer, log *slog.Logge
 			probeErr <- err
 		}()
 	}
+	cpu0 := c.CPU.sample()
 	fleet, ferr := runFleet(ctx, load, o, log)
 	if ferr != nil {
 		return ingestResult{}, ferr
@@ -278,6 +290,7 @@ func ingestMode(ctx context.Context, c config, stdout io.Writer, log *slog.Logge
 	// Probes go on while the backend drains what the fleet sent: their
 	// latency is the one a dispatcher sees under this load.
 	storedAt, written, werr := waitStored(ctx, a, before["tawsil_history_written_total"], fleet.Fixes, c.Stall)
+	cpuUsed := cpu0.until(c.CPU.sample())
 	stopProbes()
 	var errs []error
 	for range probes {
@@ -286,7 +299,7 @@ func ingestMode(ctx context.Context, c config, stdout io.Writer, log *slog.Logge
 	if err := errors.Join(errs...); err != nil {
 		return ingestResult{}, err
 	}
-	res := ingestResult{Fleet: fleet}
+	res := ingestResult{Fleet: fleet, CPU: cpuUsed}
 	want := fleet.Fixes
 	for _, s := range probeSent {
 		want += s.Acked
@@ -307,6 +320,9 @@ func ingestMode(ctx context.Context, c config, stdout io.Writer, log *slog.Logge
 	} else {
 		fmt.Fprintf(stdout, "ingest: %d fixes stored (history_written +%.0f) %.2fs after the first publish: %.0f fixes/s published-to-stored\n",
 			want, written, storedAt.Sub(fleet.Start).Seconds(), res.FixesPerS)
+	}
+	if c.CPU.enabled() && werr == nil {
+		fmt.Fprintf(stdout, "ingest: cpu %s, first publish to stored\n", res.CPU.perKFix(fleet.Fixes))
 	}
 	const (
 		rejections = "tawsil_ingest_rejections_total"
@@ -360,6 +376,11 @@ func benchMode(ctx context.Context, c config, stdout io.Writer, log *slog.Logger
 	if ing.FixesPerS > 0 && ceil.FixesPerS > 0 {
 		fmt.Fprintf(stdout, "ratio: ingest %.0f / broker-only %.0f fixes/s = %.1f %%\n",
 			ing.FixesPerS, ceil.FixesPerS, 100*ing.FixesPerS/ceil.FixesPerS)
+	}
+	if c.CPU.enabled() && ing.CPU.total > 0 && ceil.CPU.total > 0 && ceil.Received > 0 {
+		ic, cc := ing.CPU.total/float64(ing.Fleet.Fixes), ceil.CPU.total/float64(ceil.Received)
+		fmt.Fprintf(stdout, "ratio: cpu per fix, broker-only / ingest = %.2f / %.2f CPU ms per 1000 fixes = %.1f %%\n",
+			1e6*cc, 1e6*ic, 100*cc/ic)
 	}
 	return ierr
 }
