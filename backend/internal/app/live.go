@@ -13,26 +13,33 @@ import (
 // (the live index holds no personal data beyond positions).
 // A plain map under a read-write lock: the near= answer reads a name per
 // courier, and a map lookup is one or two cache misses where sync.Map's
-// trie was about eight at 50,000 couriers.
+// trie was about eight at 50,000 couriers. Each entry is one string, the
+// id then the name, and its key is the id part of it: the key comparison
+// brings the name's bytes into the cache too (a miss less per name).
 type courierNames struct {
 	mu sync.RWMutex
-	m  map[string]string
+	m  map[string]string // id -> id + name
 }
 
 func (n *courierNames) set(id, name string) {
+	e := id + name
 	n.mu.Lock()
 	if n.m == nil {
 		n.m = make(map[string]string)
 	}
-	n.m[id] = name
+	delete(n.m, id) // so that the key is the new entry's own id
+	n.m[e[:len(id)]] = e
 	n.mu.Unlock()
 }
 
 func (n *courierNames) get(id string) string {
 	n.mu.RLock()
-	s := n.m[id]
+	e, ok := n.m[id]
 	n.mu.RUnlock()
-	return s
+	if !ok {
+		return ""
+	}
+	return e[len(id):]
 }
 
 // liveEvery is how often the dispatcher streams get the couriers that moved
