@@ -208,7 +208,7 @@ dispatch_vs_aim() {
   cpu99=$(awk '/^BenchmarkDispatchDecision/ { for (i = 3; i < NF; i++) if ($(i+1) == "cpu-p99-µs") print $i }' "$1")
   [[ -n "$p50" && -n "$p99" ]] || { echo "   (dispatch decision: figures missing)"; return 0; }
   echo "   -- dispatch decision, 50,000 live couriers: p50 $p50 µs, p99 $p99 µs wall, p99 ${cpu99:-?} µs on CPU (aim p99 ≤ 200 µs in-process), load $(cut -d' ' -f1 /proc/loadavg)"
-  summary "dispatch decision (candidates + scoring), 50,000 live couriers, load average $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores" \
+  summary "dispatch decision (candidates + one order's epoch decision, core.Decide), 50,000 live couriers, load average $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores" \
     "p50 $p50 µs, p99 $p99 µs wall, p99 ${cpu99:-?} µs on CPU" \
     "aim: p99 ≤ 200 µs in-process" "wall p99 at $(awk -v a="$p99" 'BEGIN { printf "%.2f", a / 200 }') of the aim, on-CPU p99 at $(awk -v a="${cpu99:-0}" 'BEGIN { printf "%.2f", a / 200 }')"
 }
