@@ -22,7 +22,7 @@ import (
 // packet from the socket in three or more reads and writes each packet with
 // its own write: at tens of thousands of positions a second, one system
 // call per PUBACK and several per PUBLISH were a tenth of the backend's CPU.
-func bufferedDial(rawURL string) paho.OpenConnectionFunc {
+func BufferedDial(rawURL string) paho.OpenConnectionFunc {
 	u, err := url.Parse(rawURL)
 	if err != nil || os.Getenv("all_proxy") != "" || os.Getenv("ALL_PROXY") != "" {
 		return nil

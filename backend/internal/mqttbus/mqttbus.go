@@ -63,6 +63,7 @@ type link struct {
 	o       Options
 	filters map[string]byte
 	handler mqttack.Handler
+	inline  bool                // the handler is a NotifyingHandler: handled on paho's goroutine (see enqueue)
 	work    []chan paho.Message // by hash of the topic: one courier's messages stay in order
 	acks    ackQueue
 	stop    chan struct{}
@@ -94,8 +95,12 @@ func Connect(ctx context.Context, o Options) (*Bus, error) {
 }
 
 func connect(ctx context.Context, o Options, clientID string, clean bool, filters map[string]byte, h mqttack.Handler) (*link, error) {
-	b := &link{o: o, filters: filters, handler: h, work: make([]chan paho.Message, o.Workers), stop: make(chan struct{}),
-		acks: ackQueue{wake: make(chan struct{}, 1)}}
+	b := &link{o: o, filters: filters, handler: h, stop: make(chan struct{}), acks: ackQueue{wake: make(chan struct{}, 1)}}
+	if _, ok := h.(mqttack.NotifyingHandler); ok {
+		b.inline = true
+	} else {
+		b.work = make([]chan paho.Message, o.Workers)
+	}
 	b.life, b.end = context.WithCancel(context.Background())
 	for i := range b.work {
 		// Deeper than the broker's in-flight window (deploy/mosquitto: 1000):
@@ -131,7 +136,7 @@ func connect(ctx context.Context, o Options, clientID string, clean bool, filter
 		}
 		opts.SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
-	if dial := bufferedDial(o.URL); dial != nil {
+	if dial := BufferedDial(o.URL); dial != nil {
 		opts.SetCustomOpenConnectionFn(dial)
 	}
 	b.c = paho.NewClient(opts)
@@ -216,7 +221,17 @@ const workerQueue = 1024
 // order (the live position never has to skip a batch that overtook another,
 // and a replica's note putting a courier on shift is applied before the
 // positions that follow it).
+//
+// A NotifyingHandler's Stage is handled here, on paho's goroutine, in
+// arrival order: it does not wait for the write (its done does), only,
+// while the history queue is full, for room; blocking paho's reading then
+// is the backpressure that the workers' full queues gave before. A hop to
+// a worker goroutine per message cost more than the handling.
 func (b *link) enqueue(_ paho.Client, m paho.Message) {
+	if b.inline {
+		b.handle(m)
+		return
+	}
 	select {
 	case b.work[fnv32a(courierKey(m.Topic()))%uint32(len(b.work))] <- m:
 	case <-b.stop:
@@ -270,9 +285,10 @@ func (b *link) worker(work <-chan paho.Message) {
 // that is the backpressure.
 func (b *link) handle(m paho.Message) {
 	if n, ok := b.handler.(mqttack.NotifyingHandler); ok {
+		// Every acknowledgement goes through the acker, off paho's goroutine.
 		err := n.StageNotify(b.life, m.Topic(), m.Payload(), m.Retained(), func(err error) { b.acks.push(m, err) })
 		if err != nil {
-			b.finish(m, err)
+			b.acks.push(m, err)
 		}
 		return
 	}
