@@ -10,6 +10,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/tawsil/tawsil/backend/internal/mqttbus"
+
 	"github.com/tawsil/tawsil/shared/topic"
 	"github.com/tawsil/tawsil/shared/wire"
 )
@@ -98,14 +100,21 @@ type ceilingResult struct {
 // connection (as the backend has one).
 func runCeiling(ctx context.Context, creds []Credential, o loadOptions, sub Credential, drain time.Duration, cpu cpuMeter, log *slog.Logger) (ceilingResult, error) {
 	var c counter
+	// The subscriber costs as little as the backend's client: counting on
+	// paho's goroutine (no goroutine per message), reads buffered and
+	// PUBACKs coalesced (mqttbus.BufferedDial), so the broker, not the
+	// subscriber's client, sets the pace.
 	opts := paho.NewClientOptions().AddBroker(o.Broker).SetClientID(sub.ClientID).SetUsername(sub.Username).SetPassword(sub.Password).
-		SetCleanSession(true).SetOrderMatters(false).SetKeepAlive(30 * time.Second).SetDefaultPublishHandler(c.handle)
+		SetCleanSession(true).SetOrderMatters(true).SetKeepAlive(30 * time.Second).SetDefaultPublishHandler(c.handle)
+	if dial := mqttbus.BufferedDial(o.Broker); dial != nil {
+		opts.SetCustomOpenConnectionFn(dial)
+	}
 	cl := paho.NewClient(opts)
 	if tok := cl.Connect(); tok.Wait() && tok.Error() != nil {
 		return ceilingResult{}, fmt.Errorf("ceiling subscriber connect: %w", tok.Error())
 	}
 	defer cl.Disconnect(250)
-	if tok := cl.Subscribe(topic.Filter(o.Prefix, topic.Pos), 1, c.handle); tok.Wait() && tok.Error() != nil {
+	if tok := cl.Subscribe(topic.Filter(o.Prefix, topic.Pos), 1, nil); tok.Wait() && tok.Error() != nil { // the default handler: no router match
 		return ceilingResult{}, fmt.Errorf("ceiling subscribe: %w", tok.Error())
 	}
 	cpu0 := cpu.sample()
