@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -163,6 +164,28 @@ func BenchmarkNearHTTP(b *testing.B) {
 			b.Fatalf("near= answered %d", ctx.Response.StatusCode())
 		}
 		b.ReportMetric(float64(size), "body-B")
+	})
+	// parallel: 8 requests at a time over GOMAXPROCS threads, as 8
+	// connections: what sharing locks and counters between cores costs.
+	b.Run("parallel", func(b *testing.B) {
+		h := fx.s.App().Handler()
+		var next atomic.Int64
+		b.SetParallelism(4)
+		b.ReportAllocs()
+		cpu0 := processCPU(b)
+		b.RunParallel(func(pb *testing.PB) {
+			var ctx fasthttp.RequestCtx
+			ctx.Init(&fasthttp.Request{}, benchAddr, nil)
+			for pb.Next() {
+				nearRequest(&ctx.Request, fx.bearer, int(next.Add(1)))
+				serveOne(&ctx, h)
+				if ctx.Response.StatusCode() != 200 {
+					b.Errorf("near= answered %d", ctx.Response.StatusCode())
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 	})
 	b.Run("bare", func(b *testing.B) {
 		var ctx fasthttp.RequestCtx
