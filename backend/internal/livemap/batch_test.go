@@ -90,6 +90,26 @@ func TestUpdateBatchMatchesUpdates(t *testing.T) {
 		if round%10 == 9 {
 			recv = t0 // a receive time before last seen: last seen stays
 		}
+		// Between batches, the rest of what changes couriers, alike on both.
+		for range rng.IntN(4) {
+			id := fmt.Sprintf("c%05d", rng.IntN(couriers))
+			st, load, on := Status(rng.IntN(int(numStatuses))), rng.IntN(2), rng.IntN(2) == 0
+			op := rng.IntN(4)
+			for _, x := range []*Index{a, b} {
+				switch op {
+				case 0:
+					x.Remove(id)
+				case 1:
+					if err := x.SetStatus(id, st, load); err != nil {
+						t.Fatal(err)
+					}
+				case 2:
+					x.SetShift(id, on)
+				case 3:
+					x.SetOnline(id, on, recv)
+				}
+			}
+		}
 		out = a.UpdateBatch(out, moves, recv)
 		if len(out) != len(moves) {
 			t.Fatalf("round %d: %d results for %d moves", round, len(out), len(moves))
