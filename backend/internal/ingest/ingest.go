@@ -97,7 +97,7 @@ type Pipeline struct {
 	// One courier's fixes are checked and applied under its stripe, so the
 	// plausibility state and the live position move together even when the
 	// agent's topic and OwnTracks are handled concurrently.
-	stripes [64]sync.Mutex
+	stripes [64]stripe
 	runMu   sync.Mutex
 	runs    map[string][]wire.Fix // courier → suspects consistent with each other, oldest first
 	judged  map[string]*judgedFixes
@@ -371,7 +371,16 @@ func seqsOf(fixes []wire.Fix) []uint64 {
 	return s
 }
 
-func (p *Pipeline) stripe(courier string) *sync.Mutex {
+// stripe is a lock over some couriers, with the scratch space of the
+// message being handled under it (reused: no allocation per message).
+type stripe struct {
+	sync.Mutex
+	moves []livemap.Move
+	at    []int
+	res   []livemap.MoveResult
+}
+
+func (p *Pipeline) stripe(courier string) *stripe {
 	h := fnv.New32a()
 	h.Write([]byte(courier))
 	return &p.stripes[h.Sum32()%uint32(len(p.stripes))]
@@ -414,8 +423,7 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 	// this courier's fix out, so the index applies exactly the fixes that
 	// pass wire.CheckFix and are Newer than the one before (see
 	// livemap.Update), and prev follows them here.
-	moves := make([]livemap.Move, 0, len(fixes))
-	at := make([]int, 0, len(fixes)) // keep's entry of each move
+	moves, at := mu.moves[:0], mu.at[:0] // at: keep's entry of each move
 	apply := func(f wire.Fix, late bool) {
 		moves = append(moves, livemap.Move{ID: courier, Fix: f})
 		at = append(at, len(keep))
@@ -476,7 +484,7 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 			}
 		}
 	}
-	keep = p.applyMoves(courier, moves, at, keep, c.Fix, c.HasFix, now)
+	keep = p.applyMoves(mu, courier, moves, at, keep, c.Fix, c.HasFix, now)
 	mu.Unlock()
 	if live {
 		done(nil)
@@ -498,14 +506,16 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 // whose live fix was prev before them) and settles what each did: counted
 // accepted or out of order, an applied fix told to onFix, an out-of-order
 // one stored as late; a fix the index refused is counted malformed and
-// taken out of keep (at[i] is move i's entry there). It returns keep.
-func (p *Pipeline) applyMoves(courier string, moves []livemap.Move, at []int, keep []mongostore.Position, prev wire.Fix, hasPrev bool, now time.Time) []mongostore.Position {
+// taken out of keep (at[i] is move i's entry there). It returns keep. The
+// caller holds st, whose scratch space moves and at are.
+func (p *Pipeline) applyMoves(st *stripe, courier string, moves []livemap.Move, at []int, keep []mongostore.Position, prev wire.Fix, hasPrev bool, now time.Time) []mongostore.Position {
+	st.moves, st.at = moves[:0], at[:0] // the storage, for the next message
 	if len(moves) == 0 {
 		return keep
 	}
-	var buf [16]livemap.MoveResult
+	st.res = p.index.UpdateBatch(st.res, moves, now)
 	refused := false
-	for i, r := range p.index.UpdateBatch(buf[:0], moves, now) {
+	for i, r := range st.res {
 		f := moves[i].Fix
 		switch {
 		case r.Err != nil:
