@@ -251,16 +251,32 @@ func (h *History) loop() {
 	}
 }
 
+// BatchStore is a HistoryStore that takes a flush as the messages' batches,
+// sparing a copy of every fix into one slice.
+type BatchStore interface {
+	InsertPositionBatches(ctx context.Context, batches [][]mongostore.Position) (int, error)
+}
+
+var _ BatchStore = (*mongostore.Store)(nil)
+
 // write runs one InsertMany.
 func (h *History) write(f *flight, results chan<- *flight) {
-	ps := make([]mongostore.Position, 0, f.count)
-	for _, it := range f.items {
-		ps = append(ps, it.ps...)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	_, f.err = h.store.InsertPositions(ctx, ps)
+	if bs, ok := h.store.(BatchStore); ok {
+		batches := make([][]mongostore.Position, len(f.items))
+		for i, it := range f.items {
+			batches[i] = it.ps
+		}
+		_, f.err = bs.InsertPositionBatches(ctx, batches)
+	} else {
+		ps := make([]mongostore.Position, 0, f.count)
+		for _, it := range f.items {
+			ps = append(ps, it.ps...)
+		}
+		_, f.err = h.store.InsertPositions(ctx, ps)
+	}
 	h.m.HistoryFlushSecs.Observe(time.Since(start).Seconds())
 	results <- f
 }

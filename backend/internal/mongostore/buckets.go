@@ -102,10 +102,14 @@ func (b *bucketDoc) fixes(dst []Position, keep func(*Position) bool) ([]Position
 // (the same batch written again after an error) is skipped, not an error.
 // It returns the number of fixes in the buckets it inserted.
 func (s *Store) InsertPositions(ctx context.Context, ps []Position) (inserted int, err error) {
-	if len(ps) == 0 {
-		return 0, nil
-	}
-	groups := groupPositions(ps)
+	return s.InsertPositionBatches(ctx, [][]Position{ps})
+}
+
+// InsertPositionBatches is InsertPositions of the batches' fixes together
+// (a history flush: one batch per message), without first copying them
+// into one slice.
+func (s *Store) InsertPositionBatches(ctx context.Context, batches [][]Position) (inserted int, err error) {
+	groups := groupPositions(batches)
 	var docs []any
 	var sizes []int
 	var stored [][]Position
@@ -146,26 +150,45 @@ func (s *Store) InsertPositions(ctx context.Context, ps []Position) (inserted in
 	return 0, fmt.Errorf("insert history buckets: %w", err)
 }
 
-// groupPositions splits ps into one group per courier and epoch, the groups
-// ordered by courier and epoch, each sorted by seq with the copies of a fix
-// (a redelivery that caught up with its first delivery) dropped, the first
-// received kept. The groups are new slices: ps is not changed. A history
-// flush holds many messages of a few couriers, each message already in seq
-// order: grouping is linear where a sort of the whole batch was not.
-func groupPositions(ps []Position) [][]Position {
+// groupPositions splits the batches' fixes into one group per courier and
+// epoch, the groups ordered by courier and epoch, each sorted by seq with
+// the copies of a fix (a redelivery that caught up with its first
+// delivery) dropped, the first received kept. The groups are new slices,
+// sized in a first pass: the batches are not changed. A history flush holds
+// many messages of a few couriers, each message already in seq order:
+// grouping is linear where a sort of the whole flush was not.
+func groupPositions(batches [][]Position) [][]Position {
 	index := map[recentKey]int{}
-	var groups [][]Position
+	var sizes []int
 	var keys []recentKey
-	for i := range ps {
-		k := recentKey{ps[i].CourierID, ps[i].Epoch}
-		g, ok := index[k]
-		if !ok {
-			g = len(groups)
-			index[k] = g
-			groups = append(groups, nil)
-			keys = append(keys, k)
+	for _, ps := range batches {
+		for i := range ps {
+			k := recentKey{ps[i].CourierID, ps[i].Epoch}
+			g, ok := index[k]
+			if !ok {
+				g = len(sizes)
+				index[k] = g
+				sizes = append(sizes, 0)
+				keys = append(keys, k)
+			}
+			sizes[g]++
 		}
-		groups[g] = append(groups[g], ps[i])
+	}
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	all := make([]Position, 0, total) // one allocation, cut into the groups
+	groups := make([][]Position, len(sizes))
+	for g, n := range sizes {
+		groups[g] = all[len(all) : len(all) : len(all)+n]
+		all = all[:len(all)+n]
+	}
+	for _, ps := range batches {
+		for i := range ps {
+			g := index[recentKey{ps[i].CourierID, ps[i].Epoch}]
+			groups[g] = append(groups[g], ps[i])
+		}
 	}
 	order := make([]int, len(groups))
 	for i := range order {

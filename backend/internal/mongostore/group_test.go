@@ -23,7 +23,7 @@ func TestGroupPositions(t *testing.T) {
 		p("c1", 5, 12, 3),
 	}
 	before := fmt.Sprint(in)
-	got := groupPositions(in)
+	got := groupPositions([][]Position{in[:5], in[5:]})
 	want := []string{"c1/4: 99@1", "c1/5: 10@0 11@0 12@3", "c2/1: 1@0 2@0 3@2 4@2 5@1 6@1"}
 	if len(got) != len(want) {
 		t.Fatalf("%d groups, want %d", len(got), len(want))
