@@ -30,6 +30,11 @@ type QuoteRequest struct {
 	Size       order.Size
 	CODAmount  float64
 	AllowLater bool
+	// ReadyIn is the merchant's preparation time: the parcel is ready this
+	// long after booking (zero: now). The quote counts the wait for it, and
+	// dispatch holds the order while its best courier would be early
+	// (dispatch.Config.CommitLead).
+	ReadyIn time.Duration
 }
 
 // Quote answers "can this be delivered within the hour, by when, for how much".
@@ -54,6 +59,9 @@ func (r QuoteRequest) check() error {
 		if utf8.RuneCountInString(p.Address) > 300 {
 			return fmt.Errorf("%w: %s address longer than 300 characters", ErrInput, name)
 		}
+	}
+	if _, err := ReadyIn(int(r.ReadyIn / time.Minute)); err != nil || r.ReadyIn%time.Minute != 0 {
+		return fmt.Errorf("%w: ready_in_min must be between 0 and 45", ErrInput)
 	}
 	if r.Size == "" {
 		return fmt.Errorf("%w: parcel.size is required (S, M or L)", ErrInput)
@@ -161,8 +169,12 @@ func (s *Service) Quote(_ context.Context, r QuoteRequest) (Quote, error) {
 		return Quote{}, fmt.Errorf("%w: dropoff must be in %s's service area", ErrOutsideArea, city)
 	}
 	now := s.now()
+	var ready time.Time
+	if r.ReadyIn > 0 {
+		ready = now.Add(r.ReadyIn)
+	}
 	cands := s.capCash(s.candidates(r.Pickup.Lat, r.Pickup.Lng, nil), r.CODAmount)
-	f := s.d.Dispatch.Feasibility(dispatch.Point{Lat: r.Pickup.Lat, Lng: r.Pickup.Lng}, dispatch.Point{Lat: r.Dropoff.Lat, Lng: r.Dropoff.Lng},
+	f := s.d.Dispatch.Feasibility(dispatch.Point{Lat: r.Pickup.Lat, Lng: r.Pickup.Lng}, dispatch.Point{Lat: r.Dropoff.Lat, Lng: r.Dropoff.Lng}, ready,
 		cands, s.queuedAt(r.Pickup.Lat, r.Pickup.Lng), now, r.AllowLater)
 	under := s.d.Density.UnderSupplied(r.Pickup.Lat, r.Pickup.Lng, s.cfg.UnderSupplyRat, now)
 	km := geo.DistanceLatLngM(r.Pickup.Lat, r.Pickup.Lng, r.Dropoff.Lat, r.Dropoff.Lng) / 1000 * s.d.ETA.Config().DetourFactor
@@ -188,10 +200,6 @@ type BookRequest struct {
 	Pin           bool
 	Located       bool
 	ConfirmWithin time.Duration
-	// ReadyIn is the merchant's preparation time: the parcel is ready this
-	// long after booking (zero: now). Dispatch holds the order while its
-	// best courier would be early (dispatch.Config.CommitLead).
-	ReadyIn time.Duration
 }
 
 // MaxReadyIn is the longest preparation time a booking may give: a parcel
@@ -211,9 +219,6 @@ func ReadyIn(minutes int) (time.Duration, error) {
 func (s *Service) Book(ctx context.Context, merchantID, key string, body []byte, r BookRequest) (o *mongostore.StoredOrder, created bool, err error) {
 	if err := r.check(); err != nil {
 		return nil, false, err
-	}
-	if _, err := ReadyIn(int(r.ReadyIn / time.Minute)); err != nil || r.ReadyIn%time.Minute != 0 {
-		return nil, false, fmt.Errorf("%w: ready_in_min must be between 0 and 45", ErrInput)
 	}
 	name, phone := textsafe.Name(r.CustomerName), strings.TrimSpace(r.CustomerPhone)
 	r.Notes = textsafe.Name(r.Notes)

@@ -244,14 +244,14 @@ func TestFeasibilityBatchesFromOnePickup(t *testing.T) {
 	d := mustDispatcher(t, nil)
 	ride := func(minutes float64) Point { return move(store, minutes*60/float64(testPace), 0) }
 	queued := []Job{{OrderID: "q1", Pickup: store, Dropoff: move(ride(18), 0, 200), PromiseBy: now.Add(55 * time.Minute)}}
-	f := d.Feasibility(store, ride(18), []Candidate{idle("c1", store, 0)}, queued, now, false)
+	f := d.Feasibility(store, ride(18), time.Time{}, []Candidate{idle("c1", store, 0)}, queued, now, false)
 	if !f.Feasible || f.ETAMinutes > 40 {
 		t.Fatalf("Feasibility = %+v, want feasible in one batched ride (about 6 + 18 + 3 + 3 min)", f)
 	}
 	// Full courier: the same order waits for a round and misses the hour.
 	full := idle("c1", store, 0)
 	full.Capacity = 1
-	if f := d.Feasibility(store, ride(18), []Candidate{full}, queued, now, false); f.Feasible {
+	if f := d.Feasibility(store, ride(18), time.Time{}, []Candidate{full}, queued, now, false); f.Feasible {
 		t.Fatalf("a one-order courier carries both: %+v", f)
 	}
 }
@@ -278,20 +278,29 @@ func TestFeasibility(t *testing.T) {
 		cands      []Candidate
 		queue      []Job
 		allowLater bool
+		readyIn    time.Duration
 		want       bool
 		wantLater  bool
 		wantETA    float64
 	}{
-		{"59 min", 53, at, nil, false, true, false, 59},
-		{"61 min", 55, at, nil, false, false, false, 61},
-		{"61 min later", 55, at, nil, true, false, true, 61},
-		{"queue pushes past the hour", 20, []Candidate{solo}, queue(1, 20), true, false, true, 26 + 3 + 20 + 3 + 20},
-		{"queue absorbed by two couriers", 20, []Candidate{idle("c1", store, 0), idle("c2", store, 0)}, queue(1, 20), false, true, false, 26},
-		{"nobody", 10, nil, nil, true, false, false, 0},
+		{"59 min", 53, at, nil, false, 0, true, false, 59},
+		{"61 min", 55, at, nil, false, 0, false, false, 61},
+		{"61 min later", 55, at, nil, true, 0, false, true, 61},
+		{"queue pushes past the hour", 20, []Candidate{solo}, queue(1, 20), true, 0, false, true, 26 + 3 + 20 + 3 + 20},
+		{"queue absorbed by two couriers", 20, []Candidate{idle("c1", store, 0), idle("c2", store, 0)}, queue(1, 20), false, 0, true, false, 26},
+		{"nobody", 10, nil, nil, true, 0, false, false, 0},
+		// The merchant's preparation: the courier waits at the pick-up
+		// until the parcel is ready (3 min hand-over, 20 min ride, 3 min).
+		{"ready in 30", 20, at, nil, false, 30 * time.Minute, true, false, 56},
+		{"ready in 40", 20, at, nil, false, 40 * time.Minute, false, false, 66},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := d.Feasibility(store, rideFor(tt.ride), tt.cands, tt.queue, now, tt.allowLater)
+			var ready time.Time
+			if tt.readyIn > 0 {
+				ready = now.Add(tt.readyIn)
+			}
+			f := d.Feasibility(store, rideFor(tt.ride), ready, tt.cands, tt.queue, now, tt.allowLater)
 			if f.Feasible != tt.want || f.Later != tt.wantLater || math.Abs(f.ETAMinutes-tt.wantETA) > 0.11 {
 				t.Fatalf("Feasibility = %+v, want feasible=%v later=%v eta=%v", f, tt.want, tt.wantLater, tt.wantETA)
 			}

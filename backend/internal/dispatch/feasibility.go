@@ -20,7 +20,8 @@ type Feasibility struct {
 // Feasibility says whether pickup→dropoff booked now can be handed over
 // within the promise (Config.Promise, one hour), given the couriers near
 // the pick-up and the orders already waiting there for a courier (queued,
-// oldest first).
+// oldest first). readyAt is when the merchant has the parcel ready (zero:
+// now): no courier hands it over before that.
 //
 // The queue is placed first, as dispatch would place it: each waiting order
 // goes to the courier whose route takes it soonest under the same promise
@@ -35,8 +36,8 @@ type Feasibility struct {
 // With allowLater, an order that misses the hour gets an honest later
 // promise: that predicted handover rounded up to 5 minutes, plus the
 // safety margin. Without candidates there is nothing honest to promise.
-func (d *Dispatcher) Feasibility(pickup, dropoff Point, cands []Candidate, queued []Job, now time.Time, allowLater bool) Feasibility {
-	job := Job{OrderID: "quote", Pickup: pickup, Dropoff: dropoff}
+func (d *Dispatcher) Feasibility(pickup, dropoff Point, readyAt time.Time, cands []Candidate, queued []Job, now time.Time, allowLater bool) Feasibility {
+	job := Job{OrderID: "quote", Pickup: pickup, Dropoff: dropoff, ReadyAt: readyAt}
 	jp := d.jobPaces(job, now)
 	// usable: the courier has room for extra more orders.
 	usable := func(c *Candidate, extra int) bool {

@@ -31,6 +31,30 @@ func TestReadyInHeldByEpochs(t *testing.T) {
 		}
 	}
 
+	// The quote counts the preparation: the courier beside the store waits
+	// for the parcel, so ready in 30 hands over about 30 min (less its 1 min
+	// ride to the store) later than ready now; a bad value is refused too.
+	quote := func(readyIn any) (int, float64) {
+		body := bookBody(custB, "Brahim")
+		delete(body, "customer")
+		body["ready_in_min"] = readyIn
+		r := b.do(t, "POST", "/v1/quotes", merchant.Token, body)
+		var q struct {
+			ETAMinutes float64 `json:"eta_minutes"`
+		}
+		if r.status == 200 {
+			r.json(t, &q)
+		}
+		return r.status, q.ETAMinutes
+	}
+	_, etaNow := quote(0)
+	if st, eta := quote(30); st != 200 || eta < etaNow+28 {
+		t.Fatalf("quote ready in 30: %d, eta %.1f min; ready now: %.1f min", st, eta, etaNow)
+	}
+	if st, _ := quote(46); st != 400 {
+		t.Fatalf("quote ready in 46: %d, want 400", st)
+	}
+
 	later := bookBody(custB, "Brahim")
 	later["ready_in_min"] = 30
 	booked := time.Now()

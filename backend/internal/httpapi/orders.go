@@ -157,6 +157,7 @@ type quoteJSON struct {
 	} `json:"parcel"`
 	CODAmountMAD float64 `json:"cod_amount_mad"`
 	AllowLater   bool    `json:"allow_later"`
+	ReadyInMin   int     `json:"ready_in_min"`
 }
 
 func (q quoteJSON) request() (delivery.QuoteRequest, error) {
@@ -168,7 +169,12 @@ func (q quoteJSON) request() (delivery.QuoteRequest, error) {
 	if err != nil {
 		return delivery.QuoteRequest{}, err
 	}
-	return delivery.QuoteRequest{Pickup: pu, Dropoff: do, Size: order.Size(q.Parcel.Size), CODAmount: q.CODAmountMAD, AllowLater: q.AllowLater}, nil
+	readyIn, err := delivery.ReadyIn(q.ReadyInMin)
+	if err != nil {
+		return delivery.QuoteRequest{}, err
+	}
+	return delivery.QuoteRequest{Pickup: pu, Dropoff: do, Size: order.Size(q.Parcel.Size), CODAmount: q.CODAmountMAD, AllowLater: q.AllowLater,
+		ReadyIn: readyIn}, nil
 }
 
 func (o Orders) quote(c *fiber.Ctx) error {
@@ -195,7 +201,6 @@ type bookJSON struct {
 	} `json:"customer"`
 	Notes            string `json:"notes"`
 	ConfirmWithinMin int    `json:"confirm_within_min"`
-	ReadyInMin       int    `json:"ready_in_min"`
 }
 
 func (o Orders) book(c *fiber.Ctx) error {
@@ -223,11 +228,12 @@ func (o Orders) book(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	qr := delivery.QuoteRequest{Pickup: pu, Dropoff: do, Size: order.Size(req.Parcel.Size), CODAmount: req.CODAmountMAD, AllowLater: req.AllowLater}
+	qr := delivery.QuoteRequest{Pickup: pu, Dropoff: do, Size: order.Size(req.Parcel.Size), CODAmount: req.CODAmountMAD, AllowLater: req.AllowLater,
+		ReadyIn: readyIn}
 	p := principal(c)
 	so, created, err := o.Svc.Book(c.UserContext(), p.MerchantID, key, c.Body(), delivery.BookRequest{QuoteRequest: qr,
 		CustomerName: req.Customer.Name, CustomerPhone: req.Customer.Phone, Notes: req.Notes,
-		Pin: pin, Located: located, ConfirmWithin: within, ReadyIn: readyIn})
+		Pin: pin, Located: located, ConfirmWithin: within})
 	if err != nil {
 		return err
 	}
