@@ -210,7 +210,13 @@ func bare(ctx context.Context, serve string, conns int, warm, d time.Duration) e
 	if err != nil {
 		return fmt.Errorf("bare server: %w", err)
 	}
-	r, err := load(ctx, "http://"+strings.TrimSpace(addr), "bare", conns, warm, d, cmd.Process.Pid)
+	// The same request as http sends: a real token when there is one (the
+	// bare app reads it and ignores it), else one of a token's size.
+	token := os.Getenv("NEARBENCH_TOKEN")
+	if token == "" {
+		token = strings.Repeat("t", 320)
+	}
+	r, err := load(ctx, "http://"+strings.TrimSpace(addr), token, conns, warm, d, cmd.Process.Pid)
 	if err != nil {
 		return err
 	}

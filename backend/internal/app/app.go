@@ -223,7 +223,7 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 		return err
 	}
 	m.HTTP.MountTracking(httpapi.Tracking{Index: m.Index, Density: m.Density, Store: m.Store, SetShift: m.setShiftHTTP,
-		Name: m.names.get, Phone: m.courierPhone})
+		Name: m.names.get, Names: m.names.getAll, Phone: m.courierPhone})
 	m.HTTP.MountDevices(httpapi.Devices{Ingest: m.Ingest})
 	if err := m.mountFeatures(ctx); err != nil {
 		return err

@@ -32,6 +32,18 @@ func (n *courierNames) set(id, name string) {
 	n.mu.Unlock()
 }
 
+// getAll sets names[i] to the name of ids[i], under one read lock.
+func (n *courierNames) getAll(ids, names []string) {
+	n.mu.RLock()
+	for i, id := range ids {
+		names[i] = ""
+		if e, ok := n.m[id]; ok {
+			names[i] = e[len(id):]
+		}
+	}
+	n.mu.RUnlock()
+}
+
 func (n *courierNames) get(id string) string {
 	n.mu.RLock()
 	e, ok := n.m[id]

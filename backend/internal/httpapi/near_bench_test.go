@@ -93,7 +93,12 @@ func newNearFixture(tb testing.TB, n int) *nearFixture {
 	// (here into io.Discard, so the write itself is not counted).
 	log := slog.New(discardLines{slog.NewJSONHandler(io.Discard, nil)})
 	s := New(Options{}, accounts, func(context.Context) error { return nil }, metrics.New(func() float64 { return 0 }), log)
-	s.MountTracking(Tracking{Index: idx, Name: func(id string) string { return names[id] }})
+	s.MountTracking(Tracking{Index: idx, Name: func(id string) string { return names[id] },
+		Names: func(ids, out []string) {
+			for i, id := range ids {
+				out[i] = names[id]
+			}
+		}})
 	return &nearFixture{s: s, token: token, bearer: []byte("Bearer " + token), names: names}
 }
 

@@ -20,17 +20,17 @@ var nearBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b
 
 var hitBufs = sync.Pool{New: func() any { h := make([]livemap.Hit, 0, 64); return &h }}
 
-// appendCouriersJSON writes {"couriers":[...]} for hits; name, if not
-// nil, gives each courier's display name.
-func appendCouriersJSON(b []byte, hits []livemap.Hit, name func(id string) string) []byte {
+// appendCouriersJSON writes {"couriers":[...]} for hits; names, if not
+// nil, holds each hit's display name.
+func appendCouriersJSON(b []byte, hits []livemap.Hit, names []string) []byte {
 	b = append(b, `{"couriers":[`...)
 	for i := range hits {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		n := ""
-		if name != nil {
-			n = name(hits[i].ID)
+		if names != nil {
+			n = names[i]
 		}
 		b = appendCourierJSON(b, &hits[i].Courier, n, hits[i].DistanceM, true)
 	}

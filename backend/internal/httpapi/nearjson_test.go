@@ -48,7 +48,7 @@ func TestNearJSONMatchesEncodingJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := appendCouriersJSON(nil, hits, tr.Name); string(got) != string(want) {
+		if got := appendCouriersJSON(nil, hits, tr.namesOf(hits, &nearScratch{})); string(got) != string(want) {
 			t.Fatalf("case %d:\n got %s\nwant %s", i, got, want)
 		}
 	}

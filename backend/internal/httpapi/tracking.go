@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -28,6 +29,10 @@ type Tracking struct {
 	SetShift func(c *fiber.Ctx, courierID string, on bool) error
 	// Name is a courier's display name ("" if unknown).
 	Name func(courierID string) string
+	// Names, if set, is Name for many couriers at once: names[i] for
+	// ids[i] (the near= answer: one lock, lookups whose memory misses
+	// overlap).
+	Names func(ids, names []string)
 	// Phone is a courier's phone ("" if none); lists show it masked.
 	Phone func(courierID string) string
 }
@@ -151,6 +156,28 @@ func queryView(c *fiber.Ctx, name string) string {
 	return utils.UnsafeString(c.Context().QueryArgs().Peek(name))
 }
 
+// nearScratch holds a near= answer's ids and names between requests.
+type nearScratch struct{ ids, names []string }
+
+var nearScratches = sync.Pool{New: func() any { return &nearScratch{} }}
+
+// namesOf returns the hits' display names, in sc.
+func (t Tracking) namesOf(hits []livemap.Hit, sc *nearScratch) []string {
+	sc.ids, sc.names = sc.ids[:0], sc.names[:0]
+	for i := range hits {
+		sc.ids = append(sc.ids, hits[i].ID)
+		sc.names = append(sc.names, "")
+	}
+	if t.Names != nil {
+		t.Names(sc.ids, sc.names)
+	} else {
+		for i, id := range sc.ids {
+			sc.names[i] = t.Name(id)
+		}
+	}
+	return sc.names
+}
+
 func (t Tracking) named(cj courierJSON) courierJSON {
 	if t.Name != nil {
 		cj.Name = t.Name(cj.ID)
@@ -190,11 +217,21 @@ func (t Tracking) listCouriers(c *fiber.Ctx) error {
 		}
 		hp := hitBufs.Get().(*[]livemap.Hit)
 		hits := t.Index.NearestAppend((*hp)[:0], lat, lng, f, limit, float64(radius))
+		var names []string
+		sc := nearScratches.Get().(*nearScratch)
+		if t.Name != nil || t.Names != nil {
+			names = t.namesOf(hits, sc)
+		}
 		bp := nearBufs.Get().(*[]byte)
-		buf := appendCouriersJSON((*bp)[:0], hits, t.Name)
+		buf := appendCouriersJSON((*bp)[:0], hits, names)
 		c.Response().SetBody(buf) // copies
 		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		clear(hits) // drop references to courier strings before pooling
+		clear(sc.ids) // drop references to courier strings before pooling
+		clear(sc.names)
+		if cap(sc.ids) <= 1024 {
+			nearScratches.Put(sc)
+		}
+		clear(hits)
 		*hp, *bp = hits[:0], buf[:0]
 		if cap(hits) <= 1024 {
 			hitBufs.Put(hp)
