@@ -88,6 +88,9 @@ type TaskOrder struct {
 	ParcelSize    string    `json:"parcel_size,omitempty"`
 	CODAmountMAD  float64   `json:"cod_amount_mad,omitempty"`
 	CustomerFirst string    `json:"customer_first_name,omitempty"`
+	// ReadyAt is when the merchant said the parcel is ready (absent: at
+	// booking): a courier offered it early knows how long the counter wait is.
+	ReadyAt *time.Time `json:"ready_at,omitempty"`
 }
 
 // Place is a point with an address text.

@@ -38,8 +38,8 @@ func TestEpochHoldsUntilNearReady(t *testing.T) {
 			continue
 		}
 		r := mustStep(t, c, st, Decided{Courier: decided[0].Courier}, Input{Now: now})
-		if p := one[Publish](t, r); p.Courier != "k1" || p.Task.Type != wire.TaskOffer {
-			t.Fatalf("offer %+v", p)
+		if p := one[Publish](t, r); p.Courier != "k1" || p.Task.Type != wire.TaskOffer || p.Task.Order.ReadyAt == nil || !p.Task.Order.ReadyAt.Equal(st.ReadyAt) {
+			t.Fatalf("offer %+v (the task tells the courier when the parcel is ready)", p)
 		}
 		offeredAt = now
 		break

@@ -1154,8 +1154,13 @@ func TaskOrder(o State) *wire.TaskOrder {
 			break
 		}
 	}
-	return &wire.TaskOrder{ID: o.ID, Pickup: wire.Place(o.Pickup), Dropoff: wire.Place(o.Dropoff), PromiseBy: o.PromiseBy,
+	t := &wire.TaskOrder{ID: o.ID, Pickup: wire.Place(o.Pickup), Dropoff: wire.Place(o.Dropoff), PromiseBy: o.PromiseBy,
 		ParcelSize: string(o.Size), CODAmountMAD: o.CODAmountMAD, CustomerFirst: first}
+	if !o.ReadyAt.IsZero() {
+		ready := o.ReadyAt
+		t.ReadyAt = &ready
+	}
+	return t
 }
 
 // Needs is what of the world Step needs for an event: the shell gathers

@@ -136,7 +136,7 @@ func TestBookedThenOffered(t *testing.T) {
 	if tm.Kind != TimerOffer || !tm.Due.Equal(t0.Add(30*time.Second)) || tm.Courier != "near" || tm.Ref != 1 {
 		t.Fatalf("offer timer %+v", tm)
 	}
-	if p := one[Publish](t, r); p.Courier != "near" || p.Task.Type != wire.TaskOffer || !p.Task.ExpiresAt.Equal(tm.Due) || p.Task.Order.CustomerFirst != "Amina" {
+	if p := one[Publish](t, r); p.Courier != "near" || p.Task.Type != wire.TaskOffer || !p.Task.ExpiresAt.Equal(tm.Due) || p.Task.Order.CustomerFirst != "Amina" || p.Task.Order.ReadyAt != nil {
 		t.Fatalf("offer task %+v", p)
 	}
 	if r.State.Round == nil || len(r.State.Round.Ranked) != 1 || Awaiting(r.State) {
