@@ -61,6 +61,8 @@ func run(args []string) error {
 		}
 	}
 	infeasible := 0
+	var names []string
+	pools := map[string]*mdrp.Pool{}
 	for _, d := range all {
 		in, err := mdrp.Load(d)
 		if err != nil {
@@ -74,6 +76,10 @@ func run(args []string) error {
 		for _, p := range ps {
 			r := mdrp.Play(in, p)
 			rs = append(rs, r)
+			if pools[r.Policy] == nil {
+				names, pools[r.Policy] = append(names, r.Policy), &mdrp.Pool{}
+			}
+			pools[r.Policy].Add(in, r)
 			if len(r.Violations) > 0 {
 				infeasible++
 				for _, v := range r.Violations[:min(5, len(r.Violations))] {
@@ -89,6 +95,9 @@ func run(args []string) error {
 		}
 		mdrp.WriteTable(os.Stdout, in, rs)
 		fmt.Println()
+	}
+	if len(all) > 1 {
+		mdrp.WritePooled(os.Stdout, names, pools)
 	}
 	if infeasible > 0 {
 		return fmt.Errorf("%d infeasible solutions", infeasible)

@@ -347,3 +347,35 @@ func BenchmarkTawsilDecision(b *testing.B) {
 	b.ReportMetric(float64(p50.Nanoseconds()), "cpu-p50-ns/decision")
 	b.ReportMetric(float64(p99.Nanoseconds()), "cpu-p99-ns/decision")
 }
+
+// The pooled figures put every order of every instance in one
+// distribution: the hand-worked two-order day twice (click-to-door 21 and
+// 30 each time, 30 MAD for 2 orders) beside a day whose one order nobody
+// can take (its courier's shift ends first).
+func TestPool(t *testing.T) {
+	two := mustLoad(t, filepath.Join("testdata", "two-orders"))
+	none := instance([]Order{{"o1", 1000, 500, 0, "r1", 15}}, []Restaurant{{"r1", 50000, 0}},
+		[]Courier{{"c1", 0, 0, 0, 60}})
+	var p Pool
+	for _, in := range []*Instance{two, two, none} {
+		ps, err := Policies(in, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Add(in, Play(in, ps[0]))
+	}
+	c := p.ClickToDoor()
+	// [21 21 30 30]: mean 25.5; p90 at position 2.7 of 0..3 is 30.
+	if p.Instances != 3 || p.Infeasible != 0 || p.Orders != 5 || p.Delivered != 4 || c.N != 4 || c.Mean != 25.5 || c.P90 != 30 || c.Max != 30 {
+		t.Fatalf("pool %+v, click-to-door %+v", p, c)
+	}
+	// Pay: 30 + 30 for the two days, 15 guaranteed for the idle hour.
+	if p.Pay != 75 || p.Overage().Max != 0 {
+		t.Fatalf("pay %v, overage %+v", p.Pay, p.Overage())
+	}
+	var out strings.Builder
+	WritePooled(&out, []string{ServerName}, map[string]*Pool{ServerName: &p})
+	if !strings.Contains(out.String(), "80.00%") || !strings.Contains(out.String(), "18.75") {
+		t.Fatalf("pooled table:\n%s", out.String())
+	}
+}
