@@ -367,23 +367,33 @@ func (d *Dispatcher) Score(job Job, cands []Candidate, now time.Time) ([]Ranked,
 }
 
 func (d *Dispatcher) score(job Job, jp jobPaces, c *Candidate, now time.Time) (Ranked, string) {
+	r, ins, reason := d.scoreOnly(job, jp, c, now)
+	if reason == "" {
+		r.Plan = plan(job, c, ins)
+	}
+	return r, reason
+}
+
+// scoreOnly is score without building the plan: the insertion it is built
+// from (plan(job, c, ins)) is returned instead.
+func (d *Dispatcher) scoreOnly(job Job, jp jobPaces, c *Candidate, now time.Time) (Ranked, insertion, string) {
 	if !validPoint(Point{Lat: c.Lat, Lng: c.Lng}) {
-		return Ranked{}, ReasonBadPosition
+		return Ranked{}, insertion{}, ReasonBadPosition
 	}
 	capacity := c.Capacity
 	if capacity <= 0 {
 		capacity = d.cfg.DefaultCapacity
 	}
 	if c.Load >= capacity {
-		return Ranked{}, ReasonFull
+		return Ranked{}, insertion{}, ReasonFull
 	}
 	if c.CashCapped {
-		return Ranked{}, ReasonCashCap
+		return Ranked{}, insertion{}, ReasonCashCap
 	}
 	batched := d.batchable(job, c)
 	ins, ok := d.insert(job, jp, c, now, batched, true)
 	if !ok {
-		return Ranked{}, ReasonPromiseBreaks
+		return Ranked{}, insertion{}, ReasonPromiseBreaks
 	}
 	w := d.cfg.Weights
 	b := Breakdown{
@@ -408,8 +418,7 @@ func (d *Dispatcher) score(job Job, jp jobPaces, c *Candidate, now time.Time) (R
 		PickupAt:   ins.pickupAt,
 		DeliveryAt: ins.deliveryAt,
 		Breakdown:  b,
-		Plan:       ins.plan,
-	}, ""
+	}, ins, ""
 }
 
 // batchable reports whether c's current orders come from the job's pick-up area.

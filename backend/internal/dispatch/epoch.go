@@ -2,6 +2,8 @@ package dispatch
 
 import (
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/geo"
@@ -77,11 +79,12 @@ func (d *Dispatcher) EpochHeld(jobs []EpochJob, cands []Candidate, now time.Time
 	if k <= 0 || k > len(cands) {
 		k = len(cands)
 	}
-	ep := epoch{d: d, jobs: jobs, now: now, k: k, accept: accept}
-	ep.cands = make([]Candidate, len(cands))
-	copy(ep.cands, cands)
-	ep.best = make([]epochBest, len(jobs))
-	ep.ends = make([]routeEnd, len(cands))
+	ep := epochPool.Get().(*epoch)
+	defer ep.release()
+	ep.d, ep.jobs, ep.now, ep.k, ep.accept = d, jobs, now, k, accept
+	ep.cands = append(ep.cands[:0], cands...)
+	ep.best = slices.Grow(ep.best[:0], len(jobs))[:len(jobs)]
+	ep.ends = slices.Grow(ep.ends[:0], len(cands))[:len(cands)]
 	for i := range ep.ends {
 		ep.ends[i].stale = true
 	}
@@ -158,6 +161,31 @@ type epoch struct {
 	ends    []routeEnd
 	try     []Candidate // scratch: the candidates scored for one tier
 	tryNear []int
+	ranked  []slot // scratch: the scored candidates of one tier, best first
+}
+
+// slot is a scored candidate (ep.try[at]) whose plan is not built yet.
+type slot struct {
+	r   Ranked
+	ins insertion
+	at  int
+}
+
+// epochPool holds the scratch of epochs done, for the next: an epoch's
+// slices are sized by its candidates and jobs, and concurrent epochs
+// (callers on several goroutines) each take their own.
+var epochPool = sync.Pool{New: func() any { return new(epoch) }}
+
+// release clears what the scratch refers to (the callers' jobs, routes,
+// plans) and puts it back in epochPool.
+func (ep *epoch) release() {
+	clear(ep.cands)
+	clear(ep.best)
+	clear(ep.sub)
+	clear(ep.try)
+	clear(ep.ranked[:cap(ep.ranked)])
+	ep.d, ep.jobs, ep.accept = nil, nil, nil
+	epochPool.Put(ep)
 }
 
 // score finds job j's best acceptable candidate now.
@@ -200,8 +228,11 @@ func (ep *epoch) score(j int) {
 		if len(ep.try) == 0 {
 			continue
 		}
-		ranked, _ := ep.d.Score(jj, ep.try, ep.now)
-		for _, r := range ranked {
+		ep.rank(jj)
+		for i := range ep.ranked {
+			sl := &ep.ranked[i]
+			r := sl.r
+			r.Plan = plan(jj, &ep.try[sl.at], sl.ins)
 			ci := ep.tryNear[indexOf(ep.try, r.CourierID)]
 			if ep.accept != nil && !ep.accept(j, ci, jj.PromiseBy, r) {
 				continue
@@ -217,6 +248,30 @@ func (ep *epoch) score(j int) {
 			return
 		}
 	}
+}
+
+// rank fills ep.ranked with the candidates of ep.try that can take jj,
+// best first, as Score ranks them, but without their plans: only those
+// offered to accept are built.
+func (ep *epoch) rank(jj Job) {
+	ep.ranked = ep.ranked[:0]
+	jp := ep.d.jobPaces(jj, ep.now)
+	for i := range ep.try {
+		r, ins, reason := ep.d.scoreOnly(jj, jp, &ep.try[i], ep.now)
+		if reason != "" {
+			continue
+		}
+		ep.ranked = append(ep.ranked, slot{r: r, ins: ins, at: i})
+	}
+	slices.SortFunc(ep.ranked, func(a, b slot) int {
+		if a.r.Cost != b.r.Cost {
+			if a.r.Cost < b.r.Cost {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.r.CourierID, b.r.CourierID)
+	})
 }
 
 // nearest fills ep.near and ep.sub with the k candidates that could be at

@@ -1,6 +1,10 @@
 package dispatch
 
 import (
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -165,5 +169,100 @@ func TestEpochCommitHorizon(t *testing.T) {
 				t.Errorf("commits %+v held %v, want committed %v", cs, held, tt.want)
 			}
 		})
+	}
+}
+
+// The candidate offered to accept is the one Score ranks first, plan
+// included (a caller such as mdrp checks the plan before saying yes),
+// though an epoch builds plans only for the candidates it offers.
+func TestEpochAcceptSeesScorePlan(t *testing.T) {
+	d := mustDispatcher(t, func(c *Config) { c.BatchRadiusM = 1 })
+	job := epochJob("N", store, move(store, 1500, 0), 0)
+	cands := []Candidate{
+		carrying("c1", move(store, 200, 0), store, move(store, 1200, 300), now.Add(50*time.Minute)),
+		idle("c2", move(store, 0, 400), 0),
+		carrying("c3", move(store, -300, 0), store, move(store, 900, 0), now.Add(40*time.Minute)),
+	}
+	want, _ := d.Score(job.Job, cands, now)
+	if len(want) < 2 {
+		t.Fatalf("Score ranks %d candidates, want several", len(want))
+	}
+	var got []Ranked
+	d.Epoch([]EpochJob{job}, cands, now, 0, func(_, _ int, _ time.Time, r Ranked) bool {
+		got = append(got, r)
+		return false // refuse all: every ranked candidate is offered in turn
+	})
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("offered %+v\nwant Score's %+v", got, want)
+	}
+}
+
+// Epochs reuse scratch (epochPool): epochs run at once on several
+// goroutines, of different sizes one after the other, each give what the
+// same epoch gives alone, and leave their inputs unchanged.
+func TestEpochConcurrentScratch(t *testing.T) {
+	d := mustDispatcher(t, func(c *Config) { c.BatchRadiusM = 500 })
+	type scenario struct {
+		jobs  []EpochJob
+		cands []Candidate
+	}
+	mk := func(nj, nc int) scenario {
+		var s scenario
+		for i := range nj {
+			p := move(store, float64(i%5)*400, float64(i/5)*300)
+			s.jobs = append(s.jobs, epochJob(fmt.Sprint("J", i), p, move(p, 1000, 200), 0))
+		}
+		for i := range nc {
+			p := move(store, float64(i%7)*350-500, float64(i/7)*250)
+			if i%3 == 0 {
+				s.cands = append(s.cands, carrying(fmt.Sprint("c", i), p, p, move(p, 800, 0), now.Add(45*time.Minute)))
+			} else {
+				s.cands = append(s.cands, idle(fmt.Sprint("c", i), p, time.Duration(i)*time.Minute))
+			}
+		}
+		return s
+	}
+	scs := []scenario{mk(12, 30), mk(2, 3), mk(6, 14)}
+	type result struct {
+		commits []Commit
+		held    []bool
+	}
+	want := make([]result, len(scs))
+	for i, s := range scs {
+		want[i].commits, want[i].held = d.EpochHeld(s.jobs, s.cands, now, 8, nil)
+		if len(want[i].commits) == 0 {
+			t.Fatalf("scenario %d: no commit", i)
+		}
+	}
+	before := make([]scenario, len(scs))
+	for i, s := range scs {
+		before[i] = scenario{slices.Clone(s.jobs), slices.Clone(s.cands)}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range 30 {
+				i := (g + n) % len(scs)
+				var got result
+				got.commits, got.held = d.EpochHeld(scs[i].jobs, scs[i].cands, now, 8, nil)
+				if !reflect.DeepEqual(got, want[i]) {
+					errs <- fmt.Sprintf("goroutine %d, epoch %d (scenario %d): differs from alone", g, n, i)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	for i := range scs {
+		if !reflect.DeepEqual(scs[i], before[i]) {
+			t.Errorf("scenario %d: inputs modified", i)
+		}
 	}
 }

@@ -65,7 +65,7 @@ func (d *Dispatcher) Feasibility(pickup, dropoff Point, readyAt time.Time, cands
 			}
 			ins, ok := d.insert(qj, qp, c, now, d.batchable(qj, c), !qj.PromiseBy.IsZero())
 			if ok && (best < 0 || ins.deliveryAt.Before(bestAt)) {
-				best, bestAt, bestPlan = i, ins.deliveryAt, ins.plan
+				best, bestAt, bestPlan = i, ins.deliveryAt, plan(qj, c, ins)
 			}
 		}
 		if best < 0 {

@@ -25,7 +25,7 @@ type insertion struct {
 	slack      time.Duration // tightest promise minus its handover, over every drop-off
 	end        time.Time     // when the last stop is done
 	terms      Terms         // the insertion-dependent cost terms
-	plan       []Stop
+	pick, drop int           // the pick-up's slot and the drop-off's (after drop existing stops)
 }
 
 // leg is the travel time from a to b at the pace of a. Paces are taken at
@@ -36,7 +36,7 @@ func leg(a, b Point, pace float64) time.Duration {
 }
 
 // insert finds the cheapest insertion of job into c's route (pick-up at
-// slot i, drop-off after j existing stops, j >= i). Without batching only
+// slot i, drop-off after j existing stops, j >= i; plan builds the route). Without batching only
 // the append (i = j = len(route)) is tried. Every drop-off already on the
 // route must keep its promise (or, if already late, get no later); with
 // enforceNew the new drop-off must keep its own. ok is false when no
@@ -85,16 +85,21 @@ func (d *Dispatcher) insert(job Job, jp jobPaces, c *Candidate, now time.Time, b
 			}
 		}
 	}
-	if !ok {
-		return best, false
-	}
-	best.plan = make([]Stop, 0, n+2)
-	best.plan = append(best.plan, c.Route[:bi]...)
-	best.plan = append(best.plan, Stop{OrderID: job.OrderID, Kind: StopPickup, At: job.Pickup, Origin: job.Pickup, ReadyAt: job.ReadyAt})
-	best.plan = append(best.plan, c.Route[bi:bj]...)
-	best.plan = append(best.plan, Stop{OrderID: job.OrderID, Kind: StopDropoff, At: job.Dropoff, PromiseBy: job.PromiseBy, Origin: job.Pickup})
-	best.plan = append(best.plan, c.Route[bj:]...)
-	return best, true
+	best.pick, best.drop = bi, bj
+	return best, ok
+}
+
+// plan is c's route with job inserted as ins says: pick-up at slot
+// ins.pick, drop-off after ins.drop existing stops.
+func plan(job Job, c *Candidate, ins insertion) []Stop {
+	bi, bj := ins.pick, ins.drop
+	p := make([]Stop, 0, len(c.Route)+2)
+	p = append(p, c.Route[:bi]...)
+	p = append(p, Stop{OrderID: job.OrderID, Kind: StopPickup, At: job.Pickup, Origin: job.Pickup, ReadyAt: job.ReadyAt})
+	p = append(p, c.Route[bi:bj]...)
+	p = append(p, Stop{OrderID: job.OrderID, Kind: StopDropoff, At: job.Dropoff, PromiseBy: job.PromiseBy, Origin: job.Pickup})
+	p = append(p, c.Route[bj:]...)
+	return p
 }
 
 // simulate walks the route with the job's pick-up at slot i and drop-off
