@@ -161,7 +161,8 @@ type epoch struct {
 	ends    []routeEnd
 	try     []Candidate // scratch: the candidates scored for one tier
 	tryNear []int
-	ranked  []slot // scratch: the scored candidates of one tier, best first
+	ranked  []slot // scratch: the scored candidates of one tier
+	order   []int  // scratch: indices into ranked, best first
 }
 
 // slot is a scored candidate (ep.try[at]) whose plan is not built yet.
@@ -229,7 +230,7 @@ func (ep *epoch) score(j int) {
 			continue
 		}
 		ep.rank(jj)
-		for i := range ep.ranked {
+		for _, i := range ep.order {
 			sl := &ep.ranked[i]
 			r := sl.r
 			r.Plan = plan(jj, &ep.try[sl.at], sl.ins)
@@ -251,7 +252,7 @@ func (ep *epoch) score(j int) {
 }
 
 // rank fills ep.ranked with the candidates of ep.try that can take jj,
-// best first, as Score ranks them, but without their plans: only those
+// and ep.order with their indices best first, as Score ranks them, but without their plans: only those
 // offered to accept are built.
 func (ep *epoch) rank(jj Job) {
 	ep.ranked = ep.ranked[:0]
@@ -263,7 +264,14 @@ func (ep *epoch) rank(jj Job) {
 		}
 		ep.ranked = append(ep.ranked, slot{r: r, ins: ins, at: i})
 	}
-	slices.SortFunc(ep.ranked, func(a, b slot) int {
+	// Sort indices (a slot is large to move), by Score's order: the same
+	// comparisons give the same permutation.
+	ep.order = ep.order[:0]
+	for i := range ep.ranked {
+		ep.order = append(ep.order, i)
+	}
+	slices.SortFunc(ep.order, func(x, y int) int {
+		a, b := &ep.ranked[x], &ep.ranked[y]
 		if a.r.Cost != b.r.Cost {
 			if a.r.Cost < b.r.Cost {
 				return -1
