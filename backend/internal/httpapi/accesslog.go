@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/utils"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,6 +23,15 @@ import (
 const HeaderRequestID = "X-Request-ID"
 
 const requestIDKey = "request_id"
+
+// Response header names as fasthttp's Set normalizes them, for SetCanonical
+// (Set copies and normalizes its key on every call): the same bytes on the
+// wire (TestCanonicalHeadersAsSet).
+var (
+	canonRequestID    = []byte("X-Request-Id")
+	canonCacheControl = []byte(fiber.HeaderCacheControl)
+	noStoreValue      = []byte("no-store")
+)
 
 // requestID returns the request's id ("" outside the access log middleware).
 func requestID(c *fiber.Ctx) string {
@@ -60,7 +70,9 @@ func (s *Server) accessLog(c *fiber.Ctx) error {
 		id = newRequestID()
 	}
 	c.Locals(requestIDKey, id)
-	c.Set(HeaderRequestID, id)
+	// id is a plain token (validRequestID or hex): nothing for Set's
+	// newline removal to remove.
+	c.Response().Header.SetCanonical(canonRequestID, utils.UnsafeBytes(id))
 	if err := c.Next(); err != nil {
 		// Answer here, so that the status counted and logged is the one
 		// sent (a mapped domain error is a 4xx, not a 5xx).

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/tawsil/tawsil/backend/internal/metrics"
 )
@@ -120,5 +121,18 @@ func TestAccessLineThroughWriter(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCanonicalHeadersAsSet: the header names set by SetCanonical are the
+// ones fasthttp's Set writes for the names the API documents.
+func TestCanonicalHeadersAsSet(t *testing.T) {
+	for name, canon := range map[string][]byte{HeaderRequestID: canonRequestID, fiber.HeaderCacheControl: canonCacheControl} {
+		var viaSet, viaCanon fasthttp.ResponseHeader
+		viaSet.Set(name, "v")
+		viaCanon.SetCanonical(canon, []byte("v"))
+		if a, b := viaSet.String(), viaCanon.String(); a != b {
+			t.Errorf("%s: Set writes %q, SetCanonical %q", name, a, b)
+		}
 	}
 }

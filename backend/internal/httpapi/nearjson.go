@@ -57,11 +57,15 @@ func appendCourierJSON(b []byte, c *livemap.Courier, name string, dist float64, 
 	}
 	if c.HasFix {
 		b = append(b, `,"cell":"`...)
-		b = strconv.AppendUint(b, uint64(c.Cell9), 16)
+		b = appendHex(b, uint64(c.Cell9))
 		b = append(b, '"')
 	}
-	b = append(b, `,"status":`...)
-	b = appendJSONString(b, c.Status.String())
+	if c.Status < livemap.Status(len(statusJSON)) {
+		b = append(b, statusJSON[c.Status]...)
+	} else {
+		b = append(b, `,"status":`...)
+		b = appendJSONString(b, c.Status.String())
+	}
 	b = append(b, `,"online":`...)
 	b = strconv.AppendBool(b, c.Online)
 	b = append(b, `,"on_shift":`...)
@@ -80,10 +84,81 @@ func appendCourierJSON(b []byte, c *livemap.Courier, name string, dist float64, 
 			b = strconv.AppendInt(b, int64(c.Fix.Battery), 10)
 		}
 		b = append(b, `,"updated_at":"`...)
-		b = c.Fix.Time.UTC().AppendFormat(b, time.RFC3339)
+		b = appendRFC3339(b, c.Fix.Time)
 		b = append(b, '"')
 	}
 	return append(b, '}')
+}
+
+// statusJSON is `,"status":"<name>"` for each status String names.
+var statusJSON = func() (t [4][]byte) {
+	for i := range t {
+		t[i] = appendJSONString([]byte(`,"status":`), livemap.Status(i).String())
+	}
+	return t
+}()
+
+// hexPairs is "000102...ff": two hex digits per byte value.
+const hexPairs = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f" +
+	"202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f" +
+	"404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f" +
+	"606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f" +
+	"808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f" +
+	"a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf" +
+	"c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf" +
+	"e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
+
+// appendHex writes v in lower-case hexadecimal without leading zeros, as
+// strconv.AppendUint(b, v, 16) does (which goes the general way for base 16).
+func appendHex(b []byte, v uint64) []byte {
+	var buf [16]byte
+	for i := 14; i >= 0; i -= 2 {
+		p := int(v&0xff) * 2
+		buf[i], buf[i+1] = hexPairs[p], hexPairs[p+1]
+		v >>= 8
+	}
+	i := 0
+	for i < 15 && buf[i] == '0' {
+		i++
+	}
+	return append(b, buf[i:]...)
+}
+
+// appendRFC3339 writes t.UTC().Format(time.RFC3339) for the years 1-9999
+// (whole seconds, "Z"), from the Unix time by integer arithmetic; other
+// years go through time's own formatting.
+func appendRFC3339(b []byte, t time.Time) []byte {
+	const minUnix, maxUnix = -62135596800, 253402300800 // 0001-01-01, 10000-01-01
+	u := t.Unix()
+	if u < minUnix || u >= maxUnix {
+		return t.UTC().AppendFormat(b, time.RFC3339)
+	}
+	days, sec := u/86400, int(u%86400)
+	if sec < 0 {
+		days, sec = days-1, sec+86400
+	}
+	// Civil date of a day count (H. Hinnant, "chrono-compatible low-level
+	// date algorithms"): eras of 400 years from 0000-03-01.
+	z := days + 719468
+	era := z / 146097 // z > 0 from year 1 on
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	day := int(doy - (153*mp+2)/5 + 1)
+	month := int(mp + 3)
+	if month > 12 {
+		month -= 12
+	}
+	year := int(yoe + era*400)
+	if month <= 2 {
+		year++
+	}
+	hour, minute, s := sec/3600, sec/60%60, sec%60
+	return append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+		byte('0'+month/10), byte('0'+month%10), '-', byte('0'+day/10), byte('0'+day%10), 'T',
+		byte('0'+hour/10), byte('0'+hour%10), ':', byte('0'+minute/10), byte('0'+minute%10), ':',
+		byte('0'+s/10), byte('0'+s%10), 'Z')
 }
 
 // jsonPlain marks the bytes encoding/json copies into a string as they
@@ -160,8 +235,44 @@ func appendDecimetres(b []byte, m float64) []byte {
 	return b
 }
 
-// appendJSONFloat formats f as encoding/json formats a float64.
+// appendJSONFloat formats f as encoding/json formats a float64. A number
+// of at most six decimals (positions from the wire's 1e-6 degree, latencies
+// in whole microseconds as milliseconds) is written from its integer count
+// of millionths without the shortest-float search: when k/1e6 is f, the
+// decimal k/1e6 reads back as f, and below 1e8 floats are less than 1e-7
+// apart, so no other decimal of as few digits does; the shortest text of f
+// is then k/1e6's own digits, trailing zeros left out.
 func appendJSONFloat(b []byte, f float64) []byte {
+	if abs := math.Abs(f); abs >= 1e-6 && abs < 1e8 {
+		if k := math.Round(f * 1e6); k/1e6 == f {
+			n := int64(k)
+			if n < 0 {
+				b = append(b, '-')
+				n = -n
+			}
+			b = strconv.AppendInt(b, n/1e6, 10)
+			if frac := n % 1e6; frac != 0 {
+				digits := 6
+				for frac%10 == 0 {
+					frac /= 10
+					digits--
+				}
+				var d [7]byte
+				d[0] = '.'
+				for i := digits; i > 0; i-- {
+					d[i] = byte('0' + frac%10)
+					frac /= 10
+				}
+				b = append(b, d[:digits+1]...)
+			}
+			return b
+		}
+	}
+	return appendJSONFloatShortest(b, f)
+}
+
+// appendJSONFloatShortest is appendJSONFloat by strconv's shortest search.
+func appendJSONFloatShortest(b []byte, f float64) []byte {
 	if math.IsInf(f, 0) || math.IsNaN(f) {
 		return append(b, "null"...) // never produced: the index holds checked fixes
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 
@@ -81,5 +82,64 @@ func BenchmarkNearJSON(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = appendCouriersJSON(buf[:0], hits, nil)
+	}
+}
+
+// TestNearJSONPartsMatchTheGeneralWay: the cell, time and status writers
+// of the near= answer write what strconv, time and encoding/json write, at
+// the edges too (zero, all bits, years outside 0-9999, other zones, every
+// status value).
+func TestNearJSONPartsMatchTheGeneralWay(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, v := range append([]uint64{0, 1, 15, 16, math.MaxUint64, 0x891f1d48927ffff}, rng.Uint64(), rng.Uint64()>>7) {
+		if got, want := string(appendHex([]byte("x"), v)), "x"+strconv.FormatUint(v, 16); got != want {
+			t.Fatalf("hex %d: got %s, want %s", v, got, want)
+		}
+	}
+	zones := []*time.Location{time.UTC, time.FixedZone("x", 3600+1800), time.FixedZone("y", -11*3600)}
+	times := []time.Time{{}, time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(999, 2, 3, 4, 5, 6, 7, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Nanosecond),
+		time.Date(2000, 2, 29, 23, 59, 59, 0, time.UTC), time.Date(1900, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(1969, 12, 31, 23, 59, 59, 1, time.UTC)}
+	for range 20_000 {
+		times = append(times, time.Unix(rng.Int64N(1<<39)-1<<38, rng.Int64N(1e9)).In(zones[rng.IntN(len(zones))]),
+			time.Unix(1.7e9+rng.Int64N(1e9), rng.Int64N(1e9)))
+	}
+	for _, tm := range times {
+		if got, want := string(appendRFC3339([]byte("x"), tm)), "x"+tm.UTC().Format(time.RFC3339); got != want {
+			t.Fatalf("time %v: got %s, want %s", tm, got, want)
+		}
+	}
+	for s := range 256 {
+		c := livemap.Courier{ID: "c", Status: livemap.Status(s)}
+		want, err := json.Marshal(courierOut(c, 0, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendCourierJSON(nil, &c, "", 0, false); string(got) != string(want) {
+			t.Fatalf("status %d: got %s, want %s", s, got, want)
+		}
+	}
+}
+
+// TestJSONFloatSixDecimals: the short way for numbers of at most six
+// decimals writes what strconv's shortest search writes, at every
+// magnitude and at the edges of the range it takes.
+func TestJSONFloatSixDecimals(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	gives := []float64{0, math.Copysign(0, -1), 1e-6, -1e-6, 9e-7, 1e-7, 0.5, 0.999999, 1, 10, 33.57, -7.59, 89.999999, -180,
+		99_999_999.999999, 1e8, 1e8 + 0.5, 123456.000001, 0.000123, 1e21, 5e-324, math.MaxFloat64}
+	for range 300_000 {
+		scale := math.Pow(10, float64(rng.IntN(15)))
+		k := float64(rng.Int64N(int64(scale)) + 1)
+		if rng.IntN(2) == 0 {
+			k = -k
+		}
+		gives = append(gives, k/1e6, (33.45+rng.Float64()*0.2)*float64(1-2*rng.IntN(2)), math.Pow(10, rng.Float64()*30-10))
+	}
+	for _, f := range gives {
+		if got, want := string(appendJSONFloat([]byte("x"), f)), string(appendJSONFloatShortest([]byte("x"), f)); got != want {
+			t.Fatalf("%v: got %s, want %s", f, got, want)
+		}
 	}
 }

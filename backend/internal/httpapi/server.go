@@ -155,7 +155,7 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.app.ShutdownWith
 // noStore keeps API answers out of every cache: many carry a token, a
 // secret, a handover code or personal data.
 func noStore(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderCacheControl, "no-store")
+	c.Response().Header.SetCanonical(canonCacheControl, noStoreValue)
 	return c.Next()
 }
 

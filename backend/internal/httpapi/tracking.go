@@ -225,7 +225,7 @@ func (t Tracking) listCouriers(c *fiber.Ctx) error {
 		bp := nearBufs.Get().(*[]byte)
 		buf := appendCouriersJSON((*bp)[:0], hits, names)
 		c.Response().SetBody(buf) // copies
-		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		c.Response().Header.SetContentType(fiber.MIMEApplicationJSON)
 		clear(sc.ids) // drop references to courier strings before pooling
 		clear(sc.names)
 		if cap(sc.ids) <= 1024 {
