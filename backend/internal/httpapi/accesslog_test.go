@@ -136,3 +136,16 @@ func TestCanonicalHeadersAsSet(t *testing.T) {
 		}
 	}
 }
+
+// TestNewRequestID: made ids are 16 lower-case hex digits (a valid id to
+// pass on) and differ.
+func TestNewRequestID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := newRequestID()
+		if len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" || !validRequestID(id) || seen[id] {
+			t.Fatalf("id %q (seen before: %v)", id, seen[id])
+		}
+		seen[id] = true
+	}
+}

@@ -125,14 +125,56 @@ func appendHex(b []byte, v uint64) []byte {
 }
 
 // appendRFC3339 writes t.UTC().Format(time.RFC3339) for the years 1-9999
-// (whole seconds, "Z"), from the Unix time by integer arithmetic; other
-// years go through time's own formatting.
+// (whole seconds, "Z"); other years go through time's own formatting.
 func appendRFC3339(b []byte, t time.Time) []byte {
-	const minUnix, maxUnix = -62135596800, 253402300800 // 0001-01-01, 10000-01-01
 	u := t.Unix()
-	if u < minUnix || u >= maxUnix {
+	if u < minCivil || u >= maxCivil {
 		return t.UTC().AppendFormat(b, time.RFC3339)
 	}
+	return append(appendCivil(b, u), 'Z')
+}
+
+// appendRFC3339Nano writes t.Format(time.RFC3339Nano) (t's own zone) for
+// the years 1-9999; other years go through time's own formatting.
+func appendRFC3339Nano(b []byte, t time.Time) []byte {
+	_, off := t.Zone()
+	u := t.Unix() + int64(off)
+	if u < minCivil || u >= maxCivil {
+		return t.AppendFormat(b, time.RFC3339Nano)
+	}
+	b = appendCivil(b, u)
+	if ns := t.Nanosecond(); ns != 0 {
+		digits := 9
+		for ns%10 == 0 {
+			ns /= 10
+			digits--
+		}
+		var d [10]byte
+		d[0] = '.'
+		for i := digits; i > 0; i-- {
+			d[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		b = append(b, d[:digits+1]...)
+	}
+	if off == 0 {
+		return append(b, 'Z')
+	}
+	sign := byte('+')
+	zone := off / 60 // minutes; seconds of an offset are not written
+	if zone < 0 {
+		sign, zone = '-', -zone
+	}
+	h, m := zone/60, zone%60
+	return append(b, sign, byte('0'+h/10), byte('0'+h%10), ':', byte('0'+m/10), byte('0'+m%10))
+}
+
+// The seconds since 1970 of 0001-01-01 and 10000-01-01: appendCivil's range.
+const minCivil, maxCivil = -62135596800, 253402300800
+
+// appendCivil writes "YYYY-MM-DDTHH:MM:SS" for u seconds since 1970 (as
+// UTC), minCivil <= u < maxCivil, by integer arithmetic.
+func appendCivil(b []byte, u int64) []byte {
 	days, sec := u/86400, int(u%86400)
 	if sec < 0 {
 		days, sec = days-1, sec+86400
@@ -158,7 +200,7 @@ func appendRFC3339(b []byte, t time.Time) []byte {
 	return append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
 		byte('0'+month/10), byte('0'+month%10), '-', byte('0'+day/10), byte('0'+day%10), 'T',
 		byte('0'+hour/10), byte('0'+hour%10), ':', byte('0'+minute/10), byte('0'+minute%10), ':',
-		byte('0'+s/10), byte('0'+s%10), 'Z')
+		byte('0'+s/10), byte('0'+s%10))
 }
 
 // jsonPlain marks the bytes encoding/json copies into a string as they

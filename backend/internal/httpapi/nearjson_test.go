@@ -96,7 +96,10 @@ func TestNearJSONPartsMatchTheGeneralWay(t *testing.T) {
 			t.Fatalf("hex %d: got %s, want %s", v, got, want)
 		}
 	}
-	zones := []*time.Location{time.UTC, time.FixedZone("x", 3600+1800), time.FixedZone("y", -11*3600)}
+	zones := []*time.Location{time.UTC, time.FixedZone("x", 3600+1800), time.FixedZone("y", -11*3600), time.FixedZone("s", -(3*3600 + 25*60 + 7)), time.Local}
+	if loc, err := time.LoadLocation("Africa/Casablanca"); err == nil {
+		zones = append(zones, loc)
+	}
 	times := []time.Time{{}, time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
 		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(999, 2, 3, 4, 5, 6, 7, time.UTC),
 		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Nanosecond),
@@ -108,6 +111,12 @@ func TestNearJSONPartsMatchTheGeneralWay(t *testing.T) {
 	for _, tm := range times {
 		if got, want := string(appendRFC3339([]byte("x"), tm)), "x"+tm.UTC().Format(time.RFC3339); got != want {
 			t.Fatalf("time %v: got %s, want %s", tm, got, want)
+		}
+		if got, want := string(appendRFC3339Nano([]byte("x"), tm)), "x"+tm.Format(time.RFC3339Nano); got != want {
+			t.Fatalf("time %v: got %s, want %s (nano)", tm, got, want)
+		}
+		if tm := tm.Truncate(time.Second); string(appendRFC3339Nano(nil, tm)) != tm.Format(time.RFC3339Nano) {
+			t.Fatalf("time %v: got %s, want %s (nano, whole second)", tm, appendRFC3339Nano(nil, tm), tm.Format(time.RFC3339Nano))
 		}
 	}
 	for s := range 256 {
