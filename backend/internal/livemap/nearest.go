@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/tawsil/tawsil/backend/internal/geo"
 )
@@ -133,6 +134,12 @@ func (x *Index) finish(q *query, dst []Hit, last bool) ([]Hit, bool) {
 		n++
 	}
 	cs = cs[:n]
+	// Ask for the answer's courier records, all at once, before copying
+	// them one by one: their memory misses overlap rather than queue.
+	for i := range cs {
+		p := uintptr(unsafe.Pointer(cs[i].e.c))
+		prefetch4(p, p+64, p+128, p+192)
+	}
 	moved := false
 	var locked *tile // held across consecutive candidates of one tile
 	for i := range cs {
