@@ -137,7 +137,10 @@ var accessLines = sync.Pool{New: func() any { b := make([]byte, 0, 256); return 
 // or a string that slog would escape.
 func (s *Server) writeAccessLine(t time.Time, method, route string, status int, ms float64, size int, id string) bool {
 	h, ok := s.log.Handler().(JSONLineWriter)
-	if !ok || !plainJSON(method) || !plainJSON(route) || !plainJSON(id) || t.Year() >= 10000 || t.Year() < 0 {
+	if !ok || !plainJSON(method) || !plainJSON(route) || !plainJSON(id) {
+		return false
+	}
+	if y := t.Year(); y >= 10000 || y < 0 {
 		return false
 	}
 	w := h.JSONLines()

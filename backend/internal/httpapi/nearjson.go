@@ -173,26 +173,25 @@ func appendRFC3339Nano(b []byte, t time.Time) []byte {
 const minCivil, maxCivil = -62135596800, 253402300800
 
 // appendCivil writes "YYYY-MM-DDTHH:MM:SS" for u seconds since 1970 (as
-// UTC), minCivil <= u < maxCivil, by integer arithmetic.
+// UTC), minCivil <= u < maxCivil, by unsigned integer arithmetic.
 func appendCivil(b []byte, u int64) []byte {
-	days, sec := u/86400, int(u%86400)
-	if sec < 0 {
-		days, sec = days-1, sec+86400
-	}
+	s1 := uint64(u - minCivil) // seconds since 0001-01-01
+	days, sec := s1/86400, uint32(s1%86400)
 	// Civil date of a day count (H. Hinnant, "chrono-compatible low-level
-	// date algorithms"): eras of 400 years from 0000-03-01.
-	z := days + 719468
-	era := z / 146097 // z > 0 from year 1 on
+	// date algorithms"): eras of 400 years from 0000-03-01, which is 306
+	// days before 0001-01-01.
+	z := days + 306
+	era := z / 146097
 	doe := z - era*146097
 	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
 	doy := doe - (365*yoe + yoe/4 - yoe/100)
 	mp := (5*doy + 2) / 153
-	day := int(doy - (153*mp+2)/5 + 1)
-	month := int(mp + 3)
+	day := uint32(doy - (153*mp+2)/5 + 1)
+	month := uint32(mp + 3)
 	if month > 12 {
 		month -= 12
 	}
-	year := int(yoe + era*400)
+	year := uint32(yoe + era*400)
 	if month <= 2 {
 		year++
 	}
@@ -278,28 +277,29 @@ func appendDecimetres(b []byte, m float64) []byte {
 }
 
 // appendJSONFloat formats f as encoding/json formats a float64. A number
-// of at most six decimals (positions from the wire's 1e-6 degree, latencies
-// in whole microseconds as milliseconds) is written from its integer count
-// of millionths without the shortest-float search: when k/1e6 is f, the
-// decimal k/1e6 reads back as f, and below 1e8 floats are less than 1e-7
-// apart, so no other decimal of as few digits does; the shortest text of f
-// is then k/1e6's own digits, trailing zeros left out.
+// of at most seven decimals (positions from the wire's 1e-6 degree or a
+// phone's 1e-7, latencies in whole microseconds as milliseconds) is written
+// from its integer count of 1e-7 without the shortest-float search: when
+// k/1e7 is f, the decimal k/1e7 reads back as f, and below 1e7 floats are
+// less than 1e-8 apart, so no other decimal of as few digits does; the
+// shortest text of f is then k/1e7's own digits, trailing zeros left out.
 func appendJSONFloat(b []byte, f float64) []byte {
-	if abs := math.Abs(f); abs >= 1e-6 && abs < 1e8 {
-		if k := math.Round(f * 1e6); k/1e6 == f {
+	if abs := math.Abs(f); abs >= 1e-6 && abs < 1e7 {
+		if k := math.Round(f * 1e7); k/1e7 == f {
 			n := int64(k)
 			if n < 0 {
 				b = append(b, '-')
 				n = -n
 			}
-			b = strconv.AppendInt(b, n/1e6, 10)
-			if frac := n % 1e6; frac != 0 {
-				digits := 6
+			u := uint64(n)
+			b = strconv.AppendUint(b, u/1e7, 10)
+			if frac := u % 1e7; frac != 0 {
+				digits := 7
 				for frac%10 == 0 {
 					frac /= 10
 					digits--
 				}
-				var d [7]byte
+				var d [8]byte
 				d[0] = '.'
 				for i := digits; i > 0; i-- {
 					d[i] = byte('0' + frac%10)

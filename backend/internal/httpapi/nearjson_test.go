@@ -131,20 +131,20 @@ func TestNearJSONPartsMatchTheGeneralWay(t *testing.T) {
 	}
 }
 
-// TestJSONFloatSixDecimals: the short way for numbers of at most six
+// TestJSONFloatSevenDecimals: the short way for numbers of at most seven
 // decimals writes what strconv's shortest search writes, at every
 // magnitude and at the edges of the range it takes.
-func TestJSONFloatSixDecimals(t *testing.T) {
+func TestJSONFloatSevenDecimals(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	gives := []float64{0, math.Copysign(0, -1), 1e-6, -1e-6, 9e-7, 1e-7, 0.5, 0.999999, 1, 10, 33.57, -7.59, 89.999999, -180,
-		99_999_999.999999, 1e8, 1e8 + 0.5, 123456.000001, 0.000123, 1e21, 5e-324, math.MaxFloat64}
+		99_999_999.999999, 1e8, 1e8 + 0.5, 9_999_999.9999999, 1e7, 1e7 + 0.5, 33.5731104, -7.5898765, 0.0000001, 123456.000001, 0.000123, 1e21, 5e-324, math.MaxFloat64}
 	for range 300_000 {
 		scale := math.Pow(10, float64(rng.IntN(15)))
 		k := float64(rng.Int64N(int64(scale)) + 1)
 		if rng.IntN(2) == 0 {
 			k = -k
 		}
-		gives = append(gives, k/1e6, (33.45+rng.Float64()*0.2)*float64(1-2*rng.IntN(2)), math.Pow(10, rng.Float64()*30-10))
+		gives = append(gives, k/1e6, k/1e7, k/1e8, (33.45+rng.Float64()*0.2)*float64(1-2*rng.IntN(2)), math.Pow(10, rng.Float64()*30-10))
 	}
 	for _, f := range gives {
 		if got, want := string(appendJSONFloat([]byte("x"), f)), string(appendJSONFloatShortest([]byte("x"), f)); got != want {
