@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/utils"
@@ -32,10 +33,20 @@ var (
 	noStoreValue      = []byte("no-store")
 )
 
+// reqID is a request's id as the access log keeps it in the request's
+// locals: one allocation for a made id's bytes and the value the locals
+// hold (a string there would be a second one, its boxing).
+type reqID struct {
+	s string   // the id
+	b [16]byte // a made id's digits (s points here)
+}
+
 // requestID returns the request's id ("" outside the access log middleware).
 func requestID(c *fiber.Ctx) string {
-	id, _ := c.Locals(requestIDKey).(string)
-	return id
+	if r, _ := c.Locals(requestIDKey).(*reqID); r != nil {
+		return r.s
+	}
+	return ""
 }
 
 func validRequestID(id string) bool {
@@ -55,14 +66,19 @@ func validRequestID(id string) bool {
 // runtime's ChaCha8 per thread, seeded by the system) gives 64 bits as
 // unique as crypto/rand's, without its per-call cost.
 func newRequestID() string {
-	const digits = "0123456789abcdef"
 	var b [16]byte
+	fillRequestID(&b)
+	return string(b[:])
+}
+
+// fillRequestID writes a new request id into b.
+func fillRequestID(b *[16]byte) {
+	const digits = "0123456789abcdef"
 	v := rand.Uint64()
 	for i := len(b) - 1; i >= 0; i-- {
 		b[i] = digits[v&0xf]
 		v >>= 4
 	}
-	return string(b[:])
 }
 
 // accessLog is the outermost middleware: it gives the request an id,
@@ -73,11 +89,13 @@ func newRequestID() string {
 // header or body is logged.
 func (s *Server) accessLog(c *fiber.Ctx) error {
 	start := time.Now()
-	id := c.Get(HeaderRequestID)
-	if !validRequestID(id) {
-		id = newRequestID()
+	r := &reqID{s: c.Get(HeaderRequestID)}
+	if !validRequestID(r.s) {
+		fillRequestID(&r.b)
+		r.s = unsafe.String(&r.b[0], len(r.b)) // r.b is not written again
 	}
-	c.Locals(requestIDKey, id)
+	id := r.s
+	c.Locals(requestIDKey, r)
 	// id is a plain token (validRequestID or hex): nothing for Set's
 	// newline removal to remove.
 	c.Response().Header.SetCanonical(canonRequestID, utils.UnsafeBytes(id))
