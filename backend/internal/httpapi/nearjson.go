@@ -134,6 +134,25 @@ func appendRFC3339(b []byte, t time.Time) []byte {
 	return append(appendCivil(b, u), 'Z')
 }
 
+// appendFraction writes frac, a fraction of digits (at most 9) decimal
+// places, as '.' and its digits without trailing zeros; nothing for 0.
+func appendFraction(b []byte, frac uint64, digits int) []byte {
+	if frac == 0 {
+		return b
+	}
+	for frac%10 == 0 {
+		frac /= 10
+		digits--
+	}
+	var d [10]byte
+	d[0] = '.'
+	for i := digits; i > 0; i-- {
+		d[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	return append(b, d[:digits+1]...)
+}
+
 // appendRFC3339Nano writes t.Format(time.RFC3339Nano) (t's own zone) for
 // the years 1-9999; other years go through time's own formatting.
 func appendRFC3339Nano(b []byte, t time.Time) []byte {
@@ -143,20 +162,7 @@ func appendRFC3339Nano(b []byte, t time.Time) []byte {
 		return t.AppendFormat(b, time.RFC3339Nano)
 	}
 	b = appendCivil(b, u)
-	if ns := t.Nanosecond(); ns != 0 {
-		digits := 9
-		for ns%10 == 0 {
-			ns /= 10
-			digits--
-		}
-		var d [10]byte
-		d[0] = '.'
-		for i := digits; i > 0; i-- {
-			d[i] = byte('0' + ns%10)
-			ns /= 10
-		}
-		b = append(b, d[:digits+1]...)
-	}
+	b = appendFraction(b, uint64(t.Nanosecond()), 9)
 	if off == 0 {
 		return append(b, 'Z')
 	}
@@ -293,21 +299,7 @@ func appendJSONFloat(b []byte, f float64) []byte {
 			}
 			u := uint64(n)
 			b = strconv.AppendUint(b, u/1e7, 10)
-			if frac := u % 1e7; frac != 0 {
-				digits := 7
-				for frac%10 == 0 {
-					frac /= 10
-					digits--
-				}
-				var d [8]byte
-				d[0] = '.'
-				for i := digits; i > 0; i-- {
-					d[i] = byte('0' + frac%10)
-					frac /= 10
-				}
-				b = append(b, d[:digits+1]...)
-			}
-			return b
+			return appendFraction(b, u%1e7, 7)
 		}
 	}
 	return appendJSONFloatShortest(b, f)
