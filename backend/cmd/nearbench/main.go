@@ -29,6 +29,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -145,7 +146,7 @@ func fleet(ctx context.Context, uri, dbName string, n int, seed uint64) error {
 			couriers = append(couriers, bson.M{"_id": id, "name": "Bench " + strconv.Itoa(i),
 				"vehicle": "scooter", "capacity": 2, "on_shift": true, "shift_from": now.Add(-time.Hour), "created_at": now.Add(-time.Hour)})
 			states = append(states, mongostore.CourierState{CourierID: id, Seq: 1,
-				Lat: minLat + rng.Float64()*(maxLat-minLat), Lng: minLng + rng.Float64()*(maxLng-minLng),
+				Lat: wireDegrees(minLat + rng.Float64()*(maxLat-minLat)), Lng: wireDegrees(minLng + rng.Float64()*(maxLng-minLng)),
 				AccuracyM: 5, SpeedMPS: 3, Heading: 90, Battery: 80, T: now.Add(-time.Second), SeenAt: now, Online: true})
 		}
 		ordered := options.InsertMany().SetOrdered(false)
@@ -159,6 +160,13 @@ func fleet(ctx context.Context, uri, dbName string, n int, seed uint64) error {
 	fmt.Printf("fleet: %d couriers on shift with a position, written in %v\n", n, time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// wireDegrees is d as a fix from the wire holds it: a whole number of
+// 1e-6 degree (shared/wire's position codec), the precision of every
+// position a running backend saves. A random float64 has 17 significant
+// digits no device sends, and would make the answer's JSON pay for a
+// shortest-float search real positions never need.
+func wireDegrees(d float64) float64 { return math.Round(d*1e6) / 1e6 }
 
 // bareBody is a near= answer's size (5 couriers with names, ~1.4 kB).
 var bareBody = func() []byte {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -73,7 +74,10 @@ func newNearFixture(tb testing.TB, n int) *nearFixture {
 	now := time.Now()
 	for i := range n {
 		id := fmt.Sprintf("bench-courier-%06d", i)
-		f := wire.Fix{Seq: 1, Time: now.Add(-time.Second), Lat: 33.45 + rng.Float64()*0.2, Lng: -7.75 + rng.Float64()*0.3,
+		// Positions in whole 1e-6 degrees, as fixes from the wire are (and
+		// as nearbench's fleet writes them).
+		f := wire.Fix{Seq: 1, Time: now.Add(-time.Second),
+			Lat: math.Round((33.45+rng.Float64()*0.2)*1e6) / 1e6, Lng: math.Round((-7.75+rng.Float64()*0.3)*1e6) / 1e6,
 			Accuracy: 5, Speed: 3, Heading: 90, Battery: 80}
 		if _, err := idx.Update(id, f, now); err != nil {
 			tb.Fatal(err)
