@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"mime"
 	"net/http"
 	"net/http/httptest"
@@ -343,4 +344,54 @@ func FuzzQueryInt(f *testing.F) {
 			t.Fatalf("limit=%q: status %d %s", v, res.StatusCode, out)
 		}
 	})
+}
+
+// TestParsePlainDecimalMatchesStrconv checks the short way of
+// parseDegrees against strconv bit for bit (the sign of zero included),
+// over decimals of every length it takes and some it must leave.
+func TestParsePlainDecimalMatchesStrconv(t *testing.T) {
+	cases := []string{"0", "-0", "+0", "0.0", "-0.000", "5.", ".5", "-.5", "33.571234", "-7.612345", "90", "-180",
+		"180.000000000001", "123456789012345", "1234567890123456", "0.000000000000001", "0.0000000000000001",
+		"999999999999999", "9007199254740993", "0.1", "0.3", "1.7976931348623157", "", "-", "+", ".", "-.", "1..2",
+		"1.2.3", " 1", "1 ", "1e5", "0x10", "1_0", "inf", "NaN", "--1", "+-1", "1-"}
+	rng := rand.New(rand.NewPCG(17, 17))
+	for range 200_000 {
+		var b []byte
+		switch rng.IntN(3) {
+		case 0:
+			b = append(b, '-')
+		case 1:
+			b = append(b, '+')
+		}
+		for range rng.IntN(9) {
+			b = append(b, byte('0'+rng.IntN(10)))
+		}
+		if rng.IntN(4) != 0 {
+			b = append(b, '.')
+			for range rng.IntN(12) {
+				b = append(b, byte('0'+rng.IntN(10)))
+			}
+		}
+		cases = append(cases, string(b))
+	}
+	taken := 0
+	for _, s := range cases {
+		got, ok := parsePlainDecimal(s)
+		want, err := strconv.ParseFloat(s, 64)
+		if !ok {
+			// Left to strconv: fine, as long as the short way takes what it should.
+			if digits := strings.Count(s, "") - 1 - strings.Count(s, ".") - strings.Count(s, "-") - strings.Count(s, "+"); err == nil && digits <= 15 &&
+				strings.Trim(s, "+-.0123456789") == "" && strings.Count(s, ".") <= 1 && strings.LastIndexAny(s, "+-") <= 0 {
+				t.Errorf("parsePlainDecimal(%q) refused a plain decimal", s)
+			}
+			continue
+		}
+		taken++
+		if err != nil || math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("parsePlainDecimal(%q) = %v (%#x), strconv: %v (%#x), %v", s, got, math.Float64bits(got), want, math.Float64bits(want), err)
+		}
+	}
+	if taken < len(cases)/2 {
+		t.Fatalf("the short way took only %d of %d", taken, len(cases))
+	}
 }
