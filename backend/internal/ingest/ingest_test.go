@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/tawsil/tawsil/backend/internal/geo"
 	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/metrics"
 	"github.com/tawsil/tawsil/backend/internal/mongostore"
@@ -426,5 +429,47 @@ func TestMessageAppliedAsOneBatch(t *testing.T) {
 		if !ok || p.Late != (s == 2) {
 			t.Fatalf("seq %d stored %v late %v", s, ok, p.Late)
 		}
+	}
+}
+
+// plausible's trigonometry-free bound settles most fixes; its answer must be
+// the exact distance's, at the limit too (distances scaled to just under
+// and over it), near the poles and across the antimeridian.
+func TestPlausibleBoundIsExact(t *testing.T) {
+	p := New(topic.DefaultPrefix, Policy{MaxSpeedMPS: 50}, livemap.New(), nil, nil, nil, metrics.New(func() float64 { return 0 }))
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	exact := func(a, b wire.Fix) bool {
+		dt := clampTime(b.Time, now).Sub(clampTime(a.Time, now)).Seconds()
+		return dt >= 600 || geo.DistanceLatLngM(a.Lat, a.Lng, b.Lat, b.Lng) <= p.policy.MaxSpeedMPS*math.Max(dt, 2)
+	}
+	rng := rand.New(rand.NewPCG(17, 3))
+	fast := 0
+	for i := range 200_000 {
+		lat := []float64{33.57, -89.999, 89.9, 0, rng.Float64()*178 - 89}[i%5]
+		lng := []float64{-7.59, 179.9999, -179.9999, rng.Float64()*358 - 179}[i%4]
+		dt := time.Duration(rng.IntN(40_000)) * time.Millisecond
+		a := fixAt(1, 1, now.Add(-time.Minute), lat, lng)
+		b := fixAt(1, 2, a.Time.Add(dt), lat, lng)
+		// A step whose size is about the limit: scale k around 1.
+		limit := 50 * math.Max(dt.Seconds(), 2)
+		k := []float64{0.5, 0.999999, 1, 1.000001, 1.3, rng.Float64() * 2}[i%6]
+		dir := rng.Float64() * 2 * math.Pi
+		deg := k * limit / geo.EarthRadiusM * 180 / math.Pi
+		b.Lat = math.Max(-90, math.Min(90, lat+deg*math.Cos(dir)))
+		b.Lng = lng + deg*math.Sin(dir)/math.Max(math.Cos(lat*math.Pi/180), 1e-3)
+		if b.Lng > 180 {
+			b.Lng -= 360
+		} else if b.Lng < -180 {
+			b.Lng += 360
+		}
+		if got, want := p.plausible(a, b, now), exact(a, b); got != want {
+			t.Fatalf("plausible(%+v, %+v) = %v, exact %v", a, b, got, want)
+		}
+		if geo.EarthRadiusM*(math.Pi/180)*(math.Abs(b.Lat-a.Lat)+math.Abs(b.Lng-a.Lng))*(1+1e-9)+1e-6 <= limit {
+			fast++
+		}
+	}
+	if fast < 10_000 { // the bound must take part, or the test proves nothing about it
+		t.Fatalf("the bound settled only %d cases", fast)
 	}
 }
