@@ -161,17 +161,32 @@ func groupPositions(batches [][]Position) [][]Position {
 	index := map[recentKey]int{}
 	var sizes []int
 	var keys []recentKey
-	for _, ps := range batches {
+	group := func(k recentKey) int {
+		g, ok := index[k]
+		if !ok {
+			g = len(sizes)
+			index[k] = g
+			sizes = append(sizes, 0)
+			keys = append(keys, k)
+		}
+		return g
+	}
+	// A batch is one message: one courier, nearly always one epoch. Such a
+	// batch is looked up and copied whole (a lookup per fix, hashing the
+	// courier id, was most of the grouping's time).
+	whole := make([]int, len(batches)) // the group of a one-key batch, else -1
+	for b, ps := range batches {
+		whole[b] = -1
+		if len(ps) == 0 {
+			continue
+		}
+		if oneKey(ps) {
+			whole[b] = group(recentKey{ps[0].CourierID, ps[0].Epoch})
+			sizes[whole[b]] += len(ps)
+			continue
+		}
 		for i := range ps {
-			k := recentKey{ps[i].CourierID, ps[i].Epoch}
-			g, ok := index[k]
-			if !ok {
-				g = len(sizes)
-				index[k] = g
-				sizes = append(sizes, 0)
-				keys = append(keys, k)
-			}
-			sizes[g]++
+			sizes[group(recentKey{ps[i].CourierID, ps[i].Epoch})]++
 		}
 	}
 	total := 0
@@ -184,7 +199,11 @@ func groupPositions(batches [][]Position) [][]Position {
 		groups[g] = all[len(all) : len(all) : len(all)+n]
 		all = all[:len(all)+n]
 	}
-	for _, ps := range batches {
+	for b, ps := range batches {
+		if g := whole[b]; g >= 0 {
+			groups[g] = append(groups[g], ps...)
+			continue
+		}
 		for i := range ps {
 			g := index[recentKey{ps[i].CourierID, ps[i].Epoch}]
 			groups[g] = append(groups[g], ps[i])
@@ -202,6 +221,17 @@ func groupPositions(batches [][]Position) [][]Position {
 		out[i] = sortedBySeq(groups[g])
 	}
 	return out
+}
+
+// oneKey reports whether every fix of ps (not empty) has ps[0]'s courier
+// and epoch.
+func oneKey(ps []Position) bool {
+	for i := 1; i < len(ps); i++ {
+		if ps[i].Epoch != ps[0].Epoch || ps[i].CourierID != ps[0].CourierID {
+			return false
+		}
+	}
+	return true
 }
 
 // sortedBySeq sorts one courier and epoch's fixes by seq (stable: the first
