@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
@@ -119,5 +121,42 @@ func TestLongDataDir(t *testing.T) {
 	srv.Close()
 	if _, err := os.Stat(filepath.Dir(srv.Socket())); !os.IsNotExist(err) {
 		t.Errorf("temporary socket dir left behind: %v", err)
+	}
+}
+
+// withLZ4 leaves a URL that chooses the compression, a keyword/value string
+// and an unreachable server's URL as given; with a server (TAWSIL_TEST_PG_URL)
+// it adds lz4, which the server then uses for the session.
+func TestWithLZ4(t *testing.T) {
+	ctx := context.Background()
+	for _, raw := range []string{
+		"postgres://u:p@127.0.0.1:5432/db?default_toast_compression=pglz&pool_max_conns=9",
+		"host=127.0.0.1 user=u dbname=db",
+		"postgres://u:p@127.0.0.1:1/db?sslmode=disable&pool_max_conns=9", // nothing listens on port 1
+	} {
+		if got := withLZ4(ctx, raw, nil); got != raw {
+			t.Errorf("withLZ4(%q) = %q, want it unchanged", raw, got)
+		}
+	}
+	raw := os.Getenv("TAWSIL_TEST_PG_URL")
+	if raw == "" {
+		t.Skip("TAWSIL_TEST_PG_URL not set: no PostgreSQL to ask")
+	}
+	got := withLZ4(ctx, raw+"&pool_max_conns=9", nil) // a pool parameter must not spoil the probe
+	if !strings.Contains(got, "default_toast_compression=lz4") {
+		t.Fatalf("withLZ4 = %q: no lz4", got)
+	}
+	cfg, err := pgxpool.ParseConfig(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var v string
+	if err := c.QueryRow(ctx, "SHOW default_toast_compression").Scan(&v); err != nil || v != "lz4" {
+		t.Fatalf("session default_toast_compression = %q, %v", v, err)
 	}
 }
