@@ -134,6 +134,13 @@ func TestCourierRecordLayout(t *testing.T) {
 	if off := unsafe.Offsetof(courier{}.fix); off != 64 {
 		t.Errorf("fix at offset %d, want 64 (line 1)", off)
 	}
+	// The addresses an update goes on to share line 0 with the id.
+	for name, off := range map[string]uintptr{"t": unsafe.Offsetof(courier{}.t), "ep": unsafe.Offsetof(courier{}.ep),
+		"geom": unsafe.Offsetof(courier{}.geom), "idBuf": unsafe.Offsetof(courier{}.idBuf)} {
+		if off >= 64 {
+			t.Errorf("%s at offset %d, want line 0", name, off)
+		}
+	}
 	if n := unsafe.Sizeof(cellGeom{}); n != 256 {
 		t.Errorf("cell geometry is %d bytes, want 256 (see the comment on cellGeom)", n)
 	}

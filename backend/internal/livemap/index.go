@@ -30,24 +30,23 @@ const (
 
 // courier is the record of one courier: 256 bytes, so that records are
 // cache-line aligned (Go's 256-byte size class), laid out in the order an
-// Update reads and writes them: the id and where the entry sits (line 0),
-// the fix (lines 1-2), the unit vector (line 2), last seen and the res-9
-// cell (line 3). The grid cell is not kept: it is gridCell of the fix. A
-// short id lives inside the record, so that the id map's key comparison
-// touches the line the update needs anyway. TestCourierRecordLayout holds
-// the size.
+// Update reads and writes them. Line 0 holds the id and every address the
+// update goes on to (tile, grid entry, res-9 cell), so that the id map's
+// key comparison, which needs that line anyway, is the last miss before
+// all the others can be asked for at once (see prefetch); then the fix
+// (lines 1-2), the unit vector (line 2), last seen and where the entry
+// sits (line 3). The grid cell is not kept: it is gridCell of the fix. A
+// short id lives inside the record. TestCourierRecordLayout holds the
+// size and the lines.
 type courier struct {
 	id string
 	// ep is the address of the courier's grid entry while it has one, kept
 	// by cellLists.add and remove: a hint for prefetch only, never
 	// dereferenced (it may be stale; a uintptr keeps nothing alive).
 	ep       atomic.Uintptr
-	idBuf    [24]byte // id's bytes when it fits (a 24-hex ObjectID does)
-	t        *tile    // grid tile while hasFix
-	pos      int32    // index in t.cells[slot][list], under t.mu
-	slot     uint16   // cell within t
-	list     uint8    // listOf(class), under t.mu
-	hasFix   bool
+	idBuf    [24]byte  // id's bytes when it fits (a 24-hex ObjectID does)
+	t        *tile     // grid tile while hasFix
+	geom     *cellGeom // res-9 cell of fix (nil without a fix)
 	fix      wire.Fix
 	v        vec3    // unit vector of fix
 	c9       h3.Cell // geom's cell, here for snapshots (0 without a fix)
@@ -57,7 +56,10 @@ type courier struct {
 	load     int32
 	capacity int32
 	lastSeen time.Time
-	geom     *cellGeom // res-9 cell of fix (nil without a fix)
+	pos      int32  // index in t.cells[slot][list], under t.mu
+	slot     uint16 // cell within t
+	list     uint8  // listOf(class), under t.mu
+	hasFix   bool
 	vehicle  string
 	hash     uint64 // of id
 }
@@ -132,8 +134,14 @@ func (s *idShard) get(h uint64, id string) *courier {
 		if sl.c == nil {
 			return nil
 		}
-		if sl.h == h && sl.c.id == id {
-			return sl.c
+		if sl.h == h {
+			// The rest of the record is asked for with line 0, which
+			// the comparison reads: an update needs all four.
+			p := uintptr(unsafe.Pointer(sl.c))
+			prefetch4(p+64, p+128, p+192, 0)
+			if sl.c.id == id {
+				return sl.c
+			}
 		}
 	}
 }
@@ -382,9 +390,10 @@ func release(hold **tile) {
 	}
 }
 
-// prefetch asks for the lines an update of c needs beyond c itself, at
-// once rather than one miss after the other: the tile's lock, the grid
-// entry, the cell geometry.
+// prefetch asks for the lines an update of c needs beyond c's record
+// (whose lines idShard.get asked for), at once rather than one miss after
+// the other: the tile's lock, the grid entry, the cell geometry. Their
+// addresses are all on line 0, which the id comparison has just read.
 func (c *courier) prefetch() {
 	prefetch4(uintptr(unsafe.Pointer(c.t)), c.ep.Load(), uintptr(unsafe.Pointer(c.geom)), 0)
 }
