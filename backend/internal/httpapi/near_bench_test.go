@@ -50,6 +50,7 @@ func (discardLines) JSONLines() io.Writer { return io.Discard }
 // index of 50,000 available couriers with names, as cmd/nearbench loads it.
 type nearFixture struct {
 	s      *Server
+	idx    *livemap.Index
 	token  string
 	bearer []byte // "Bearer " + token
 	names  map[string]string
@@ -103,7 +104,7 @@ func newNearFixture(tb testing.TB, n int) *nearFixture {
 				out[i] = names[id]
 			}
 		}})
-	return &nearFixture{s: s, token: token, bearer: []byte("Bearer " + token), names: names}
+	return &nearFixture{s: s, idx: idx, token: token, bearer: []byte("Bearer " + token), names: names}
 }
 
 // nearRequest writes request i of nearbench's sequence (the same query

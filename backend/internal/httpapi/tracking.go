@@ -272,7 +272,7 @@ func (t Tracking) listCouriers(c *fiber.Ctx) error {
 		if err != nil {
 			return badRequest("status must be offline, available, busy or on_break")
 		}
-		f.Statuses = []livemap.Status{status}
+		f.Statuses = statusFilter(status)
 		if status == livemap.StatusAvailable {
 			f.Online, f.OnShift = true, true
 		}
@@ -327,6 +327,24 @@ func (t Tracking) listCouriers(c *fiber.Ctx) error {
 		out = append(out, t.named(courierOut(lc, 0, false)))
 	}
 	return c.JSON(fiber.Map{"couriers": out, "next": next})
+}
+
+// oneStatus is a one-status list per status the index names, made once:
+// a filter's Statuses is only read (by the index and matches), so the
+// lists are shared rather than made per request.
+var oneStatus = func() (t [len(statusJSON)][]livemap.Status) {
+	for i := range t {
+		t[i] = []livemap.Status{livemap.Status(i)}
+	}
+	return t
+}()
+
+// statusFilter is []livemap.Status{st}, shared when st is a known status.
+func statusFilter(st livemap.Status) []livemap.Status {
+	if int(st) < len(oneStatus) {
+		return oneStatus[st][:1:1] // full: an append elsewhere copies
+	}
+	return []livemap.Status{st}
 }
 
 func matches(c livemap.Courier, f livemap.Filter) bool {
