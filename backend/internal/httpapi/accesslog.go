@@ -15,6 +15,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/utils"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tawsil/tawsil/backend/internal/auth"
 )
 
 // HeaderRequestID carries the request id: taken from the client when it is
@@ -34,19 +36,31 @@ var (
 )
 
 // reqID is a request's id as the access log keeps it in the request's
-// locals: one allocation for a made id's bytes and the value the locals
-// hold (a string there would be a second one, its boxing).
+// locals, and the request's principal once authn has verified its token:
+// one allocation for a made id's bytes, the principal and the value the
+// locals hold (a string or a Principal there would each be another, their
+// boxing). Made afresh for every request, never pooled: nothing of one
+// request's principal can reach another.
 type reqID struct {
-	s string   // the id
-	b [16]byte // a made id's digits (s points here)
+	s      string   // the id
+	b      [16]byte // a made id's digits (s points here)
+	authed bool     // p is set
+	p      auth.Principal
 }
 
 // requestID returns the request's id ("" outside the access log middleware).
 func requestID(c *fiber.Ctx) string {
-	if r, _ := c.Locals(requestIDKey).(*reqID); r != nil {
+	if r := requestOf(c); r != nil {
 		return r.s
 	}
 	return ""
+}
+
+// requestOf returns what the access log keeps of the request (nil outside
+// the access log middleware).
+func requestOf(c *fiber.Ctx) *reqID {
+	r, _ := c.Locals(requestIDKey).(*reqID)
+	return r
 }
 
 func validRequestID(id string) bool {

@@ -49,11 +49,13 @@ func (discardLines) JSONLines() io.Writer { return io.Discard }
 // (access log, recover, metrics, no-store, authn, role check) over a live
 // index of 50,000 available couriers with names, as cmd/nearbench loads it.
 type nearFixture struct {
-	s      *Server
-	idx    *livemap.Index
-	token  string
-	bearer []byte // "Bearer " + token
-	names  map[string]string
+	s     *Server
+	idx   *livemap.Index
+	token string // a dispatcher's
+	// courierToken is a courier's (bench-courier-000001), whom near= refuses.
+	courierToken string
+	bearer       []byte // "Bearer " + token
+	names        map[string]string
 }
 
 func newNearFixture(tb testing.TB, n int) *nearFixture {
@@ -63,9 +65,14 @@ func newNearFixture(tb testing.TB, n int) *nearFixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	store := userStore{users: map[string]account.User{"u-disp": {ID: "u-disp", Role: auth.RoleDispatcher, TokenVersion: 1}}}
+	store := userStore{users: map[string]account.User{"u-disp": {ID: "u-disp", Role: auth.RoleDispatcher, TokenVersion: 1},
+		"u-cour": {ID: "u-cour", Role: auth.RoleCourier, CourierID: "bench-courier-000001", TokenVersion: 1}}}
 	accounts := account.NewService(store, tokens, time.Hour, 4, slog.New(slog.DiscardHandler))
 	token, _, err := tokens.Sign(auth.Principal{UserID: "u-disp", Role: auth.RoleDispatcher, TokenVersion: 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	courierToken, _, err := tokens.Sign(auth.Principal{UserID: "u-cour", Role: auth.RoleCourier, CourierID: "bench-courier-000001", TokenVersion: 1})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -104,7 +111,7 @@ func newNearFixture(tb testing.TB, n int) *nearFixture {
 				out[i] = names[id]
 			}
 		}})
-	return &nearFixture{s: s, idx: idx, token: token, bearer: []byte("Bearer " + token), names: names}
+	return &nearFixture{s: s, idx: idx, token: token, courierToken: courierToken, bearer: []byte("Bearer " + token), names: names}
 }
 
 // nearRequest writes request i of nearbench's sequence (the same query

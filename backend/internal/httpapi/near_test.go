@@ -61,3 +61,27 @@ func TestNearStatusFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestNearPrincipalPerRequest: the role check sees each request's own
+// principal (kept in the access log's record of the request), whatever
+// the requests before it on the same server were.
+func TestNearPrincipalPerRequest(t *testing.T) {
+	fx := newNearFixture(t, 50)
+	for i, tc := range []struct {
+		token string
+		want  int
+	}{{fx.token, 200}, {fx.courierToken, 403}, {"", 401}, {fx.token, 200}, {"", 401}, {fx.courierToken, 403}, {fx.token, 200}} {
+		req := httptest.NewRequest("GET", "/v1/couriers?near=33.55,-7.6&limit=5", nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		res, err := fx.s.App().Test(req, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.want {
+			t.Fatalf("request %d: status %d, want %d", i, res.StatusCode, tc.want)
+		}
+	}
+}

@@ -203,8 +203,19 @@ func (s *Server) authn(c *fiber.Ctx) error {
 		}
 		return err
 	}
-	c.Locals(principalKey, p)
+	setPrincipal(c, p)
 	return c.Next()
+}
+
+// setPrincipal keeps the request's verified principal: in the access log's
+// record of the request when there is one (no allocation), else in the
+// locals.
+func setPrincipal(c *fiber.Ctx, p auth.Principal) {
+	if r := requestOf(c); r != nil {
+		r.p, r.authed = p, true
+		return
+	}
+	c.Locals(principalKey, p)
 }
 
 // need requires one of the roles.
@@ -220,7 +231,12 @@ func (s *Server) need(roles ...auth.Role) fiber.Handler {
 	}
 }
 
+// principal is the principal authn verified for the request (zero before
+// or without authn).
 func principal(c *fiber.Ctx) auth.Principal {
+	if r := requestOf(c); r != nil && r.authed {
+		return r.p
+	}
 	p, _ := c.Locals(principalKey).(auth.Principal)
 	return p
 }
