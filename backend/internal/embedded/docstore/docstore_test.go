@@ -142,7 +142,11 @@ func TestWithLZ4(t *testing.T) {
 	if raw == "" {
 		t.Skip("TAWSIL_TEST_PG_URL not set: no PostgreSQL to ask")
 	}
-	got := withLZ4(ctx, raw+"&pool_max_conns=9", nil) // a pool parameter must not spoil the probe
+	sep := "?"
+	if strings.Contains(raw, "?") {
+		sep = "&"
+	}
+	got := withLZ4(ctx, raw+sep+"pool_max_conns=9", nil) // a pool parameter must not spoil the probe
 	if !strings.Contains(got, "default_toast_compression=lz4") {
 		t.Fatalf("withLZ4 = %q: no lz4", got)
 	}
