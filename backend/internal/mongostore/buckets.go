@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"strconv"
 	"sync"
@@ -58,30 +57,41 @@ func bucketIndexes() []mongo.IndexModel {
 }
 
 // newBucket packs ps (one courier and epoch, sorted by seq, at least one).
-func newBucket(ps []Position) bucketDoc {
-	b := bucketDoc{Courier: ps[0].CourierID, Epoch: ps[0].Epoch, S0: ps[0].Seq, S1: ps[0].Seq, T0: ps[0].T, T1: ps[0].T, N: len(ps), V: fixpackVersion}
-	h := fnv.New64a()
-	var buf [8]byte
-	for i := range ps {
-		b.S0, b.S1 = min(b.S0, ps[i].Seq), max(b.S1, ps[i].Seq)
-		if ps[i].T.Before(b.T0) {
-			b.T0 = ps[i].T
+func newBucket(ps []Position) bucketDoc { return packRuns([][]Position{ps}) }
+
+// packRuns packs the fixes of runs, one run after the other (one courier
+// and epoch, in seq order, at least one fix): the bucket newBucket makes of
+// them put end to end, without copying them there.
+func packRuns(runs [][]Position) bucketDoc {
+	runs = slices.DeleteFunc(slices.Clone(runs), func(r []Position) bool { return len(r) == 0 })
+	first := &runs[0][0]
+	b := bucketDoc{Courier: first.CourierID, Epoch: first.Epoch, S0: first.Seq, S1: first.Seq, T0: first.T, T1: first.T, V: fixpackVersion}
+	// FNV-64a of the seqs, 8 bytes each, little-endian (hash/fnv's, inline).
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	for _, ps := range runs {
+		b.N += len(ps)
+		for i := range ps {
+			b.S0, b.S1 = min(b.S0, ps[i].Seq), max(b.S1, ps[i].Seq)
+			if ps[i].T.Before(b.T0) {
+				b.T0 = ps[i].T
+			}
+			if ps[i].T.After(b.T1) {
+				b.T1 = ps[i].T
+			}
+			s := ps[i].Seq
+			for k := range 8 {
+				h ^= uint64(byte(s >> (8 * k)))
+				h *= prime64
+			}
 		}
-		if ps[i].T.After(b.T1) {
-			b.T1 = ps[i].T
-		}
-		s := ps[i].Seq
-		for k := range buf {
-			buf[k] = byte(s >> (8 * k))
-		}
-		h.Write(buf[:])
 	}
 	// BSON dates keep milliseconds: so do the bounds, or a fix at t1 could
 	// fall just outside its own bucket's range.
 	b.T0, b.T1 = b.T0.Truncate(time.Millisecond), b.T1.Truncate(time.Millisecond)
-	b.P = appendFixes(make([]byte, 0, 20*len(ps)), ps, b.S0, b.T0)
+	b.P = appendFixes(make([]byte, 0, 20*b.N), runs, b.S0, b.T0)
 	b.ID = b.Courier + ":" + strconv.FormatUint(b.Epoch, 10) + ":" + strconv.FormatUint(b.S0, 10) + "-" +
-		strconv.FormatUint(b.S1, 10) + ":" + strconv.FormatUint(h.Sum64(), 36)
+		strconv.FormatUint(b.S1, 10) + ":" + strconv.FormatUint(h, 36)
 	return b
 }
 
@@ -109,20 +119,22 @@ func (s *Store) InsertPositions(ctx context.Context, ps []Position) (inserted in
 // (a history flush: one batch per message), without first copying them
 // into one slice.
 func (s *Store) InsertPositionBatches(ctx context.Context, batches [][]Position) (inserted int, err error) {
-	groups := groupPositions(batches)
 	var docs []any
 	var sizes []int
-	var stored [][]Position
-	for _, g := range groups {
-		g = s.recent.unwritten(g)
-		if len(g) == 0 {
+	var stored [][][]Position
+	for _, runs := range groupRuns(batches) {
+		if !increasing(runs) { // out of order, or copies of a fix: sorted and compacted, in a new slice
+			runs = [][]Position{sortedBySeq(slices.Concat(runs...))}
+		}
+		runs = s.recent.unwritten(runs)
+		if len(runs) == 0 {
 			continue
 		}
-		stored = append(stored, g)
-		for i := 0; i < len(g); i += bucketMax {
-			chunk := g[i:min(i+bucketMax, len(g))]
-			docs = append(docs, newBucket(chunk))
-			sizes = append(sizes, len(chunk))
+		stored = append(stored, runs)
+		for _, chunk := range chunkRuns(runs, bucketMax) {
+			b := packRuns(chunk)
+			docs = append(docs, b)
+			sizes = append(sizes, b.N)
 		}
 	}
 	if len(docs) == 0 {
@@ -150,63 +162,33 @@ func (s *Store) InsertPositionBatches(ctx context.Context, batches [][]Position)
 	return 0, fmt.Errorf("insert history buckets: %w", err)
 }
 
-// groupPositions splits the batches' fixes into one group per courier and
-// epoch, the groups ordered by courier and epoch, each sorted by seq with
-// the copies of a fix (a redelivery that caught up with its first
-// delivery) dropped, the first received kept. The groups are new slices,
-// sized in a first pass: the batches are not changed. A history flush holds
-// many messages of a few couriers, each message already in seq order:
-// grouping is linear where a sort of the whole flush was not.
-func groupPositions(batches [][]Position) [][]Position {
+// groupRuns splits the batches' fixes into one group per courier and epoch,
+// ordered by courier and epoch, each the group's runs of fixes as they came
+// (views of the batches: a flush's fixes are not copied). A batch is one
+// message: one courier, nearly always one epoch, taken whole.
+func groupRuns(batches [][]Position) [][][]Position {
 	index := map[recentKey]int{}
-	var sizes []int
 	var keys []recentKey
-	group := func(k recentKey) int {
+	var groups [][][]Position
+	add := func(run []Position) {
+		k := recentKey{run[0].CourierID, run[0].Epoch}
 		g, ok := index[k]
 		if !ok {
-			g = len(sizes)
+			g = len(groups)
 			index[k] = g
-			sizes = append(sizes, 0)
 			keys = append(keys, k)
+			groups = append(groups, nil)
 		}
-		return g
+		groups[g] = append(groups[g], run)
 	}
-	// A batch is one message: one courier, nearly always one epoch. Such a
-	// batch is looked up and copied whole (a lookup per fix, hashing the
-	// courier id, was most of the grouping's time).
-	whole := make([]int, len(batches)) // the group of a one-key batch, else -1
-	for b, ps := range batches {
-		whole[b] = -1
-		if len(ps) == 0 {
-			continue
-		}
-		if oneKey(ps) {
-			whole[b] = group(recentKey{ps[0].CourierID, ps[0].Epoch})
-			sizes[whole[b]] += len(ps)
-			continue
-		}
-		for i := range ps {
-			sizes[group(recentKey{ps[i].CourierID, ps[i].Epoch})]++
-		}
-	}
-	total := 0
-	for _, n := range sizes {
-		total += n
-	}
-	all := make([]Position, 0, total) // one allocation, cut into the groups
-	groups := make([][]Position, len(sizes))
-	for g, n := range sizes {
-		groups[g] = all[len(all) : len(all) : len(all)+n]
-		all = all[:len(all)+n]
-	}
-	for b, ps := range batches {
-		if g := whole[b]; g >= 0 {
-			groups[g] = append(groups[g], ps...)
-			continue
-		}
-		for i := range ps {
-			g := index[recentKey{ps[i].CourierID, ps[i].Epoch}]
-			groups[g] = append(groups[g], ps[i])
+	for _, ps := range batches {
+		for i := 0; i < len(ps); {
+			j := i + 1
+			for j < len(ps) && ps[j].Epoch == ps[i].Epoch && ps[j].CourierID == ps[i].CourierID {
+				j++
+			}
+			add(ps[i:j:j])
+			i = j
 		}
 	}
 	order := make([]int, len(groups))
@@ -216,22 +198,48 @@ func groupPositions(batches [][]Position) [][]Position {
 	slices.SortFunc(order, func(a, b int) int {
 		return cmp.Or(cmp.Compare(keys[a].courier, keys[b].courier), cmp.Compare(keys[a].epoch, keys[b].epoch))
 	})
-	out := make([][]Position, len(groups))
+	out := make([][][]Position, len(groups))
 	for i, g := range order {
-		out[i] = sortedBySeq(groups[g])
+		out[i] = groups[g]
 	}
 	return out
 }
 
-// oneKey reports whether every fix of ps (not empty) has ps[0]'s courier
-// and epoch.
-func oneKey(ps []Position) bool {
-	for i := 1; i < len(ps); i++ {
-		if ps[i].Epoch != ps[0].Epoch || ps[i].CourierID != ps[0].CourierID {
-			return false
+// increasing reports whether the runs' fixes, end to end, have strictly
+// increasing seqs: in order, no fix twice (what sortedBySeq would leave as
+// it is).
+func increasing(runs [][]Position) bool {
+	first, prev := true, uint64(0)
+	for _, ps := range runs {
+		for i := range ps {
+			if !first && ps[i].Seq <= prev {
+				return false
+			}
+			first, prev = false, ps[i].Seq
 		}
 	}
 	return true
+}
+
+// chunkRuns cuts runs into chunks of at most max fixes, in order.
+func chunkRuns(runs [][]Position, max int) [][][]Position {
+	var out [][][]Position
+	var cur [][]Position
+	n := 0
+	for _, run := range runs {
+		for len(run) > 0 {
+			take := min(len(run), max-n)
+			cur = append(cur, run[:take:take])
+			run, n = run[take:], n+take
+			if n == max {
+				out, cur, n = append(out, cur), nil, 0
+			}
+		}
+	}
+	if n > 0 {
+		out = append(out, cur)
+	}
+	return out
 }
 
 // sortedBySeq sorts one courier and epoch's fixes by seq (stable: the first
@@ -266,42 +274,65 @@ const (
 	recentKeys = 200_000 // past this many keys the memory starts again
 )
 
-// unwritten returns the fixes of g (one courier and epoch, sorted by seq)
-// not known to be stored, in place.
-func (r *recentWrites) unwritten(g []Position) []Position {
-	r.mu.Lock()
-	runs := r.m[recentKey{g[0].CourierID, g[0].Epoch}]
-	r.mu.Unlock()
-	if len(runs) == 0 {
-		return g
-	}
-	return slices.DeleteFunc(g, func(p Position) bool {
-		for _, run := range runs {
-			if p.Seq >= run.from && p.Seq <= run.to {
-				return true
+// unwritten returns the runs of one group (one courier and epoch, in seq
+// order end to end) without the fixes known to be stored: runs itself when
+// there are none, else the rest in a new slice.
+func (r *recentWrites) unwritten(runs [][]Position) [][]Position {
+	lo, hi, n := uint64(0), uint64(0), 0
+	for _, ps := range runs {
+		if len(ps) > 0 {
+			if n == 0 {
+				lo = ps[0].Seq
 			}
+			hi = ps[len(ps)-1].Seq
+			n += len(ps)
 		}
-		return false
+	}
+	if n == 0 {
+		return nil
+	}
+	first := runs[0][0]
+	r.mu.Lock()
+	known := r.m[recentKey{first.CourierID, first.Epoch}]
+	r.mu.Unlock()
+	if !slices.ContainsFunc(known, func(run seqRun) bool { return run.from <= hi && run.to >= lo }) {
+		return runs
+	}
+	rest := slices.DeleteFunc(slices.Concat(runs...), func(p Position) bool {
+		return slices.ContainsFunc(known, func(run seqRun) bool { return p.Seq >= run.from && p.Seq <= run.to })
 	})
+	if len(rest) == 0 {
+		return nil
+	}
+	return [][]Position{rest}
 }
 
-// written records groups (each one courier and epoch, sorted by seq) as
-// stored.
-func (r *recentWrites) written(groups [][]Position) {
+// written records groups (each one courier and epoch's runs, in seq order
+// end to end) as stored.
+func (r *recentWrites) written(groups [][][]Position) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil || len(r.m) > recentKeys {
 		r.m = map[recentKey][]seqRun{}
 	}
-	for _, g := range groups {
-		k := recentKey{g[0].CourierID, g[0].Epoch}
-		for i := 0; i < len(g); {
-			j := i
-			for j+1 < len(g) && g[j+1].Seq == g[j].Seq+1 {
-				j++
+	for _, runs := range groups {
+		var k recentKey
+		cur, open := seqRun{}, false
+		for _, ps := range runs {
+			for i := range ps {
+				switch {
+				case !open:
+					k, cur, open = recentKey{ps[i].CourierID, ps[i].Epoch}, seqRun{ps[i].Seq, ps[i].Seq}, true
+				case ps[i].Seq == cur.to+1:
+					cur.to = ps[i].Seq
+				default:
+					r.m[k] = addRun(r.m[k], cur)
+					cur = seqRun{ps[i].Seq, ps[i].Seq}
+				}
 			}
-			r.m[k] = addRun(r.m[k], seqRun{g[i].Seq, g[j].Seq})
-			i = j + 1
+		}
+		if open {
+			r.m[k] = addRun(r.m[k], cur)
 		}
 	}
 }

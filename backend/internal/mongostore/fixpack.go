@@ -64,60 +64,63 @@ func optValue(u uint64, scale float64) float64 {
 	return float64(u-1) / scale
 }
 
-// appendFixes encodes ps (one courier and epoch) after dst. base is the
-// bucket's first seq and t0 its first device time: the deltas start there.
-func appendFixes(dst []byte, ps []Position, base uint64, t0 time.Time) []byte {
+// appendFixes encodes the fixes of runs, one run after the other (one
+// courier and epoch, in seq order), after dst. base is the bucket's first
+// seq and t0 its first device time: the deltas start there.
+func appendFixes(dst []byte, runs [][]Position, base uint64, t0 time.Time) []byte {
 	prevSeq, prevT, prevRT := base, t0.UnixMilli(), t0.UnixMilli()
 	var prevLat, prevLng int64
-	for i := range ps {
-		p := &ps[i]
-		var flags byte
-		if p.Late {
-			flags |= fpLate
-		}
-		lat, okLat := quantum(p.Lat, 1e7)
-		lng, okLng := quantum(p.Lng, 1e7)
-		acc, okAcc := optQuantum(p.AccuracyM, 10)
-		spd, okSpd := optQuantum(p.SpeedMPS, 100)
-		hdg, okHdg := optQuantum(p.HeadingDeg, 10)
-		for _, f := range []struct {
-			ok   bool
-			flag byte
-		}{{okLat, fpRawLat}, {okLng, fpRawLng}, {okAcc, fpRawAcc}, {okSpd, fpRawSpd}, {okHdg, fpRawHdg}} {
-			if !f.ok {
-				flags |= f.flag
+	for _, ps := range runs {
+		for i := range ps {
+			p := &ps[i]
+			var flags byte
+			if p.Late {
+				flags |= fpLate
 			}
-		}
-		dst = append(dst, flags)
-		dst = binary.AppendVarint(dst, int64(p.Seq-prevSeq))
-		t, rt := p.T.UnixMilli(), p.ReceivedAt.UnixMilli()
-		dst = binary.AppendVarint(dst, t-prevT)
-		dst = binary.AppendVarint(dst, rt-prevRT)
-		prevSeq, prevT, prevRT = p.Seq, t, rt
-		if okLat {
-			dst = binary.AppendVarint(dst, lat-prevLat)
-			prevLat = lat
-		} else {
-			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(p.Lat))
-		}
-		if okLng {
-			dst = binary.AppendVarint(dst, lng-prevLng)
-			prevLng = lng
-		} else {
-			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(p.Lng))
-		}
-		for _, f := range []struct {
-			ok bool
-			q  uint64
-			v  float64
-		}{{okAcc, acc, p.AccuracyM}, {okSpd, spd, p.SpeedMPS}, {okHdg, hdg, p.HeadingDeg}} {
-			if f.ok {
-				dst = binary.AppendUvarint(dst, f.q)
+			lat, okLat := quantum(p.Lat, 1e7)
+			lng, okLng := quantum(p.Lng, 1e7)
+			acc, okAcc := optQuantum(p.AccuracyM, 10)
+			spd, okSpd := optQuantum(p.SpeedMPS, 100)
+			hdg, okHdg := optQuantum(p.HeadingDeg, 10)
+			for _, f := range []struct {
+				ok   bool
+				flag byte
+			}{{okLat, fpRawLat}, {okLng, fpRawLng}, {okAcc, fpRawAcc}, {okSpd, fpRawSpd}, {okHdg, fpRawHdg}} {
+				if !f.ok {
+					flags |= f.flag
+				}
+			}
+			dst = append(dst, flags)
+			dst = binary.AppendVarint(dst, int64(p.Seq-prevSeq))
+			t, rt := p.T.UnixMilli(), p.ReceivedAt.UnixMilli()
+			dst = binary.AppendVarint(dst, t-prevT)
+			dst = binary.AppendVarint(dst, rt-prevRT)
+			prevSeq, prevT, prevRT = p.Seq, t, rt
+			if okLat {
+				dst = binary.AppendVarint(dst, lat-prevLat)
+				prevLat = lat
 			} else {
-				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(f.v))
+				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(p.Lat))
 			}
+			if okLng {
+				dst = binary.AppendVarint(dst, lng-prevLng)
+				prevLng = lng
+			} else {
+				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(p.Lng))
+			}
+			for _, f := range []struct {
+				ok bool
+				q  uint64
+				v  float64
+			}{{okAcc, acc, p.AccuracyM}, {okSpd, spd, p.SpeedMPS}, {okHdg, hdg, p.HeadingDeg}} {
+				if f.ok {
+					dst = binary.AppendUvarint(dst, f.q)
+				} else {
+					dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(f.v))
+				}
+			}
+			dst = binary.AppendVarint(dst, int64(p.Battery))
 		}
-		dst = binary.AppendVarint(dst, int64(p.Battery))
 	}
 	return dst
 }
