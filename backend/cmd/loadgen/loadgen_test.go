@@ -284,6 +284,8 @@ func TestParseFlags(t *testing.T) {
 		{name: "probe too fast", give: []string{"-probe-every", "100ms"}, wantErr: true},
 		{name: "stray arg", give: []string{"extra"}, wantErr: true},
 		{name: "unknown flag", give: []string{"-nope"}, wantErr: true},
+		{name: "rounds", give: []string{"-rounds", "3"}},
+		{name: "no rounds", give: []string{"-rounds", "0"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -329,5 +331,24 @@ func BenchmarkRiderBatchEncode(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Every round's lines are shown with the round's prefix, as they come, a
+// line cut across writes included, and an unfinished last line once flushed.
+func TestLinePrefixer(t *testing.T) {
+	var out strings.Builder
+	w := &linePrefixer{w: &out, prefix: "round 2/3: "}
+	for _, s := range []string{"ceiling: a\nceil", "ing: b\n", "\n", "ingest: c"} {
+		if n, err := w.Write([]byte(s)); err != nil || n != len(s) {
+			t.Fatalf("Write(%q) = %d, %v", s, n, err)
+		}
+	}
+	if got, want := out.String(), "round 2/3: ceiling: a\nround 2/3: ceiling: b\nround 2/3: \n"; got != want {
+		t.Fatalf("before flush: %q, want %q", got, want)
+	}
+	w.flush()
+	if got, want := out.String(), "round 2/3: ceiling: a\nround 2/3: ceiling: b\nround 2/3: \nround 2/3: ingest: c\n"; got != want {
+		t.Fatalf("after flush: %q, want %q", got, want)
 	}
 }

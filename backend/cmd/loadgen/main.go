@@ -16,6 +16,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -25,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -63,6 +65,7 @@ type config struct {
 	CPUProfile    string
 	Verify        bool
 	CPU           cpuMeter
+	Rounds        int
 }
 
 func parse(mode string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -94,6 +97,7 @@ func parse(mode string, args []string, getenv func(string) string, stderr io.Wri
 	fs.DurationVar(&c.Probe.Every, "probe-every", c.Probe.Every, "time between a probe's fixes (at least 1s)")
 	fs.DurationVar(&c.Probe.Poll, "probe-poll", c.Probe.Poll, "query interval while waiting for a probe fix")
 	fs.DurationVar(&c.Stall, "stall", 60*time.Second, "give up waiting for storage after this long without progress")
+	fs.IntVar(&c.Rounds, "rounds", 1, "bench: ceiling then ingest this many times; the round of median ratio is reported")
 	fs.BoolVar(&c.Verify, "verify", true, "ingest: compare acknowledged and stored fixes per courier")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write loadgen's own CPU profile here")
 	cpuPids := fs.String("cpu", "", "ceiling, ingest: report the CPU time these processes (name=pid,name=pid) used per fix, from /proc")
@@ -114,6 +118,9 @@ func parse(mode string, args []string, getenv func(string) string, stderr io.Wri
 	}
 	if c.Probe.Poll <= 0 {
 		return c, errors.New("-probe-poll must be positive")
+	}
+	if c.Rounds < 1 {
+		return c, errors.New("-rounds must be at least 1")
 	}
 	return c, nil
 }
@@ -368,19 +375,97 @@ func ingestMode(ctx context.Context, c config, stdout io.Writer, log *slog.Logge
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
 
 func benchMode(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) error {
+	if c.Rounds == 1 {
+		_, err := benchRound(ctx, c, stdout, log)
+		return err
+	}
+	// Each figure is a few seconds of a machine others share: the ceiling
+	// and the ingest run of one round can meet different neighbours. Rounds
+	// alternate the two, every round's lines are shown (prefixed), and the
+	// round of median throughput ratio is printed again whole, unprefixed:
+	// its figures, not a mix of rounds'.
+	var rounds []benchResult
+	for r := range c.Rounds {
+		var out strings.Builder
+		w := &linePrefixer{w: stdout, prefix: fmt.Sprintf("round %d/%d: ", r+1, c.Rounds)}
+		res, err := benchRound(ctx, c, io.MultiWriter(w, &out), log)
+		w.flush()
+		if err != nil {
+			return fmt.Errorf("round %d: %w", r+1, err)
+		}
+		res.out = out.String()
+		rounds = append(rounds, res)
+	}
+	byRatio := slices.Clone(rounds)
+	slices.SortStableFunc(byRatio, func(a, b benchResult) int { return cmp.Compare(a.ratio, b.ratio) })
+	med := byRatio[(len(byRatio)-1)/2]
+	fmt.Fprint(stdout, med.out)
+	var ratios, cpus []string
+	for _, r := range rounds {
+		ratios = append(ratios, fmt.Sprintf("%.1f %%", r.ratio))
+		cpus = append(cpus, fmt.Sprintf("%.1f %%", r.cpuRatio))
+	}
+	fmt.Fprintf(stdout, "ratio: rounds (ceiling then ingest, in turn): throughput %s; cpu per fix %s; above: the round of median throughput ratio\n",
+		strings.Join(ratios, ", "), strings.Join(cpus, ", "))
+	return nil
+}
+
+// benchResult is one round of bench: its ratios and what it printed.
+type benchResult struct {
+	ratio, cpuRatio float64
+	out             string
+}
+
+// benchRound runs the ceiling, then the same traffic end to end, and prints
+// their ratios.
+func benchRound(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) (benchResult, error) {
+	var res benchResult
 	ceil, err := ceilingMode(ctx, c, stdout, log)
 	if err != nil {
-		return err
+		return res, err
 	}
 	ing, ierr := ingestMode(ctx, c, stdout, log)
 	if ing.FixesPerS > 0 && ceil.FixesPerS > 0 {
+		res.ratio = 100 * ing.FixesPerS / ceil.FixesPerS
 		fmt.Fprintf(stdout, "ratio: ingest %.0f / broker-only %.0f fixes/s = %.1f %%\n",
-			ing.FixesPerS, ceil.FixesPerS, 100*ing.FixesPerS/ceil.FixesPerS)
+			ing.FixesPerS, ceil.FixesPerS, res.ratio)
 	}
 	if c.CPU.enabled() && ing.CPU.total > 0 && ceil.CPU.total > 0 && ceil.Received > 0 {
 		ic, cc := ing.CPU.total/float64(ing.Fleet.Fixes), ceil.CPU.total/float64(ceil.Received)
+		res.cpuRatio = 100 * cc / ic
 		fmt.Fprintf(stdout, "ratio: cpu per fix, broker-only / ingest = %.2f / %.2f CPU ms per 1000 fixes = %.1f %%\n",
-			1e6*cc, 1e6*ic, 100*cc/ic)
+			1e6*cc, 1e6*ic, res.cpuRatio)
 	}
-	return ierr
+	return res, ierr
+}
+
+// linePrefixer writes each line with a prefix, as the lines come.
+type linePrefixer struct {
+	w      io.Writer
+	prefix string
+	part   []byte
+}
+
+func (l *linePrefixer) Write(p []byte) (int, error) {
+	for _, b := range p {
+		if len(l.part) == 0 {
+			l.part = append(l.part, l.prefix...)
+		}
+		l.part = append(l.part, b)
+		if b == '\n' {
+			if _, err := l.w.Write(l.part); err != nil {
+				return 0, err
+			}
+			l.part = l.part[:0]
+		}
+	}
+	return len(p), nil
+}
+
+// flush writes an unfinished last line.
+func (l *linePrefixer) flush() {
+	if len(l.part) > 0 {
+		_, _ = l.w.Write(append(l.part, '\n'))
+		l.part = l.part[:0]
+	}
 }
