@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -135,7 +136,12 @@ func encodeV12(dst []byte, fixes []Fix) ([]byte, error) {
 // any structural error (version, truncation, trailing bytes, size, sequence
 // order); each decoded fix additionally passes CheckFix or the message is
 // refused. Semantic policy (time windows, accuracy, speed) is the caller's.
-func DecodeBatch(p []byte) ([]Fix, error) {
+func DecodeBatch(p []byte) ([]Fix, error) { return DecodeBatchTo(nil, p) }
+
+// DecodeBatchTo is DecodeBatch into dst's storage (its contents are
+// overwritten; a larger array is allocated when dst's is too small), for a
+// caller that decodes message after message into one buffer.
+func DecodeBatchTo(dst []Fix, p []byte) ([]Fix, error) {
 	if len(p) > MaxPosPayload {
 		return nil, ErrTooLarge
 	}
@@ -147,7 +153,7 @@ func DecodeBatch(p []byte) ([]Fix, error) {
 	switch p[0] {
 	case PosVersion1:
 	case PosVersion3:
-		return decodeV3(p[1:])
+		return decodeV3(dst, p[1:])
 	case PosVersion2:
 		epoch = d.uvarint()
 		if d.err == nil && epoch < MinDeviceEpoch {
@@ -166,7 +172,7 @@ func DecodeBatch(p []byte) ([]Fix, error) {
 	if n > MaxBatch || n > uint64(len(d.p)/minFixBytes) {
 		return nil, fmt.Errorf("%w: count %d for %d bytes", ErrTooLarge, n, len(d.p))
 	}
-	fixes := make([]Fix, 0, n)
+	fixes := slices.Grow(dst[:0], int(n))
 	var seq uint64
 	var ms, lat, lng int64
 	for i := uint64(0); i < n; i++ {

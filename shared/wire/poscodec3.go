@@ -257,7 +257,7 @@ func encodeV3(dst []byte, fixes []Fix) ([]byte, bool) {
 }
 
 // decodeV3 decodes the rest of a version-3 payload (after its version byte).
-func decodeV3(p []byte) ([]Fix, error) {
+func decodeV3(dst []Fix, p []byte) ([]Fix, error) {
 	d := decoder{p: p}
 	epoch := d.uvarint()
 	head := d.byte()
@@ -307,7 +307,7 @@ func decodeV3(p []byte) ([]Fix, error) {
 	if q.seq == 0 {
 		return nil, ErrSeqOrder
 	}
-	fixes := make([]Fix, 0, n)
+	fixes := slices.Grow(dst[:0], int(n))
 	f, err := q.fix(epoch, fields)
 	if err != nil {
 		return nil, err
