@@ -98,9 +98,6 @@ type Pipeline struct {
 	// plausibility state and the live position move together even when the
 	// agent's topic and OwnTracks are handled concurrently.
 	stripes [64]stripe
-	runMu   sync.Mutex
-	runs    map[string][]wire.Fix // courier → suspects consistent with each other, oldest first
-	judged  map[string]*judgedFixes
 
 	refusals refusalLog
 
@@ -146,7 +143,7 @@ func (p *Pipeline) logRefusal(reason string, n int) {
 // New builds a pipeline. onFix may be nil.
 func New(prefix string, p Policy, index Index, history *History, onFix FixObserver, log *slog.Logger, m *metrics.Metrics) *Pipeline {
 	return &Pipeline{prefix: prefix, policy: p.withDefaults(), index: index, history: history, onFix: onFix, log: log, m: m,
-		now: time.Now, runs: map[string][]wire.Fix{}, judged: map[string]*judgedFixes{},
+		now:      time.Now,
 		accepted: m.IngestFixes.WithLabelValues("accepted"), outOfOrder: m.IngestFixes.WithLabelValues("out_of_order"),
 		posMessages: m.IngestMessages.WithLabelValues(string(topic.Pos))}
 }
@@ -261,11 +258,14 @@ func (p *Pipeline) stage(ctx context.Context, t string, payload []byte, retained
 			p.reject(RejectRetained, 1)
 			return mqttack.ErrDrop
 		}
-		fixes, err := wire.DecodeBatch(payload)
+		buf := fixBufs.Get().(*[]wire.Fix)
+		defer fixBufs.Put(buf) // nothing keeps the decoded slice past the message (p.fixes copies what it keeps)
+		fixes, err := wire.DecodeBatchTo(*buf, payload)
 		if err != nil {
 			p.reject(decodeReason(err), 1)
 			return mqttack.ErrDrop
 		}
+		*buf = fixes
 		// Storage acknowledgements follow the durable write itself, not the
 		// broker acknowledgement (which, during a store outage, the memory
 		// queue gives early).
@@ -363,6 +363,11 @@ func decodeReason(err error) string {
 	return RejectMalformed
 }
 
+// fixBufs holds buffers to decode position messages into: a message's
+// fixes are copied into the live index's moves and the history's positions,
+// and the decoded slice itself was an allocation per message.
+var fixBufs = sync.Pool{New: func() any { return new([]wire.Fix) }}
+
 func seqsOf(fixes []wire.Fix) []uint64 {
 	s := make([]uint64, len(fixes))
 	for i, f := range fixes {
@@ -371,13 +376,16 @@ func seqsOf(fixes []wire.Fix) []uint64 {
 	return s
 }
 
-// stripe is a lock over some couriers, with the scratch space of the
-// message being handled under it (reused: no allocation per message).
+// stripe is a lock over some couriers, with their plausibility state and
+// the scratch space of the message being handled under it (reused: no
+// allocation per message). The state is the stripe's, not the pipeline's
+// under a lock of its own: a message takes one lock, its courier's.
 type stripe struct {
 	sync.Mutex
-	moves []livemap.Move
-	at    []int
-	res   []livemap.MoveResult
+	judged map[string]*judgedFixes // courier → its verdicts and suspects
+	moves  []livemap.Move
+	at     []int
+	res    []livemap.MoveResult
 }
 
 func (p *Pipeline) stripe(courier string) *stripe {
@@ -433,7 +441,7 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 			prev, hasPrev = f, true
 		}
 	}
-	judged := p.verdicts(courier)
+	judged := mu.verdicts(courier)
 	if !live && len(judged.unstored) > 0 {
 		for _, rf := range judged.unstored {
 			keep = append(keep, mongostore.Position{CourierID: courier, Epoch: rf.Epoch, Seq: rf.Seq, Lat: rf.Lat, Lng: rf.Lng, AccuracyM: rf.Accuracy,
@@ -463,13 +471,13 @@ func (p *Pipeline) fixes(ctx context.Context, courier string, fixes []wire.Fix, 
 			continue
 		}
 		if !hasPrev || p.plausible(prev, f, now) {
-			p.dropRun(courier)
+			judged.suspects = nil // the live position explains the newest fix: they were outliers
 			judged.put(f, verdict{})
 			apply(f, false)
 			continue
 		}
 		judged.put(f, verdict{refused: true})
-		if run := p.suspect(courier, f, now); run != nil {
+		if run := p.suspect(judged, f, now); run != nil {
 			p.m.IngestFixes.WithLabelValues("reanchored").Add(float64(len(run)))
 			p.log.Info("courier re-anchored: consistent fixes disagreed with the live position",
 				"courier_id", courier, "fixes", len(run), "jump_m", math.Round(geo.DistanceLatLngM(prev.Lat, prev.Lng, run[0].Lat, run[0].Lng)))
@@ -515,6 +523,7 @@ func (p *Pipeline) applyMoves(st *stripe, courier string, moves []livemap.Move, 
 	}
 	st.res = p.index.UpdateBatch(st.res, moves, now)
 	refused := false
+	accepted, outOfOrder := 0, 0 // counted once a message: an atomic add per fix was as dear as the rest of this loop
 	for i, r := range st.res {
 		f := moves[i].Fix
 		switch {
@@ -522,15 +531,21 @@ func (p *Pipeline) applyMoves(st *stripe, courier string, moves []livemap.Move, 
 			p.reject(RejectMalformed, 1)
 			keep[at[i]].CourierID, refused = "", true
 		case r.Applied:
-			p.accepted.Inc()
+			accepted++
 			if p.onFix != nil {
 				p.onFix(courier, prev, hasPrev, f)
 			}
 			prev, hasPrev = f, true
 		case r.OutOfOrder:
-			p.outOfOrder.Inc()
+			outOfOrder++
 			keep[at[i]].Late = true
 		}
+	}
+	if accepted > 0 {
+		p.accepted.Add(float64(accepted))
+	}
+	if outOfOrder > 0 {
+		p.outOfOrder.Add(float64(outOfOrder))
 	}
 	if refused {
 		keep = slices.DeleteFunc(keep, func(k mongostore.Position) bool { return k.CourierID == "" })
@@ -549,6 +564,7 @@ type verdict struct{ late, refused bool }
 type judgedFixes struct {
 	runs     []judgedRun
 	unstored []wire.Fix // re-anchored on the live path, for the storing path to store
+	suspects []wire.Fix // consistent with each other, not with the live position, oldest first
 }
 
 type judgedRun struct {
@@ -580,44 +596,37 @@ func (j *judgedFixes) put(f wire.Fix, v verdict) {
 	j.runs = append(j.runs, judgedRun{epoch: f.Epoch, from: f.Seq, to: f.Seq, v: v})
 }
 
-// verdicts returns courier's memory of verdicts; the caller holds its stripe.
-func (p *Pipeline) verdicts(courier string) *judgedFixes {
-	p.runMu.Lock()
-	defer p.runMu.Unlock()
-	j := p.judged[courier]
+// verdicts returns courier's memory of verdicts; the caller holds st, the
+// courier's stripe.
+func (st *stripe) verdicts(courier string) *judgedFixes {
+	j := st.judged[courier]
 	if j == nil {
+		if st.judged == nil {
+			st.judged = map[string]*judgedFixes{}
+		}
 		j = &judgedFixes{}
-		p.judged[courier] = j
+		st.judged[courier] = j
 	}
 	return j
 }
 
-// suspect records f, which the live position cannot explain. It returns the
-// run to accept when the suspects now re-anchor the courier, else nil.
-func (p *Pipeline) suspect(courier string, f wire.Fix, now time.Time) []wire.Fix {
-	p.runMu.Lock()
-	defer p.runMu.Unlock()
+// suspect records f, which the live position cannot explain, among j's
+// suspects (the caller holds the courier's stripe). It returns the run to
+// accept when the suspects now re-anchor the courier, else nil.
+func (p *Pipeline) suspect(j *judgedFixes, f wire.Fix, now time.Time) []wire.Fix {
 	p.reject(RejectSpeed, 1)
-	run := p.runs[courier]
+	run := j.suspects
 	if n := len(run); n > 0 && livemap.Newer(f, run[n-1]) && p.plausible(run[n-1], f, now) {
 		run = append(run, f)
 	} else {
 		run = []wire.Fix{f} // earlier suspects the new one does not confirm are forgotten
 	}
 	if len(run) >= p.policy.ReanchorFixes || (len(run) >= 2 && clampTime(run[len(run)-1].Time, now).Sub(run[0].Time) >= p.policy.ReanchorAfter) {
-		delete(p.runs, courier)
+		j.suspects = nil
 		return run
 	}
-	p.runs[courier] = run
+	j.suspects = run
 	return nil
-}
-
-// dropRun forgets the suspects held for courier: the live position
-// explains the newest fix, so they were outliers.
-func (p *Pipeline) dropRun(courier string) {
-	p.runMu.Lock()
-	defer p.runMu.Unlock()
-	delete(p.runs, courier)
 }
 
 func clampTime(t, now time.Time) time.Time {
