@@ -215,6 +215,39 @@ type Index struct {
 	// ringCost is how many occupied cells a full scan may visit for the
 	// price of one ring cell before Nearest prefers the full scan.
 	ringCost int64
+	vehicles interner
+}
+
+// interner keeps one copy of each vehicle kind: a fleet has a handful
+// (bicycle, scooter, car…), and a copy per courier made every answer that
+// reports the kind read one more cold line per courier. Past
+// maxVehicleKinds distinct kinds (not a fleet's vocabulary) a kind is
+// simply copied.
+type interner struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+const maxVehicleKinds = 64
+
+// of returns s's kept copy (made on first sight).
+func (in *interner) of(s string) string {
+	if s == "" {
+		return ""
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if v, ok := in.m[s]; ok {
+		return v
+	}
+	v := strings.Clone(s)
+	if in.m == nil {
+		in.m = map[string]string{}
+	}
+	if len(in.m) < maxVehicleKinds {
+		in.m[v] = v
+	}
+	return v
 }
 
 // Option configures an Index.
@@ -636,7 +669,7 @@ func (x *Index) SetProfile(id, vehicle string, capacity int) error {
 	if capacity < 0 || capacity > 1<<20 {
 		return fmt.Errorf("%w: courier %s capacity %d", ErrInvalid, id, capacity)
 	}
-	vehicle = strings.Clone(vehicle)
+	vehicle = x.vehicles.of(vehicle)
 	x.set(id, func(c *courier) { c.vehicle, c.capacity = vehicle, int32(capacity) })
 	return nil
 }
@@ -756,7 +789,7 @@ func (x *Index) restore(in Courier) error {
 	c.fix, c.hasFix, c.v = in.Fix, in.HasFix, vecOf(in.Fix.Lat, in.Fix.Lng)
 	c.setGeom(g)
 	c.status, c.load, c.capacity = in.Status, int32(in.Load), int32(in.Capacity)
-	c.vehicle, c.onShift, c.online, c.lastSeen = strings.Clone(in.Vehicle), in.OnShift, in.Online, in.LastSeen
+	c.vehicle, c.onShift, c.online, c.lastSeen = x.vehicles.of(in.Vehicle), in.OnShift, in.Online, in.LastSeen
 	if c.hasFix {
 		x.insert(c)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tawsil/tawsil/shared/wire"
 )
@@ -412,5 +413,41 @@ func TestIDTableMatchesMap(t *testing.T) {
 	})
 	if seen != len(want) {
 		t.Fatalf("each saw %d, want %d", seen, len(want))
+	}
+}
+
+// TestVehicleKindsShared: couriers of one vehicle kind share one copy of
+// its name (the kinds are a handful; a copy each is a cold line per
+// courier in every answer), which no caller's buffer aliases; a new kind
+// is still taken, past the kept ones too.
+func TestVehicleKindsShared(t *testing.T) {
+	x := New()
+	buf := []byte("scooter")
+	for _, id := range []string{"c1", "c2"} {
+		if err := x.SetProfile(id, string(buf), 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := x.Restore([]Courier{{ID: "c3", Vehicle: "scooter", Capacity: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "bicycle") // the caller's bytes change; the index's must not
+	c1, _ := x.Get("c1")
+	c2, _ := x.Get("c2")
+	c3, _ := x.Get("c3")
+	if c1.Vehicle != "scooter" || c2.Vehicle != "scooter" || c3.Vehicle != "scooter" {
+		t.Fatalf("vehicles %q %q %q, want scooter", c1.Vehicle, c2.Vehicle, c3.Vehicle)
+	}
+	if unsafe.StringData(c1.Vehicle) != unsafe.StringData(c2.Vehicle) || unsafe.StringData(c1.Vehicle) != unsafe.StringData(c3.Vehicle) {
+		t.Error("couriers of one kind hold separate copies of its name")
+	}
+	for i := range maxVehicleKinds + 5 {
+		kind := fmt.Sprintf("kind-%d", i)
+		if err := x.SetProfile("c1", kind, 1); err != nil {
+			t.Fatal(err)
+		}
+		if c, _ := x.Get("c1"); c.Vehicle != kind {
+			t.Fatalf("vehicle %q, want %q", c.Vehicle, kind)
+		}
 	}
 }
