@@ -57,7 +57,10 @@ func (s *Server) idempotent(c *fiber.Ctx) error {
 			return err
 		}
 		if r == nil {
-			return conflict("a request with this Idempotency-Key is still being processed")
+			// Its own slug, for clients to retry on whatever language the
+			// detail is in (the courier app resends its queue on it).
+			c.Set(fiber.HeaderRetryAfter, "1")
+			return problem(fiber.StatusConflict, "idempotency-key-in-progress", "a request with this Idempotency-Key is still being processed")
 		}
 		c.Set("Idempotent-Replayed", "true")
 		c.Set(fiber.HeaderContentType, r.ContentType)

@@ -83,7 +83,7 @@ async function flush(): Promise<void> {
         online = true;
       } catch (e) {
         if (e instanceof NetworkError) { online = false; break; }
-        if (e instanceof ApiError && (e.status >= 500 || e.status === 429 || (e.status === 409 && /still being processed/.test(String(e.problem.detail))))) break;
+        if (e instanceof ApiError && (e.status >= 500 || e.status === 429 || (e.status === 409 && String(e.problem.type).endsWith('/idempotency-key-in-progress')))) break;
         if (e instanceof ApiError && e.status === 401) { break; }
         rejected.unshift({ order: q.order, action: q.label, message: e instanceof ApiError ? `${e.problem.title} — ${e.problem.detail || ''}` : String(e), at: Date.now() });
         rejected = rejected.slice(0, 10);
