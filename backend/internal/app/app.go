@@ -194,13 +194,13 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 		// With a share group: the shared subscription stores (and acknowledges)
 		// this replica's share of positions, a plain one feeds its full live index.
 		notesPrefix := strings.TrimSuffix(notesFilter(cfg.TopicPrefix), "+")
-		var h, live mqttack.Handler = noteMux{m, notesPrefix, m.Ingest}, nil
+		var h, live mqttack.Handler = noteMux{m, notesPrefix, m.Ingest, m.Ingest.LiveOnly()}, nil
 		if cfg.MQTTGroup != "" {
-			h, live = m.Ingest, noteMux{m, notesPrefix, m.Ingest.LiveOnly()}
+			h, live = m.Ingest, noteMux{m, notesPrefix, m.Ingest.LiveOnly(), m.Ingest.LiveOnly()}
 		}
 		m.Bus, err = mqttbus.Connect(ctx, mqttbus.Options{URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
 			ClientID: cfg.MQTTClientID, Group: cfg.MQTTGroup, Prefix: cfg.TopicPrefix, CAFile: cfg.MQTTCAFile, Handler: h,
-			Live: live, LiveFilters: []string{notesFilter(cfg.TopicPrefix)}, Logger: m.Log.With("component", "mqtt")})
+			Live: live, LiveFilters: append([]string{notesFilter(cfg.TopicPrefix)}, relayFilters(cfg.TopicPrefix)...), Logger: m.Log.With("component", "mqtt")})
 		if err != nil {
 			return err
 		}
@@ -224,7 +224,7 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 	}
 	m.HTTP.MountTracking(httpapi.Tracking{Index: m.Index, Density: m.Density, Store: m.Store, SetShift: m.setShiftHTTP,
 		Name: m.names.get, Names: m.names.getAll, Phone: m.courierPhone})
-	m.HTTP.MountDevices(httpapi.Devices{Ingest: m.Ingest})
+	m.HTTP.MountDevices(httpapi.Devices{Ingest: relayIngest{m.Ingest, m}})
 	if err := m.mountFeatures(ctx); err != nil {
 		return err
 	}

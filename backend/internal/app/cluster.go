@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/account"
+	"github.com/tawsil/tawsil/backend/internal/ingest"
 	"github.com/tawsil/tawsil/backend/internal/livemap"
 	"github.com/tawsil/tawsil/backend/internal/mqttack"
 	"github.com/tawsil/tawsil/shared/topic"
+	"github.com/tawsil/tawsil/shared/wire"
 )
 
 // Replicas tell each other about changes to a courier's entry in the live
@@ -31,6 +33,105 @@ type courierNote struct {
 }
 
 func notesFilter(prefix string) string { return prefix + "/backend/couriers/+" }
+
+// Positions that arrive over HTTP (OwnTracks HTTP mode, Traccar Client)
+// come to one replica, which stores them; it then relays them to every
+// replica's live index on {prefix}/backend/positions/{courier} (the fixes
+// as JSON, relayedFixes) and {prefix}/backend/owntracks/{courier}/{device}
+// (the OwnTracks JSON as it came), QoS 1, not retained. Each live link
+// runs them through the live-only pipeline (index, no storage, no
+// acknowledgement): the same checks as a device's MQTT fixes, and the
+// receiving replica's own copy takes the verdict it already gave. Without
+// this, a courier on Traccar Client was in one replica's index only, and an
+// epoch run by another replica did not offer it anything.
+func relayFilters(prefix string) []string {
+	return []string{prefix + "/backend/positions/+", prefix + "/backend/owntracks/+/+"}
+}
+
+func relayPosTopic(prefix, courier string) string { return prefix + "/backend/positions/" + courier }
+
+func relayOwnTracksTopic(prefix, courier, device string) string {
+	return prefix + "/backend/owntracks/" + courier + "/" + device
+}
+
+// relayedFixes is a relay of fixes: JSON, not a device's position
+// payload, whose decoder (rightly) refuses the epochs reserved for fixes
+// the backend derives (Traccar Client's), and which would round them to
+// the wire's 1e-6 degree.
+type relayedFixes struct {
+	V     int        `json:"v"`
+	Fixes []wire.Fix `json:"fixes"`
+}
+
+// relayTopic tells a relay topic apart: a relay of fixes for courier (pos),
+// or of an OwnTracks message, with the device topic it came in on (owntracks).
+func relayTopic(prefix, t string) (courier, owntracks string, ok bool) {
+	if id, found := strings.CutPrefix(t, prefix+"/backend/positions/"); found && topic.ValidID(id) {
+		return id, "", true
+	}
+	if rest, found := strings.CutPrefix(t, prefix+"/backend/owntracks/"); found {
+		if id, dev, cut := strings.Cut(rest, "/"); cut && topic.ValidID(id) && topic.ValidDevice(dev) {
+			return id, topic.OwnTracksTopic(id, dev), true
+		}
+	}
+	return "", "", false
+}
+
+// applyRelay puts a relayed HTTP position into the live index.
+func (x noteMux) applyRelay(ctx context.Context, courier, owntracks string, payload []byte) error {
+	if owntracks != "" {
+		return x.live.HandleMQTT(ctx, owntracks, payload, false)
+	}
+	var r relayedFixes
+	if err := json.Unmarshal(payload, &r); err != nil || r.V != 1 || len(r.Fixes) == 0 {
+		x.m.Log.Warn("relayed positions refused", "courier_id", courier)
+		return mqttack.ErrDrop
+	}
+	return x.live.HandleFixes(ctx, courier, r.Fixes)
+}
+
+// relayIngest is the HTTP device ingestion of a replica among others: the
+// pipeline's, then the relay of what it took to the other replicas.
+type relayIngest struct {
+	*ingest.Pipeline
+	m *Main
+}
+
+func (r relayIngest) HandleFixes(ctx context.Context, courier string, fixes []wire.Fix) error {
+	if err := r.Pipeline.HandleFixes(ctx, courier, fixes); err != nil {
+		return err
+	}
+	if !r.m.clustered() {
+		return nil
+	}
+	raw, err := json.Marshal(relayedFixes{V: 1, Fixes: fixes})
+	if err != nil { // a float JSON cannot hold: HandleFixes refused it already
+		return nil
+	}
+	r.m.publishRelay(ctx, courier, relayPosTopic(r.m.Config.TopicPrefix, courier), raw)
+	return nil
+}
+
+func (r relayIngest) HandleOwnTracks(ctx context.Context, courier, device string, payload []byte) error {
+	if err := r.Pipeline.HandleOwnTracks(ctx, courier, device, payload); err != nil {
+		return err
+	}
+	if r.m.clustered() {
+		r.m.publishRelay(ctx, courier, relayOwnTracksTopic(r.m.Config.TopicPrefix, courier, device), payload)
+	}
+	return nil
+}
+
+// publishRelay sends a relay (best effort: stored already; the other
+// replicas then learn the position from the courier's next report).
+func (m *Main) publishRelay(ctx context.Context, courier, t string, payload []byte) {
+	if m.Bus == nil {
+		return
+	}
+	if err := m.Bus.Publish(ctx, t, payload, 1, false); err != nil {
+		m.Log.Warn("HTTP position not relayed to the other replicas", "courier_id", courier, "err", err)
+	}
+}
 
 func noteTopic(prefix, courier string) string { return prefix + "/backend/couriers/" + courier }
 
@@ -112,6 +213,9 @@ type noteMux struct {
 	m      *Main
 	prefix string
 	next   mqttack.StagedHandler
+	// live takes the relayed HTTP positions (relayTopic): the live-only
+	// pipeline, whatever next is, so that a relay is never stored twice.
+	live ingest.Live
 }
 
 func (x noteMux) HandleMQTT(ctx context.Context, t string, payload []byte, retained bool) error {
@@ -123,6 +227,12 @@ func (x noteMux) HandleMQTT(ctx context.Context, t string, payload []byte, retai
 }
 
 func (x noteMux) Stage(ctx context.Context, t string, payload []byte, retained bool) (func(context.Context) error, error) {
+	if courier, owntracks, ok := relayTopic(x.m.Config.TopicPrefix, t); ok {
+		if err := x.applyRelay(ctx, courier, owntracks, payload); err != nil {
+			return nil, err
+		}
+		return func(context.Context) error { return nil }, nil
+	}
 	if id, ok := strings.CutPrefix(t, x.prefix); ok {
 		if err := x.m.applyNote(id, payload); err != nil {
 			return nil, err
@@ -135,6 +245,13 @@ func (x noteMux) Stage(ctx context.Context, t string, payload []byte, retained b
 // StageNotify is Stage with a callback (mqttack.NotifyingHandler), when
 // the next handler has it.
 func (x noteMux) StageNotify(ctx context.Context, t string, payload []byte, retained bool, done func(error)) error {
+	if courier, owntracks, ok := relayTopic(x.m.Config.TopicPrefix, t); ok {
+		if err := x.applyRelay(ctx, courier, owntracks, payload); err != nil {
+			return err
+		}
+		done(nil)
+		return nil
+	}
 	if id, ok := strings.CutPrefix(t, x.prefix); ok {
 		if err := x.m.applyNote(id, payload); err != nil {
 			return err

@@ -234,6 +234,14 @@ func (l Live) Stage(ctx context.Context, t string, payload []byte, retained bool
 
 func noWait(context.Context) error { return nil }
 
+// HandleFixes applies fixes that another replica took over HTTP and
+// stored (HandleFixes there) to the live index: the same checks and
+// shift rule as a position message, no history, no acknowledgement.
+// courier comes from the relay's topic, which only replicas may publish.
+func (l Live) HandleFixes(ctx context.Context, courier string, fixes []wire.Fix) error {
+	return l.p.fixes(ctx, courier, fixes, true, nil, func(error) {})
+}
+
 // StageNotify applies a message to the live index and calls done at once.
 func (l Live) StageNotify(ctx context.Context, t string, payload []byte, retained bool, done func(error)) error {
 	return l.p.stage(ctx, t, payload, retained, true, done)
