@@ -113,17 +113,6 @@ func TestCluster(t *testing.T) {
 	t.Run("http", func(t *testing.T) {
 		// A courier on Traccar Client reports over HTTP to one replica: every
 		// replica's live index has it (relayed, not stored twice).
-		u := r[0].NewUser(t, admin, "courier")
-		var cred struct {
-			Username string `json:"mqtt_username"`
-			Password string `json:"mqtt_password"`
-		}
-		r[0].Must(t, 201, "POST", "/v1/couriers/"+u.CourierID+"/device-credentials", admin, nil).JSON(t, &cred)
-		r[1].Must(t, 200, "POST", "/v1/me/shift", u.Token, map[string]any{"on_duty": true})
-		lat, lng := darkStore[0]-0.002, darkStore[1]+0.001
-		report := fmt.Sprintf("/v1/ingest/osmand?id=%s&key=%s&lat=%.6f&lon=%.6f&timestamp=%d&accuracy=5&batt=80",
-			url.QueryEscape(cred.Username), url.QueryEscape(cred.Password), lat, lng, time.Now().Add(-time.Second).Unix())
-		r[2].Must(t, 200, "GET", report, "", nil)
 		defer func() {
 			if t.Failed() {
 				for _, rep := range r {
@@ -131,52 +120,49 @@ func TestCluster(t *testing.T) {
 				}
 			}
 		}()
-		for _, rep := range r {
-			eventually(t, fmt.Sprintf("replica %d sees the Traccar Client courier", rep.N), 15*time.Second, func() bool {
-				var out struct {
-					Couriers []struct {
-						ID  string  `json:"id"`
-						Lat float64 `json:"lat"`
-					} `json:"couriers"`
-				}
-				rep.Must(t, 200, "GET", fmt.Sprintf("/v1/couriers?near=%f,%f&limit=50", lat, lng), dispatcher.Token, nil).JSON(t, &out)
-				for _, c := range out.Couriers {
-					if c.ID == u.CourierID && c.Lat == lat {
-						return true
+		// onDevice makes a courier on shift with device credentials.
+		onDevice := func(via, shift *Replica) (u User, user, pass string) {
+			u = via.NewUser(t, admin, "courier")
+			var cred struct {
+				Username string `json:"mqtt_username"`
+				Password string `json:"mqtt_password"`
+			}
+			via.Must(t, 201, "POST", "/v1/couriers/"+u.CourierID+"/device-credentials", admin, nil).JSON(t, &cred)
+			shift.Must(t, 200, "POST", "/v1/me/shift", u.Token, map[string]any{"on_duty": true})
+			return u, cred.Username, cred.Password
+		}
+		// seenEverywhere waits until every replica's index has courier at lat.
+		seenEverywhere := func(what, courier string, lat, lng float64) {
+			for _, rep := range r {
+				eventually(t, fmt.Sprintf("replica %d sees the %s courier", rep.N, what), 15*time.Second, func() bool {
+					var out struct {
+						Couriers []struct {
+							ID  string  `json:"id"`
+							Lat float64 `json:"lat"`
+						} `json:"couriers"`
 					}
-				}
-				return false
-			})
+					rep.Must(t, 200, "GET", fmt.Sprintf("/v1/couriers?near=%f,%f&limit=50", lat, lng), dispatcher.Token, nil).JSON(t, &out)
+					for _, c := range out.Couriers {
+						if c.ID == courier && c.Lat == lat {
+							return true
+						}
+					}
+					return false
+				})
+			}
 		}
+		u, user, pass := onDevice(r[0], r[1])
+		lat, lng := darkStore[0]-0.002, darkStore[1]+0.001
+		r[2].Must(t, 200, "GET", fmt.Sprintf("/v1/ingest/osmand?id=%s&key=%s&lat=%.6f&lon=%.6f&timestamp=%d&accuracy=5&batt=80",
+			url.QueryEscape(user), url.QueryEscape(pass), lat, lng, time.Now().Add(-time.Second).Unix()), "", nil)
+		seenEverywhere("Traccar Client", u.CourierID, lat, lng)
 		// An OwnTracks app in HTTP mode, likewise.
-		o := r[1].NewUser(t, admin, "courier")
-		var ocred struct {
-			Username string `json:"mqtt_username"`
-			Password string `json:"mqtt_password"`
-		}
-		r[1].Must(t, 201, "POST", "/v1/couriers/"+o.CourierID+"/device-credentials", admin, nil).JSON(t, &ocred)
-		r[2].Must(t, 200, "POST", "/v1/me/shift", o.Token, map[string]any{"on_duty": true})
+		o, ouser, opass := onDevice(r[1], r[2])
 		olat := lat + 0.0005
 		r[0].Must(t, 200, "POST", "/v1/ingest/owntracks", "",
 			map[string]any{"_type": "location", "lat": olat, "lon": lng, "tst": time.Now().Add(-time.Second).Unix(), "acc": 5},
-			"Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(ocred.Username+":"+ocred.Password)), "X-Limit-D", "phone")
-		for _, rep := range r {
-			eventually(t, fmt.Sprintf("replica %d sees the OwnTracks courier", rep.N), 15*time.Second, func() bool {
-				var out struct {
-					Couriers []struct {
-						ID  string  `json:"id"`
-						Lat float64 `json:"lat"`
-					} `json:"couriers"`
-				}
-				rep.Must(t, 200, "GET", fmt.Sprintf("/v1/couriers?near=%f,%f&limit=50", olat, lng), dispatcher.Token, nil).JSON(t, &out)
-				for _, c := range out.Couriers {
-					if c.ID == o.CourierID && c.Lat == olat {
-						return true
-					}
-				}
-				return false
-			})
-		}
+			"Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(ouser+":"+opass)), "X-Limit-D", "phone")
+		seenEverywhere("OwnTracks", o.CourierID, olat, lng)
 		var track struct {
 			Positions []json.RawMessage `json:"positions"`
 		}
