@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -193,10 +192,10 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 	} else {
 		// With a share group: the shared subscription stores (and acknowledges)
 		// this replica's share of positions, a plain one feeds its full live index.
-		notesPrefix := strings.TrimSuffix(notesFilter(cfg.TopicPrefix), "+")
-		var h, live mqttack.Handler = noteMux{m, notesPrefix, m.Ingest, m.Ingest.LiveOnly()}, nil
+		backend := cfg.TopicPrefix + "/backend/" // notes and relays (cluster.go)
+		var h, live mqttack.Handler = noteMux{m, backend, m.Ingest, m.Ingest.LiveOnly()}, nil
 		if cfg.MQTTGroup != "" {
-			h, live = m.Ingest, noteMux{m, notesPrefix, m.Ingest.LiveOnly(), m.Ingest.LiveOnly()}
+			h, live = m.Ingest, noteMux{m, backend, m.Ingest.LiveOnly(), m.Ingest.LiveOnly()}
 		}
 		m.Bus, err = mqttbus.Connect(ctx, mqttbus.Options{URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
 			ClientID: cfg.MQTTClientID, Group: cfg.MQTTGroup, Prefix: cfg.TopicPrefix, CAFile: cfg.MQTTCAFile, Handler: h,

@@ -63,18 +63,26 @@ type relayedFixes struct {
 	Fixes []wire.Fix `json:"fixes"`
 }
 
-// relayTopic tells a relay topic apart: a relay of fixes for courier (pos),
-// or of an OwnTracks message, with the device topic it came in on (owntracks).
-func relayTopic(prefix, t string) (courier, owntracks string, ok bool) {
-	if id, found := strings.CutPrefix(t, prefix+"/backend/positions/"); found && topic.ValidID(id) {
-		return id, "", true
+// replicaMessage handles what replicas send each other (the part of the
+// topic after {prefix}/backend/: a courier note or a relay); handled is
+// false for anything else (a device's message).
+func (x noteMux) replicaMessage(ctx context.Context, t string, payload []byte) (handled bool, err error) {
+	rest, ok := strings.CutPrefix(t, x.backend)
+	if !ok {
+		return false, nil
 	}
-	if rest, found := strings.CutPrefix(t, prefix+"/backend/owntracks/"); found {
+	if id, ok := strings.CutPrefix(rest, "couriers/"); ok {
+		return true, x.m.applyNote(id, payload)
+	}
+	if id, ok := strings.CutPrefix(rest, "positions/"); ok && topic.ValidID(id) {
+		return true, x.applyRelay(ctx, id, "", payload)
+	}
+	if rest, ok := strings.CutPrefix(rest, "owntracks/"); ok {
 		if id, dev, cut := strings.Cut(rest, "/"); cut && topic.ValidID(id) && topic.ValidDevice(dev) {
-			return id, topic.OwnTracksTopic(id, dev), true
+			return true, x.applyRelay(ctx, id, topic.OwnTracksTopic(id, dev), payload)
 		}
 	}
-	return "", "", false
+	return false, nil
 }
 
 // applyRelay puts a relayed HTTP position into the live index.
@@ -210,10 +218,10 @@ func (m *Main) setShiftIndex(courierID string, on bool) {
 // noteMux sends the replicas' notes to applyNote and everything else to the
 // device pipeline.
 type noteMux struct {
-	m      *Main
-	prefix string
-	next   mqttack.StagedHandler
-	// live takes the relayed HTTP positions (relayTopic): the live-only
+	m       *Main
+	backend string // {prefix}/backend/: the replicas' own topics
+	next    mqttack.StagedHandler
+	// live takes the relayed HTTP positions (replicaMessage): the live-only
 	// pipeline, whatever next is, so that a relay is never stored twice.
 	live ingest.Live
 }
@@ -227,14 +235,8 @@ func (x noteMux) HandleMQTT(ctx context.Context, t string, payload []byte, retai
 }
 
 func (x noteMux) Stage(ctx context.Context, t string, payload []byte, retained bool) (func(context.Context) error, error) {
-	if courier, owntracks, ok := relayTopic(x.m.Config.TopicPrefix, t); ok {
-		if err := x.applyRelay(ctx, courier, owntracks, payload); err != nil {
-			return nil, err
-		}
-		return func(context.Context) error { return nil }, nil
-	}
-	if id, ok := strings.CutPrefix(t, x.prefix); ok {
-		if err := x.m.applyNote(id, payload); err != nil {
+	if handled, err := x.replicaMessage(ctx, t, payload); handled {
+		if err != nil {
 			return nil, err
 		}
 		return func(context.Context) error { return nil }, nil
@@ -245,15 +247,8 @@ func (x noteMux) Stage(ctx context.Context, t string, payload []byte, retained b
 // StageNotify is Stage with a callback (mqttack.NotifyingHandler), when
 // the next handler has it.
 func (x noteMux) StageNotify(ctx context.Context, t string, payload []byte, retained bool, done func(error)) error {
-	if courier, owntracks, ok := relayTopic(x.m.Config.TopicPrefix, t); ok {
-		if err := x.applyRelay(ctx, courier, owntracks, payload); err != nil {
-			return err
-		}
-		done(nil)
-		return nil
-	}
-	if id, ok := strings.CutPrefix(t, x.prefix); ok {
-		if err := x.m.applyNote(id, payload); err != nil {
+	if handled, err := x.replicaMessage(ctx, t, payload); handled {
+		if err != nil {
 			return err
 		}
 		done(nil)
