@@ -75,7 +75,8 @@ type Main struct {
 	// purgeHook runs with the hourly retention job (customer data redaction).
 	purgeHook func(ctx context.Context)
 
-	notes notes // newest courier note applied per courier (cluster.go)
+	notes  notes     // newest courier note applied per courier (cluster.go)
+	relays *relayOut // what this replica tells the others, while clustered (cluster.go)
 	// phones holds each courier's phone for the dispatcher lists.
 	phones sync.Map // courier id → phone
 
@@ -202,6 +203,9 @@ func (m *Main) Start(ctx context.Context, ln net.Listener) (err error) {
 			Live: live, LiveFilters: append([]string{notesFilter(cfg.TopicPrefix)}, relayFilters(cfg.TopicPrefix)...), Logger: m.Log.With("component", "mqtt")})
 		if err != nil {
 			return err
+		}
+		if m.clustered() {
+			m.relays = newRelayOut()
 		}
 		m.Log.Info("connected to external MQTT broker", "url", cfg.MQTTURL)
 	}

@@ -1,10 +1,13 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tawsil/tawsil/backend/internal/account"
@@ -130,15 +133,159 @@ func (r relayIngest) HandleOwnTracks(ctx context.Context, courier, device string
 	return nil
 }
 
-// publishRelay sends a relay (best effort: stored already; the other
-// replicas then learn the position from the courier's next report).
-func (m *Main) publishRelay(ctx context.Context, courier, t string, payload []byte) {
-	if m.Bus == nil {
+// publishRelay queues a relay of a stored position for the other replicas.
+// It never waits on the broker (see relayOut): the device's request is
+// answered once its report is stored.
+func (m *Main) publishRelay(_ context.Context, courier, t string, payload []byte) {
+	if m.relays == nil {
 		return
 	}
-	if err := m.Bus.Publish(ctx, t, payload, 1, false); err != nil {
-		m.Log.Warn("HTTP position not relayed to the other replicas", "courier_id", courier, "err", err)
+	m.relays.position(m, relayMsg{courier: courier, topic: t, payload: bytes.Clone(payload)})
+}
+
+// What this replica tells the others (relayed HTTP positions, courier
+// notes) leaves on goroutines of its own, never on the request that made
+// it: paho holds a QoS 1 publish until the broker acknowledges it, and a
+// broker that stops answering keeps the connection up, so a request that
+// published would hang with it (a Traccar Client report unanswered, then
+// sent again, each one more goroutine waiting). Positions are best effort:
+// past relayQueue waiting, or while the broker is away, one is dropped and
+// counted (tawsil_cluster_relays_total), and the other replicas learn the
+// courier's position from its next report. Notes are retained state: the
+// newest per courier waits until it is sent, so the broker's retained copy
+// ends as the newest.
+type relayOut struct {
+	positions chan relayMsg
+
+	mu    sync.Mutex
+	notes map[string]relayMsg // courier -> newest note not yet sent
+	wake  chan struct{}
+
+	warned atomic.Int64 // unix nanoseconds of the last warning (one per relayWarnEvery)
+}
+
+type relayMsg struct {
+	courier, topic string
+	payload        []byte
+}
+
+const (
+	relayQueue     = 1024
+	relayTimeout   = 5 * time.Second  // a position's publish
+	noteTimeout    = 30 * time.Second // a note's publish, retried until sent
+	relayWarnEvery = 10 * time.Second
+)
+
+func newRelayOut() *relayOut {
+	return &relayOut{positions: make(chan relayMsg, relayQueue), notes: map[string]relayMsg{}, wake: make(chan struct{}, 1)}
+}
+
+// position queues r, or drops it when the queue is full.
+func (o *relayOut) position(m *Main, r relayMsg) {
+	select {
+	case o.positions <- r:
+	default:
+		o.count(m, "position", "dropped", errors.New("relay queue full"))
 	}
+}
+
+// note queues r in place of any note of its courier not yet sent.
+func (o *relayOut) note(r relayMsg) {
+	o.mu.Lock()
+	o.notes[r.courier] = r
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (o *relayOut) count(m *Main, kind, outcome string, err error) {
+	if m.Metrics != nil {
+		m.Metrics.ClusterRelays.WithLabelValues(kind, outcome).Inc()
+	}
+	if err == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	if last := o.warned.Load(); now-last >= int64(relayWarnEvery) && o.warned.CompareAndSwap(last, now) {
+		m.Log.Warn("message for the other replicas not sent (tawsil_cluster_relays_total counts them)", "kind", kind, "outcome", outcome, "err", err)
+	}
+}
+
+// sendPositions publishes queued positions until ctx ends.
+func (o *relayOut) sendPositions(ctx context.Context, m *Main) {
+	for {
+		var r relayMsg
+		select {
+		case <-ctx.Done():
+			return
+		case r = <-o.positions:
+		}
+		if !m.Bus.Connected() {
+			o.count(m, "position", "dropped", errors.New("broker unreachable"))
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, relayTimeout)
+		err := m.Bus.Publish(pctx, r.topic, r.payload, 1, false)
+		cancel()
+		if err != nil {
+			o.count(m, "position", "failed", err)
+			continue
+		}
+		o.count(m, "position", "sent", nil)
+	}
+}
+
+// sendNotes publishes queued notes, each until it is sent or a newer note
+// of its courier replaces it; when ctx ends it tries what is left once.
+func (o *relayOut) sendNotes(ctx context.Context, m *Main) {
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			o.flushNotes(fctx, m)
+			cancel()
+			return
+		case <-o.wake:
+		}
+		if !o.flushNotes(ctx, m) {
+			select { // the broker is away: try again in a second
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			select {
+			case o.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// flushNotes publishes the notes waiting and reports whether all were sent.
+func (o *relayOut) flushNotes(ctx context.Context, m *Main) bool {
+	o.mu.Lock()
+	pending := o.notes
+	o.notes = map[string]relayMsg{}
+	o.mu.Unlock()
+	ok := true
+	for courier, r := range pending {
+		pctx, cancel := context.WithTimeout(ctx, noteTimeout)
+		err := m.Bus.Publish(pctx, r.topic, r.payload, 1, true)
+		cancel()
+		if err == nil {
+			o.count(m, "note", "sent", nil)
+			continue
+		}
+		ok = false
+		o.count(m, "note", "failed", err)
+		o.mu.Lock()
+		if _, newer := o.notes[courier]; !newer {
+			o.notes[courier] = r
+		}
+		o.mu.Unlock()
+	}
+	return ok
 }
 
 func noteTopic(prefix, courier string) string { return prefix + "/backend/couriers/" + courier }
@@ -166,10 +313,11 @@ func (n *notes) newer(courier string, at time.Time) bool {
 // clustered reports whether other replicas may be listening.
 func (m *Main) clustered() bool { return m.Broker == nil && m.Config.MQTTGroup != "" }
 
-// announceCourier tells the other replicas about c (best effort: a replica
-// that misses it gets the retained note when it reconnects).
-func (m *Main) announceCourier(ctx context.Context, c account.Courier, at time.Time) {
-	if !m.clustered() || m.Bus == nil {
+// announceCourier tells the other replicas about c, retained (a replica
+// that misses it gets the note when it reconnects), without waiting on
+// the broker (see relayOut).
+func (m *Main) announceCourier(_ context.Context, c account.Courier, at time.Time) {
+	if !m.clustered() || m.relays == nil {
 		return
 	}
 	m.notes.newer(c.ID, at)
@@ -178,9 +326,7 @@ func (m *Main) announceCourier(ctx context.Context, c account.Courier, at time.T
 		m.Log.Error("courier note encode", "err", err)
 		return
 	}
-	if err := m.Bus.Publish(ctx, noteTopic(m.Config.TopicPrefix, c.ID), raw, 1, true); err != nil {
-		m.Log.Warn("courier note not published; other replicas learn of it at their next restart", "courier_id", c.ID, "err", err)
-	}
+	m.relays.note(relayMsg{courier: c.ID, topic: noteTopic(m.Config.TopicPrefix, c.ID), payload: raw})
 }
 
 // applyNote applies another replica's note to the live index.

@@ -24,6 +24,17 @@ func (m *Main) jobs(ctx context.Context) {
 			m.Acks.Run(ctx)
 		}()
 	}
+	if m.relays != nil {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			m.relays.sendPositions(ctx, m)
+		}()
+		go func() {
+			defer wg.Done()
+			m.relays.sendNotes(ctx, m)
+		}()
+	}
 	if m.Webhooks != nil {
 		wg.Add(1)
 		go func() {

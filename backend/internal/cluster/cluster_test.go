@@ -9,7 +9,9 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"sort"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,6 +171,74 @@ func TestCluster(t *testing.T) {
 		r[0].Must(t, 200, "GET", "/v1/couriers/"+u.CourierID+"/track", admin, nil).JSON(t, &track)
 		if len(track.Positions) != 1 {
 			t.Errorf("track holds %d positions, want the one report once", len(track.Positions))
+		}
+
+		// available reports whether courier is among rep's available
+		// couriers near the reports.
+		available := func(rep *Replica, courier string) bool {
+			var out struct {
+				Couriers []struct {
+					ID string `json:"id"`
+				} `json:"couriers"`
+			}
+			rep.Must(t, 200, "GET", fmt.Sprintf("/v1/couriers?near=%f,%f&status=available&limit=50", lat, lng), dispatcher.Token, nil).JSON(t, &out)
+			for _, c := range out.Couriers {
+				if c.ID == courier {
+					return true
+				}
+			}
+			return false
+		}
+		for _, rep := range r {
+			eventually(t, fmt.Sprintf("replica %d has the Traccar courier available", rep.N), 15*time.Second, func() bool { return available(rep, u.CourierID) })
+		}
+
+		// A broker that stops answering (SIGSTOP: its connections stay
+		// up, paho holds every QoS 1 publish) holds up neither a device's
+		// HTTP report nor a shift change: both are answered at once, the
+		// report stored; the shift note reaches the other replicas once
+		// the broker is back.
+		if err := c.Mosq.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		frozen := true
+		thaw := func() {
+			if frozen {
+				frozen = false
+				if err := c.Mosq.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		defer thaw()
+		quick := &http.Client{Timeout: 3 * time.Second}
+		report := fmt.Sprintf("%s/v1/ingest/osmand?id=%s&key=%s&lat=%.6f&lon=%.6f&timestamp=%d&accuracy=5&batt=79", r[2].Base,
+			url.QueryEscape(user), url.QueryEscape(pass), lat+0.0001, lng, time.Now().Unix())
+		res, err := quick.Get(report)
+		if err != nil {
+			t.Fatalf("HTTP report with the broker not answering: %v", err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("HTTP report with the broker not answering = %d, want 200", res.StatusCode)
+		}
+		req, _ := http.NewRequest("POST", r[1].Base+"/v1/me/shift", strings.NewReader(`{"on_duty":false}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+u.Token)
+		if res, err = quick.Do(req); err != nil {
+			t.Fatalf("shift change with the broker not answering: %v", err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("shift change with the broker not answering = %d, want 200", res.StatusCode)
+		}
+		r[0].Must(t, 200, "GET", "/v1/couriers/"+u.CourierID+"/track", admin, nil).JSON(t, &track)
+		if len(track.Positions) != 2 {
+			t.Errorf("track holds %d positions, want the second report stored while the broker was away", len(track.Positions))
+		}
+		thaw()
+		for _, rep := range r {
+			eventually(t, fmt.Sprintf("replica %d sees the courier off shift", rep.N), 40*time.Second, func() bool { return !available(rep, u.CourierID) })
 		}
 	})
 

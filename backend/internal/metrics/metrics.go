@@ -30,6 +30,7 @@ type Metrics struct {
 	OrderEvents      *prometheus.CounterVec // by event name (order.booked, order.offer_expired, ...)
 	Offers           *prometheus.CounterVec // by outcome (made, accepted, declined, expired)
 	Webhooks         *prometheus.CounterVec // by outcome
+	ClusterRelays    *prometheus.CounterVec // messages for the other replicas, by kind (position, note) and outcome (sent, dropped, failed)
 }
 
 // New registers the collectors. liveCouriers reports the live index size.
@@ -77,6 +78,9 @@ func New(liveCouriers func() float64) *Metrics {
 		Webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tawsil_webhook_deliveries_total",
 			Help: "Webhook delivery attempts by outcome."}, []string{"outcome"}),
 	}
+	m.ClusterRelays = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tawsil_cluster_relays_total",
+		Help: "Messages for the other replicas (relayed HTTP positions, courier notes), by kind and outcome."}, []string{"kind", "outcome"})
+	r.MustRegister(m.ClusterRelays)
 	r.MustRegister(m.IngestMessages, m.IngestFixes, m.IngestRejections, m.IngestIgnored, m.HistoryQueue, m.HistoryWritten, m.HistoryFlushErrs,
 		m.HistoryFlushSecs, m.StorageAcks, m.StorageAckBytes, m.StorageAckedFix, m.MQTTDenied, m.HTTPRequests, m.HTTPDuration, m.LiveCouriers, m.Dispatch, m.Webhooks, m.OrderEvents, m.Offers)
 	return m
