@@ -144,8 +144,8 @@ func (m *Main) publishRelay(_ context.Context, courier, t string, payload []byte
 }
 
 // What this replica tells the others (relayed HTTP positions, courier
-// notes) leaves on goroutines of its own, never on the request that made
-// it: paho holds a QoS 1 publish until the broker acknowledges it, and a
+// notes) leaves on goroutines of its own, not on the request that made it:
+// paho holds a QoS 1 publish until the broker acknowledges it, and a
 // broker that stops answering keeps the connection up, so a request that
 // published would hang with it (a Traccar Client report unanswered, then
 // sent again, each one more goroutine waiting). Positions are best effort:
@@ -153,12 +153,14 @@ func (m *Main) publishRelay(_ context.Context, courier, t string, payload []byte
 // counted (tawsil_cluster_relays_total), and the other replicas learn the
 // courier's position from its next report. Notes are retained state: the
 // newest per courier waits until it is sent, so the broker's retained copy
-// ends as the newest.
+// ends as the newest. The request that made a note waits for it up to
+// noteWait: in the common case the other replicas know of a shift before
+// the courier's next fix reaches them, as when the request published it.
 type relayOut struct {
 	positions chan relayMsg
 
 	mu    sync.Mutex
-	notes map[string]relayMsg // courier -> newest note not yet sent
+	notes map[string]*pendingNote // courier -> newest note not yet sent
 	wake  chan struct{}
 
 	warned atomic.Int64 // unix nanoseconds of the last warning (one per relayWarnEvery)
@@ -169,15 +171,23 @@ type relayMsg struct {
 	payload        []byte
 }
 
+// pendingNote is a courier's newest note not yet sent, and the channels to
+// close once it is (those of the notes it replaced too).
+type pendingNote struct {
+	r    relayMsg
+	done []chan struct{}
+}
+
 const (
 	relayQueue     = 1024
 	relayTimeout   = 5 * time.Second  // a position's publish
 	noteTimeout    = 30 * time.Second // a note's publish, retried until sent
+	noteWait       = time.Second      // how long the request that made a note waits for it
 	relayWarnEvery = 10 * time.Second
 )
 
 func newRelayOut() *relayOut {
-	return &relayOut{positions: make(chan relayMsg, relayQueue), notes: map[string]relayMsg{}, wake: make(chan struct{}, 1)}
+	return &relayOut{positions: make(chan relayMsg, relayQueue), notes: map[string]*pendingNote{}, wake: make(chan struct{}, 1)}
 }
 
 // position queues r, or drops it when the queue is full.
@@ -189,15 +199,23 @@ func (o *relayOut) position(m *Main, r relayMsg) {
 	}
 }
 
-// note queues r in place of any note of its courier not yet sent.
-func (o *relayOut) note(r relayMsg) {
+// note queues r in place of any note of its courier not yet sent, and
+// returns a channel closed once r or a newer note of its courier is sent.
+func (o *relayOut) note(r relayMsg) <-chan struct{} {
+	done := make(chan struct{})
 	o.mu.Lock()
-	o.notes[r.courier] = r
+	p := o.notes[r.courier]
+	if p == nil {
+		p = &pendingNote{}
+		o.notes[r.courier] = p
+	}
+	p.r, p.done = r, append(p.done, done)
 	o.mu.Unlock()
 	select {
 	case o.wake <- struct{}{}:
 	default:
 	}
+	return done
 }
 
 func (o *relayOut) count(m *Main, kind, outcome string, err error) {
@@ -266,22 +284,27 @@ func (o *relayOut) sendNotes(ctx context.Context, m *Main) {
 func (o *relayOut) flushNotes(ctx context.Context, m *Main) bool {
 	o.mu.Lock()
 	pending := o.notes
-	o.notes = map[string]relayMsg{}
+	o.notes = map[string]*pendingNote{}
 	o.mu.Unlock()
 	ok := true
-	for courier, r := range pending {
+	for courier, p := range pending {
 		pctx, cancel := context.WithTimeout(ctx, noteTimeout)
-		err := m.Bus.Publish(pctx, r.topic, r.payload, 1, true)
+		err := m.Bus.Publish(pctx, p.r.topic, p.r.payload, 1, true)
 		cancel()
 		if err == nil {
 			o.count(m, "note", "sent", nil)
+			for _, d := range p.done {
+				close(d)
+			}
 			continue
 		}
 		ok = false
 		o.count(m, "note", "failed", err)
 		o.mu.Lock()
-		if _, newer := o.notes[courier]; !newer {
-			o.notes[courier] = r
+		if newer := o.notes[courier]; newer != nil { // it replaces p: its sending answers p's waiters
+			newer.done = append(newer.done, p.done...)
+		} else {
+			o.notes[courier] = p
 		}
 		o.mu.Unlock()
 	}
@@ -314,9 +337,9 @@ func (n *notes) newer(courier string, at time.Time) bool {
 func (m *Main) clustered() bool { return m.Broker == nil && m.Config.MQTTGroup != "" }
 
 // announceCourier tells the other replicas about c, retained (a replica
-// that misses it gets the note when it reconnects), without waiting on
-// the broker (see relayOut).
-func (m *Main) announceCourier(_ context.Context, c account.Courier, at time.Time) {
+// that misses it gets the note when it reconnects), waiting for the
+// broker to take the note up to noteWait or until ctx ends (see relayOut).
+func (m *Main) announceCourier(ctx context.Context, c account.Courier, at time.Time) {
 	if !m.clustered() || m.relays == nil {
 		return
 	}
@@ -326,7 +349,14 @@ func (m *Main) announceCourier(_ context.Context, c account.Courier, at time.Tim
 		m.Log.Error("courier note encode", "err", err)
 		return
 	}
-	m.relays.note(relayMsg{courier: c.ID, topic: noteTopic(m.Config.TopicPrefix, c.ID), payload: raw})
+	sent := m.relays.note(relayMsg{courier: c.ID, topic: noteTopic(m.Config.TopicPrefix, c.ID), payload: raw})
+	wait := time.NewTimer(noteWait)
+	defer wait.Stop()
+	select {
+	case <-sent:
+	case <-wait.C:
+	case <-ctx.Done():
+	}
 }
 
 // applyNote applies another replica's note to the live index.

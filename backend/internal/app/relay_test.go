@@ -22,7 +22,7 @@ type relayBus struct {
 	stuck     bool
 	failing   bool
 	sent      []string // topic=payload
-	onPublish func()
+	onPublish func(topic string)
 }
 
 func (b *relayBus) Publish(ctx context.Context, t string, payload []byte, _ byte, _ bool) error {
@@ -30,7 +30,7 @@ func (b *relayBus) Publish(ctx context.Context, t string, payload []byte, _ byte
 	stuck, failing, hook := b.stuck, b.failing, b.onPublish
 	b.mu.Unlock()
 	if hook != nil {
-		hook()
+		hook(t)
 	}
 	if stuck {
 		<-ctx.Done()
@@ -90,8 +90,19 @@ func TestRelayNotesNewestRetried(t *testing.T) {
 	m := relayMain(b)
 	o := newRelayOut()
 	ctx := context.Background()
+	var sent []<-chan struct{} // of every note queued
 	note := func(courier, v string) {
-		o.note(relayMsg{courier: courier, topic: "n/" + courier, payload: []byte(v)})
+		sent = append(sent, o.note(relayMsg{courier: courier, topic: "n/" + courier, payload: []byte(v)}))
+	}
+	closed := func() (n int) {
+		for _, c := range sent {
+			select {
+			case <-c:
+				n++
+			default:
+			}
+		}
+		return n
 	}
 	note("a", "1")
 	note("a", "2") // replaces 1 before anything is sent
@@ -99,18 +110,21 @@ func TestRelayNotesNewestRetried(t *testing.T) {
 	if o.flushNotes(ctx, m) {
 		t.Fatal("flushNotes reported all sent while the broker refused them")
 	}
+	if n := closed(); n != 0 {
+		t.Errorf("%d notes reported sent while the broker refused them", n)
+	}
 	// While a's note 2 is refused, a newer one arrives: 2 must not come back over it.
 	b.mu.Lock()
-	b.onPublish = func() {
+	b.onPublish = func(topic string) {
+		if topic != "n/a" {
+			return
+		}
 		b.mu.Lock()
 		b.onPublish = nil
 		b.mu.Unlock()
 		note("a", "3")
 	}
 	b.mu.Unlock()
-	o.mu.Lock()
-	delete(o.notes, "b") // a alone this time, so the hook runs during a's publish
-	o.mu.Unlock()
 	if o.flushNotes(ctx, m) {
 		t.Fatal("flushNotes reported all sent while the broker refused them")
 	}
@@ -121,6 +135,9 @@ func TestRelayNotesNewestRetried(t *testing.T) {
 	if !o.flushNotes(ctx, m) {
 		t.Fatal("flushNotes failed with the broker taking everything")
 	}
+	if n := closed(); n != len(sent) {
+		t.Errorf("%d of the %d notes queued reported sent, want all (each replaced by a newer note that was sent)", n, len(sent))
+	}
 	got := map[string]bool{}
 	for _, s := range b.sent {
 		got[s] = true
@@ -128,7 +145,7 @@ func TestRelayNotesNewestRetried(t *testing.T) {
 	if len(b.sent) != 2 || !got["n/a=3"] || !got["n/b=2"] {
 		t.Errorf("sent %q, want the newest note of each courier once: n/a=3 and n/b=2", b.sent)
 	}
-	if n := testutil.ToFloat64(m.Metrics.ClusterRelays.WithLabelValues("note", "failed")); n != 3 {
-		t.Errorf("counted %v failed notes, want 3 (a and b, then a)", n)
+	if n := testutil.ToFloat64(m.Metrics.ClusterRelays.WithLabelValues("note", "failed")); n != 4 {
+		t.Errorf("counted %v failed notes, want 4 (a and b, twice)", n)
 	}
 }
