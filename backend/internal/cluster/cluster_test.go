@@ -211,7 +211,7 @@ func TestCluster(t *testing.T) {
 			}
 		}
 		defer thaw()
-		quick := &http.Client{Timeout: 3 * time.Second}
+		quick := &http.Client{Timeout: 5 * time.Second} // the shift change waits up to noteWait (1 s) for its note; the old code hung until the broker came back
 		report := fmt.Sprintf("%s/v1/ingest/osmand?id=%s&key=%s&lat=%.6f&lon=%.6f&timestamp=%d&accuracy=5&batt=79", r[2].Base,
 			url.QueryEscape(user), url.QueryEscape(pass), lat+0.0001, lng, time.Now().Unix())
 		res, err := quick.Get(report)
