@@ -119,7 +119,7 @@ func (r relayIngest) HandleFixes(ctx context.Context, courier string, fixes []wi
 	if err != nil { // a float JSON cannot hold: HandleFixes refused it already
 		return nil
 	}
-	r.m.publishRelay(ctx, courier, relayPosTopic(r.m.Config.TopicPrefix, courier), raw)
+	r.m.publishRelay(relayPosTopic(r.m.Config.TopicPrefix, courier), raw)
 	return nil
 }
 
@@ -128,19 +128,20 @@ func (r relayIngest) HandleOwnTracks(ctx context.Context, courier, device string
 		return err
 	}
 	if r.m.clustered() {
-		r.m.publishRelay(ctx, courier, relayOwnTracksTopic(r.m.Config.TopicPrefix, courier, device), payload)
+		r.m.publishRelay(relayOwnTracksTopic(r.m.Config.TopicPrefix, courier, device), bytes.Clone(payload)) // the request body: reused after the handler
 	}
 	return nil
 }
 
-// publishRelay queues a relay of a stored position for the other replicas.
-// It never waits on the broker (see relayOut): the device's request is
-// answered once its report is stored.
-func (m *Main) publishRelay(_ context.Context, courier, t string, payload []byte) {
+// publishRelay queues a relay of a stored position for the other replicas
+// (payload is the relay's own: it is sent later). It never waits on the
+// broker (see relayOut): the device's request is answered once its report
+// is stored.
+func (m *Main) publishRelay(t string, payload []byte) {
 	if m.relays == nil {
 		return
 	}
-	m.relays.position(m, relayMsg{courier: courier, topic: t, payload: bytes.Clone(payload)})
+	m.relays.position(m, relayMsg{topic: t, payload: payload})
 }
 
 // What this replica tells the others (relayed HTTP positions, courier
