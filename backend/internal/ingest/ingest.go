@@ -308,7 +308,12 @@ func (p *Pipeline) stage(ctx context.Context, t string, payload []byte, retained
 			p.reject(decodeReason(err), 1)
 			return mqttack.ErrDrop
 		}
-		p.index.SetOnline(courier, s.Online, p.now())
+		// Only a courier the index knows: a state message (a Last Will
+		// when an erasure disconnects the device) must not bring back a
+		// courier just removed, nor make one for an id nobody holds.
+		if _, known := p.index.Get(courier); known {
+			p.index.SetOnline(courier, s.Online, p.now())
+		}
 		done(nil)
 		return nil
 	default: // tasks/config are ours; a device may not publish them (the ACL refuses it too)

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -471,5 +472,32 @@ func TestPlausibleBoundIsExact(t *testing.T) {
 	}
 	if fast < 10_000 { // the bound must take part, or the test proves nothing about it
 		t.Fatalf("the bound settled only %d cases", fast)
+	}
+}
+
+// TestStateOfUnknownCourier: a state message (a Last Will that arrives
+// after the courier's erasure removed it from the index) does not bring the
+// courier back; a known courier's state still counts. A CI run of
+// e2e/TestAuditHardening/erased_courier saw an erased courier served again
+// with no position.
+func TestStateOfUnknownCourier(t *testing.T) {
+	r := newRig(t)
+	state := func(courier string, online bool) {
+		t.Helper()
+		payload, err := json.Marshal(wire.State{V: wire.MessageVersion, Online: online})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.p.HandleMQTT(t.Context(), topic.Courier(topic.DefaultPrefix, courier, topic.State), payload, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state("gone", false)
+	if _, ok := r.index.Get("gone"); ok {
+		t.Error("a state message made a live record for a courier the index does not hold")
+	}
+	state("c1", true)
+	if c, ok := r.index.Get("c1"); !ok || !c.Online {
+		t.Errorf("known courier after an online state: %+v %v, want online", c, ok)
 	}
 }
